@@ -1,0 +1,191 @@
+"""Command line: the daemon, `check-config`, `simulate`, and `--demo`.
+
+Flag names follow Prometheus exporter convention; each has an `LLMCOST_`
+environment variable. Precedence: flag, then environment, then the file,
+then built-in defaults. Any configuration problem exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from exporter.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_mapping,
+    effective_config_dict,
+    load_yaml,
+)
+
+EXIT_CONFIG = 2
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"LLMCOST_{name}") or None
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").lower() in ("1", "true", "yes", "on")
+
+
+def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", default=_env("CONFIG"), help="YAML file [LLMCOST_CONFIG]"
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        default=_env("WEB_LISTEN_ADDRESS"),
+        help="address to serve /metrics on (default 0.0.0.0:9478) [LLMCOST_WEB_LISTEN_ADDRESS]",
+    )
+    parser.add_argument(
+        "--vllm.target",
+        dest="targets",
+        metavar="URL",
+        action="append",
+        default=None,
+        help="vLLM /metrics URL; repeat for several engines "
+        "[LLMCOST_VLLM_TARGETS, comma-separated]",
+    )
+    parser.add_argument(
+        "--collection.interval",
+        dest="interval",
+        metavar="DURATION",
+        default=_env("COLLECTION_INTERVAL"),
+        help="how often to read the engines (default 5s) [LLMCOST_COLLECTION_INTERVAL]",
+    )
+    parser.add_argument(
+        "--state-file",
+        dest="state_file",
+        metavar="FILE",
+        default=_env("STATE_FILE"),
+        help="where learned capacity is kept across restarts [LLMCOST_STATE_FILE]",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=("debug", "info", "warning", "error"),
+        default=_env("LOG_LEVEL"),
+        help="[LLMCOST_LOG_LEVEL]",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=_env_flag("DEMO"),
+        help="run against a built-in simulated node with example prices [LLMCOST_DEMO]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from exporter.simulator.server import add_simulate_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="llm-cost-exporter",
+        description="Prometheus exporter for the live cost of self-hosted LLM inference.",
+    )
+    _daemon_arguments(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check-config", help="validate a configuration file and print the effective settings"
+    )
+    check.add_argument("file", metavar="FILE")
+    simulate = commands.add_parser(
+        "simulate", help="serve vLLM-compatible /metrics pages driven by traffic profiles"
+    )
+    add_simulate_arguments(simulate)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    targets = args.targets
+    if targets is None and _env("VLLM_TARGETS"):
+        targets = [t.strip() for t in _env("VLLM_TARGETS").split(",") if t.strip()]
+    return {
+        "web.listen_address": args.listen_address,
+        "engines": [{"url": t} for t in targets] if targets else None,
+        "collection.interval": args.interval,
+        "state_file": args.state_file,
+        "log_level": args.log_level,
+    }
+
+
+def load_config(path: str | None, overrides: dict[str, object]) -> Config:
+    data = load_yaml(Path(path)) if path else {}
+    return config_from_mapping(apply_overrides(data, overrides))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _check_config(path: str) -> int:
+    from exporter.daemon import resolve_prices
+
+    config = load_config(path, {})
+    resolved_models, default = resolve_prices(config)
+    resolved = {}
+    for entry, prices in [
+        *((config.api_prices.models[m], resolved_models[m]) for m in resolved_models),
+        *([(config.api_prices.default, default)] if default else []),
+    ]:
+        if entry.catalog:
+            resolved[entry.catalog] = prices
+    print(f"# {path}: valid. Effective configuration:")
+    print(yaml.safe_dump(effective_config_dict(config, resolved), sort_keys=False), end="")
+    return 0
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from exporter.daemon import resolve_prices, serve
+
+    if args.demo:
+        from exporter.demo import run_demo
+
+        if args.config:
+            raise ConfigError("--demo: runs its own built-in node; do not combine with --config")
+        return run_demo(args.listen_address, args.log_level)
+    config = load_config(args.config, _overrides(args))
+    _setup_logging(config.log_level)
+    model_prices, default = resolve_prices(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, model_prices, default))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.file)
+        if args.command == "simulate":
+            from exporter.simulator.server import run_simulate
+
+            return run_simulate(args)
+        return _run_daemon(args)
+    except ConfigError as error:
+        print(f"llm-cost-exporter: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SystemExit as error:
+        if isinstance(error.code, str):
+            print(f"llm-cost-exporter: {error.code}", file=sys.stderr)
+            return EXIT_CONFIG
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""Configuration: one YAML file, validated at start with errors that name the field.
+
+Every problem raises ConfigError whose message is one line: the dotted path of
+the field (and the file line where YAML reports one) and what is wrong. The
+CLI prints it and exits 2; nothing here ever lets a traceback reach the user.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from exporter.costmodel import ApiPrices
+
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
+DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"
+DEFAULT_WINDOWS = ("5m", "1h")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message is the one line shown to the user."""
+
+
+@dataclass(frozen=True)
+class GpuGroup:
+    model: str
+    count: int
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    gpus: tuple[GpuGroup, ...] = ()
+    gpu_prices_per_hour: Mapping[str, float] = field(default_factory=dict)
+    node_extra_per_hour: float = 0.0
+    overhead_ratio: float = 0.3
+    fixed_per_month: float = 0.0
+
+    @property
+    def gpu_per_hour(self) -> float:
+        return sum(self.gpu_prices_per_hour[g.model] * g.count for g in self.gpus)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """An API price given by hand, or a `provider/model` catalog reference."""
+
+    prices: ApiPrices | None = None
+    catalog: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiPriceConfig:
+    default: ModelPrice | None = None
+    models: Mapping[str, ModelPrice] = field(default_factory=dict)
+
+    def catalog_refs(self) -> list[str]:
+        entries = [self.default, *self.models.values()]
+        return sorted({e.catalog for e in entries if e is not None and e.catalog})
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    tokens_per_second: float | None = None
+    learn: bool = True
+    learn_window: float = 300.0
+
+
+@dataclass(frozen=True)
+class Projection:
+    utilization: float | None = None
+    tokens_per_month: float | None = None
+    cost_per_million_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    cost: CostConfig
+    api_prices: ApiPriceConfig
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    engines: tuple[str, ...] = (DEFAULT_ENGINE_URL,)
+    interval: float = 5.0
+    timeout: float = 3.0
+    max_page_bytes: int = 16 * 1024 * 1024
+    currency: str = "USD"
+    capacity: CapacityConfig = CapacityConfig()
+    projection: Projection = Projection()
+    windows: tuple[str, ...] = DEFAULT_WINDOWS
+    state_file: str | None = None
+    log_level: str = "info"
+
+    def window_seconds(self) -> dict[str, float]:
+        return {name: parse_duration(name, "windows") for name in self.windows}
+
+
+# --- scalar validators -------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from `30s`, `5m`, `1h`, `1d` or a plain number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value).strip())
+        if not match:
+            raise ConfigError(f"{where}: {value!r} is not a duration (e.g. 5s, 1m, 1h)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not seconds > 0 or math.isinf(seconds):
+        raise ConfigError(f"{where}: duration must be positive, got {value!r}")
+    return seconds
+
+
+def _number(value: Any, where: str, minimum: float = 0.0, maximum: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: must be a number, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or not minimum <= number <= maximum:
+        bound = f"between {minimum:g} and {maximum:g}" if maximum < math.inf else f">= {minimum:g}"
+        raise ConfigError(f"{where}: must be {bound}, got {value!r}")
+    return number
+
+
+def _size(value: Any, where: str) -> int:
+    match = _SIZE_RE.match(str(value).strip())
+    if isinstance(value, bool) or not match:
+        raise ConfigError(f"{where}: {value!r} is not a size (e.g. 16MiB)")
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size <= 0:
+        raise ConfigError(f"{where}: must be positive, got {value!r}")
+    return size
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _listen_address(value: Any, where: str) -> str:
+    text = _text(value, where)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {text!r} is not HOST:PORT")
+    return text
+
+
+def _engine_url(value: Any, where: str) -> str:
+    text = _text(value, where)
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ConfigError(f"{where}: {text!r} is not an http(s) URL")
+    return text
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _only_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            path = f"{where}.{key}" if where else str(key)
+            raise ConfigError(f"{path}: unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _optional(data: Mapping[str, Any], key: str, convert: Callable[[Any, str], T], where: str):
+    if data.get(key) is None:
+        return None
+    return convert(data[key], f"{where}.{key}" if where else key)
+
+
+# --- sections -----------------------------------------------------------------
+
+
+def _cost(data: Any) -> CostConfig:
+    where = "cost"
+    if data is None:
+        raise ConfigError("cost: missing; give the node's GPUs and their hourly prices")
+    section = _mapping(data, where)
+    _only_keys(
+        section,
+        {"gpus", "gpu_prices_per_hour", "node_extra_per_hour", "overhead_ratio", "fixed_per_month"},
+        where,
+    )
+    prices = {
+        _text(name, f"{where}.gpu_prices_per_hour"): _number(
+            price, f"{where}.gpu_prices_per_hour.{name}"
+        )
+        for name, price in _mapping(section.get("gpu_prices_per_hour"), where).items()
+    }
+    raw_gpus = section.get("gpus") or []
+    if not isinstance(raw_gpus, list):
+        raise ConfigError(f"{where}.gpus: must be a list of {{model, count}}")
+    gpus = []
+    for index, entry in enumerate(raw_gpus):
+        at = f"{where}.gpus[{index}]"
+        entry = _mapping(entry, at)
+        _only_keys(entry, {"model", "count"}, at)
+        model = _text(entry.get("model"), f"{at}.model")
+        count = _number(entry.get("count", 1), f"{at}.count", minimum=1)
+        if count != int(count):
+            raise ConfigError(f"{at}.count: must be a whole number, got {entry.get('count')!r}")
+        if model not in prices:
+            raise ConfigError(
+                f"{where}.gpu_prices_per_hour.{model}: no hourly price for GPU model {model!r}"
+            )
+        gpus.append(GpuGroup(model, int(count)))
+    cost = CostConfig(
+        gpus=tuple(gpus),
+        gpu_prices_per_hour=prices,
+        node_extra_per_hour=_optional(section, "node_extra_per_hour", _number, where) or 0.0,
+        overhead_ratio=_number(
+            section.get("overhead_ratio", 0.3), f"{where}.overhead_ratio", 0, 10
+        ),
+        fixed_per_month=_optional(section, "fixed_per_month", _number, where) or 0.0,
+    )
+    if cost.gpu_per_hour + cost.node_extra_per_hour <= 0:
+        raise ConfigError(
+            "cost.gpus: no hourly cost configured; list the node's GPUs with a price "
+            "(or node_extra_per_hour for a CPU-only node)"
+        )
+    return cost
+
+
+def _model_price(data: Any, where: str) -> ModelPrice:
+    if isinstance(data, str):
+        data = {"catalog": data}
+    entry = _mapping(data, where)
+    _only_keys(entry, {"catalog", "input", "cached_input", "output"}, where)
+    if entry.get("catalog") is not None:
+        if set(entry) - {"catalog"}:
+            raise ConfigError(f"{where}: give either catalog or input/output prices, not both")
+        ref = _text(entry["catalog"], f"{where}.catalog")
+        if ref.count("/") != 1 or not all(ref.split("/")):
+            raise ConfigError(f"{where}.catalog: {ref!r} is not provider/model")
+        return ModelPrice(catalog=ref)
+    for key in ("input", "output"):
+        if entry.get(key) is None:
+            raise ConfigError(f"{where}.{key}: missing API price per 1M tokens")
+    price_in = _number(entry["input"], f"{where}.input")
+    cached = entry.get("cached_input")
+    return ModelPrice(
+        prices=ApiPrices(
+            input=price_in,
+            cached_input=price_in if cached is None else _number(cached, f"{where}.cached_input"),
+            output=_number(entry["output"], f"{where}.output"),
+        )
+    )
+
+
+def _api_prices(data: Any) -> ApiPriceConfig:
+    where = "api_prices"
+    if data is None:
+        raise ConfigError(
+            "api_prices: missing; give the API prices to compare with (default or per model)"
+        )
+    section = _mapping(data, where)
+    _only_keys(section, {"default", "models"}, where)
+    models = {
+        str(name): _model_price(entry, f"{where}.models.{name}")
+        for name, entry in _mapping(section.get("models"), f"{where}.models").items()
+    }
+    default = _optional(section, "default", _model_price, where)
+    if default is None and not models:
+        raise ConfigError(f"{where}: no prices; set {where}.default or {where}.models")
+    return ApiPriceConfig(default=default, models=models)
+
+
+def _capacity(data: Any) -> CapacityConfig:
+    where = "capacity"
+    section = _mapping(data, where)
+    _only_keys(section, {"tokens_per_second", "learn", "learn_window"}, where)
+    learn = section.get("learn", True)
+    if not isinstance(learn, bool):
+        raise ConfigError(f"{where}.learn: must be true or false, got {learn!r}")
+    tps = _optional(section, "tokens_per_second", _number, where)
+    if tps is not None and tps <= 0:
+        raise ConfigError(f"{where}.tokens_per_second: must be > 0, got {tps!r}")
+    return CapacityConfig(
+        tokens_per_second=tps,
+        learn=learn,
+        learn_window=parse_duration(section.get("learn_window", "5m"), f"{where}.learn_window"),
+    )
+
+
+def _projection(data: Any) -> Projection:
+    where = "projection"
+    section = _mapping(data, where)
+    _only_keys(section, {"utilization", "tokens_per_month", "cost_per_million_tokens"}, where)
+    return Projection(
+        utilization=_optional(section, "utilization", lambda v, w: _number(v, w, 0.0, 1.0), where),
+        tokens_per_month=_optional(section, "tokens_per_month", _number, where),
+        cost_per_million_tokens=_optional(section, "cost_per_million_tokens", _number, where),
+    )
+
+
+def _engines(data: Any) -> tuple[str, ...]:
+    if data is None:
+        return (DEFAULT_ENGINE_URL,)
+    if not isinstance(data, list) or not data:
+        raise ConfigError("engines: must be a non-empty list of {url: ...}")
+    urls = []
+    for index, entry in enumerate(data):
+        at = f"engines[{index}]"
+        if isinstance(entry, str):
+            entry = {"url": entry}
+        entry = _mapping(entry, at)
+        _only_keys(entry, {"url"}, at)
+        url = _engine_url(entry.get("url"), f"{at}.url")
+        if url in urls:
+            raise ConfigError(f"{at}.url: {url} is listed twice")
+        urls.append(url)
+    return tuple(urls)
+
+
+def _windows(data: Any) -> tuple[str, ...]:
+    if data is None:
+        return DEFAULT_WINDOWS
+    if not isinstance(data, list) or not data:
+        raise ConfigError("windows: must be a non-empty list of durations like 5m, 1h")
+    names = tuple(str(w).strip() for w in data)
+    for index, name in enumerate(names):
+        if not _DURATION_RE.match(name):
+            raise ConfigError(f"windows[{index}]: {name!r} is not a duration like 5m or 1h")
+    return names
+
+
+TOP_LEVEL = {
+    "currency",
+    "web",
+    "collection",
+    "engines",
+    "cost",
+    "api_prices",
+    "capacity",
+    "projection",
+    "windows",
+    "state_file",
+    "log_level",
+}
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> Config:
+    """Validate a parsed YAML document into a Config."""
+    data = _mapping(data, "(top level)")
+    _only_keys(data, TOP_LEVEL, "")
+    web = _mapping(data.get("web"), "web")
+    _only_keys(web, {"listen_address"}, "web")
+    collection = _mapping(data.get("collection"), "collection")
+    _only_keys(collection, {"interval", "timeout", "max_page_bytes"}, "collection")
+    interval = parse_duration(collection.get("interval", "5s"), "collection.interval")
+    timeout = parse_duration(
+        collection.get("timeout", min(3.0, interval * 0.8)), "collection.timeout"
+    )
+    if timeout >= interval:
+        raise ConfigError(
+            f"collection.timeout: {timeout:g}s must be shorter than collection.interval "
+            f"({interval:g}s), or a slow engine would delay every cycle"
+        )
+    currency = _text(data.get("currency", "USD"), "currency").upper()
+    if not re.match(r"^[A-Z]{3}$", currency):
+        raise ConfigError(f"currency: {currency!r} is not an ISO 4217 code like USD or EUR")
+    log_level = _text(data.get("log_level", "info"), "log_level").lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level: must be debug, info, warning or error, got {log_level!r}")
+    return Config(
+        cost=_cost(data.get("cost")),
+        api_prices=_api_prices(data.get("api_prices")),
+        listen_address=_listen_address(
+            web.get("listen_address", DEFAULT_LISTEN_ADDRESS), "web.listen_address"
+        ),
+        engines=_engines(data.get("engines")),
+        interval=interval,
+        timeout=timeout,
+        max_page_bytes=_size(
+            collection.get("max_page_bytes", "16MiB"), "collection.max_page_bytes"
+        ),
+        currency=currency,
+        capacity=_capacity(data.get("capacity")),
+        projection=_projection(data.get("projection")),
+        windows=_windows(data.get("windows")),
+        state_file=_optional(data, "state_file", _text, ""),
+        log_level=log_level,
+    )
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML file; errors name the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{line}: invalid YAML: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge flag/environment overrides (dotted keys) into the file's settings."""
+    merged = dict(data)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = merged
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[leaf] = value
+    return merged
+
+
+def effective_config_dict(config: Config, resolved: Mapping[str, ApiPrices]) -> dict[str, Any]:
+    """The configuration as the exporter will run it, for `check-config`."""
+
+    def price(entry: ModelPrice) -> dict[str, Any]:
+        prices = entry.prices or resolved[entry.catalog or ""]
+        out: dict[str, Any] = {"catalog": entry.catalog} if entry.catalog else {}
+        out.update(input=prices.input, cached_input=prices.cached_input, output=prices.output)
+        return out
+
+    return {
+        "currency": config.currency,
+        "web": {"listen_address": config.listen_address},
+        "collection": {
+            "interval": f"{config.interval:g}s",
+            "timeout": f"{config.timeout:g}s",
+            "max_page_bytes": config.max_page_bytes,
+        },
+        "engines": [{"url": url} for url in config.engines],
+        "cost": {
+            "gpus": [{"model": g.model, "count": g.count} for g in config.cost.gpus],
+            "gpu_prices_per_hour": dict(config.cost.gpu_prices_per_hour),
+            "node_extra_per_hour": config.cost.node_extra_per_hour,
+            "overhead_ratio": config.cost.overhead_ratio,
+            "fixed_per_month": config.cost.fixed_per_month,
+        },
+        "api_prices": {
+            **({"default": price(config.api_prices.default)} if config.api_prices.default else {}),
+            "models": {name: price(p) for name, p in config.api_prices.models.items()},
+        },
+        "capacity": {
+            "tokens_per_second": config.capacity.tokens_per_second,
+            "learn": config.capacity.learn,
+            "learn_window": f"{config.capacity.learn_window:g}s",
+        },
+        "projection": {
+            "utilization": config.projection.utilization,
+            "tokens_per_month": config.projection.tokens_per_month,
+            "cost_per_million_tokens": config.projection.cost_per_million_tokens,
+        },
+        "windows": list(config.windows),
+        "state_file": config.state_file,
+        "log_level": config.log_level,
+    }

@@ -1,0 +1,108 @@
+"""The cost model: pure functions of prices, token counts and elapsed time.
+
+No I/O and no clock: every figure the exporter shows is one of these
+functions applied to counter deltas, so the money math can be tested against
+hand calculations and published figures on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MILLION = 1_000_000
+SECONDS_PER_HOUR = 3600.0
+HOURS_PER_MONTH = 730.0
+
+TOKEN_KINDS = ("prompt", "cached_prompt", "generation")
+"""Disjoint kinds: `prompt` is prompt tokens computed (not served from the
+prefix cache), `cached_prompt` those served from it. Their sum with
+`generation` is every token the node served."""
+
+COST_COMPONENTS = ("gpu", "node_extra", "overhead", "fixed")
+
+
+@dataclass(frozen=True)
+class ApiPrices:
+    """What the API the team would otherwise use charges, per 1M tokens."""
+
+    input: float
+    cached_input: float
+    output: float
+
+    def for_kind(self, kind: str) -> float:
+        return {"prompt": self.input, "cached_prompt": self.cached_input}.get(kind, self.output)
+
+
+def hourly_cost_by_component(
+    gpu_per_hour: float, node_extra_per_hour: float, overhead_ratio: float, fixed_per_month: float
+) -> dict[str, float]:
+    """Split the loaded hourly cost H = H_c·(1+o) + F/730 into its components."""
+    compute = gpu_per_hour + node_extra_per_hour
+    return {
+        "gpu": gpu_per_hour,
+        "node_extra": node_extra_per_hour,
+        "overhead": compute * overhead_ratio,
+        "fixed": fixed_per_month / HOURS_PER_MONTH,
+    }
+
+
+def accrued_cost(hourly_cost: float, seconds: float) -> float:
+    """Spend over wall time: idle GPUs cost the same as busy ones."""
+    return hourly_cost * seconds / SECONDS_PER_HOUR
+
+
+def api_equivalent_cost(tokens_by_kind: Mapping[str, float], prices: ApiPrices) -> float:
+    """What the same tokens would have cost on the API."""
+    return sum(count * prices.for_kind(kind) for kind, count in tokens_by_kind.items()) / MILLION
+
+
+def cost_per_million(cost: float, tokens: float) -> float:
+    """Cost per 1M tokens; +Inf when money was spent and no token was served."""
+    if tokens > 0:
+        return cost / tokens * MILLION
+    return math.inf if cost > 0 else math.nan
+
+
+def cost_ratio(spend: float, api_equivalent: float) -> float:
+    """Self-hosted spend over API-equivalent cost: below 1 self-hosting wins."""
+    if api_equivalent > 0:
+        return spend / api_equivalent
+    return math.inf if spend > 0 else math.nan
+
+
+def throughput_utilization(
+    tokens: float, seconds: float, capacity_tokens_per_second: float
+) -> float:
+    """Tokens served per second against what the node serves at 100% load."""
+    if seconds <= 0 or capacity_tokens_per_second <= 0:
+        return math.nan
+    return tokens / seconds / capacity_tokens_per_second
+
+
+def breakeven_utilization(
+    hourly_cost: float, capacity_tokens_per_second: float, api_cost_per_million: float
+) -> float:
+    """Utilization at which the node's spend equals the API bill for the same traffic.
+
+    Spend is fixed per hour while the API bill scales with traffic, so
+    u* = H / (capacity·3600·p̄/1e6) where p̄ is the blended API price of the
+    observed token mix. This equals u × cost ratio for any window with
+    traffic, and stays defined for a window without any. Above 1 the node
+    can never beat the API.
+    """
+    api_per_hour_at_full_load = (
+        capacity_tokens_per_second * SECONDS_PER_HOUR * api_cost_per_million / MILLION
+    )
+    if api_per_hour_at_full_load <= 0:
+        return math.inf if hourly_cost > 0 else math.nan
+    return hourly_cost / api_per_hour_at_full_load
+
+
+def cost_per_million_at_utilization(
+    hourly_cost: float, capacity_tokens_per_second: float, utilization: float
+) -> float:
+    """Cost per 1M tokens if the node ran at `utilization` of its capacity."""
+    tokens_per_hour = capacity_tokens_per_second * utilization * SECONDS_PER_HOUR
+    return cost_per_million(hourly_cost, tokens_per_hour)

@@ -1,0 +1,80 @@
+"""Assembling and running the daemon from a validated configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import aiohttp
+from aiohttp import web
+
+from collectors.vllm import VllmCollector
+from exporter.config import Config
+from exporter.costmodel import ApiPrices
+from exporter.loop import CollectionLoop
+from exporter.node import NodeState
+from exporter.price_catalog import resolve_catalog_prices
+from exporter.server import build_app, split_listen_address
+
+log = logging.getLogger("llm-cost-exporter")
+
+
+def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | None]:
+    """Per-model and default API prices, catalog references resolved."""
+    resolved = resolve_catalog_prices(config.api_prices.catalog_refs(), config.currency)
+
+    def lookup(entry) -> ApiPrices:
+        return entry.prices or resolved[entry.catalog]
+
+    models = {name: lookup(entry) for name, entry in config.api_prices.models.items()}
+    default = lookup(config.api_prices.default) if config.api_prices.default else None
+    return models, default
+
+
+async def serve(config: Config, model_prices, default_price) -> None:
+    """Run collection and HTTP serving until cancelled or signalled."""
+    state = NodeState(config, model_prices, default_price)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
+    connector = aiohttp.TCPConnector(limit_per_host=2)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        collectors = [
+            VllmCollector(url, session, config.timeout, config.max_page_bytes)
+            for url in config.engines
+        ]
+        loop = CollectionLoop(state, collectors, config.interval)
+        await loop.run_once()
+        runner = web.AppRunner(build_app(loop), access_log=None)
+        await runner.setup()
+        host, port = split_listen_address(config.listen_address)
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise SystemExit(
+                f"web.listen_address: cannot listen on {config.listen_address}: "
+                f"{error.strerror or error}"
+            ) from None
+        log.info(
+            "listening on %s, watching %d engine(s) every %gs, node cost %.4f %s/h",
+            config.listen_address,
+            len(collectors),
+            config.interval,
+            state.hourly_total,
+            config.currency,
+        )
+        task = asyncio.ensure_future(loop.run_forever())
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await runner.cleanup()
+            log.info("stopped")

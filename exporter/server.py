@@ -1,0 +1,48 @@
+"""The HTTP side: `/metrics`, `/healthz` and the landing page.
+
+Handlers only read what the collection loop left in memory: a scrape never
+triggers I/O, so it stays fast under many concurrent scrapers and cannot be
+slowed by a sick engine.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from exporter.landing import render_landing
+from exporter.loop import CollectionLoop
+
+LOOP_KEY = web.AppKey("loop", CollectionLoop)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    page = request.app[LOOP_KEY].page
+    return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    if request.app[LOOP_KEY].healthy():
+        return web.Response(text="ok\n")
+    return web.Response(status=503, text="collection loop stalled\n")
+
+
+async def _landing(request: web.Request) -> web.Response:
+    loop = request.app[LOOP_KEY]
+    return web.Response(
+        text=render_landing(loop.state, loop.healthy()), content_type="text/html", charset="utf-8"
+    )
+
+
+def build_app(loop: CollectionLoop) -> web.Application:
+    app = web.Application()
+    app[LOOP_KEY] = loop
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/", _landing)
+    return app
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)

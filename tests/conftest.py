@@ -1,0 +1,36 @@
+"""Shared test helpers: fixture pages and a minimal valid configuration."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures" / "vllm"
+sys.path.insert(0, str(TESTS))
+
+
+def fixture_page(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def minimal_config_dict(**overrides: Any) -> dict[str, Any]:
+    """A valid configuration: one A100 at $3.20/h against a $0.80/$4.00 API."""
+    data: dict[str, Any] = {
+        "cost": {
+            "gpus": [{"model": "A100-80GB", "count": 1}],
+            "gpu_prices_per_hour": {"A100-80GB": 3.20},
+            "overhead_ratio": 0.0,
+        },
+        "api_prices": {"default": {"input": 0.80, "cached_input": 0.08, "output": 4.00}},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def config_dict() -> dict[str, Any]:
+    return minimal_config_dict()

@@ -1,0 +1,387 @@
+"""Run a real ``prometheus`` binary for end-to-end tests.
+
+Mocks of Prometheus cannot tell us whether our metric names, label sets, rules
+and alerts actually work, so these tests scrape through the real server and
+read results back over its HTTP API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .ports import free_port, wait_http_ok
+
+DEBIAN_PACKAGE = "prometheus"
+_PORT_RETRIES = 3
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus failed to start or an API call did not succeed."""
+
+
+def find_prometheus_binary() -> str:
+    """Locate the binary via ``PROMETHEUS_BIN`` or ``PATH``, or explain how to get it."""
+    override = os.environ.get("PROMETHEUS_BIN")
+    if override:
+        if os.path.isfile(override) and os.access(override, os.X_OK):
+            return override
+        raise RuntimeError(f"PROMETHEUS_BIN={override!r} is not an executable file")
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    raise RuntimeError(
+        "The 'prometheus' binary was not found on PATH. Install the Debian package "
+        f"'{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE}), run "
+        "'bash tests/install-test-deps.sh', or point PROMETHEUS_BIN at a binary."
+    )
+
+
+def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
+    """Last-resort cleanup so an abandoned server never outlives the test run."""
+    if proc.poll() is None:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+class PrometheusServer:
+    """A throwaway Prometheus scraping ``targets`` (``host:port``) on 127.0.0.1.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Everything
+    (config, TSDB, log) lives in one temporary directory that is removed on a
+    clean stop unless ``keep_workdir`` is set or ``workdir`` was supplied.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        scrape_interval: str = "1s",
+        metrics_path: str = "/metrics",
+        extra_rule_files: Sequence[Path] = (),
+        *,
+        job_name: str = "realparts",
+        evaluation_interval: str | None = None,
+        scrape_timeout: str | None = None,
+        extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+        workdir: Path | None = None,
+        keep_workdir: bool = False,
+        startup_timeout: float = 30.0,
+        binary: str | None = None,
+    ) -> None:
+        self.targets = list(targets)
+        self.scrape_interval = scrape_interval
+        self.metrics_path = metrics_path
+        self.extra_rule_files = [Path(p).resolve() for p in extra_rule_files]
+        self.job_name = job_name
+        self.evaluation_interval = evaluation_interval or scrape_interval
+        self.scrape_timeout = scrape_timeout
+        self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
+        self.startup_timeout = startup_timeout
+        self._binary = binary
+        self._own_workdir = workdir is None
+        self._keep_workdir = keep_workdir or workdir is not None
+        self._workdir: Path | None = Path(workdir) if workdir is not None else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+        self._finalizer: weakref.finalize | None = None
+        self.port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def workdir(self) -> Path:
+        """Directory holding ``prometheus.yml``, ``prometheus.log`` and ``data/``."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="llmcost-prometheus-"))
+        return self._workdir
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "prometheus.yml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "prometheus.log"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234``."""
+        if self.port is None:
+            raise PrometheusError("Prometheus is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def config(self) -> dict[str, Any]:
+        """The configuration that will be written, handy for debugging failures."""
+        global_cfg: dict[str, Any] = {
+            "scrape_interval": self.scrape_interval,
+            "evaluation_interval": self.evaluation_interval,
+        }
+        if self.scrape_timeout is not None:
+            global_cfg["scrape_timeout"] = self.scrape_timeout
+        scrape_configs: list[dict[str, Any]] = [
+            {
+                "job_name": self.job_name,
+                "metrics_path": self.metrics_path,
+                "static_configs": [{"targets": self.targets}],
+            }
+        ]
+        scrape_configs.extend(self.extra_scrape_configs)
+        return {
+            "global": global_cfg,
+            "rule_files": [str(p) for p in self.extra_rule_files],
+            "scrape_configs": scrape_configs,
+        }
+
+    def start(self) -> PrometheusServer:
+        """Write the config, launch the binary and block until ``/-/ready``."""
+        if self.running:
+            return self
+        binary = self._binary or find_prometheus_binary()
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        # JSON is valid YAML, which keeps this helper free of a YAML dependency.
+        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
+
+        for attempt in range(1, _PORT_RETRIES + 1):
+            self._launch(binary)
+            try:
+                wait_http_ok(
+                    f"{self.url}/-/ready", timeout=self.startup_timeout, check=self._check_alive
+                )
+                return self
+            except (PrometheusError, TimeoutError) as exc:
+                port_taken = "address already in use" in self.log_tail(200).lower()
+                self._terminate()
+                if port_taken and attempt < _PORT_RETRIES:
+                    continue
+                raise PrometheusError(
+                    f"Prometheus did not become ready on {self.url}: {exc}\n"
+                    f"config: {self.config_path}\n{self._log_section()}"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _launch(self, binary: str) -> None:
+        self.port = free_port()
+        cmd = [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _terminate
+        self._log_file.write(f"$ {' '.join(cmd)}\n".encode())
+        self._log_file.flush()
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        self._finalizer = weakref.finalize(self, _kill_quietly, self._proc)
+
+    def _check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise PrometheusError(f"prometheus exited early with code {self._proc.returncode}")
+
+    def _terminate(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            if self._finalizer is not None:
+                self._finalizer.detach()
+                self._finalizer = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate (SIGTERM, then SIGKILL after ``timeout``) and clean up. Idempotent."""
+        self._terminate(timeout)
+        if self._own_workdir and not self._keep_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- diagnostics -------------------------------------------------------
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Last ``lines`` lines of the server's combined stdout/stderr."""
+        if self._workdir is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_errors(self, limit: int = 10) -> list[str]:
+        """Error-level log lines; the root cause often scrolls out of the tail."""
+        if self._workdir is None or not self.log_path.exists():
+            return []
+        text = self.log_path.read_text(errors="replace")
+        return [line for line in text.splitlines() if "level=error" in line][:limit]
+
+    def _log_section(self, lines: int = 30) -> str:
+        parts = []
+        errors = self.log_errors()
+        if errors:
+            parts.append("--- prometheus errors ---\n" + "\n".join(errors))
+        parts.append(f"--- prometheus log tail ({self.log_path}) ---\n{self.log_tail(lines)}")
+        return "\n".join(parts)
+
+    # -- HTTP API ----------------------------------------------------------
+
+    def _api(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """Call ``/api/v1/<path>`` and return ``data``, raising unless status is success."""
+        url = f"{self.url}/api/v1/{path}"
+        body = urllib.parse.urlencode(params).encode() if params else None
+        req = urllib.request.Request(url, data=body)  # POST when there are params
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                payload = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read().decode(errors="replace")
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                raise PrometheusError(
+                    f"{path} {dict(params or {})}: HTTP {exc.code}: {raw[:500]}\n"
+                    f"{self._log_section()}"
+                ) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise PrometheusError(
+                f"{path}: cannot reach Prometheus at {self.url}: {exc}\n{self._log_section()}"
+            ) from exc
+        if payload.get("status") != "success":
+            raise PrometheusError(
+                f"{path} {dict(params or {})}: {payload.get('errorType')}: "
+                f"{payload.get('error')}\n{self._log_section()}"
+            )
+        return payload.get("data")
+
+    def query(self, expr: str, time: float | None = None) -> list[dict[str, Any]]:
+        """Instant query; returns the result vector (``[{"metric": ..., "value": [t, "v"]}]``).
+
+        Scalar and string results are wrapped as a single sample with empty
+        labels so callers always get a list.
+        """
+        params = {"query": expr}
+        if time is not None:
+            params["time"] = repr(float(time))
+        data = self._api("query", params)
+        result = data.get("result")
+        if data.get("resultType") in ("scalar", "string"):
+            return [{"metric": {}, "value": result}]
+        return list(result or [])
+
+    def query_scalar(self, expr: str, time: float | None = None) -> float | None:
+        """Value of the first sample as float (NaN/Inf preserved), ``None`` if empty."""
+        result = self.query(expr, time)
+        if not result:
+            return None
+        return float(result[0]["value"][1])
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float | str = 1.0
+    ) -> list[dict[str, Any]]:
+        """Range query; returns the matrix (``[{"metric": ..., "values": [[t, "v"], ...]}]``)."""
+        params = {
+            "query": expr,
+            "start": repr(float(start)),
+            "end": repr(float(end)),
+            "step": step if isinstance(step, str) else repr(float(step)),
+        }
+        return list(self._api("query_range", params).get("result") or [])
+
+    def wait_for(
+        self,
+        expr: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] | None = None,
+        timeout: float = 10.0,
+        interval: float = 0.25,
+    ) -> list[dict[str, Any]]:
+        """Poll ``expr`` until ``predicate(result)`` holds (default: non-empty result).
+
+        Query errors (e.g. a bad expression) raise immediately since retrying
+        cannot fix them.
+        """
+        check = predicate or bool
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            result = self.query(expr)
+            if check(result):
+                return result
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{expr!r} did not satisfy the predicate within {timeout:g}s; "
+                    f"last result: {json.dumps(result)[:1000]}\n{self._log_section(15)}"
+                )
+            time.sleep(interval)
+
+    def wait_for_scalar(
+        self,
+        expr: str,
+        predicate: Callable[[float], bool],
+        timeout: float = 10.0,
+        interval: float = 0.25,
+    ) -> float:
+        """Poll until the first sample of ``expr`` exists and ``predicate(value)`` holds."""
+        result = self.wait_for(
+            expr,
+            lambda r: bool(r) and predicate(float(r[0]["value"][1])),
+            timeout=timeout,
+            interval=interval,
+        )
+        return float(result[0]["value"][1])
+
+    def targets_health(self) -> list[dict[str, Any]]:
+        """Active targets from ``/api/v1/targets`` (``scrapeUrl``, ``health``, ``lastError``...)."""
+        data = self._api("targets?state=active")
+        return list(data.get("activeTargets") or [])
+
+    def wait_until_scraped(self, timeout: float = 10.0, interval: float = 0.2) -> list[dict]:
+        """Block until every active target has been scraped at least once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            targets = self.targets_health()
+            if targets and all(t.get("health") in ("up", "down") for t in targets):
+                return targets
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"targets not scraped within {timeout:g}s: {json.dumps(targets)[:1000]}\n"
+                    f"{self._log_section(15)}"
+                )
+            time.sleep(interval)

@@ -1,0 +1,169 @@
+"""Counters through engine restarts, spend accrual and windowed figures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import minimal_config_dict
+
+from collectors.vllm import EngineReading
+from exporter.config import config_from_mapping
+from exporter.costmodel import ApiPrices
+from exporter.counters import EngineCounters, split_prompt_tokens
+from exporter.node import NodeState
+
+API = ApiPrices(0.80, 0.08, 4.00)
+TARGET = "http://engine:8000/metrics"
+
+
+def reading(prompt, cached, generation, started_at=1000.0, model="m") -> EngineReading:
+    return EngineReading(
+        model=model,
+        engine="0",
+        prompt_tokens=prompt,
+        cached_prompt_tokens=cached,
+        generation_tokens=generation,
+        running=3,
+        waiting=0,
+        kv_usage_ratio=0.1,
+        kv_capacity_tokens=1000,
+        kv_tokens=100,
+        started_at=started_at,
+    )
+
+
+def make_state(**overrides) -> NodeState:
+    config = config_from_mapping(minimal_config_dict(**overrides))
+    return NodeState(config, {}, API, wall_clock=lambda: 2000.0)
+
+
+def test_first_observation_is_a_baseline_not_a_spike() -> None:
+    state = make_state()
+    state.record_engine_readings(TARGET, [reading(1e6, 0, 5e5)], 0.01)
+    assert state.tokens_total == 0
+
+
+def test_engine_started_after_the_exporter_counts_from_zero() -> None:
+    state = make_state()
+    state.record_engine_readings(TARGET, [reading(100, 0, 50, started_at=2500.0)], 0.01)
+    assert state.tokens_total == 150
+
+
+def test_restart_keeps_tokens_monotonic_and_counts_post_restart_tokens() -> None:
+    state = make_state()
+    sequence = [
+        reading(1000, 100, 500),
+        reading(2000, 300, 900),
+        reading(150, 0, 40, started_at=3000.0),  # restarted: counters dropped
+        reading(400, 50, 100, started_at=3000.0),
+    ]
+    seen = []
+    for r in sequence:
+        state.record_engine_readings(TARGET, [r], 0.01)
+        seen.append(dict(state.models["m"].tokens))
+    totals = [sum(t.values()) for t in seen]
+    assert totals == sorted(totals), "tokens_total went down"
+    # 1000+400 prompt increase, 300+50 cached, 400+100 generation... as deltas:
+    assert seen[-1]["generation"] == (900 - 500) + 40 + (100 - 40)
+    assert seen[-1]["cached_prompt"] == (300 - 100) + 0 + 50
+    assert seen[-1]["prompt"] == (2000 - 1000) + 150 + (400 - 150) - seen[-1]["cached_prompt"]
+    assert state.targets[("vllm", TARGET)].restarts == 1
+
+
+def test_restart_without_created_series_is_detected_from_a_drop() -> None:
+    counters = EngineCounters()
+    counters.increases({"p": 100.0}, None)
+    increases, restarted = counters.increases({"p": 30.0}, None)
+    assert restarted and increases == {"p": 30.0}
+
+
+def test_restart_with_a_higher_value_is_detected_from_created() -> None:
+    counters = EngineCounters()
+    counters.increases({"p": 100.0}, 1.0)
+    increases, restarted = counters.increases({"p": 150.0}, 2.0)
+    assert restarted and increases == {"p": 150.0}
+
+
+def test_cached_running_ahead_never_makes_a_kind_go_down() -> None:
+    uncached, cached = split_prompt_tokens(100, 150, 40, 60)
+    assert (uncached, cached) == (40, 100)
+    uncached2, cached2 = split_prompt_tokens(300, 160, uncached, cached)
+    assert uncached2 >= uncached and cached2 >= cached
+    assert uncached2 + cached2 == 300
+
+
+def test_cost_per_million_has_no_spike_across_a_restart() -> None:
+    state = make_state(capacity={"tokens_per_second": 1000}, windows=["1m"])
+    now = 0.0
+    page_prompt = page_gen = 0.0
+    started = 1000.0
+    per_million = []
+    for step in range(60):
+        if step == 30:  # the engine restarts: its counters start again from zero
+            page_prompt = page_gen = 0.0
+            started = 5000.0
+        page_prompt += 3500
+        page_gen += 1500
+        state.record_engine_readings(TARGET, [reading(page_prompt, 0, page_gen, started)], 0.01)
+        now += 5
+        state.advance(now)
+        figure = state.window(60)
+        if figure is not None and step > 2:
+            per_million.append(figure.effective_cost_per_million)
+    # 1000 tok/s on $3.20/h is $0.8889 per 1M, before and after the restart alike.
+    assert max(per_million) == pytest.approx(3.20 / 3.6, rel=0.01)
+    assert min(per_million) == pytest.approx(3.20 / 3.6, rel=0.01)
+
+
+def test_spend_accrues_with_wall_time_even_without_tokens() -> None:
+    state = make_state(
+        cost={
+            "gpus": [{"model": "H100", "count": 8}],
+            "gpu_prices_per_hour": {"H100": 2.50},
+            "node_extra_per_hour": 1.0,
+            "overhead_ratio": 0.3,
+            "fixed_per_month": 730.0,
+        }
+    )
+    state.advance(0.0)
+    state.advance(1800.0)
+    assert state.spend["gpu"] == pytest.approx(10.0)
+    assert state.spend["node_extra"] == pytest.approx(0.5)
+    assert state.spend["overhead"] == pytest.approx(3.15)
+    assert state.spend["fixed"] == pytest.approx(0.5)
+    figure = state.window(300)
+    assert figure.effective_cost_per_million == math.inf
+    assert figure.cost_ratio == math.inf
+
+
+def test_window_figures_from_counter_deltas() -> None:
+    state = make_state(capacity={"tokens_per_second": 2000}, windows=["5m"])
+    state.record_engine_readings(TARGET, [reading(0, 0, 0)], 0.0)
+    state.advance(0.0)
+    # 300 s at 1000 tok/s: 600k uncached prompt, 0 cached, 300k... as a 70/30 mix.
+    state.record_engine_readings(TARGET, [reading(210_000, 0, 90_000)], 0.0)
+    state.advance(300.0)
+    figure = state.window(300)
+    assert figure.tokens_per_second == pytest.approx(1000)
+    assert figure.utilization == pytest.approx(0.5)
+    assert figure.effective_cost_per_million == pytest.approx(3.20 / 3.6)
+    assert figure.api_cost_per_million == pytest.approx(0.7 * 0.80 + 0.3 * 4.00)
+    assert figure.cost_ratio == pytest.approx((3.20 / 3.6) / 1.76)
+    assert figure.breakeven_utilization == pytest.approx(0.5 * figure.cost_ratio)
+
+
+def test_model_without_price_withholds_comparisons_and_is_flagged() -> None:
+    config = config_from_mapping(
+        minimal_config_dict(api_prices={"models": {"priced": {"input": 1, "output": 2}}})
+    )
+    state = NodeState(config, {"priced": ApiPrices(1, 1, 2)}, None, wall_clock=lambda: 2000.0)
+    state.record_engine_readings(TARGET, [reading(0, 0, 0, model="other")], 0.0)
+    state.advance(0.0)
+    state.record_engine_readings(TARGET, [reading(100, 0, 100, model="other")], 0.0)
+    state.advance(60.0)
+    assert state.unpriced_models == {"other"}
+    assert state.models["other"].api_equivalent == 0
+    figure = state.window(60)
+    assert figure.cost_ratio is None and figure.api_cost_per_million is None
+    assert figure.effective_cost_per_million > 0
