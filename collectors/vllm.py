@@ -113,7 +113,8 @@ def parse_vllm_page(text: str) -> list[EngineReading]:
     if not prompt and not generation:
         raise CollectorError(
             "no_engine_metrics",
-            "no vllm:* token counters on the page (wrong URL, or vLLM run with --disable-log-stats?)",
+            "no vllm:* token counters on the page "
+            "(wrong URL, or vLLM run with --disable-log-stats?)",
         )
     if prompt.keys() != generation.keys():
         raise CollectorError(
