@@ -44,9 +44,10 @@ def render_landing(state: NodeState, healthy: bool) -> str:
         if figure is None:
             rows.append(f"<tr><td>{escape(name)}</td><td colspan=6>collecting…</td></tr>")
             continue
+        covered = "" if figure.seconds >= seconds * 0.99 else f" (first {figure.seconds:.0f}s)"
         rows.append(
             "<tr>"
-            f"<td>{escape(name)}</td>"
+            f"<td>{escape(name)}{covered}</td>"
             f"<td>{figure.tokens_per_second:,.1f}</td>"
             f"<td>{_money(figure.effective_cost_per_million, currency)}</td>"
             f"<td>{_money(figure.api_cost_per_million, currency)}</td>"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from aiohttp import web
 from conftest import fixture_page, minimal_config_dict
 from realparts import free_port

@@ -1,0 +1,102 @@
+"""`--demo`: the real exporter against an in-process simulated node.
+
+A new user with no GPU and no vLLM sees live figures at once: two simulated
+engines (a diurnal B2B model and a spiky one, an hour of traffic every
+minute, at real-time token rates) on a node of two A100s, compared with a small frontier API model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from exporter.config import Config, config_from_mapping
+from exporter.costmodel import ApiPrices
+from exporter.daemon import serve
+from exporter.simulator.engine import SimulatedEngine
+from exporter.simulator.profiles import make_profile
+from exporter.simulator.server import build_simulator_app
+
+DEMO_LISTEN_ADDRESS = "127.0.0.1:9478"
+DEMO_ACCELERATION = 60.0
+DEMO_API_PRICES = {"input": 0.80, "cached_input": 0.08, "output": 4.00}
+
+
+def demo_engines() -> list[SimulatedEngine]:
+    return [
+        SimulatedEngine(
+            "llama-3.1-8b",
+            2000,
+            make_profile("diurnal", peak_to_trough=12),
+            acceleration=DEMO_ACCELERATION,
+            tokens_in_wall_time=True,
+        ),
+        SimulatedEngine(
+            "qwen2.5-7b",
+            2000,
+            make_profile("spiky", seed=7),
+            acceleration=DEMO_ACCELERATION,
+            tokens_in_wall_time=True,
+            seed=7,
+            restart_every=6 * 3600,
+        ),
+    ]
+
+
+def demo_config(simulator_port: int, listen_address: str) -> Config:
+    return config_from_mapping(
+        {
+            "web": {"listen_address": listen_address},
+            "engines": [
+                {"url": f"http://127.0.0.1:{simulator_port}/engine/{i}/metrics"} for i in (0, 1)
+            ],
+            "collection": {"interval": "2s", "timeout": "1s"},
+            "cost": {
+                "gpus": [{"model": "A100-80GB", "count": 2}],
+                "gpu_prices_per_hour": {"A100-80GB": 3.20},
+                "overhead_ratio": 0.3,
+            },
+            "api_prices": {"default": DEMO_API_PRICES},
+            "capacity": {"tokens_per_second": 4000},
+            "projection": {"utilization": 0.6, "cost_per_million_tokens": 0.75},
+            "windows": ["1m", "5m", "1h"],
+        }
+    )
+
+
+async def _run(listen_address: str) -> None:
+    runner = web.AppRunner(build_simulator_app(demo_engines()), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    config = demo_config(port, listen_address)
+    host = listen_address.rpartition(":")[0] or "127.0.0.1"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    port_shown = listen_address.rpartition(":")[2]
+    print(
+        f"llm-cost-exporter demo: a simulated node of 2 A100s, 2 vLLM engines, "
+        f"traffic shape at {DEMO_ACCELERATION:g}x time.\n"
+        f"  live figures: http://{shown}:{port_shown}/\n"
+        f"  metrics:      http://{shown}:{port_shown}/metrics\n"
+        f"  engines:      http://127.0.0.1:{port}/engine/0/metrics (ground truth: /ground-truth)\n"
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+    try:
+        await serve(config, {}, ApiPrices(**DEMO_API_PRICES))
+    finally:
+        await runner.cleanup()
+
+
+def run_demo(listen_address: str | None, log_level: str | None) -> int:
+    logging.basicConfig(
+        level=(log_level or "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(listen_address or DEMO_LISTEN_ADDRESS))
+    return 0

@@ -1,0 +1,207 @@
+"""HTTP front end of the simulator: vLLM-like `/metrics` pages plus ground truth.
+
+Each simulated engine stands for one separate vLLM server, so every page
+carries `engine="0"`; engine i is served under `/engine/i/metrics`, and
+`/metrics` is engine 0 for tools that expect a single vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from .engine import SimulatedEngine
+from .page import CONTENT_TYPE, PAGE_FORMATS
+from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
+
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:8000"
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+_HELP_TEXT = """\
+llm-cost-exporter traffic simulator: vLLM-compatible metrics pages.
+
+GET /metrics               engine 0's page
+GET /engine/{i}/metrics    engine i's page (i = 0 .. {last})
+GET /ground-truth          JSON: tokens really served per engine, for checking
+"""
+
+
+def _metrics_response(engine: SimulatedEngine) -> web.Response:
+    return web.Response(body=engine.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def build_simulator_app(engines: list[SimulatedEngine]) -> web.Application:
+    """An aiohttp app serving the pages and ground truth of `engines`."""
+    if not engines:
+        raise ValueError("the simulator needs at least one engine")
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=_HELP_TEXT.replace("{last}", str(len(engines) - 1)))
+
+    async def metrics(_: web.Request) -> web.Response:
+        return _metrics_response(engines[0])
+
+    async def engine_metrics(request: web.Request) -> web.Response:
+        raw = request.match_info["index"]
+        if not raw.isdigit() or int(raw) >= len(engines):
+            raise web.HTTPNotFound(text=f"no engine {raw}; there are {len(engines)}\n")
+        return _metrics_response(engines[int(raw)])
+
+    async def ground_truth(_: web.Request) -> web.Response:
+        truth = [{"index": i, **engine.ground_truth()} for i, engine in enumerate(engines)]
+        return web.json_response({"engines": truth})
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/engine/{index}/metrics", engine_metrics)
+    app.router.add_get("/ground-truth", ground_truth)
+    return app
+
+
+def _models(values: list[str] | None) -> list[str]:
+    """Flatten repeated and comma-separated `--model` values."""
+    names = [name.strip() for value in values or [] for name in value.split(",")]
+    return [name for name in names if name] or [DEFAULT_MODEL]
+
+
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `simulate` command's options to `parser`."""
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=os.environ.get("LLMCOST_SIM_LISTEN_ADDRESS", DEFAULT_LISTEN_ADDRESS),
+        help="host:port to serve on (env LLMCOST_SIM_LISTEN_ADDRESS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--profile", choices=PROFILE_NAMES, default="diurnal", help="traffic profile"
+    )
+    parser.add_argument(
+        "--peak-to-trough",
+        type=float,
+        default=10.0,
+        help="diurnal profile: business-hours peak over night/weekend trough (default 10)",
+    )
+    parser.add_argument(
+        "--level",
+        type=float,
+        default=None,
+        help="steady profile: share of capacity demanded (default 0.6)",
+    )
+    parser.add_argument(
+        "--acceleration",
+        type=float,
+        default=1.0,
+        help="simulated seconds per wall-clock second (default 1)",
+    )
+    parser.add_argument(
+        "--tokens-in-wall-time",
+        action="store_true",
+        help="accelerate only the traffic's shape; tokens/s stay in real time",
+    )
+    parser.add_argument("--engines", type=int, default=1, help="number of engines (default 1)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="served model name; repeat or comma-separate, engine i uses model i mod count",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=float,
+        default=2000.0,
+        help="tokens per second one engine can serve (default 2000)",
+    )
+    parser.add_argument(
+        "--restart-every",
+        type=float,
+        default=None,
+        help="restart each engine every this many simulated seconds (counters reset)",
+    )
+    parser.add_argument(
+        "--page-format",
+        choices=PAGE_FORMATS,
+        default="v1",
+        help="v1: vLLM 0.32 metric names; v0: vLLM 0.6 (V0 engine) names",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for spiky bursts and noise")
+
+
+def _profile_for(args: argparse.Namespace, index: int) -> TrafficProfile:
+    """Each engine's profile; spiky engines get different bursts so they do not sync up."""
+    name = args.profile
+    params: dict[str, Any] = {}
+    if name == "steady" and args.level is not None:
+        params["level"] = args.level
+    elif name == "diurnal":
+        params["peak_to_trough"] = args.peak_to_trough
+    elif name == "spiky":
+        params["seed"] = args.seed + index
+    return make_profile(name, **params)
+
+
+def build_engines_from_args(
+    args: argparse.Namespace, clock: Callable[[], float] = time.time
+) -> list[SimulatedEngine]:
+    """The engines described by parsed `simulate` arguments."""
+    if args.engines < 1:
+        raise ValueError("--engines must be at least 1")
+    models = _models(args.model)
+    return [
+        SimulatedEngine(
+            models[i % len(models)],
+            args.capacity,
+            _profile_for(args, i),
+            acceleration=args.acceleration,
+            tokens_in_wall_time=getattr(args, "tokens_in_wall_time", False),
+            restart_every=args.restart_every,
+            page_format=args.page_format,
+            clock=clock,
+            seed=args.seed + i,
+        )
+        for i in range(args.engines)
+    ]
+
+
+def split_listen_address(address: str) -> tuple[str | None, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces) into host and port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {address!r} is not host:port")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+async def serve_simulator(args: argparse.Namespace) -> None:
+    """Serve the simulated engines until cancelled."""
+    engines = build_engines_from_args(args)
+    host, port = split_listen_address(args.listen_address)
+    runner = web.AppRunner(build_simulator_app(engines), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0] if runner.addresses else (host, port)
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+        print(
+            f"simulating {len(engines)} vLLM engine(s), {args.profile} profile "
+            f"x{args.acceleration:g}, on http://{shown}:{bound[1]}/metrics",
+            flush=True,
+        )
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Blocking entry point for `llm-cost-exporter simulate`."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_simulator(args))
+    return 0
