@@ -1,0 +1,191 @@
+"""Child processes and /proc readings shared by the benchmark scripts.
+
+The benchmarks start the simulator, the exporter and node-exporter as real
+processes, so numbers include everything a deployment pays for (HTTP stack,
+event loop, rendering). Everything listens on 127.0.0.1 and is stopped in
+``ProcessGroup.close`` even when a benchmark fails half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from realparts.ports import free_port, wait_http_ok  # noqa: E402
+
+NODE_EXPORTER = "prometheus-node-exporter"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ProcessGroup:
+    """Owns every child a benchmark starts and stops them all on close.
+
+    Stopping is terminate, a grace period, then kill, one process at a time by
+    its own handle, so nothing else on the machine is touched.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("wb")
+        try:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        finally:
+            log.close()
+        self._procs.append((name, proc))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.workdir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, name: str, proc: subprocess.Popen[bytes], url: str) -> None:
+        """Wait for ``url`` to answer 200; fail at once with the log if ``proc`` died."""
+
+        def alive() -> None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+        wait_http_ok(url, timeout=30, check=alive)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        for _, proc in reversed(self._procs):
+            self.stop(proc)
+        self._procs.clear()
+
+
+def start_simulator(group: ProcessGroup, engines: int) -> int:
+    """Start the simulator with ``engines`` steady half-loaded engines; return its port."""
+    port = free_port()
+    proc = group.spawn(
+        "simulator",
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "simulate",
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--engines",
+            str(engines),
+            "--profile",
+            "steady",
+            "--level",
+            "0.5",
+            "--capacity",
+            "2000",
+        ],
+    )
+    group.wait_ready("simulator", proc, f"http://127.0.0.1:{port}/ground-truth")
+    return port
+
+
+def exporter_config(port: int, sim_port: int, engines: int, interval: str) -> dict[str, Any]:
+    """A realistic 8-GPU node: one target per engine, default timeout."""
+    return {
+        "web": {"listen_address": f"127.0.0.1:{port}"},
+        "engines": [
+            {"url": f"http://127.0.0.1:{sim_port}/engine/{i}/metrics"} for i in range(engines)
+        ],
+        "collection": {"interval": interval},
+        "cost": {
+            "gpus": [{"model": "H100", "count": 8}],
+            "gpu_prices_per_hour": {"H100": 2.5},
+            "overhead_ratio": 0.3,
+        },
+        "api_prices": {"default": {"input": 0.8, "cached_input": 0.08, "output": 4.0}},
+        "capacity": {"tokens_per_second": 16000},
+    }
+
+
+def start_exporter(
+    group: ProcessGroup, sim_port: int, engines: int, interval: str = "5s"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the exporter daemon against the simulator; return it and its port."""
+    port = free_port()
+    config_path = group.workdir / "exporter.yml"
+    config_path.write_text(yaml.safe_dump(exporter_config(port, sim_port, engines, interval)))
+    proc = group.spawn(
+        "exporter",
+        [sys.executable, "-m", "exporter", "--config", str(config_path)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    group.wait_ready("exporter", proc, f"http://127.0.0.1:{port}/healthz")
+    return proc, port
+
+
+def start_node_exporter(group: ProcessGroup) -> tuple[subprocess.Popen[bytes], int] | None:
+    """Start node-exporter with its default collectors, or return None if not installed.
+
+    The port is picked free and then bound by another program, so a lost race
+    is retried with a fresh port.
+    """
+    binary = shutil.which(NODE_EXPORTER)
+    if binary is None:
+        return None
+    last_error: Exception | None = None
+    for _ in range(3):
+        port = free_port()
+        proc = group.spawn("node-exporter", [binary, f"--web.listen-address=127.0.0.1:{port}"])
+        try:
+            group.wait_ready("node-exporter", proc, f"http://127.0.0.1:{port}/metrics")
+        except RuntimeError as error:
+            last_error = error
+            group.stop(proc)
+            continue
+        return proc, port
+    raise RuntimeError(f"node-exporter would not start: {last_error}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far, from /proc/PID/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may contain spaces; fields after it are fixed.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A ``kB`` field (VmRSS, VmHWM, ...) of /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"{key} not in /proc/{pid}/status")
+
+
+def fmt_ratio(ours: float, reference: float) -> str:
+    return f"{ours / reference:.2f}x" if reference > 0 else "n/a (reference is 0)"
+
+
+def wait_seconds(seconds: float) -> None:
+    """Sleep in short steps so Ctrl-C stays responsive."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.5))
