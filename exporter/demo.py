@@ -16,6 +16,7 @@ from aiohttp import web
 from exporter.config import Config, config_from_mapping
 from exporter.costmodel import ApiPrices
 from exporter.daemon import serve
+from exporter.server import split_listen_address
 from exporter.simulator.engine import SimulatedEngine
 from exporter.simulator.profiles import make_profile
 from exporter.simulator.server import build_simulator_app
@@ -74,9 +75,8 @@ async def _run(listen_address: str) -> None:
     await site.start()
     port = runner.addresses[0][1]
     config = demo_config(port, listen_address)
-    host = listen_address.rpartition(":")[0] or "127.0.0.1"
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    port_shown = listen_address.rpartition(":")[2]
+    host, port_shown = split_listen_address(listen_address)
+    shown = "127.0.0.1" if host in (None, "0.0.0.0", "::") else host
     print(
         f"llm-cost-exporter demo: a simulated node of 2 A100s, 2 vLLM engines, "
         f"traffic shape at {DEMO_ACCELERATION:g}x time.\n"

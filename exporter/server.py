@@ -8,17 +8,19 @@ slowed by a sick engine.
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.landing import render_landing
 from exporter.loop import CollectionLoop
 
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
+# Our names are all classic ones, so the 0.0.4 text format is exact and every
+# Prometheus release understands it.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def _metrics(request: web.Request) -> web.Response:
     page = request.app[LOOP_KEY].page
-    return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=page, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -43,6 +45,10 @@ def build_app(loop: CollectionLoop) -> web.Application:
     return app
 
 
-def split_listen_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
+def split_listen_address(address: str) -> tuple[str | None, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces) into host and port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {address!r} is not host:port")
+    host = host.strip("[]")
+    return (host or None), int(port)

@@ -15,6 +15,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.server import split_listen_address
 from exporter.simulator.engine import SimulatedEngine
 from exporter.simulator.page import CONTENT_TYPE, TEMPLATE_FILES
 from exporter.simulator.profiles import (
@@ -28,7 +29,6 @@ from exporter.simulator.server import (
     build_engines_from_args,
     build_simulator_app,
     serve_simulator,
-    split_listen_address,
 )
 
 # Monday 2025-06-02 00:00 UTC.

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.server import split_listen_address
+
 from .engine import SimulatedEngine
 from .page import CONTENT_TYPE, PAGE_FORMATS
 from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
@@ -168,15 +170,6 @@ def build_engines_from_args(
         )
         for i in range(args.engines)
     ]
-
-
-def split_listen_address(address: str) -> tuple[str | None, int]:
-    """`host:port`, `[v6]:port` or `:port` (all interfaces) into host and port."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address {address!r} is not host:port")
-    host = host.strip("[]")
-    return (host or None), int(port)
 
 
 async def serve_simulator(args: argparse.Namespace) -> None:

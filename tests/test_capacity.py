@@ -1,0 +1,77 @@
+"""Capacity learned from sustained peak throughput, and kept across restarts."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import minimal_config_dict
+
+from collectors.vllm import EngineReading
+from exporter.capacity import LearnedCapacity, sustained_throughput
+from exporter.config import config_from_mapping
+from exporter.costmodel import ApiPrices
+from exporter.history import History, Totals
+from exporter.node import NodeState
+
+
+def point(t: float, tokens: float) -> Totals:
+    return Totals(time=t, spend=0, tokens=tokens, api_equivalent=0, unpriced_tokens=0)
+
+
+def test_a_short_burst_does_not_count_as_capacity() -> None:
+    history = History(600)
+    tokens = 0.0
+    for second in range(0, 601, 5):
+        rate = 5000 if 100 <= second < 130 else 1000  # a 30 s burst
+        history.append(point(second, tokens))
+        tokens += rate * 5
+    learned = LearnedCapacity(300, None)
+    learned.observe(history)
+    assert learned.peak is not None and learned.peak < 1500
+
+
+def test_nothing_is_learned_before_a_full_window() -> None:
+    history = History(300)
+    history.append(point(0, 0))
+    history.append(point(100, 200_000))
+    assert sustained_throughput(history, 300) is None
+
+
+def reading(tokens: float) -> EngineReading:
+    return EngineReading("m", "0", tokens * 0.7, 0, tokens * 0.3, 1, 0, None, None, None, 1.0)
+
+
+def test_learned_peak_is_persisted_and_reloaded(tmp_path) -> None:
+    state_file = tmp_path / "state" / "llmcost.json"
+    config = config_from_mapping(
+        minimal_config_dict(state_file=str(state_file), capacity={"learn_window": "1m"})
+    )
+    state = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
+    assert state.capacity is None
+    for step in range(30):
+        state.record_engine_readings("t", [reading(step * 5 * 1200.0)], 0.0)
+        state.advance(step * 5.0)
+    assert state.capacity == (1200.0, "learned")
+    assert json.loads(state_file.read_text()) == {"learned_capacity_tokens_per_second": 1200.0}
+    restarted = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
+    assert restarted.capacity == (1200.0, "learned")
+
+
+def test_configured_capacity_wins_over_learned(tmp_path) -> None:
+    state_file = tmp_path / "s.json"
+    state_file.write_text(json.dumps({"learned_capacity_tokens_per_second": 999.0}))
+    config = config_from_mapping(
+        minimal_config_dict(state_file=str(state_file), capacity={"tokens_per_second": 4000})
+    )
+    state = NodeState(config, {}, ApiPrices(1, 1, 1))
+    assert state.capacity == (4000, "configured")
+    assert state.learned.peak == 999.0
+
+
+def test_a_corrupt_state_file_is_not_fatal(tmp_path, caplog) -> None:
+    state_file = tmp_path / "s.json"
+    state_file.write_text("{not json")
+    config = config_from_mapping(minimal_config_dict(state_file=str(state_file)))
+    state = NodeState(config, {}, ApiPrices(1, 1, 1))
+    assert state.capacity is None
+    assert "unreadable" in caplog.text

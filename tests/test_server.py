@@ -1,0 +1,128 @@
+"""The collection loop and HTTP server over the simulator, in one process."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import minimal_config_dict
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors.vllm import VllmCollector
+from exporter.config import config_from_mapping
+from exporter.costmodel import ApiPrices
+from exporter.loop import CollectionLoop
+from exporter.node import NodeState
+from exporter.server import build_app
+from exporter.simulator.engine import SimulatedEngine
+from exporter.simulator.profiles import make_profile
+from exporter.simulator.server import build_simulator_app
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def node():
+    """Two simulated engines (V1 and V0 pages), a loop and the exporter's app."""
+    clock = Clock()
+    engines = [
+        SimulatedEngine("model-a", 1000, make_profile("steady", level=0.5), clock=clock),
+        SimulatedEngine(
+            "model-b", 1000, make_profile("steady", level=0.25), clock=clock, page_format="v0"
+        ),
+    ]
+    simulator = TestServer(build_simulator_app(engines))
+    await simulator.start_server()
+    config = config_from_mapping(
+        minimal_config_dict(capacity={"tokens_per_second": 2000}, windows=["1m"])
+    )
+    state = NodeState(config, {}, ApiPrices(0.8, 0.08, 4.0), wall_clock=clock)
+    async with aiohttp.ClientSession() as session:
+        collectors = [
+            VllmCollector(str(simulator.make_url(f"/engine/{i}/metrics")), session, 2.0, 1 << 24)
+            for i in (0, 1)
+        ]
+        loop = CollectionLoop(state, collectors, interval=5.0, clock=clock)
+        client = TestClient(TestServer(build_app(loop)))
+        await client.start_server()
+        yield clock, loop, client
+        await client.close()
+    await simulator.close()
+
+
+def families(text: str) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+async def test_health_before_and_after_the_first_cycle(node) -> None:
+    clock, loop, client = node
+    response = await client.get("/healthz")
+    assert response.status == 503
+    await loop.run_once()
+    response = await client.get("/healthz")
+    assert response.status == 200
+    clock.now += 60  # the loop stalls for far more than three intervals
+    assert (await client.get("/healthz")).status == 503
+
+
+async def test_metrics_reflect_both_engines_and_page_formats(node) -> None:
+    clock, loop, client = node
+    await loop.run_once()
+    for _ in range(12):
+        clock.now += 5
+        await loop.run_once()
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = families(await response.text())
+    a = sum(samples[("llmcost_tokens_total", (("kind", k), ("model", "model-a")))]
+            for k in ("prompt", "cached_prompt", "generation"))  # fmt: skip
+    b = sum(samples[("llmcost_tokens_total", (("kind", k), ("model", "model-b")))]
+            for k in ("prompt", "cached_prompt", "generation"))  # fmt: skip
+    assert a == pytest.approx(500 * 60, abs=2)
+    assert b == pytest.approx(250 * 60, abs=2)
+    # V0 pages have no prefix-cache token counts: nothing is counted as cached.
+    assert samples[("llmcost_tokens_total", (("kind", "cached_prompt"), ("model", "model-b")))] == 0
+    assert samples[("llmcost_throughput_utilization_ratio", (("window", "1m"),))] == pytest.approx(
+        750 / 2000, rel=1e-3
+    )
+    assert samples[("llmcost_cost_total", (("component", "gpu"),))] == pytest.approx(3.20 / 60)
+    assert samples[("llmcost_tokens_in_flight", (("model", "model-a"),))] > 0
+
+
+async def test_landing_page_shows_key_figures(node) -> None:
+    clock, loop, client = node
+    await loop.run_once()
+    clock.now += 60
+    await loop.run_once()
+    response = await client.get("/")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    html = await response.text()
+    # $3.20/h over 750 tok/s: $1.1852 per 1M; blended API price of a 70/30 mix with 30% cached.
+    assert "1.19 USD" in html
+    assert "break-even" in html and "Spend today" in html
+    assert "0.0533 USD" in html  # one minute of $3.20/h
+    assert "<script" not in html and "src=" not in html and 'href="http' not in html
+
+
+async def test_a_scrape_does_no_io(node) -> None:
+    clock, loop, client = node
+    await loop.run_once()
+    first = await (await client.get("/metrics")).read()
+    clock.now += 5
+    second = await (await client.get("/metrics")).read()
+    assert first == second  # the page changes only when the loop runs
+    await loop.run_once()
+    third = await (await client.get("/metrics")).read()
+    assert third != first
