@@ -146,7 +146,7 @@ class NodeMetrics(Collector):
         for model, totals in sorted(state.models.items()):
             for kind in TOKEN_KINDS:
                 tokens.add_metric([model, kind], totals.tokens[kind])
-            price = state.model_prices.get(model, state.default_price)
+            price = state.price_for(model)
             if price is None:
                 missing.add_metric([model], 1)
                 continue

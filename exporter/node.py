@@ -106,7 +106,11 @@ class NodeState:
     # --- prices ---------------------------------------------------------------
 
     def price_for(self, model: str) -> ApiPrices | None:
-        price = self.model_prices.get(model, self.default_price)
+        """The model's API price: its own, else the default, else None."""
+        return self.model_prices.get(model, self.default_price)
+
+    def _price_or_flag(self, model: str) -> ApiPrices | None:
+        price = self.price_for(model)
         if price is None and model not in self.unpriced_models:
             self.unpriced_models.add(model)
             log.error(
@@ -181,7 +185,7 @@ class NodeState:
         }
         for kind, count in added.items():
             totals.tokens[kind] += count
-        price = self.price_for(reading.model)
+        price = self._price_or_flag(reading.model)
         if price is not None:
             totals.api_equivalent += costmodel.api_equivalent_cost(added, price)
 

@@ -231,6 +231,21 @@ def test_steady_profile_page_counters_match_ground_truth() -> None:
     assert _value(page, "vllm:num_requests_running") > 0
 
 
+def test_tokens_in_wall_time_accelerates_only_the_traffic_shape() -> None:
+    clock = FakeClock()
+    profile = make_profile("diurnal", peak_to_trough=10)
+    engine = SimulatedEngine(
+        "m", 1000, profile, acceleration=3600, tokens_in_wall_time=True, clock=clock,
+        sim_start=MONDAY,
+    )  # fmt: skip
+    clock.t += 24  # one simulated day, 24 wall seconds
+    truth = engine.ground_truth()
+    assert truth["sim_time"] == pytest.approx(MONDAY + 86_400)
+    # Tokens are what 24 real seconds at the day's average demand would serve.
+    day_average = sum(profile.rate_fraction(MONDAY + h * 60) for h in range(1440)) / 1440
+    assert truth["tokens"]["total"] == pytest.approx(1000 * day_average * 24, rel=0.01)
+
+
 def test_counters_never_lose_or_invent_tokens_over_many_small_scrapes() -> None:
     clock = FakeClock(MONDAY + 8 * HOUR)
     engine = _engine(clock, profile="diurnal", acceleration=7.3)
