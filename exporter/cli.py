@@ -88,12 +88,14 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from exporter.exposition import exporter_version
     from exporter.simulator.server import add_simulate_arguments
 
     parser = argparse.ArgumentParser(
         prog="llm-cost-exporter",
         description="Prometheus exporter for the live cost of self-hosted LLM inference.",
     )
+    parser.add_argument("--version", action="version", version=exporter_version())
     _daemon_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(

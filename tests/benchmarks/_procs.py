@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,10 @@ NODE_EXPORTER = "prometheus-node-exporter"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class ProcessGroup:
     """Owns every child a benchmark starts and stops them all on close.
 
@@ -38,6 +43,8 @@ class ProcessGroup:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        # A plain `kill` of the benchmark must still run the caller's finally.
+        signal.signal(signal.SIGTERM, _interrupt)
 
     def spawn(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
@@ -161,6 +168,24 @@ def start_node_exporter(group: ProcessGroup) -> tuple[subprocess.Popen[bytes], i
             continue
         return proc, port
     raise RuntimeError(f"node-exporter would not start: {last_error}")
+
+
+def start_idle_python(group: ProcessGroup, name: str, modules: list[str]) -> int:
+    """Start a Python that imports ``modules`` and sleeps; return its pid once imported.
+
+    It is the floor for the exporter's memory: the interpreter plus the
+    libraries the daemon cannot do without.
+    """
+    code = f"import time, {', '.join(modules)}\nprint('ready', flush=True)\ntime.sleep(3600)\n"
+    proc = group.spawn(name, [sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while "ready" not in group.log_tail(name):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{group.log_tail(name)}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not finish its imports within 30 s")
+        time.sleep(0.1)
+    return proc.pid
 
 
 def cpu_seconds(pid: int) -> float:
