@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
-from realparts import free_port, wait_http_ok
+from realparts.child_process import ChildProcess
 
 
-def test_demo_shows_live_figures() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout=30)
+class DemoProcess(ChildProcess):
+    def command(self) -> list[str]:
+        return ["--demo", "--web.listen-address", f"127.0.0.1:{self.port}"]
+
+    def fetch(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return response.read().decode()
+
+
+def test_demo_shows_live_figures(tmp_path) -> None:
+    with DemoProcess(tmp_path, "demo.log") as demo:
         time.sleep(5)  # two more collection cycles
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            page = response.read().decode()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-            html = response.read().decode()
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+        page = demo.fetch("/metrics")
+        html = demo.fetch("/")
+    output = demo.log()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in text_string_to_metric_families(page)
@@ -42,5 +37,5 @@ def test_demo_shows_live_figures() -> None:
     assert 0 < per_million < 1000
     assert ("llmcost_breakeven_utilization_ratio", (("window", "1m"),)) in samples
     assert "cost per 1M tokens" in html and "break-even" in html
-    assert f"http://127.0.0.1:{port}/" in output
+    assert f"http://127.0.0.1:{demo.port}/" in output
     assert "Traceback" not in output
