@@ -37,7 +37,7 @@ async def serve(config: Config, model_prices, default_price) -> None:
     """Run collection and HTTP serving until cancelled or signalled."""
     state = NodeState(config, model_prices, default_price)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
-    connector = aiohttp.TCPConnector(limit_per_host=2)
+    connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         collectors = [
             VllmCollector(url, session, config.timeout, config.max_page_bytes)
