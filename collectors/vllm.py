@@ -27,6 +27,8 @@ CREATED = ("vllm:generation_tokens_created", "vllm:prompt_tokens_created")
 
 WANTED = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING, CACHE_CONFIG)
 WANTED += KV_USAGE + CREATED
+# Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
+UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,12 @@ def _check_counter(name: str, value: float) -> float:
 def parse_vllm_page(text: str) -> list[EngineReading]:
     """Read every engine on a vLLM page; raise CollectorError if it is not one."""
     try:
-        found = parse_selected(text, WANTED)
+        found = parse_selected(text, (*WANTED, *UNDERSCORED))
     except ExpositionError as error:
         raise CollectorError("parse", str(error)) from None
+    for underscored, name in UNDERSCORED.items():
+        if underscored in found:
+            found.setdefault(name, found.pop(underscored))
     prompt = _by_engine(found.get(PROMPT))
     generation = _by_engine(found.get(GENERATION))
     if not prompt and not generation:

@@ -118,3 +118,10 @@ def test_escaped_label_values_are_read() -> None:
     (engine,) = parse_vllm_page(page)
     assert engine.model == 'a "quoted" \\ name'
     assert engine.kv_tokens is None and engine.running is None
+
+
+def test_underscored_names_from_ray_or_openmetrics_escaping_are_read() -> None:
+    page = fixture_page("vllm-0.32.0-cpu-busy.prom")
+    underscored = page.replace("vllm:", "vllm_")
+    assert "vllm:" not in underscored
+    assert parse_vllm_page(underscored) == parse_vllm_page(page)
