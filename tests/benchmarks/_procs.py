@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,12 @@ def wait_seconds(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(left, 0.5))
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with `main()`'s code; Ctrl-C still stops every child first."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; child processes stopped", file=sys.stderr)
+        sys.exit(130)

@@ -13,7 +13,6 @@ the daemon would weigh if it loaded the price catalog in-process.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,6 +23,7 @@ from _procs import (
     ProcessGroup,
     cpu_seconds,
     fmt_ratio,
+    run_main,
     start_exporter,
     start_idle_python,
     start_node_exporter,
@@ -174,8 +174,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from _procs import (
     ProcessGroup,
     cpu_seconds,
     fmt_ratio,
+    run_main,
     start_exporter,
     start_node_exporter,
     start_simulator,
@@ -183,8 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)
