@@ -31,6 +31,8 @@ class CollectorError(Exception):
     """A source could not be read; `reason` is one of REASONS."""
 
     def __init__(self, reason: str, message: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown collector failure reason {reason!r}")
         super().__init__(message)
         self.reason = reason
 

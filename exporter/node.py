@@ -101,7 +101,6 @@ class NodeState:
         self._day = self._utc_day()
         self.spend_at_day_start = 0.0
         self.day_started_wall = self.started_wall
-        self.cycles = 0
 
     # --- prices ---------------------------------------------------------------
 
@@ -221,7 +220,6 @@ class NodeState:
         )
         if self.learned is not None:
             self.learned.observe(self.history)
-        self.cycles += 1
 
     # --- derived figures ------------------------------------------------------
 

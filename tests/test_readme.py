@@ -9,6 +9,7 @@ import yaml
 from conftest import fixture_page, minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.base import REASONS
 from collectors.vllm import parse_vllm_page
 from exporter.config import config_from_mapping
 from exporter.costmodel import ApiPrices
@@ -63,6 +64,12 @@ def test_metric_reference_matches_what_is_exported() -> None:
     assert set(documented) - set(exported) == set(), "in the README but never exported"
     for name, (kind, labels) in exported.items():
         assert documented[name] == (kind, labels), name
+
+
+def test_documented_failure_reasons_are_the_real_ones() -> None:
+    row = next(line for line in README.splitlines() if "`llmcost_collector_errors_total`" in line)
+    documented = re.findall(r"`(\w+)`", row.split("|")[4])
+    assert documented == list(REASONS)
 
 
 def test_interface_metric_names_exist() -> None:
