@@ -139,16 +139,10 @@ def _check_config(path: str) -> int:
     from exporter.daemon import resolve_prices
 
     config = load_config(path, {})
-    resolved_models, default = resolve_prices(config)
-    resolved = {}
-    for entry, prices in [
-        *((config.api_prices.models[m], resolved_models[m]) for m in resolved_models),
-        *([(config.api_prices.default, default)] if default else []),
-    ]:
-        if entry.catalog:
-            resolved[entry.catalog] = prices
+    model_prices, default = resolve_prices(config)
     print(f"# {path}: valid. Effective configuration:")
-    print(yaml.safe_dump(effective_config_dict(config, resolved), sort_keys=False), end="")
+    effective = effective_config_dict(config, model_prices, default)
+    print(yaml.safe_dump(effective, sort_keys=False), end="")
     return 0
 
 

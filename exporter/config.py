@@ -436,14 +436,17 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return merged
 
 
-def effective_config_dict(config: Config, resolved: Mapping[str, ApiPrices]) -> dict[str, Any]:
-    """The configuration as the exporter will run it, for `check-config`."""
+def effective_config_dict(
+    config: Config, model_prices: Mapping[str, ApiPrices], default_price: ApiPrices | None
+) -> dict[str, Any]:
+    """The configuration as the exporter will run it, catalog prices resolved."""
 
-    def price(entry: ModelPrice) -> dict[str, Any]:
-        prices = entry.prices or resolved[entry.catalog or ""]
+    def price(entry: ModelPrice, prices: ApiPrices) -> dict[str, Any]:
         out: dict[str, Any] = {"catalog": entry.catalog} if entry.catalog else {}
         out.update(input=prices.input, cached_input=prices.cached_input, output=prices.output)
         return out
+
+    default = config.api_prices.default
 
     return {
         "currency": config.currency,
@@ -462,8 +465,11 @@ def effective_config_dict(config: Config, resolved: Mapping[str, ApiPrices]) -> 
             "fixed_per_month": config.cost.fixed_per_month,
         },
         "api_prices": {
-            **({"default": price(config.api_prices.default)} if config.api_prices.default else {}),
-            "models": {name: price(p) for name, p in config.api_prices.models.items()},
+            **({"default": price(default, default_price)} if default and default_price else {}),
+            "models": {
+                name: price(entry, model_prices[name])
+                for name, entry in config.api_prices.models.items()
+            },
         },
         "capacity": {
             "tokens_per_second": config.capacity.tokens_per_second,

@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from collectors.vllm import VllmCollector
-from exporter.config import Config
+from exporter.config import Config, ModelPrice
 from exporter.costmodel import ApiPrices
 from exporter.loop import CollectionLoop
 from exporter.node import NodeState
@@ -25,7 +25,7 @@ def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | No
     """Per-model and default API prices, catalog references resolved."""
     resolved = resolve_catalog_prices(config.api_prices.catalog_refs(), config.currency)
 
-    def lookup(entry) -> ApiPrices:
+    def lookup(entry: ModelPrice) -> ApiPrices:
         return entry.prices or resolved[entry.catalog]
 
     models = {name: lookup(entry) for name, entry in config.api_prices.models.items()}
