@@ -33,7 +33,9 @@ def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | No
     return models, default
 
 
-async def serve(config: Config, model_prices, default_price) -> None:
+async def serve(
+    config: Config, model_prices: dict[str, ApiPrices], default_price: ApiPrices | None
+) -> None:
     """Run collection and HTTP serving until cancelled or signalled."""
     state = NodeState(config, model_prices, default_price)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)

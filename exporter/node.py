@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -69,7 +69,7 @@ class NodeState:
         config: Config,
         model_prices: Mapping[str, ApiPrices],
         default_price: ApiPrices | None,
-        wall_clock=time.time,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.model_prices = dict(model_prices)
