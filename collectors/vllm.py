@@ -29,6 +29,7 @@ WANTED = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING, CACHE_CONFI
 WANTED += KV_USAGE + CREATED
 # Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
 UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
+_READ_FROM_PAGE = frozenset((*WANTED, *UNDERSCORED))
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _check_counter(name: str, value: float) -> float:
 def parse_vllm_page(text: str) -> list[EngineReading]:
     """Read every engine on a vLLM page; raise CollectorError if it is not one."""
     try:
-        found = parse_selected(text, (*WANTED, *UNDERSCORED))
+        found = parse_selected(text, _READ_FROM_PAGE)
     except ExpositionError as error:
         raise CollectorError("parse", str(error)) from None
     for underscored, name in UNDERSCORED.items():

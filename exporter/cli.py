@@ -154,7 +154,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
         if args.config:
             raise ConfigError("--demo: runs its own built-in node; do not combine with --config")
-        return run_demo(args.listen_address, args.log_level)
+        _setup_logging(args.log_level or "info")
+        return run_demo(args.listen_address)
     config = load_config(args.config, _overrides(args))
     _setup_logging(config.log_level)
     model_prices, default = resolve_prices(config)

@@ -2,14 +2,14 @@
 
 A new user with no GPU and no vLLM sees live figures at once: two simulated
 engines (a diurnal B2B model and a spiky one, an hour of traffic every
-minute, at real-time token rates) on a node of two A100s, compared with a small frontier API model.
+minute, at real-time token rates) on a node of two A100s, compared with a
+small frontier API model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from aiohttp import web
 
@@ -92,11 +92,7 @@ async def _run(listen_address: str) -> None:
         await runner.cleanup()
 
 
-def run_demo(listen_address: str | None, log_level: str | None) -> int:
-    logging.basicConfig(
-        level=(log_level or "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def run_demo(listen_address: str | None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(listen_address or DEMO_LISTEN_ADDRESS))
     return 0

@@ -19,6 +19,9 @@ from exporter.costmodel import TOKEN_KINDS
 from exporter.node import NodeState
 
 PREFIX = "llmcost_"
+# The 0.0.4 text format: all our names are classic ones, so it is exact and
+# every Prometheus release reads it (the simulator serves it too, as vLLM does).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def exporter_version() -> str:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from exporter.exposition import CONTENT_TYPE
 from exporter.landing import render_landing
 from exporter.loop import CollectionLoop
 
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
-# Our names are all classic ones, so the 0.0.4 text format is exact and every
-# Prometheus release understands it.
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def _metrics(request: web.Request) -> web.Response:
     page = request.app[LOOP_KEY].page
-    return web.Response(body=page, headers={"Content-Type": METRICS_CONTENT_TYPE})
+    return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -15,9 +15,10 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.exposition import CONTENT_TYPE
 from exporter.server import split_listen_address
 from exporter.simulator.engine import SimulatedEngine
-from exporter.simulator.page import CONTENT_TYPE, TEMPLATE_FILES
+from exporter.simulator.page import TEMPLATE_FILES
 from exporter.simulator.profiles import (
     PROFILE_NAMES,
     DiurnalProfile,

@@ -15,8 +15,6 @@ from importlib import resources
 
 from prometheus_client.utils import floatToGoString
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 # "v1": vLLM 0.32.0 (V1 engine, real capture); "v0": vLLM 0.6.6 (V0 engine).
 TEMPLATE_FILES: dict[str, str] = {"v1": "vllm-0.32.0.prom", "v0": "vllm-0.6.6.prom"}
 PAGE_FORMATS: tuple[str, ...] = tuple(TEMPLATE_FILES)

@@ -17,10 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.exposition import CONTENT_TYPE
 from exporter.server import split_listen_address
 
 from .engine import SimulatedEngine
-from .page import CONTENT_TYPE, PAGE_FORMATS
+from .page import PAGE_FORMATS
 from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:8000"
