@@ -19,6 +19,7 @@ REASONS = (
     "not_metrics",
     "no_engine_metrics",
     "parse",
+    "unavailable",
     "internal",
 )
 

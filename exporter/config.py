@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from exporter import costmodel
 from exporter.costmodel import ApiPrices
+from exporter.gpus import match_gpu_price_key
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"
@@ -36,16 +38,42 @@ class GpuGroup:
 
 
 @dataclass(frozen=True)
+class OwnedHardware:
+    """GPUs the team bought: purchase amortized over months, plus metered energy."""
+
+    purchase_prices: Mapping[str, float]
+    amortization_months: float
+    energy_price_per_kwh: float
+    pue: float = 1.0
+
+
+@dataclass(frozen=True)
 class CostConfig:
     gpus: tuple[GpuGroup, ...] = ()
+    """Declared GPUs: billed when NVML cannot list them (see exporter.gpus)."""
     gpu_prices_per_hour: Mapping[str, float] = field(default_factory=dict)
+    owned: OwnedHardware | None = None
     node_extra_per_hour: float = 0.0
     overhead_ratio: float = 0.3
     fixed_per_month: float = 0.0
 
     @property
-    def gpu_per_hour(self) -> float:
-        return sum(self.gpu_prices_per_hour[g.model] * g.count for g in self.gpus)
+    def gpu_hourly_by_key(self) -> dict[str, float]:
+        """Hourly cost of one GPU per price key: rental price, or amortized purchase."""
+        if self.owned is not None:
+            return {
+                key: costmodel.amortized_hourly_cost(price, self.owned.amortization_months)
+                for key, price in self.owned.purchase_prices.items()
+            }
+        return dict(self.gpu_prices_per_hour)
+
+
+@dataclass(frozen=True)
+class NvmlConfig:
+    enabled: bool = True
+    utilization_source: str = "auto"
+    """Which GPU utilization alerts and dashboards use: `auto` (SM activity where
+    the GPU reports it, busy time otherwise), `sm_activity` or `busy_time`."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +114,11 @@ class Config:
     api_prices: ApiPriceConfig
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     engines: tuple[str, ...] = (DEFAULT_ENGINE_URL,)
+    engine_gpus: Mapping[str, tuple[int | str, ...]] = field(default_factory=dict)
+    """GPUs each engine target runs on, by NVML index or UUID."""
+    engine_capacity: Mapping[str, float] = field(default_factory=dict)
+    """Tokens per second each engine target serves at 100% load, where configured."""
+    nvml: NvmlConfig = NvmlConfig()
     interval: float = 5.0
     timeout: float = 3.0
     max_page_bytes: int = 16 * 1024 * 1024
@@ -187,22 +220,63 @@ def _optional(data: Mapping[str, Any], key: str, convert: Callable[[Any, str], T
 # --- sections -----------------------------------------------------------------
 
 
+def _price_table(data: Any, where: str) -> dict[str, float]:
+    return {
+        _text(name, where): _number(price, f"{where}.{name}")
+        for name, price in _mapping(data, where).items()
+    }
+
+
+def _owned(data: Any, where: str) -> OwnedHardware:
+    section = _mapping(data, where)
+    _only_keys(
+        section, {"purchase_prices", "amortization_months", "energy_price_per_kwh", "pue"}, where
+    )
+    purchase = _price_table(section.get("purchase_prices"), f"{where}.purchase_prices")
+    if not purchase:
+        raise ConfigError(f"{where}.purchase_prices: missing; give each GPU model's purchase price")
+    if section.get("energy_price_per_kwh") is None:
+        raise ConfigError(f"{where}.energy_price_per_kwh: missing; give the electricity tariff")
+    months = _number(section.get("amortization_months", 36), f"{where}.amortization_months")
+    if months <= 0:
+        raise ConfigError(f"{where}.amortization_months: must be > 0, got {months:g}")
+    return OwnedHardware(
+        purchase_prices=purchase,
+        amortization_months=months,
+        energy_price_per_kwh=_number(
+            section["energy_price_per_kwh"], f"{where}.energy_price_per_kwh"
+        ),
+        pue=_number(section.get("pue", 1.0), f"{where}.pue", 1.0, 5.0),
+    )
+
+
 def _cost(data: Any) -> CostConfig:
     where = "cost"
     if data is None:
-        raise ConfigError("cost: missing; give the node's GPUs and their hourly prices")
+        raise ConfigError("cost: missing; give the hourly prices of the node's GPUs")
     section = _mapping(data, where)
     _only_keys(
         section,
-        {"gpus", "gpu_prices_per_hour", "node_extra_per_hour", "overhead_ratio", "fixed_per_month"},
+        {
+            "gpus",
+            "gpu_prices_per_hour",
+            "owned",
+            "node_extra_per_hour",
+            "overhead_ratio",
+            "fixed_per_month",
+        },
         where,
     )
-    prices = {
-        _text(name, f"{where}.gpu_prices_per_hour"): _number(
-            price, f"{where}.gpu_prices_per_hour.{name}"
+    prices = _price_table(section.get("gpu_prices_per_hour"), f"{where}.gpu_prices_per_hour")
+    owned = _optional(section, "owned", _owned, where)
+    if owned is not None and prices:
+        raise ConfigError(
+            f"{where}.owned: give either gpu_prices_per_hour (rented) or owned (bought), not both"
         )
-        for name, price in _mapping(section.get("gpu_prices_per_hour"), where).items()
-    }
+    price_keys = owned.purchase_prices if owned is not None else prices
+    table = (
+        f"{where}.owned.purchase_prices" if owned is not None else f"{where}.gpu_prices_per_hour"
+    )
     raw_gpus = section.get("gpus") or []
     if not isinstance(raw_gpus, list):
         raise ConfigError(f"{where}.gpus: must be a list of {{model, count}}")
@@ -215,26 +289,40 @@ def _cost(data: Any) -> CostConfig:
         count = _number(entry.get("count", 1), f"{at}.count", minimum=1)
         if count != int(count):
             raise ConfigError(f"{at}.count: must be a whole number, got {entry.get('count')!r}")
-        if model not in prices:
-            raise ConfigError(
-                f"{where}.gpu_prices_per_hour.{model}: no hourly price for GPU model {model!r}"
-            )
+        if match_gpu_price_key(model, price_keys) is None:
+            raise ConfigError(f"{at}.model: no key of {table} matches GPU model {model!r}")
         gpus.append(GpuGroup(model, int(count)))
     cost = CostConfig(
         gpus=tuple(gpus),
         gpu_prices_per_hour=prices,
+        owned=owned,
         node_extra_per_hour=_optional(section, "node_extra_per_hour", _number, where) or 0.0,
         overhead_ratio=_number(
             section.get("overhead_ratio", 0.3), f"{where}.overhead_ratio", 0, 10
         ),
         fixed_per_month=_optional(section, "fixed_per_month", _number, where) or 0.0,
     )
-    if cost.gpu_per_hour + cost.node_extra_per_hour <= 0:
+    if not price_keys and cost.node_extra_per_hour <= 0:
         raise ConfigError(
-            "cost.gpus: no hourly cost configured; list the node's GPUs with a price "
-            "(or node_extra_per_hour for a CPU-only node)"
+            f"{where}.gpu_prices_per_hour: no hourly cost configured; price the node's GPU "
+            "models (or set node_extra_per_hour for a CPU-only node)"
         )
     return cost
+
+
+def _nvml(data: Any) -> NvmlConfig:
+    where = "nvml"
+    section = _mapping(data, where)
+    _only_keys(section, {"enabled", "utilization_source"}, where)
+    enabled = section.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled: must be true or false, got {enabled!r}")
+    source = str(section.get("utilization_source", "auto"))
+    if source not in ("auto", "sm_activity", "busy_time"):
+        raise ConfigError(
+            f"{where}.utilization_source: must be auto, sm_activity or busy_time, got {source!r}"
+        )
+    return NvmlConfig(enabled=enabled, utilization_source=source)
 
 
 def _model_price(data: Any, where: str) -> ModelPrice:
@@ -309,23 +397,64 @@ def _projection(data: Any) -> Projection:
     )
 
 
-def _engines(data: Any) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class _Engines:
+    urls: tuple[str, ...]
+    gpus: dict[str, tuple[int | str, ...]]
+    capacity: dict[str, float]
+
+
+def _gpu_refs(data: Any, where: str) -> tuple[int | str, ...]:
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{where}: must be a non-empty list of GPU indices or UUIDs")
+    refs: list[int | str] = []
+    for position, ref in enumerate(data):
+        at = f"{where}[{position}]"
+        if isinstance(ref, int) and not isinstance(ref, bool) and ref >= 0:
+            refs.append(ref)
+        elif isinstance(ref, str) and ref.strip().startswith(("GPU-", "MIG-")):
+            refs.append(ref.strip())
+        else:
+            raise ConfigError(f"{at}: {ref!r} is neither a GPU index nor a GPU-/MIG- UUID")
+    return tuple(refs)
+
+
+def _engines(data: Any) -> _Engines:
     if data is None:
-        return (DEFAULT_ENGINE_URL,)
+        return _Engines((DEFAULT_ENGINE_URL,), {}, {})
     if not isinstance(data, list) or not data:
         raise ConfigError("engines: must be a non-empty list of {url: ...}")
-    urls = []
+    urls: list[str] = []
+    gpus: dict[str, tuple[int | str, ...]] = {}
+    capacity: dict[str, float] = {}
+    claimed: dict[int | str, int] = {}
     for index, entry in enumerate(data):
         at = f"engines[{index}]"
         if isinstance(entry, str):
             entry = {"url": entry}
         entry = _mapping(entry, at)
-        _only_keys(entry, {"url"}, at)
+        _only_keys(entry, {"url", "gpus", "capacity_tokens_per_second"}, at)
         url = _engine_url(entry.get("url"), f"{at}.url")
         if url in urls:
             raise ConfigError(f"{at}.url: {url} is listed twice")
         urls.append(url)
-    return tuple(urls)
+        if entry.get("gpus") is not None:
+            refs = _gpu_refs(entry["gpus"], f"{at}.gpus")
+            for position, ref in enumerate(refs):
+                key = ref.lower() if isinstance(ref, str) else ref
+                if key in claimed:
+                    raise ConfigError(
+                        f"{at}.gpus[{position}]: GPU {ref!r} is already claimed by "
+                        f"engines[{claimed[key]}]; each engine runs on its own GPUs"
+                    )
+                claimed[key] = index
+            gpus[url] = refs
+        tps = _optional(entry, "capacity_tokens_per_second", _number, at)
+        if tps is not None:
+            if tps <= 0:
+                raise ConfigError(f"{at}.capacity_tokens_per_second: must be > 0, got {tps:g}")
+            capacity[url] = tps
+    return _Engines(tuple(urls), gpus, capacity)
 
 
 def _windows(data: Any) -> tuple[str, ...]:
@@ -352,6 +481,7 @@ TOP_LEVEL = {
     "windows",
     "state_file",
     "log_level",
+    "nvml",
 }
 
 
@@ -378,13 +508,17 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     log_level = _text(data.get("log_level", "info"), "log_level").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: must be debug, info, warning or error, got {log_level!r}")
+    engines = _engines(data.get("engines"))
     return Config(
         cost=_cost(data.get("cost")),
         api_prices=_api_prices(data.get("api_prices")),
         listen_address=_listen_address(
             web.get("listen_address", DEFAULT_LISTEN_ADDRESS), "web.listen_address"
         ),
-        engines=_engines(data.get("engines")),
+        engines=engines.urls,
+        engine_gpus=engines.gpus,
+        engine_capacity=engines.capacity,
+        nvml=_nvml(data.get("nvml")),
         interval=interval,
         timeout=timeout,
         max_page_bytes=_size(
@@ -456,10 +590,14 @@ def effective_config_dict(
             "timeout": f"{config.timeout:g}s",
             "max_page_bytes": config.max_page_bytes,
         },
-        "engines": [{"url": url} for url in config.engines],
+        "engines": [_engine_entry(config, url) for url in config.engines],
+        "nvml": {
+            "enabled": config.nvml.enabled,
+            "utilization_source": config.nvml.utilization_source,
+        },
         "cost": {
             "gpus": [{"model": g.model, "count": g.count} for g in config.cost.gpus],
-            "gpu_prices_per_hour": dict(config.cost.gpu_prices_per_hour),
+            **_gpu_prices_entry(config.cost),
             "node_extra_per_hour": config.cost.node_extra_per_hour,
             "overhead_ratio": config.cost.overhead_ratio,
             "fixed_per_month": config.cost.fixed_per_month,
@@ -484,4 +622,27 @@ def effective_config_dict(
         "windows": list(config.windows),
         "state_file": config.state_file,
         "log_level": config.log_level,
+    }
+
+
+def _engine_entry(config: Config, url: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"url": url}
+    if url in config.engine_gpus:
+        entry["gpus"] = list(config.engine_gpus[url])
+    if url in config.engine_capacity:
+        entry["capacity_tokens_per_second"] = config.engine_capacity[url]
+    return entry
+
+
+def _gpu_prices_entry(cost: CostConfig) -> dict[str, Any]:
+    if cost.owned is None:
+        return {"gpu_prices_per_hour": dict(cost.gpu_prices_per_hour)}
+    owned = cost.owned
+    return {
+        "owned": {
+            "purchase_prices": dict(owned.purchase_prices),
+            "amortization_months": owned.amortization_months,
+            "energy_price_per_kwh": owned.energy_price_per_kwh,
+            "pue": owned.pue,
+        }
     }

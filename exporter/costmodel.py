@@ -20,7 +20,10 @@ TOKEN_KINDS = ("prompt", "cached_prompt", "generation")
 prefix cache), `cached_prompt` those served from it. Their sum with
 `generation` is every token the node served."""
 
-COST_COMPONENTS = ("gpu", "node_extra", "overhead", "fixed")
+COST_COMPONENTS = ("gpu", "energy", "node_extra", "overhead", "fixed")
+"""`gpu` is rental or amortized purchase; `energy` is metered, owned hardware only."""
+
+JOULES_PER_KWH = 3_600_000.0
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,49 @@ class ApiPrices:
         return {"prompt": self.input, "cached_prompt": self.cached_input}.get(kind, self.output)
 
 
-def hourly_cost_by_component(
-    gpu_per_hour: float, node_extra_per_hour: float, overhead_ratio: float, fixed_per_month: float
-) -> dict[str, float]:
-    """Split the loaded hourly cost H = H_c·(1+o) + F/730 into its components."""
-    compute = gpu_per_hour + node_extra_per_hour
-    return {
-        "gpu": gpu_per_hour,
-        "node_extra": node_extra_per_hour,
-        "overhead": compute * overhead_ratio,
-        "fixed": fixed_per_month / HOURS_PER_MONTH,
-    }
+def amortized_hourly_cost(purchase_price: float, months: float) -> float:
+    """A bought GPU's cost per hour: its price spread evenly over its service life."""
+    return purchase_price / (months * HOURS_PER_MONTH)
+
+
+def energy_cost(joules: float, price_per_kwh: float, pue: float) -> float:
+    """Electricity for `joules` drawn by the GPUs, with the facility's PUE on top."""
+    return joules / JOULES_PER_KWH * price_per_kwh * pue
+
+
+def allocate_cost(
+    seconds: float,
+    gpu_hourly_by_owner: Mapping[str, float],
+    energy_cost_by_owner: Mapping[str, float],
+    node_extra_per_hour: float,
+    overhead_ratio: float,
+    fixed_per_month: float,
+) -> dict[str, dict[str, float]]:
+    """Split one period's node cost by owner (a served model, or idle capacity).
+
+    Each owner pays for its own GPUs and their energy; the node's shared costs
+    (extra node cost, fixed monthly cost) are split in proportion to the GPU
+    cost each owner holds, evenly if no owner holds any; overhead is the ratio
+    on each owner's compute cost. Summed over owners this is exactly the
+    node's H = H_c·(1+o) + F/730 for the period, so per-model spend adds up
+    to the node's.
+    """
+    owners = list(gpu_hourly_by_owner)
+    total_weight = sum(gpu_hourly_by_owner.values())
+    result = {}
+    for owner in owners:
+        share = gpu_hourly_by_owner[owner] / total_weight if total_weight > 0 else 1.0 / len(owners)
+        gpu = accrued_cost(gpu_hourly_by_owner[owner], seconds)
+        energy = energy_cost_by_owner.get(owner, 0.0)
+        node_extra = accrued_cost(node_extra_per_hour, seconds) * share
+        result[owner] = {
+            "gpu": gpu,
+            "energy": energy,
+            "node_extra": node_extra,
+            "overhead": (gpu + energy + node_extra) * overhead_ratio,
+            "fixed": accrued_cost(fixed_per_month / HOURS_PER_MONTH, seconds) * share,
+        }
+    return result
 
 
 def accrued_cost(hourly_cost: float, seconds: float) -> float:

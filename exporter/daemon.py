@@ -10,9 +10,11 @@ import signal
 import aiohttp
 from aiohttp import web
 
+from collectors.nvml import NvmlCollector
 from collectors.vllm import VllmCollector
-from exporter.config import Config, ModelPrice
+from exporter.config import Config, ConfigError, ModelPrice
 from exporter.costmodel import ApiPrices
+from exporter.gpus import BilledGpu, UnpricedGpu, build_inventory
 from exporter.loop import CollectionLoop
 from exporter.node import NodeState
 from exporter.price_catalog import resolve_catalog_prices
@@ -33,18 +35,58 @@ def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | No
     return models, default
 
 
+def billed_gpus(config: Config, nvml: NvmlCollector | None) -> list[BilledGpu]:
+    """The GPUs to bill: what NVML lists (when it can), else what cost.gpus declares."""
+    cost = config.cost
+    table = "cost.owned.purchase_prices" if cost.owned else "cost.gpu_prices_per_hour"
+    try:
+        inventory = build_inventory(
+            nvml.inventory() if nvml is not None and nvml.available else [],
+            [(g.model, g.count) for g in cost.gpus],
+            cost.gpu_hourly_by_key,
+            nvml_available=nvml is not None and nvml.available,
+        )
+    except UnpricedGpu as error:
+        raise ConfigError(f"{table}: {error}") from None
+    if not inventory and cost.node_extra_per_hour <= 0:
+        source = "NVML lists no GPU" if nvml is not None and nvml.available else "NVML is off"
+        raise ConfigError(
+            f"cost.gpus: nothing to bill on this node: {source} and cost.gpus declares none "
+            "(declare the GPUs, or set cost.node_extra_per_hour for a CPU-only node)"
+        )
+    return inventory
+
+
 async def serve(
     config: Config, model_prices: dict[str, ApiPrices], default_price: ApiPrices | None
 ) -> None:
     """Run collection and HTTP serving until cancelled or signalled."""
-    state = NodeState(config, model_prices, default_price)
+    nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
+    if nvml is not None:
+        nvml.start()
+    try:
+        await _serve(config, model_prices, default_price, nvml)
+    finally:
+        if nvml is not None:
+            nvml.close()
+
+
+async def _serve(
+    config: Config,
+    model_prices: dict[str, ApiPrices],
+    default_price: ApiPrices | None,
+    nvml: NvmlCollector | None,
+) -> None:
+    state = NodeState(config, model_prices, default_price, gpus=billed_gpus(config, nvml))
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        collectors = [
+        collectors: list = [
             VllmCollector(url, session, config.timeout, config.max_page_bytes)
             for url in config.engines
         ]
+        if nvml is not None:
+            collectors.append(nvml)
         loop = CollectionLoop(state, collectors, config.interval)
         await loop.run_once()
         runner = web.AppRunner(build_app(loop), access_log=None)
@@ -60,9 +102,11 @@ async def serve(
                 f"{error.strerror or error}"
             ) from None
         log.info(
-            "listening on %s, watching %d engine(s) every %gs, node cost %.4f %s/h",
+            "listening on %s, watching %d engine(s) and %d billed GPU(s) every %gs, "
+            "node cost %.4f %s/h",
             config.listen_address,
-            len(collectors),
+            len(config.engines),
+            len(state.fleet.gpus),
             config.interval,
             state.hourly_total,
             config.currency,

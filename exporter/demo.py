@@ -2,7 +2,7 @@
 
 A new user with no GPU and no vLLM sees live figures at once: two simulated
 engines (a diurnal B2B model and a spiky one, an hour of traffic every
-minute, at real-time token rates) on a node of two A100s, compared with a
+minute, at real-time token rates), each on its own A100, compared with a
 small frontier API model.
 """
 
@@ -52,8 +52,15 @@ def demo_config(simulator_port: int, listen_address: str) -> Config:
         {
             "web": {"listen_address": listen_address},
             "engines": [
-                {"url": f"http://127.0.0.1:{simulator_port}/engine/{i}/metrics"} for i in (0, 1)
+                {
+                    "url": f"http://127.0.0.1:{simulator_port}/engine/{i}/metrics",
+                    "gpus": [i],
+                    "capacity_tokens_per_second": 2000,
+                }
+                for i in (0, 1)
             ],
+            # The demo's GPUs are simulated: never bill the real ones of the host.
+            "nvml": {"enabled": False},
             "collection": {"interval": "2s", "timeout": "1s"},
             "cost": {
                 "gpus": [{"model": "A100-80GB", "count": 2}],

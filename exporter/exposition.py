@@ -7,18 +7,18 @@ almost no CPU, and every scraper of one cycle sees the same numbers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.costmodel import TOKEN_KINDS
+from exporter.exposition_gpus import gpu_families
+from exporter.metric_families import counter, gauge, known
 from exporter.node import NodeState
 
-PREFIX = "llmcost_"
 # The 0.0.4 text format: all our names are classic ones, so it is exact and
 # every Prometheus release reads it (the simulator serves it too, as vLLM does).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,18 +29,6 @@ def exporter_version() -> str:
         return version("llm-cost-exporter")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
-
-
-def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(PREFIX + name, doc, labels=list(labels))
-
-
-def _finite_or_inf(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
 
 
 class NodeMetrics(Collector):
@@ -54,14 +42,16 @@ class NodeMetrics(Collector):
         yield from self._cost()
         yield from self._tokens()
         yield from self._windows()
+        yield from self._model_costs()
+        yield from gpu_families(self.state, self.state.owners())
         yield from self._collectors()
 
     def _info(self) -> Iterator[Metric]:
         state = self.state
-        build = _gauge("build_info", "Exporter version; always 1.", ("version",))
+        build = gauge("build_info", "Exporter version; always 1.", ("version",))
         build.add_metric([exporter_version()], 1)
         yield build
-        pricing = _gauge(
+        pricing = gauge(
             "pricing_info",
             "Currency every money figure of this exporter is in; always 1.",
             ("currency",),
@@ -87,21 +77,21 @@ class NodeMetrics(Collector):
             ),
         ):
             if value is not None:
-                gauge = _gauge(name, doc)
-                gauge.add_metric([], value)
-                yield gauge
+                family = gauge(name, doc)
+                family.add_metric([], value)
+                yield family
 
     def _cost(self) -> Iterator[Metric]:
         state = self.state
-        hourly = _gauge(
+        hourly = gauge(
             "hourly_cost",
             "Loaded cost of this node per hour, by component (gpu, node_extra, overhead, fixed).",
             ("component",),
         )
-        spend = _counter(
+        spend = counter(
             "cost",
             "Money spent on this node since the exporter started, by component; "
-            "accrues with wall time whether or not tokens flow.",
+            "accrues with wall time whether or not tokens flow (energy: as metered).",
             ("component",),
         )
         for component, value in state.hourly.items():
@@ -109,7 +99,7 @@ class NodeMetrics(Collector):
             spend.add_metric([component], state.spend[component])
         yield hourly
         yield spend
-        capacity = _gauge(
+        capacity = gauge(
             "capacity_tokens_per_second",
             "Tokens per second this node serves at 100% load (configured, or learned "
             "from sustained peak throughput).",
@@ -123,24 +113,24 @@ class NodeMetrics(Collector):
 
     def _tokens(self) -> Iterator[Metric]:
         state = self.state
-        tokens = _counter(
+        tokens = counter(
             "tokens",
             "Tokens served, by model and kind (prompt = computed prompt tokens, "
             "cached_prompt = served from the prefix cache, generation); monotonic "
             "across engine restarts.",
             ("model", "kind"),
         )
-        api = _counter(
+        api = counter(
             "api_equivalent_cost",
             "What the same tokens would have cost on the configured API, by model.",
             ("model",),
         )
-        prices = _gauge(
+        prices = gauge(
             "api_price_per_million_tokens",
             "API price per 1M tokens used for the comparison, by model and token kind.",
             ("model", "kind"),
         )
-        missing = _gauge(
+        missing = gauge(
             "api_price_missing",
             "1 for a served model that has no API price: its API-equivalent cost is "
             "not counted and the comparisons are withheld.",
@@ -168,11 +158,11 @@ class NodeMetrics(Collector):
         }
         by_model = state.in_flight_by_model()
         for name, (key, doc) in live.items():
-            gauge = _gauge(name, doc, ("model",))
+            family = gauge(name, doc, ("model",))
             for model, values in sorted(by_model.items()):
                 if key in values:
-                    gauge.add_metric([model], values[key])
-            yield gauge
+                    family.add_metric([model], values[key])
+            yield family
 
     def _windows(self) -> Iterator[Metric]:
         state = self.state
@@ -205,30 +195,90 @@ class NodeMetrics(Collector):
                 "the node can never beat the API.",
             ),
         }
+        if state.config.cost.owned is not None:
+            families["energy_cost_per_million_tokens"] = (
+                "energy_cost_per_million",
+                "Metered GPU energy cost (tariff x PUE) over tokens served in the window, "
+                "per 1M tokens.",
+            )
         figures = {name: state.window(seconds) for name, seconds in state.windows.items()}
         for metric, (attr, doc) in families.items():
-            gauge = _gauge(metric, doc, ("window",))
+            family = gauge(metric, doc, ("window",))
             for window, figure in figures.items():
                 value = getattr(figure, attr) if figure is not None else None
-                if _finite_or_inf(value):
-                    gauge.add_metric([window], value)
-            yield gauge
+                if known(value):
+                    family.add_metric([window], value)
+            yield family
+
+    def _model_costs(self) -> Iterator[Metric]:
+        """Per-model cost on a node shared by several models (see NodeState.owners)."""
+        state = self.state
+        spend = counter(
+            "model_cost",
+            "Spend attributed to each model: its engines' GPUs, their energy and its share "
+            "of the node's shared and overhead costs; (unclaimed) is idle capacity. Sums "
+            "to llmcost_cost_total.",
+            ("model",),
+        )
+        hourly = gauge(
+            "model_hourly_cost", "Current hourly cost attributed to each model.", ("model",)
+        )
+        for owner in sorted(state.owner_spend):
+            spend.add_metric([owner], state.owner_spend[owner])
+            if owner in state.owner_hourly:
+                hourly.add_metric([owner], state.owner_hourly[owner])
+        yield spend
+        yield hourly
+        families = {
+            "model_effective_cost_per_million_tokens": (
+                "effective_cost_per_million",
+                "A model's spend over its tokens in the window, per 1M tokens.",
+            ),
+            "model_api_equivalent_cost_per_million_tokens": (
+                "api_cost_per_million",
+                "API-equivalent cost per 1M tokens of the model's window token mix.",
+            ),
+            "model_cost_ratio": (
+                "cost_ratio",
+                "A model's spend over its API-equivalent cost in the window.",
+            ),
+            "model_throughput_utilization_ratio": (
+                "utilization",
+                "A model's throughput over its capacity in the window (where known).",
+            ),
+            "model_breakeven_utilization_ratio": (
+                "breakeven_utilization",
+                "Utilization at which the model's GPUs cost what the API would.",
+            ),
+        }
+        figures = {
+            (model, window): state.model_window(model, seconds)
+            for model in sorted(state.model_history)
+            for window, seconds in state.windows.items()
+        }
+        for metric, (attr, doc) in families.items():
+            family = gauge(metric, doc, ("model", "window"))
+            for (model, window), figure in figures.items():
+                value = getattr(figure, attr) if figure is not None else None
+                if known(value):
+                    family.add_metric([model, window], value)
+            yield family
 
     def _collectors(self) -> Iterator[Metric]:
-        up = _gauge(
+        up = gauge(
             "collector_up", "1 if the target answered the last cycle.", ("collector", "target")
         )
-        duration = _gauge(
+        duration = gauge(
             "collector_duration_seconds",
             "Time the last collection of the target took.",
             ("collector", "target"),
         )
-        errors = _counter(
+        errors = counter(
             "collector_errors",
             "Failed collections, by reason.",
             ("collector", "target", "reason"),
         )
-        restarts = _counter(
+        restarts = counter(
             "engine_restarts",
             "Engine restarts detected (counters went down or _created changed).",
             ("collector", "target"),

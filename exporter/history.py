@@ -22,6 +22,7 @@ class Totals:
     api_equivalent: float
     unpriced_tokens: float
     """Tokens of models without an API price: their API cost is unknown."""
+    energy_spend: float = 0.0
 
     def minus(self, earlier: Totals) -> Totals:
         return Totals(
@@ -30,6 +31,7 @@ class Totals:
             tokens=self.tokens - earlier.tokens,
             api_equivalent=self.api_equivalent - earlier.api_equivalent,
             unpriced_tokens=self.unpriced_tokens - earlier.unpriced_tokens,
+            energy_spend=self.energy_spend - earlier.energy_spend,
         )
 
 

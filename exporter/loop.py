@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from collectors.base import Collector, CollectorError
+from collectors.nvml import NvmlSnapshot
 from exporter.exposition import Exposition
 from exporter.node import NodeState
 
@@ -52,7 +53,11 @@ class CollectionLoop:
                 collector.name, collector.target, "internal", repr(error), self._clock() - started
             )
             return
-        self.state.record_engine_readings(collector.target, readings, self._clock() - started)
+        finished = self._clock()
+        if isinstance(readings, NvmlSnapshot):
+            self.state.record_gpu_snapshot(readings, finished - started, finished)
+        else:
+            self.state.record_engine_readings(collector.target, readings, finished - started)
 
     async def run_once(self) -> None:
         """One cycle: collect everything, accrue spend, render the page."""

@@ -13,13 +13,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from collectors.nvml import NvmlSnapshot
 from collectors.vllm import EngineReading
 from exporter import costmodel
 from exporter.capacity import LearnedCapacity
 from exporter.config import Config
-from exporter.costmodel import TOKEN_KINDS, ApiPrices
+from exporter.costmodel import COST_COMPONENTS, TOKEN_KINDS, ApiPrices
 from exporter.counters import EngineCounters, split_prompt_tokens
+from exporter.gpu_state import GpuFleet
+from exporter.gpus import UNCLAIMED, BilledGpu, build_inventory, resolve_claims
 from exporter.history import History, Totals
+from exporter.windows import WindowFigures, blended_api_cost_per_million, window_figures
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,8 @@ class TargetStatus:
     restarts: int = 0
     last_error: str = ""
     readings: list[EngineReading] = field(default_factory=list)
+    models: tuple[str, ...] = ()
+    """Models the target served when it last answered: the owners of its GPUs."""
 
 
 @dataclass
@@ -48,19 +54,6 @@ class ModelTotals:
     api_equivalent: float = 0.0
 
 
-@dataclass(frozen=True)
-class WindowFigures:
-    """The live figures over one window, all from counter deltas."""
-
-    seconds: float
-    tokens_per_second: float
-    effective_cost_per_million: float
-    api_cost_per_million: float | None
-    cost_ratio: float | None
-    utilization: float | None
-    breakeven_utilization: float | None
-
-
 class NodeState:
     """Everything the exporter knows about its node, updated once per cycle."""
 
@@ -70,18 +63,24 @@ class NodeState:
         model_prices: Mapping[str, ApiPrices],
         default_price: ApiPrices | None,
         wall_clock: Callable[[], float] = time.time,
+        gpus: list[BilledGpu] | None = None,
     ) -> None:
+        """`gpus` is the inventory to bill; by default the GPUs declared in cost.gpus."""
         self.config = config
         self.model_prices = dict(model_prices)
         self.default_price = default_price
-        self.hourly = costmodel.hourly_cost_by_component(
-            config.cost.gpu_per_hour,
-            config.cost.node_extra_per_hour,
-            config.cost.overhead_ratio,
-            config.cost.fixed_per_month,
+        declared = [(g.model, g.count) for g in config.cost.gpus]
+        hourly_by_key = config.cost.gpu_hourly_by_key
+        if gpus is None:
+            gpus = build_inventory([], declared, hourly_by_key, nvml_available=False)
+        self.fleet = GpuFleet(gpus, hourly_by_key, declared)
+        self.components = tuple(
+            c for c in COST_COMPONENTS if c != "energy" or config.cost.owned is not None
         )
-        self.hourly_total = sum(self.hourly.values())
-        self.spend = dict.fromkeys(self.hourly, 0.0)
+        self.spend = dict.fromkeys(self.components, 0.0)
+        self.hourly = dict.fromkeys(self.components, 0.0)
+        self.owner_spend: dict[str, float] = {}
+        self.owner_hourly: dict[str, float] = {}
         self.models: dict[str, ModelTotals] = {}
         self.unpriced_models: set[str] = set()
         self.targets: dict[tuple[str, str], TargetStatus] = {}
@@ -91,8 +90,9 @@ class NodeState:
         self._last_time: float | None = None
         windows = config.window_seconds()
         self.windows = dict(sorted(windows.items(), key=lambda item: item[1]))
-        retention = max([*windows.values(), config.capacity.learn_window])
-        self.history = History(retention)
+        self._retention = max([*windows.values(), config.capacity.learn_window])
+        self.history = History(self._retention)
+        self.model_history: dict[str, History] = {}
         self.learned = (
             LearnedCapacity(config.capacity.learn_window, config.state_file)
             if config.capacity.learn
@@ -101,6 +101,32 @@ class NodeState:
         self._day = self._utc_day()
         self.spend_at_day_start = 0.0
         self.day_started_wall = self.started_wall
+        self.per_model_split = len(config.engines) == 1 or set(config.engine_gpus) == set(
+            config.engines
+        )
+        """Per-model cost is meaningful: one engine, or every engine names its GPUs."""
+        if not self.per_model_split:
+            log.warning(
+                "%d engines and not every one lists its GPUs (engines[].gpus): "
+                "per-model cost is not computed, the node's GPUs count as unclaimed",
+                len(config.engines),
+            )
+        self._claims: dict[str, str] = {}
+        self._resolve_claims()
+
+    def _resolve_claims(self) -> None:
+        """Which engine target owns each GPU of the inventory."""
+        inventory = self.fleet.inventory()
+        if len(self.config.engines) == 1 and not self.config.engine_gpus:
+            self._claims = {g.key: self.config.engines[0] for g in inventory}
+            return
+        self._claims, problems = resolve_claims(self.config.engine_gpus, inventory)
+        for problem in problems:
+            log.error("%s: its cost is not attributed to it", problem)
+
+    @property
+    def hourly_total(self) -> float:
+        return sum(self.hourly.values())
 
     # --- prices ---------------------------------------------------------------
 
@@ -139,6 +165,16 @@ class NodeState:
         status.last_error = f"{reason}: {message}"
         status.readings = []
 
+    def record_gpu_snapshot(self, snapshot: NvmlSnapshot, duration: float, now: float) -> None:
+        status = self.status("nvml", "local")
+        if not status.up and status.errors:
+            log.info("NVML answers again")
+        status.up = True
+        status.duration_seconds = duration
+        status.last_error = ""
+        if self.fleet.observe(snapshot.gpus, now):
+            self._resolve_claims()
+
     def record_engine_readings(
         self, target: str, readings: list[EngineReading], duration: float
     ) -> None:
@@ -149,6 +185,9 @@ class NodeState:
         status.duration_seconds = duration
         status.last_error = ""
         status.readings = readings
+        models = tuple(sorted({r.model for r in readings}))
+        if models:
+            status.models = models
         for reading in readings:
             self._add_engine_counters(status, reading)
 
@@ -194,13 +233,74 @@ class NodeState:
     def _utc_day(when: float | None = None) -> str:
         return datetime.fromtimestamp(when or time.time(), timezone.utc).strftime("%Y-%m-%d")
 
+    def owners(self) -> dict[str, tuple[str, ...]]:
+        """Models each GPU's cost goes to; unclaimed GPUs go to UNCLAIMED."""
+        owners = {}
+        for key in self.fleet.gpus:
+            target = self._claims.get(key) if self.per_model_split else None
+            models = self.status("vllm", target).models if target else ()
+            owners[key] = models or (UNCLAIMED,)
+        return owners
+
+    def _cost_shares(
+        self, seconds: float, energy_by_gpu: Mapping[str, float]
+    ) -> dict[str, dict[str, float]]:
+        """The node's cost over `seconds` by owner and component."""
+        gpu_hourly: dict[str, float] = {}
+        energy: dict[str, float] = {}
+        for key, owners in self.owners().items():
+            share = 1.0 / len(owners)
+            for owner in owners:
+                gpu_hourly[owner] = (
+                    gpu_hourly.get(owner, 0.0) + self.fleet.gpus[key].gpu.hourly * share
+                )
+                energy[owner] = energy.get(owner, 0.0) + energy_by_gpu.get(key, 0.0) * share
+        if not gpu_hourly:
+            served = {m for s in self.targets.values() for m in s.models}
+            owners = served if self.per_model_split and served else {UNCLAIMED}
+            gpu_hourly = dict.fromkeys(sorted(owners), 0.0)
+        cost = self.config.cost
+        return costmodel.allocate_cost(
+            seconds,
+            gpu_hourly,
+            energy,
+            cost.node_extra_per_hour,
+            cost.overhead_ratio,
+            cost.fixed_per_month,
+        )
+
+    def _energy_costs(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Energy cost per GPU since the last accrual, and its current hourly rate."""
+        owned = self.config.cost.owned
+        spent: dict[str, float] = {}
+        hourly: dict[str, float] = {}
+        for key, status in self.fleet.gpus.items():
+            joules = status.take_unbilled_energy()
+            if owned is None:
+                continue
+            spent[key] = costmodel.energy_cost(joules, owned.energy_price_per_kwh, owned.pue)
+            power = status.reading.power_watts if status.reading is not None else None
+            if power is not None and status.healthy:
+                hourly[key] = costmodel.energy_cost(
+                    power * costmodel.SECONDS_PER_HOUR, owned.energy_price_per_kwh, owned.pue
+                )
+        return spent, hourly
+
     def advance(self, now: float) -> None:
         """Accrue spend up to `now` (monotonic seconds) and record the totals."""
-        if self._last_time is not None:
-            elapsed = max(now - self._last_time, 0.0)
-            for component, hourly in self.hourly.items():
-                self.spend[component] += costmodel.accrued_cost(hourly, elapsed)
+        energy_spent, energy_hourly = self._energy_costs()
+        elapsed = max(now - self._last_time, 0.0) if self._last_time is not None else 0.0
         self._last_time = now
+        for owner, parts in self._cost_shares(elapsed, energy_spent).items():
+            for component in self.components:
+                self.spend[component] += parts[component]
+            self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + sum(parts.values())
+        self.hourly = dict.fromkeys(self.components, 0.0)
+        self.owner_hourly = {}
+        for owner, parts in self._cost_shares(costmodel.SECONDS_PER_HOUR, energy_hourly).items():
+            for component in self.components:
+                self.hourly[component] += parts[component]
+            self.owner_hourly[owner] = sum(parts.values())
         wall = self._wall_clock()
         day = self._utc_day(wall)
         if day != self._day:
@@ -216,8 +316,21 @@ class NodeState:
                 unpriced_tokens=sum(
                     sum(self.models[m].tokens.values()) for m in self.unpriced_models
                 ),
+                energy_spend=self.spend.get("energy", 0.0),
             )
         )
+        if self.per_model_split:
+            for model, totals in self.models.items():
+                tokens = sum(totals.tokens.values())
+                self.model_history.setdefault(model, History(self._retention)).append(
+                    Totals(
+                        time=now,
+                        spend=self.owner_spend.get(model, 0.0),
+                        tokens=tokens,
+                        api_equivalent=totals.api_equivalent,
+                        unpriced_tokens=tokens if model in self.unpriced_models else 0.0,
+                    )
+                )
         if self.learned is not None:
             self.learned.observe(self.history)
 
@@ -240,38 +353,34 @@ class NodeState:
             return self.learned.peak, "learned"
         return None
 
-    def _fallback_api_cost_per_million(self) -> float | None:
-        """Blended API price of all traffic seen, for windows without any."""
-        latest = self.history.latest()
-        if latest is None or latest.tokens <= 0 or latest.unpriced_tokens > 0:
-            return None
-        return latest.api_equivalent / latest.tokens * costmodel.MILLION
-
     def window(self, seconds: float) -> WindowFigures | None:
         delta = self.history.delta(seconds)
-        if delta is None or delta.time <= 0:
+        if delta is None:
             return None
-        priced = delta.unpriced_tokens == 0
-        if delta.tokens > 0:
-            api_per_million = delta.api_equivalent / delta.tokens * costmodel.MILLION
-        else:
-            api_per_million = self._fallback_api_cost_per_million()
         capacity = self.capacity
-        utilization = breakeven = None
-        if capacity is not None:
-            utilization = costmodel.throughput_utilization(delta.tokens, delta.time, capacity[0])
-            if priced and api_per_million is not None:
-                breakeven = costmodel.breakeven_utilization(
-                    self.hourly_total, capacity[0], api_per_million
-                )
-        return WindowFigures(
-            seconds=delta.time,
-            tokens_per_second=delta.tokens / delta.time,
-            effective_cost_per_million=costmodel.cost_per_million(delta.spend, delta.tokens),
-            api_cost_per_million=api_per_million if priced else None,
-            cost_ratio=costmodel.cost_ratio(delta.spend, delta.api_equivalent) if priced else None,
-            utilization=utilization,
-            breakeven_utilization=breakeven,
+        return window_figures(
+            delta,
+            capacity[0] if capacity else None,
+            blended_api_cost_per_million(self.history.latest()),
+        )
+
+    def model_capacity(self, model: str) -> float | None:
+        """A model's capacity: the node's if it is the only model, else its engines' sum."""
+        if len(self.models) == 1 and model in self.models:
+            capacity = self.capacity
+            return capacity[0] if capacity else None
+        urls = [s.target for s in self.targets.values() if model in s.models]
+        if not urls or any(u not in self.config.engine_capacity for u in urls):
+            return None
+        return sum(self.config.engine_capacity[u] for u in urls)
+
+    def model_window(self, model: str, seconds: float) -> WindowFigures | None:
+        history = self.model_history.get(model)
+        delta = history.delta(seconds) if history is not None else None
+        if delta is None:
+            return None
+        return window_figures(
+            delta, self.model_capacity(model), blended_api_cost_per_million(history.latest())
         )
 
     def in_flight_by_model(self) -> dict[str, dict[str, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,19 @@ def minimal_config_dict(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def config_dict() -> dict[str, Any]:
     return minimal_config_dict()
+
+
+@pytest.fixture(scope="session")
+def lib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake libnvidia-ml.so.1, compiled once per session: put it on LD_LIBRARY_PATH."""
+    from realparts.fake_nvml import build_fake_nvml
+
+    return build_fake_nvml(tmp_path_factory.mktemp("fake_nvml"))
+
+
+@pytest.fixture(scope="session")
+def fake_lib(lib_dir: Path) -> ctypes.CDLL:
+    """The fake loaded into this process, where pynvml finds it by soname."""
+    from realparts.fake_nvml import preload
+
+    return preload(lib_dir)

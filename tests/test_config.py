@@ -52,9 +52,9 @@ def test_minimal_config_has_documented_defaults() -> None:
         ({"api_prices": {"default": {"catalog": "gpt-4o"}}}, "api_prices.default.catalog"),
         (
             {"cost": {"gpus": [{"model": "H100", "count": 8}], "gpu_prices_per_hour": {}}},
-            "cost.gpu_prices_per_hour.H100",
+            "cost.gpus[0].model",
         ),
-        ({"cost": {"gpus": [], "gpu_prices_per_hour": {}}}, "cost.gpus"),
+        ({"cost": {"gpus": [], "gpu_prices_per_hour": {}}}, "cost.gpu_prices_per_hour"),
         (
             {"cost": {"gpus": [{"model": "A", "count": 1.5}], "gpu_prices_per_hour": {"A": 1}}},
             "cost.gpus[0].count",

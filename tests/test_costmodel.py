@@ -29,25 +29,59 @@ def test_a100_cost_per_million_from_counter_deltas_over_one_hour() -> None:
     assert cm.cost_per_million(spend, tokens) == pytest.approx(0.7502, abs=1e-4)
 
 
+def node_hourly(
+    gpu: float, node_extra: float = 0.0, overhead: float = 0.0, fixed: float = 0.0
+) -> dict[str, float]:
+    """The hourly cost of a node whose GPUs one owner holds, by component."""
+    return cm.allocate_cost(3600, {"m": gpu}, {}, node_extra, overhead, fixed)["m"]
+
+
 def test_l40s_8b_model_with_and_without_overhead() -> None:
-    bare = cm.hourly_cost_by_component(1.50, 0.0, 0.0, 0.0)
-    loaded = cm.hourly_cost_by_component(1.50, 0.0, 0.30, 0.0)
+    bare = node_hourly(1.50)
+    loaded = node_hourly(1.50, overhead=0.30)
     assert cm.cost_per_million_at_utilization(sum(bare.values()), 1500, 1.0) == pytest.approx(
         0.28, abs=0.005
     )
     assert cm.cost_per_million_at_utilization(sum(loaded.values()), 1500, 1.0) == pytest.approx(
         0.36, abs=0.005
     )
-    assert loaded == pytest.approx({"gpu": 1.5, "node_extra": 0.0, "overhead": 0.45, "fixed": 0.0})
+    assert loaded == pytest.approx(
+        {"gpu": 1.5, "energy": 0.0, "node_extra": 0.0, "overhead": 0.45, "fixed": 0.0}
+    )
 
 
 def test_hourly_cost_components_follow_the_loaded_cost_formula() -> None:
-    parts = cm.hourly_cost_by_component(8 * 3.20, 1.10, 0.3, 7300.0)
+    parts = node_hourly(8 * 3.20, 1.10, 0.3, 7300.0)
     assert parts["gpu"] == pytest.approx(25.60)
     assert parts["node_extra"] == pytest.approx(1.10)
     assert parts["overhead"] == pytest.approx((25.60 + 1.10) * 0.3)
     assert parts["fixed"] == pytest.approx(10.0)
     assert sum(parts.values()) == pytest.approx(26.70 * 1.3 + 10.0)
+
+
+def test_allocation_splits_shared_costs_by_gpu_cost_and_sums_to_the_node() -> None:
+    # Two models on 4 GPUs each at different prices, two idle GPUs, 30 minutes.
+    gpu_hourly = {"big": 4 * 2.50, "small": 4 * 1.00, "(unclaimed)": 2 * 1.00}
+    energy = {"big": 0.40, "small": 0.10}
+    parts = cm.allocate_cost(1800, gpu_hourly, energy, 1.60, 0.25, 730.0)
+    assert parts["big"]["gpu"] == pytest.approx(5.00)
+    assert parts["big"]["node_extra"] == pytest.approx(0.80 * 10 / 16)
+    assert parts["small"]["fixed"] == pytest.approx(0.50 * 4 / 16)
+    assert parts["(unclaimed)"]["energy"] == 0.0
+    assert parts["big"]["overhead"] == pytest.approx((5.00 + 0.40 + 0.50) * 0.25)
+    node_total = (16 * 0.5 + 0.50 + 0.80) * 1.25 + 0.50
+    assert sum(sum(p.values()) for p in parts.values()) == pytest.approx(node_total, abs=1e-12)
+
+
+def test_allocation_without_gpus_splits_shared_costs_evenly() -> None:
+    parts = cm.allocate_cost(3600, {"a": 0.0, "b": 0.0}, {}, 2.0, 0.0, 0.0)
+    assert parts["a"]["node_extra"] == parts["b"]["node_extra"] == pytest.approx(1.0)
+
+
+def test_owned_gpu_amortization_and_energy_by_hand() -> None:
+    # $30,000 over 36 months of 730 h; 700 W for an hour at $0.12/kWh with PUE 1.4.
+    assert cm.amortized_hourly_cost(30_000, 36) == pytest.approx(30_000 / 26_280)
+    assert cm.energy_cost(700 * 3600, 0.12, 1.4) == pytest.approx(0.7 * 0.12 * 1.4)
 
 
 def test_api_equivalent_prices_each_kind() -> None:

@@ -167,3 +167,54 @@ def test_model_without_price_withholds_comparisons_and_is_flagged() -> None:
     figure = state.window(60)
     assert figure.cost_ratio is None and figure.api_cost_per_million is None
     assert figure.effective_cost_per_million > 0
+
+
+def shared_node_state(**overrides) -> NodeState:
+    """Two models on 4 GPUs each of different prices, two GPUs nobody claims."""
+    config = minimal_config_dict(
+        engines=[
+            {"url": "http://a/metrics", "gpus": [0, 1, 2, 3]},
+            {"url": "http://b/metrics", "gpus": [4, 5, 6, 7]},
+        ],
+        cost={
+            "gpus": [{"model": "H100", "count": 4}, {"model": "L40S", "count": 6}],
+            "gpu_prices_per_hour": {"H100": 2.50, "L40S": 1.00},
+            "node_extra_per_hour": 1.60,
+            "overhead_ratio": 0.25,
+            "fixed_per_month": 730.0,
+        },
+        **overrides,
+    )
+    return NodeState(config_from_mapping(config), {}, API, wall_clock=lambda: 2000.0)
+
+
+def test_per_model_spend_sums_to_the_node_and_follows_each_engines_traffic() -> None:
+    state = shared_node_state(windows=["10m"])
+    for target, model in (("http://a/metrics", "big"), ("http://b/metrics", "small")):
+        state.record_engine_readings(target, [reading(0, 0, 0, model=model)], 0.0)
+    state.advance(0.0)
+    state.record_engine_readings("http://a/metrics", [reading(7e5, 0, 3e5, model="big")], 0.0)
+    state.record_engine_readings("http://b/metrics", [reading(7e4, 0, 3e4, model="small")], 0.0)
+    state.advance(600.0)
+    spend = state.owner_spend
+    assert set(spend) == {"big", "small", "(unclaimed)"}
+    assert sum(spend.values()) == pytest.approx(state.spend_total, rel=1e-12)
+    # 10 minutes: GPUs at 10, 4 and 2 per hour of 16 in all; the node's extra $1.60/h and
+    # fixed $1/h are split by that share; 25% overhead on GPUs and node extra.
+    big_expected = (10.0 + 1.60 * 10 / 16) * 1.25 / 6 + 1.0 * 10 / 16 / 6
+    assert spend["big"] == pytest.approx(big_expected)
+    big = state.model_window("big", 600)
+    small = state.model_window("small", 600)
+    assert big.effective_cost_per_million == pytest.approx(spend["big"] / 1e6 * 1e6)
+    assert small.effective_cost_per_million == pytest.approx(spend["small"] / 1e5 * 1e6)
+    assert state.owner_hourly["big"] == pytest.approx(big_expected * 6)
+
+
+def test_several_engines_without_gpu_claims_leave_the_cost_unclaimed() -> None:
+    config = minimal_config_dict(engines=["http://a/metrics", "http://b/metrics"])
+    state = NodeState(config_from_mapping(config), {}, API, wall_clock=lambda: 2000.0)
+    state.record_engine_readings("http://a/metrics", [reading(0, 0, 0, model="x")], 0.0)
+    state.advance(0.0)
+    state.advance(3600.0)
+    assert state.owner_spend == {"(unclaimed)": pytest.approx(3.20)}
+    assert state.model_history == {}

@@ -10,6 +10,7 @@ from conftest import fixture_page, minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import REASONS
+from collectors.nvml import GpuReading, MigInstance, NvmlSnapshot
 from collectors.vllm import parse_vllm_page
 from exporter.config import config_from_mapping
 from exporter.costmodel import ApiPrices
@@ -24,8 +25,55 @@ def readme_metric_table() -> dict[str, tuple[str, frozenset[str]]]:
     return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 
+def gpu_snapshot(energy_joules: float) -> NvmlSnapshot:
+    """A GPM GPU in full health, a MIG GPU, a lost GPU and one of an unpriced model."""
+    full = GpuReading(
+        0,
+        "GPU-0",
+        "NVIDIA H100 80GB HBM3",
+        busy_utilization=1.0,
+        memory_used_bytes=1e9,
+        memory_total_bytes=8e10,
+        power_watts=700,
+        energy_joules=energy_joules,
+        temperature_celsius=60,
+        sm_clock_hertz=1.98e9,
+        clock_event_reasons=0x4,
+        sm_activity=0.3,
+        sm_occupancy=0.2,
+        mig_enabled=False,
+        supported={"gpm": True},
+    )
+    mig = GpuReading(
+        1,
+        "GPU-1",
+        "NVIDIA H100 80GB HBM3",
+        mig_enabled=True,
+        mig_instances=(MigInstance("MIG-1", 1, 1e9, 1e10),),
+        supported={"busy_utilization": False},
+    )
+    lost = GpuReading(2, "GPU-2", "NVIDIA H100 80GB HBM3", healthy=False, error="gpu_lost")
+    unpriced = GpuReading(3, "GPU-3", "Tesla T4")
+    return NvmlSnapshot("550.54.15", (full, mig, lost, unpriced))
+
+
+def render_families(state: NodeState) -> dict[str, tuple[str, frozenset[str]]]:
+    page = Exposition(state).render().decode()
+    families = {}
+    for family in text_string_to_metric_families(page):
+        if family.name.startswith("process_"):
+            continue
+        labels: set[str] = set()
+        for sample in family.samples:
+            labels |= set(sample.labels)
+        name = family.name + ("_total" if family.type == "counter" else "")
+        families[name] = (family.type, frozenset(labels))
+    return families
+
+
 def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
-    """Every family the exporter can export, each with samples."""
+    """Every family the exporter can export, each with samples: a rented node
+    reading its engines, and an owned node reading its GPUs."""
     config = config_from_mapping(
         minimal_config_dict(
             api_prices={"models": {"tiny-llama": {"input": 0.8, "output": 4.0}}},
@@ -43,16 +91,24 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     state.record_engine_readings("http://a/metrics", busy + unpriced, 0.01)
     state.record_failure("vllm", "http://b/metrics", "timeout", "slow", 3.0)
     state.advance(10.0)
-    page = Exposition(state).render().decode()
-    families = {}
-    for family in text_string_to_metric_families(page):
-        if family.name.startswith("process_"):
-            continue
-        labels: set[str] = set()
-        for sample in family.samples:
-            labels |= set(sample.labels)
-        name = family.name + ("_total" if family.type == "counter" else "")
-        families[name] = (family.type, frozenset(labels))
+    families = render_families(state)
+
+    owned = config_from_mapping(
+        minimal_config_dict(
+            cost={"owned": {"purchase_prices": {"H100": 30000}, "energy_price_per_kwh": 0.12}},
+            capacity={"tokens_per_second": 2000},
+        )
+    )
+    state = NodeState(owned, {}, ApiPrices(0.8, 0.8, 4.0), gpus=[])
+    state.record_engine_readings("http://a/metrics", idle, 0.01)
+    state.record_gpu_snapshot(gpu_snapshot(1000.0), 0.001, 0.0)
+    state.advance(0.0)
+    state.record_engine_readings("http://a/metrics", busy, 0.01)
+    state.record_gpu_snapshot(gpu_snapshot(8000.0), 0.001, 10.0)
+    state.advance(10.0)
+    for name, (kind, labels) in render_families(state).items():
+        previous = families.get(name, (kind, frozenset()))
+        families[name] = (kind, labels | previous[1])
     return families
 
 
@@ -101,5 +157,10 @@ def test_full_configuration_example_is_valid() -> None:
     # The example's catalog reference is resolved at start; here we check the rest.
     data["api_prices"]["default"] = {"input": 0.8, "output": 4.0}
     config = config_from_mapping(data)
-    assert config.cost.gpu_per_hour == 8 * 2.49
+    assert config.cost.gpu_hourly_by_key == {"H100": 2.49}
     assert len(config.engines) == 2
+    assert config.engine_gpus[config.engines[0]] == (0, 1, 2, 3)
+    owned_block = next(b for b in blocks if "owned:" in b)
+    owned = config_from_mapping({**data, "cost": yaml.safe_load(owned_block)["cost"]})
+    assert owned.cost.gpu_hourly_by_key == {"H100": 30000 / (36 * 730)}
+    assert owned.cost.owned.pue == 1.3

@@ -18,9 +18,10 @@ class ChildProcess:
 
     ready_path = "/healthz"
 
-    def __init__(self, workdir: Path, log_name: str) -> None:
+    def __init__(self, workdir: Path, log_name: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log_path = workdir / log_name
+        self.env = env or {}
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -36,7 +37,7 @@ class ChildProcess:
                 [sys.executable, "-m", "exporter", *self.command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
         wait_http_ok(self.url + self.ready_path, timeout=30, check=self._check_alive)
         return self

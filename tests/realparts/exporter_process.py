@@ -15,8 +15,14 @@ from .child_process import ChildProcess
 class ExporterProcess(ChildProcess):
     """`python -m exporter --config FILE` on a free loopback port."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path, *args: str) -> None:
-        super().__init__(workdir, "exporter.log")
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(workdir, "exporter.log", env)
         config = dict(config)
         config.setdefault("web", {})["listen_address"] = f"127.0.0.1:{self.port}"
         self.config_path = workdir / "exporter.yml"

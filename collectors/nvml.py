@@ -1,0 +1,450 @@
+"""GPU state through NVML (`nvidia-ml-py`, imported as `pynvml`).
+
+GPUs are keyed by UUID: NVML indices can change across reboots. Every NVML
+call is blocking, so one collection runs in a dedicated worker thread and the
+event loop only awaits it. A feature a GPU does not support (NOT_SUPPORTED) is
+remembered and never asked again; a GPU that fell off the bus (GPU_IS_LOST) is
+retried with a growing back-off instead of on every cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.base import CollectorError
+
+log = logging.getLogger(__name__)
+
+UTILIZATION_SOURCES = ("busy_time", "sm_activity")
+"""`busy_time`: share of time at least one kernel ran (`utilization.gpu`), which
+reads 100% with one SM of 132 busy. `sm_activity`: share of SMs busy (GPM)."""
+
+CLOCK_EVENT_REASONS = {
+    "gpu_idle": 0x1,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+}
+
+FEATURES = (
+    "busy_utilization",
+    "memory",
+    "power",
+    "energy",
+    "temperature",
+    "sm_clock",
+    "clock_events",
+    "gpm",
+    "mig",
+)
+
+GPM_SM_UTIL = 2
+GPM_SM_OCCUPANCY = 3
+GPM_MIN_SAMPLE_GAP = 0.1
+"""NVML wants GPM samples at least 100 ms apart."""
+
+LOST_RETRY_FIRST = 1.0
+LOST_RETRY_MAX = 60.0
+UNAVAILABLE_RETRY = 60.0
+
+
+@dataclass(frozen=True)
+class MigInstance:
+    uuid: str
+    gpu_instance_id: int | None
+    memory_used_bytes: float | None
+    memory_total_bytes: float | None
+
+
+@dataclass
+class GpuReading:
+    """One GPU in one collection; None means not supported or not readable."""
+
+    index: int
+    uuid: str
+    name: str
+    healthy: bool = True
+    error: str | None = None
+    busy_utilization: float | None = None
+    memory_used_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    power_watts: float | None = None
+    energy_joules: float | None = None
+    temperature_celsius: float | None = None
+    sm_clock_hertz: float | None = None
+    clock_event_reasons: int | None = None
+    sm_activity: float | None = None
+    sm_occupancy: float | None = None
+    mig_enabled: bool | None = None
+    mig_instances: tuple[MigInstance, ...] = ()
+    supported: dict[str, bool] = field(default_factory=dict)
+
+    def utilization(self, preferred: str) -> tuple[float, str] | None:
+        """The utilization figure to alert on, and its source.
+
+        `auto` takes SM activity where the GPU reports it, busy time otherwise.
+        """
+        if preferred in ("auto", "sm_activity") and self.sm_activity is not None:
+            return self.sm_activity, "sm_activity"
+        if preferred in ("auto", "busy_time") and self.busy_utilization is not None:
+            return self.busy_utilization, "busy_time"
+        return None
+
+
+@dataclass(frozen=True)
+class NvmlSnapshot:
+    driver_version: str
+    gpus: tuple[GpuReading, ...]
+
+
+class _GpuLost(Exception):
+    pass
+
+
+@dataclass
+class _Device:
+    """What we keep between cycles about one GPU."""
+
+    index: int
+    uuid: str
+    name: str
+    handle: Any
+    unsupported: set[str] = field(default_factory=set)
+    mig_enabled: bool | None = None
+    gpm_samples: list[Any] | None = None
+    gpm_taken_at: float | None = None
+    lost: bool = False
+    retry_at: float = 0.0
+    retry_delay: float = LOST_RETRY_FIRST
+
+
+class NvmlCollector:
+    """Reads every GPU of the node; `collect()` raises CollectorError when NVML is absent."""
+
+    name = "nvml"
+    target = "local"
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nvml")
+        self._pending: asyncio.Future | None = None
+        self._nvml: Any = None
+        self._devices: list[_Device] = []
+        self._driver_version = ""
+        self._unavailable_reason: str | None = None
+        self._retry_init_at = 0.0
+        self._metrics_request: Any = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> str | None:
+        """Initialize NVML and list the GPUs; returns why NVML is unavailable, if it is.
+
+        Blocking: call it from the worker thread or before the event loop runs.
+        """
+        try:
+            import pynvml
+        except ImportError as error:
+            return self._unavailable(f"nvidia-ml-py is not installed ({error})")
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as error:
+            return self._unavailable(f"NVML cannot initialize: {error}")
+        self._nvml = pynvml
+        try:
+            self._driver_version = _text(pynvml.nvmlSystemGetDriverVersion())
+        except pynvml.NVMLError:
+            self._driver_version = ""
+        self._devices = self._discover()
+        self._unavailable_reason = None
+        self._metrics_request = None
+        log.info(
+            "NVML driver %s: %d GPU(s): %s",
+            self._driver_version or "(unknown)",
+            len(self._devices),
+            ", ".join(f"{d.index}:{d.name}" for d in self._devices) or "none",
+        )
+        return None
+
+    def _unavailable(self, reason: str) -> str:
+        self._unavailable_reason = reason
+        self._retry_init_at = self._clock() + UNAVAILABLE_RETRY
+        return reason
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            for device in self._devices:
+                for sample in device.gpm_samples or ():
+                    _quietly(self._nvml.nvmlGpmSampleFree, sample)
+            _quietly(self._nvml.nvmlShutdown)
+            self._nvml = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def available(self) -> bool:
+        return self._nvml is not None
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self._unavailable_reason
+
+    def _discover(self) -> list[_Device]:
+        nvml = self._nvml
+        devices = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+                name = _text(nvml.nvmlDeviceGetName(handle))
+            except nvml.NVMLError as error:
+                log.error("GPU %d cannot be identified through NVML: %s", index, error)
+                continue
+            devices.append(_Device(index, uuid, name, handle))
+        return devices
+
+    # --- collection -----------------------------------------------------------
+
+    async def collect(self) -> NvmlSnapshot:
+        if self._pending is not None and not self._pending.done():
+            raise CollectorError("timeout", "the previous NVML read has not returned yet")
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(self._executor, self.read)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._pending), self.timeout)
+        except asyncio.TimeoutError:
+            raise CollectorError(
+                "timeout", f"NVML did not answer within {self.timeout:g}s"
+            ) from None
+
+    def read(self) -> NvmlSnapshot:
+        """One blocking collection of every GPU."""
+        if self._nvml is None:
+            if self._clock() >= self._retry_init_at and self.start() is None:
+                log.info("NVML is available again")
+            else:
+                raise CollectorError("unavailable", self._unavailable_reason or "NVML unavailable")
+        now = self._clock()
+        return NvmlSnapshot(
+            driver_version=self._driver_version,
+            gpus=tuple(self._read_device(device, now) for device in self._devices),
+        )
+
+    def _read_device(self, device: _Device, now: float) -> GpuReading:
+        nvml = self._nvml
+        reading = GpuReading(device.index, device.uuid, device.name)
+        if device.lost:
+            if now < device.retry_at:
+                return self._mark_lost(device, reading, now, first=False)
+            try:
+                device.handle = nvml.nvmlDeviceGetHandleByUUID(device.uuid)
+            except nvml.NVMLError:
+                return self._mark_lost(device, reading, now, first=False)
+        try:
+            self._read_into(device, reading, now)
+        except _GpuLost:
+            return self._mark_lost(device, reading, now, first=not device.lost)
+        if device.lost:
+            device.lost = False
+            device.retry_delay = LOST_RETRY_FIRST
+            device.gpm_taken_at = None
+            log.warning("GPU %d (%s) answers again", device.index, device.uuid)
+        reading.supported = {f: f not in device.unsupported for f in FEATURES}
+        return reading
+
+    def _mark_lost(
+        self, device: _Device, reading: GpuReading, now: float, first: bool
+    ) -> GpuReading:
+        if first:
+            log.error(
+                "GPU %d (%s, %s) is lost: NVML reports it has fallen off the bus; "
+                "it stays billed and is reported unhealthy",
+                device.index,
+                device.uuid,
+                device.name,
+            )
+            device.retry_delay = LOST_RETRY_FIRST
+        elif now >= device.retry_at:
+            device.retry_delay = min(device.retry_delay * 2, LOST_RETRY_MAX)
+        if now >= device.retry_at:
+            device.retry_at = now + device.retry_delay
+        device.lost = True
+        reading.healthy = False
+        reading.error = "gpu_lost"
+        reading.supported = {f: f not in device.unsupported for f in FEATURES}
+        return reading
+
+    def _call(self, device: _Device, feature: str, function: Callable[..., Any], *args: Any):
+        """One NVML query; None if unsupported (remembered) or failing for another reason."""
+        if feature in device.unsupported:
+            return None
+        nvml = self._nvml
+        try:
+            return function(*args)
+        except nvml.NVMLError_NotSupported:
+            device.unsupported.add(feature)
+            log.debug("GPU %d (%s): %s not supported", device.index, device.uuid, feature)
+        except nvml.NVMLError_GpuIsLost:
+            raise _GpuLost from None
+        except nvml.NVMLError as error:
+            log.debug("GPU %d (%s): %s failed: %s", device.index, device.uuid, feature, error)
+        return None
+
+    def _read_into(self, device: _Device, reading: GpuReading, now: float) -> None:
+        nvml = self._nvml
+        handle = device.handle
+        mig = self._call(device, "mig", nvml.nvmlDeviceGetMigMode, handle)
+        if mig is not None:
+            enabled = bool(mig[0])
+            if device.mig_enabled is not None and enabled != device.mig_enabled:
+                device.unsupported.clear()
+                device.gpm_samples = None
+            device.mig_enabled = enabled
+            reading.mig_enabled = enabled
+        utilization = self._call(
+            device, "busy_utilization", nvml.nvmlDeviceGetUtilizationRates, handle
+        )
+        if utilization is not None:
+            reading.busy_utilization = utilization.gpu / 100.0
+        memory = self._call(
+            device, "memory", nvml.nvmlDeviceGetMemoryInfo, handle, nvml.nvmlMemory_v2
+        )
+        if memory is not None:
+            reading.memory_used_bytes = float(memory.used)
+            reading.memory_total_bytes = float(memory.total)
+        power = self._call(device, "power", nvml.nvmlDeviceGetPowerUsage, handle)
+        if power is not None:
+            reading.power_watts = power / 1000.0
+        energy = self._call(device, "energy", nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
+        if energy is not None:
+            reading.energy_joules = energy / 1000.0
+        temperature = self._call(
+            device,
+            "temperature",
+            nvml.nvmlDeviceGetTemperatureV,
+            handle,
+            nvml.NVML_TEMPERATURE_GPU,
+        )
+        if temperature is not None:
+            reading.temperature_celsius = float(temperature)
+        clock = self._call(
+            device, "sm_clock", nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_SM
+        )
+        if clock is not None:
+            reading.sm_clock_hertz = clock * 1e6
+        reading.clock_event_reasons = self._call(
+            device, "clock_events", nvml.nvmlDeviceGetCurrentClocksEventReasons, handle
+        )
+        self._read_gpm(device, reading, now)
+        if reading.mig_enabled:
+            reading.mig_instances = self._mig_instances(device)
+
+    def _read_gpm(self, device: _Device, reading: GpuReading, now: float) -> None:
+        """SM activity and occupancy between this cycle's GPM sample and the last one."""
+        nvml = self._nvml
+        if device.mig_enabled:
+            # Device-level GPM samples are refused in MIG mode; per-instance GPM is not read.
+            device.unsupported.add("gpm")
+        if device.gpm_samples is None and "gpm" not in device.unsupported:
+            support = self._call(device, "gpm", nvml.nvmlGpmQueryDeviceSupport, device.handle)
+            if support is None or not support.isSupportedDevice:
+                device.unsupported.add("gpm")
+                return
+            device.gpm_samples = [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()]
+        if device.gpm_samples is None or "gpm" in device.unsupported:
+            return
+        previous, current = device.gpm_samples
+        if device.gpm_taken_at is not None and now - device.gpm_taken_at < GPM_MIN_SAMPLE_GAP:
+            return
+        if self._call(device, "gpm", nvml.nvmlGpmSampleGet, device.handle, current) is None:
+            device.gpm_taken_at = None
+            return
+        had_previous = device.gpm_taken_at is not None
+        device.gpm_samples = [current, previous]
+        device.gpm_taken_at = now
+        if not had_previous:
+            return
+        request = self._gpm_request(previous, current)
+        result = self._call(device, "gpm", nvml.nvmlGpmMetricsGet, request)
+        if result is None:
+            return
+        for metric in result.metrics[: result.numMetrics]:
+            if metric.nvmlReturn != 0:
+                continue
+            if metric.metricId == GPM_SM_UTIL:
+                reading.sm_activity = metric.value / 100.0
+            elif metric.metricId == GPM_SM_OCCUPANCY:
+                reading.sm_occupancy = metric.value / 100.0
+
+    def _gpm_request(self, sample1: Any, sample2: Any) -> Any:
+        """The metrics-get struct, built once: it holds several hundred metric slots."""
+        nvml = self._nvml
+        request = self._metrics_request
+        if request is None:
+            request = nvml.c_nvmlGpmMetricsGet_t()
+            self._metrics_request = request
+        request.version = nvml.NVML_GPM_METRICS_GET_VERSION
+        request.numMetrics = 2
+        request.sample1 = sample1
+        request.sample2 = sample2
+        request.metrics[0].metricId = GPM_SM_UTIL
+        request.metrics[1].metricId = GPM_SM_OCCUPANCY
+        return request
+
+    def _mig_instances(self, device: _Device) -> tuple[MigInstance, ...]:
+        nvml = self._nvml
+        count = self._call(device, "mig", nvml.nvmlDeviceGetMaxMigDeviceCount, device.handle) or 0
+        instances = []
+        for slot in range(count):
+            try:
+                handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(device.handle, slot)
+            except nvml.NVMLError_GpuIsLost:
+                raise _GpuLost from None
+            except nvml.NVMLError:
+                continue
+            instances.append(self._mig_instance(handle))
+        return tuple(instances)
+
+    def _mig_instance(self, handle: Any) -> MigInstance:
+        nvml = self._nvml
+
+        def ask(function: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return function(handle, *args)
+            except nvml.NVMLError_GpuIsLost:
+                raise _GpuLost from None
+            except nvml.NVMLError:
+                return None
+
+        memory = ask(nvml.nvmlDeviceGetMemoryInfo, nvml.nvmlMemory_v2)
+        return MigInstance(
+            uuid=_text(ask(nvml.nvmlDeviceGetUUID) or ""),
+            gpu_instance_id=ask(nvml.nvmlDeviceGetGpuInstanceId),
+            memory_used_bytes=float(memory.used) if memory is not None else None,
+            memory_total_bytes=float(memory.total) if memory is not None else None,
+        )
+
+    # --- inventory ------------------------------------------------------------
+
+    def inventory(self) -> list[tuple[int, str, str]]:
+        """(index, UUID, name) of every GPU NVML listed at start."""
+        return [(d.index, d.uuid, d.name) for d in self._devices]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _quietly(function: Callable[..., Any], *args: Any) -> None:
+    try:
+        function(*args)
+    except Exception:  # cleanup on shutdown must never raise
+        log.debug("NVML cleanup call %s failed", getattr(function, "__name__", function))

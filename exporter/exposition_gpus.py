@@ -1,0 +1,187 @@
+"""The node's GPUs as metric families: inventory and price, health, NVML readings.
+
+A GPU that cannot be read keeps its info, price and health series (health 0)
+and loses its reading series: an absent reading means unknown, never zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
+from collectors.nvml import CLOCK_EVENT_REASONS, FEATURES, GpuReading
+from exporter.gpu_state import GpuStatus
+from exporter.metric_families import counter, gauge
+from exporter.node import NodeState
+
+GPU_LABELS = ("gpu", "uuid")
+
+READING_GAUGES = (
+    (
+        "gpu_memory_used_bytes",
+        "memory_used_bytes",
+        "GPU memory in use (NVML v2: excludes reserved).",
+    ),
+    ("gpu_memory_total_bytes", "memory_total_bytes", "GPU memory installed."),
+    ("gpu_power_watts", "power_watts", "Power draw (a 1 s average on Ampere and newer)."),
+    ("gpu_temperature_celsius", "temperature_celsius", "GPU core temperature."),
+    ("gpu_sm_clock_hertz", "sm_clock_hertz", "Current SM clock."),
+    (
+        "gpu_sm_occupancy_ratio",
+        "sm_occupancy",
+        "Warps resident on the SMs over the maximum (GPM, Hopper and newer; 0-1).",
+    ),
+)
+
+
+def _labels(status: GpuStatus) -> list[str]:
+    return [status.gpu.label, status.gpu.uuid]
+
+
+def gpu_families(state: NodeState, owners: dict[str, tuple[str, ...]]) -> Iterator[Metric]:
+    fleet = state.fleet
+    statuses = list(fleet.gpus.values())
+    info = gauge(
+        "gpu_info",
+        "A GPU this node pays for; always 1. `source` is nvml, declared (cost.gpus, "
+        "NVML unavailable) or missing (declared but not listed by NVML); `model` is "
+        "what it serves, (unclaimed) for idle capacity.",
+        (*GPU_LABELS, "name", "price_key", "source", "model"),
+    )
+    hourly = gauge(
+        "gpu_hourly_cost",
+        "What one GPU costs per hour before overhead: rental price, or amortized purchase.",
+        GPU_LABELS,
+    )
+    for status in statuses:
+        gpu = status.gpu
+        owner = ",".join(owners.get(gpu.key, ()))
+        info.add_metric([*_labels(status), gpu.name, gpu.price_key, gpu.source, owner], 1)
+        hourly.add_metric(_labels(status), gpu.hourly)
+    yield info
+    yield hourly
+    yield from _health(statuses)
+    yield from _readings(statuses, state.config.nvml.utilization_source)
+    yield from _mig(statuses)
+    missing = gauge(
+        "gpu_price_missing",
+        "1 for a GPU NVML listed after start whose model has no price: it is not billed.",
+        (*GPU_LABELS, "name"),
+    )
+    for uuid, reading in sorted(fleet.unpriced.items()):
+        missing.add_metric([str(reading.index), uuid, reading.name], 1)
+    yield missing
+
+
+def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
+    healthy = gauge(
+        "gpu_healthy",
+        "1 if NVML answered for the GPU in the last cycle, 0 if it failed or fell off "
+        "the bus (it is still billed).",
+        GPU_LABELS,
+    )
+    errors = counter(
+        "gpu_errors",
+        "Cycles in which the GPU could not be read, by reason.",
+        (*GPU_LABELS, "reason"),
+    )
+    supported = gauge(
+        "gpu_feature_supported",
+        "1 if NVML supports reading the feature on this GPU, 0 if it answers NOT_SUPPORTED.",
+        (*GPU_LABELS, "feature"),
+    )
+    for status in statuses:
+        if status.healthy is not None:
+            healthy.add_metric(_labels(status), 1 if status.healthy else 0)
+        for reason, count in sorted(status.errors.items()):
+            errors.add_metric([*_labels(status), reason], count)
+        if status.reading is not None and status.reading.supported:
+            for feature in FEATURES:
+                value = status.reading.supported.get(feature, False)
+                supported.add_metric([*_labels(status), feature], 1 if value else 0)
+    yield from (healthy, errors, supported)
+
+
+def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
+    utilization = gauge(
+        "gpu_utilization_ratio",
+        "GPU utilization by source: busy_time = share of time any kernel ran "
+        "(reads 1 with a single SM busy), sm_activity = share of SMs busy (GPM).",
+        (*GPU_LABELS, "source"),
+    )
+    selected = gauge(
+        "gpu_selected_utilization_ratio",
+        "The GPU utilization alerts and dashboards use, from the source that "
+        "nvml.utilization_source selects (auto: SM activity where available).",
+        (*GPU_LABELS, "source"),
+    )
+    gauges = [(gauge(name, doc, GPU_LABELS), attr) for name, attr, doc in READING_GAUGES]
+    energy = counter(
+        "gpu_energy_joules",
+        "Energy drawn by the GPU; monotonic across driver reloads (integrated from "
+        "power where the GPU has no energy counter).",
+        GPU_LABELS,
+    )
+    throttle = gauge(
+        "gpu_clock_event_active",
+        "1 while the named clock event (throttle) reason holds the GPU's clocks down.",
+        (*GPU_LABELS, "reason"),
+    )
+    for status in statuses:
+        labels = _labels(status)
+        if status.energy_joules_total is not None:
+            energy.add_metric(labels, status.energy_joules_total)
+        reading: GpuReading | None = status.reading
+        if reading is None or not reading.healthy:
+            continue
+        for source, value in (
+            ("busy_time", reading.busy_utilization),
+            ("sm_activity", reading.sm_activity),
+        ):
+            if value is not None:
+                utilization.add_metric([*labels, source], value)
+        chosen = reading.utilization(preferred)
+        if chosen is not None:
+            selected.add_metric([*labels, chosen[1]], chosen[0])
+        for family, attr in gauges:
+            value = getattr(reading, attr)
+            if value is not None:
+                family.add_metric(labels, value)
+        if reading.clock_event_reasons is not None:
+            for reason, bit in CLOCK_EVENT_REASONS.items():
+                active = 1 if reading.clock_event_reasons & bit else 0
+                throttle.add_metric([*labels, reason], active)
+    yield utilization
+    yield selected
+    yield from (family for family, _ in gauges)
+    yield energy
+    yield throttle
+
+
+def _mig(statuses: list[GpuStatus]) -> Iterator[Metric]:
+    mode = gauge("gpu_mig_mode_enabled", "1 if the GPU runs in MIG mode.", GPU_LABELS)
+    instance_labels = (*GPU_LABELS, "mig_uuid", "gpu_instance")
+    instances = gauge(
+        "gpu_mig_instance_info", "A MIG instance NVML lists on the GPU; always 1.", instance_labels
+    )
+    used = gauge(
+        "gpu_mig_memory_used_bytes", "Memory in use on a MIG instance.", (*GPU_LABELS, "mig_uuid")
+    )
+    total = gauge(
+        "gpu_mig_memory_total_bytes", "Memory of a MIG instance.", (*GPU_LABELS, "mig_uuid")
+    )
+    for status in statuses:
+        reading = status.reading
+        if reading is None or reading.mig_enabled is None:
+            continue
+        labels = _labels(status)
+        mode.add_metric(labels, 1 if reading.mig_enabled else 0)
+        for mig in reading.mig_instances:
+            instance = "" if mig.gpu_instance_id is None else str(mig.gpu_instance_id)
+            instances.add_metric([*labels, mig.uuid, instance], 1)
+            if mig.memory_used_bytes is not None:
+                used.add_metric([*labels, mig.uuid], mig.memory_used_bytes)
+            if mig.memory_total_bytes is not None:
+                total.add_metric([*labels, mig.uuid], mig.memory_total_bytes)
+    yield from (mode, instances, used, total)
