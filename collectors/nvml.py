@@ -175,6 +175,10 @@ class NvmlCollector:
         )
         return None
 
+    async def open(self) -> str | None:
+        """`start()` on the NVML worker thread, so a slow driver never blocks the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.start)
+
     def _unavailable(self, reason: str) -> str:
         self._unavailable_reason = reason
         self._retry_init_at = self._clock() + UNAVAILABLE_RETRY

@@ -63,7 +63,7 @@ async def serve(
     """Run collection and HTTP serving until cancelled or signalled."""
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     if nvml is not None:
-        nvml.start()
+        await nvml.open()
     try:
         await _serve(config, model_prices, default_price, nvml)
     finally:

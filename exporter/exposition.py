@@ -7,7 +7,7 @@ almost no CPU, and every scraper of one cycle sees the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -18,6 +18,7 @@ from exporter.costmodel import TOKEN_KINDS
 from exporter.exposition_gpus import gpu_families
 from exporter.metric_families import counter, gauge, known
 from exporter.node import NodeState
+from exporter.windows import WindowFigures
 
 # The 0.0.4 text format: all our names are classic ones, so it is exact and
 # every Prometheus release reads it (the simulator serves it too, as vLLM does).
@@ -29,6 +30,22 @@ def exporter_version() -> str:
         return version("llm-cost-exporter")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _window_families(
+    families: Mapping[str, tuple[str, str]],
+    figures: Mapping[tuple[str, ...], WindowFigures | None],
+    labels: tuple[str, ...],
+) -> Iterator[Metric]:
+    """One gauge family per figure (metric -> (WindowFigures attribute, help)); unknown
+    values are left out, never exported as zero."""
+    for metric, (attr, doc) in families.items():
+        family = gauge(metric, doc, labels)
+        for label_values, figure in figures.items():
+            value = getattr(figure, attr) if figure is not None else None
+            if known(value):
+                family.add_metric(list(label_values), value)
+        yield family
 
 
 class NodeMetrics(Collector):
@@ -201,14 +218,8 @@ class NodeMetrics(Collector):
                 "Metered GPU energy cost (tariff x PUE) over tokens served in the window, "
                 "per 1M tokens.",
             )
-        figures = {name: state.window(seconds) for name, seconds in state.windows.items()}
-        for metric, (attr, doc) in families.items():
-            family = gauge(metric, doc, ("window",))
-            for window, figure in figures.items():
-                value = getattr(figure, attr) if figure is not None else None
-                if known(value):
-                    family.add_metric([window], value)
-            yield family
+        figures = {(name,): state.window(seconds) for name, seconds in state.windows.items()}
+        yield from _window_families(families, figures, ("window",))
 
     def _model_costs(self) -> Iterator[Metric]:
         """Per-model cost on a node shared by several models (see NodeState.owners)."""
@@ -256,13 +267,7 @@ class NodeMetrics(Collector):
             for model in sorted(state.model_history)
             for window, seconds in state.windows.items()
         }
-        for metric, (attr, doc) in families.items():
-            family = gauge(metric, doc, ("model", "window"))
-            for (model, window), figure in figures.items():
-                value = getattr(figure, attr) if figure is not None else None
-                if known(value):
-                    family.add_metric([model, window], value)
-            yield family
+        yield from _window_families(families, figures, ("model", "window"))
 
     def _collectors(self) -> Iterator[Metric]:
         up = gauge(

@@ -1,0 +1,349 @@
+"""The real daemon reading GPUs through the real pynvml over the fake libnvidia-ml.
+
+Each test starts the exporter as a child process with the fake library on
+its library path and steers the GPUs by rewriting the fake's state file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import minimal_config_dict
+from realparts import free_port
+from realparts.exporter_process import ExporterProcess
+from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
+from realparts.simulator_process import SimulatorProcess
+
+pytestmark = pytest.mark.realparts
+
+H100 = "NVIDIA H100 80GB HBM3"
+A100 = "NVIDIA A100-SXM4-80GB"
+RENTED = {"H100": 2.99, "A100*80GB*": 1.79}
+FAST = {"interval": "250ms", "timeout": "200ms"}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def h100(**fields: Any) -> FakeGpu:
+    return FakeGpu(name=H100, gpm_supported=True, util_gpu=100, sm_activity=23.0, **fields)
+
+
+def a100(**fields: Any) -> FakeGpu:
+    return FakeGpu(name=A100, util_gpu=80, **fields)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    """The one sample of `name` whose labels include `labels`, or None."""
+    found = [
+        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
+    ]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
+    return found[0] if found else None
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    return sum(
+        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
+    )
+
+
+def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll `check` until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, "condition not reached in time"
+            return result
+        time.sleep(0.1)
+
+
+class GpuNode:
+    """The fake's state file and the environment that makes the daemon load it."""
+
+    def __init__(self, lib_dir: Path, workdir: Path) -> None:
+        self.state_path = workdir / "nvml-state.txt"
+        self.env = subprocess_env(lib_dir, self.state_path)
+        self.workdir = workdir
+
+    def write(self, gpus: list[FakeGpu], **state: Any) -> None:
+        FakeNvmlState(gpus, **state).write(self.state_path)
+
+    def exporter(self, config: dict[str, Any]) -> ExporterProcess:
+        return ExporterProcess(config, self.workdir, env=self.env)
+
+
+@pytest.fixture
+def node(lib_dir: Path, tmp_path: Path) -> GpuNode:
+    return GpuNode(lib_dir, tmp_path)
+
+
+def dead_engine() -> list[dict[str, str]]:
+    return [{"url": f"http://127.0.0.1:{free_port()}/metrics"}]
+
+
+def rented(**overrides: Any) -> dict[str, Any]:
+    return minimal_config_dict(
+        cost={"gpu_prices_per_hour": RENTED, "overhead_ratio": 0.0},
+        collection=FAST,
+        **overrides,
+    )
+
+
+def test_eight_gpus_of_two_models_are_billed_to_the_cent(node: GpuNode) -> None:
+    node.write([h100() for _ in range(4)] + [a100() for _ in range(4)])
+    with node.exporter(rented(engines=dead_engine())) as exporter:
+        eventually(lambda: value(exporter.samples(), "llmcost_gpu_utilization_ratio", gpu="0",
+                                 source="sm_activity") is not None)  # fmt: skip
+        first, first_at = exporter.samples(), time.monotonic()
+        time.sleep(10)
+        last, last_at = exporter.samples(), time.monotonic()
+    hourly = 4 * 2.99 + 4 * 1.79
+    assert value(last, "llmcost_hourly_cost", component="gpu") == pytest.approx(hourly, abs=1e-9)
+    for index in range(8):
+        uuid = default_gpu_uuid(index)
+        price = 2.99 if index < 4 else 1.79
+        assert value(last, "llmcost_gpu_hourly_cost", gpu=str(index), uuid=uuid) == price
+        assert value(last, "llmcost_gpu_info", uuid=uuid, source="nvml",
+                     price_key="H100" if index < 4 else "A100*80GB*") == 1  # fmt: skip
+    spent = value(last, "llmcost_cost_total", component="gpu") - value(
+        first, "llmcost_cost_total", component="gpu"
+    )
+    expected = hourly * (last_at - first_at) / 3600
+    # Each reading may lag by one 250 ms cycle: at $19.12/h that is under $0.0014.
+    assert abs(spent - expected) < 0.005, (spent, expected)
+
+    # GPM: SM activity on the H100s only, each utilization labelled with its source.
+    for index in range(8):
+        labels = {"gpu": str(index), "uuid": default_gpu_uuid(index)}
+        busy = value(last, "llmcost_gpu_utilization_ratio", source="busy_time", **labels)
+        sm = value(last, "llmcost_gpu_utilization_ratio", source="sm_activity", **labels)
+        gpm = value(last, "llmcost_gpu_feature_supported", feature="gpm", **labels)
+        if index < 4:
+            assert (busy, sm, gpm) == (1.0, 0.23, 1)
+            selected = value(last, "llmcost_gpu_selected_utilization_ratio", **labels)
+            assert value(last, "llmcost_gpu_selected_utilization_ratio", source="sm_activity",
+                         **labels) == selected == 0.23  # fmt: skip
+        else:
+            assert (busy, sm, gpm) == (0.8, None, 0)
+            assert value(last, "llmcost_gpu_selected_utilization_ratio", source="busy_time",
+                         **labels) == 0.8  # fmt: skip
+    assert "Traceback" not in exporter.log()
+
+
+def test_busy_time_can_be_chosen_over_sm_activity(node: GpuNode) -> None:
+    node.write([h100()])
+    config = rented(engines=dead_engine(), nvml={"utilization_source": "busy_time"})
+    with node.exporter(config) as exporter:
+        samples = eventually(
+            lambda: (
+                (s := exporter.samples())
+                and value(s, "llmcost_gpu_utilization_ratio", source="sm_activity") is not None
+                and s
+            )
+        )
+    assert value(samples, "llmcost_gpu_selected_utilization_ratio", source="busy_time") == 1.0
+    assert value(samples, "llmcost_gpu_selected_utilization_ratio", source="sm_activity") is None
+
+
+def test_a_lost_gpu_stays_billed_and_recovers(node: GpuNode) -> None:
+    gpus = [a100(power_mw=300_000 + i) for i in range(4)]
+    node.write(gpus)
+    with node.exporter(rented(engines=dead_engine())) as exporter:
+        eventually(lambda: value(exporter.samples(), "llmcost_gpu_healthy", gpu="2") == 1)
+        gpus[2].lost = True
+        node.write(gpus)
+        lost = eventually(
+            lambda: (
+                (s := exporter.samples())
+                and total(s, "llmcost_gpu_errors_total", gpu="2", reason="gpu_lost") >= 2
+                and s
+            )
+        )
+        time.sleep(1)
+        later = exporter.samples()
+        assert value(lost, "llmcost_gpu_healthy", gpu="2") == 0
+        assert value(lost, "llmcost_gpu_power_watts", gpu="2") is None  # unknown, not zero
+        for other in ("0", "1", "3"):
+            assert value(lost, "llmcost_gpu_healthy", gpu=other) == 1
+            assert value(later, "llmcost_gpu_power_watts", gpu=other) == 300 + int(other) / 1000
+        assert total(later, "llmcost_gpu_errors_total", gpu="2") > total(
+            lost, "llmcost_gpu_errors_total", gpu="2"
+        )
+        # Still billed: the GPU keeps its price and the node its full hourly cost.
+        assert value(later, "llmcost_gpu_hourly_cost", gpu="2") == 1.79
+        assert value(later, "llmcost_hourly_cost", component="gpu") == pytest.approx(4 * 1.79)
+        gpus[2].lost = False
+        node.write(gpus)
+        recovered = eventually(
+            lambda: (
+                (s := exporter.samples()) and value(s, "llmcost_gpu_healthy", gpu="2") == 1 and s
+            )
+        )
+        assert value(recovered, "llmcost_gpu_power_watts", gpu="2") == 300.002
+    log = exporter.log()
+    assert log.count("is lost") == 1, log
+    assert log.count("answers again") == 1, log
+
+
+def test_two_engines_on_disjoint_gpus_split_the_cost_by_model(node: GpuNode) -> None:
+    node.write([h100() for _ in range(4)] + [a100() for _ in range(4)] + [a100(), a100()])
+    simulator = SimulatorProcess(
+        node.workdir,
+        "--engines", "2",
+        "--model", "big,small",
+        "--profile", "steady",
+        "--level", "0.5",
+        "--capacity", "2000",
+    )  # fmt: skip
+    with simulator:
+        config = minimal_config_dict(
+            engines=[
+                {"url": simulator.engine_url(0), "gpus": [0, 1, 2, 3]},
+                {
+                    "url": simulator.engine_url(1),
+                    "gpus": [default_gpu_uuid(i) for i in (4, 5, 6, 7)],
+                },
+            ],
+            cost={"gpu_prices_per_hour": RENTED, "overhead_ratio": 0.3, "node_extra_per_hour": 2.0},
+            collection=FAST,
+            windows=["20s"],
+        )
+        with node.exporter(config) as exporter:
+            eventually(lambda: value(exporter.samples(), "llmcost_model_cost_total", model="big"))
+            time.sleep(2)
+            first_truth, first = simulator.ground_truth(), exporter.samples()
+            first_at = time.monotonic()
+            time.sleep(20)
+            last_truth, last = simulator.ground_truth(), exporter.samples()
+            last_at = time.monotonic()
+    models = {"big": 0, "small": 1}
+    node_spend = total(last, "llmcost_cost_total")
+    by_model = {
+        m: value(last, "llmcost_model_cost_total", model=m) for m in (*models, "(unclaimed)")
+    }
+    assert sum(by_model.values()) == pytest.approx(node_spend, rel=1e-9)
+    assert by_model["(unclaimed)"] > 0  # the two idle A100s
+    assert value(last, "llmcost_gpu_info", gpu="8", model="(unclaimed)") == 1
+    assert value(last, "llmcost_gpu_info", gpu="0", model="big") == 1
+    # Shared cost is split by GPU cost: big holds 4 x 2.99 of 4 x 2.99 + 6 x 1.79.
+    gpu_total = 4 * 2.99 + 6 * 1.79
+    big_hourly = (4 * 2.99 + 2.0 * 4 * 2.99 / gpu_total) * 1.3
+    assert value(last, "llmcost_model_hourly_cost", model="big") == pytest.approx(big_hourly)
+    for model, engine in models.items():
+        served = (
+            last_truth["engines"][engine]["tokens"]["total"]
+            - first_truth["engines"][engine]["tokens"]["total"]
+        )
+        counted = total(last, "llmcost_tokens_total", model=model) - total(
+            first, "llmcost_tokens_total", model=model
+        )
+        assert counted == pytest.approx(served, rel=0.02)
+        hourly = value(last, "llmcost_model_hourly_cost", model=model)
+        rate = served / (last_at - first_at)
+        expected = hourly / 3600 / rate * 1e6
+        gauge = value(last, "llmcost_model_effective_cost_per_million_tokens", model=model)
+        assert gauge == pytest.approx(expected, rel=0.03), model
+    big = value(last, "llmcost_model_effective_cost_per_million_tokens", model="big")
+    small = value(last, "llmcost_model_effective_cost_per_million_tokens", model="small")
+    assert big > small  # same traffic, dearer GPUs
+
+
+def test_owned_hardware_costs_amortization_plus_metered_energy(node: GpuNode) -> None:
+    start_mj = 5_000_000
+    gpus = [h100(energy_mj=start_mj, power_mw=700_000) for _ in range(2)]
+    node.write(gpus)
+    owned = {
+        "purchase_prices": {"H100": 30_000},
+        "amortization_months": 36,
+        "energy_price_per_kwh": 0.12,
+        "pue": 1.3,
+    }
+    config = minimal_config_dict(
+        cost={"owned": owned, "overhead_ratio": 0.2}, engines=dead_engine(), collection=FAST
+    )
+    with node.exporter(config) as exporter:
+        eventually(lambda: value(exporter.samples(), "llmcost_gpu_energy_joules_total", gpu="1"))
+        before = exporter.samples()
+        for gpu in gpus:
+            gpu.energy_mj = start_mj + 3_600_000_000  # one kWh more on each GPU
+        node.write(gpus)
+        after = eventually(
+            lambda: (
+                (s := exporter.samples())
+                and value(s, "llmcost_gpu_energy_joules_total", gpu="1") == 3_605_000
+                and s
+            )
+        )
+        time.sleep(0.6)
+        after = exporter.samples()
+    amortized = 30_000 / (36 * 730)
+    assert value(after, "llmcost_gpu_hourly_cost", gpu="0") == pytest.approx(amortized)
+    energy = value(after, "llmcost_cost_total", component="energy") - value(
+        before, "llmcost_cost_total", component="energy"
+    )
+    assert energy == pytest.approx(2 * 1.0 * 0.12 * 1.3, abs=1e-12)
+    # Hourly: two amortized GPUs plus 2 x 700 W at the tariff, 20% overhead on both.
+    energy_hourly = 2 * 0.7 * 0.12 * 1.3
+    assert value(after, "llmcost_hourly_cost", component="energy") == pytest.approx(energy_hourly)
+    assert value(after, "llmcost_hourly_cost", component="overhead") == pytest.approx(
+        (2 * amortized + energy_hourly) * 0.2
+    )
+    overhead = value(after, "llmcost_cost_total", component="overhead") - value(
+        before, "llmcost_cost_total", component="overhead"
+    )
+    gpu = value(after, "llmcost_cost_total", component="gpu") - value(
+        before, "llmcost_cost_total", component="gpu"
+    )
+    assert overhead == pytest.approx((gpu + energy) * 0.2, rel=1e-9)
+
+
+@pytest.mark.parametrize("absence", ["no library", "driver not loaded"])
+def test_without_nvml_the_exporter_serves_the_engines(
+    absence: str, node: GpuNode, tmp_path: Path
+) -> None:
+    env = None
+    if absence == "driver not loaded":
+        node.write([h100()], init_error=9)
+        env = node.env
+    with SimulatorProcess(tmp_path, "--profile", "steady") as simulator:
+        config = minimal_config_dict(engines=[{"url": simulator.engine_url(0)}], collection=FAST)
+        with ExporterProcess(config, tmp_path, env=env) as exporter:
+            samples = eventually(
+                lambda: (s := exporter.samples()) and total(s, "llmcost_tokens_total") > 0 and s
+            )
+            time.sleep(1)
+    assert value(samples, "llmcost_collector_up", collector="nvml") == 0
+    assert value(samples, "llmcost_collector_up", collector="vllm") == 1
+    assert value(samples, "llmcost_collector_errors_total", collector="nvml", reason="unavailable")
+    assert value(samples, "llmcost_gpu_info", source="declared", gpu="0") == 1
+    assert value(samples, "llmcost_hourly_cost", component="gpu") == 3.20
+    assert value(samples, "llmcost_gpu_healthy") is None  # never read: unknown
+    nvml_lines = [line for line in exporter.log().splitlines() if "NVML" in line]
+    assert len(nvml_lines) == 1, nvml_lines
+    assert "Traceback" not in exporter.log()
+
+
+def test_a_gpu_without_a_price_stops_the_exporter_naming_it(node: GpuNode) -> None:
+    node.write([h100(), FakeGpu(name="Tesla T4")])
+    config_path = node.workdir / "unpriced.yml"
+    config_path.write_text(yaml.safe_dump(rented(engines=dead_engine())))
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config", str(config_path)],
+        env={**os.environ, **node.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert errors[-1].startswith("llm-cost-exporter: configuration error: cost.gpu_prices_per_hour")
+    assert "GPU 1" in errors[-1] and "Tesla T4" in errors[-1] and default_gpu_uuid(1) in errors[-1]
