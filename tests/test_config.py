@@ -75,6 +75,61 @@ def test_minimal_config_has_documented_defaults() -> None:
         ({"currency": "dollars"}, "currency"),
         ({"cosst": {}}, "cosst"),
         ({"web": {"listen": "x"}}, "web.listen"),
+        ({"nvml": {"utilization_source": "sm"}}, "nvml.utilization_source"),
+        ({"nvml": {"enabled": "yes"}}, "nvml.enabled"),
+        ({"engines": [{"url": "http://a/metrics", "gpus": ["cuda:0"]}]}, "engines[0].gpus[0]"),
+        ({"engines": [{"url": "http://a/metrics", "gpus": []}]}, "engines[0].gpus"),
+        (
+            {
+                "engines": [
+                    {"url": "http://a/metrics", "gpus": [0, 1]},
+                    {"url": "http://b/metrics", "gpus": [2, 1]},
+                ]
+            },
+            "engines[1].gpus[1]",
+        ),
+        (
+            {"engines": [{"url": "http://a/metrics", "capacity_tokens_per_second": 0}]},
+            "engines[0].capacity_tokens_per_second",
+        ),
+        (
+            {
+                "cost": {
+                    "gpu_prices_per_hour": {"H100": 2.0},
+                    "owned": {"purchase_prices": {"H100": 1}, "energy_price_per_kwh": 0.1},
+                }
+            },
+            "cost.owned",
+        ),
+        (
+            {"cost": {"owned": {"purchase_prices": {"H100": 30000}}}},
+            "cost.owned.energy_price_per_kwh",
+        ),
+        ({"cost": {"owned": {"energy_price_per_kwh": 0.1}}}, "cost.owned.purchase_prices"),
+        (
+            {
+                "cost": {
+                    "owned": {
+                        "purchase_prices": {"H100": 1},
+                        "energy_price_per_kwh": 0.1,
+                        "amortization_months": 0,
+                    }
+                }
+            },
+            "cost.owned.amortization_months",
+        ),
+        (
+            {
+                "cost": {
+                    "owned": {
+                        "purchase_prices": {"H100": 1},
+                        "energy_price_per_kwh": 0.1,
+                        "pue": 0.5,
+                    }
+                }
+            },
+            "cost.owned.pue",
+        ),
     ],
 )
 def test_invalid_values_name_the_field(change: dict, field: str) -> None:

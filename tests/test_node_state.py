@@ -7,6 +7,7 @@ import math
 import pytest
 from conftest import minimal_config_dict
 
+from collectors.nvml import GpuReading, NvmlSnapshot
 from collectors.vllm import EngineReading
 from exporter.config import config_from_mapping
 from exporter.costmodel import ApiPrices
@@ -218,3 +219,40 @@ def test_several_engines_without_gpu_claims_leave_the_cost_unclaimed() -> None:
     state.advance(3600.0)
     assert state.owner_spend == {"(unclaimed)": pytest.approx(3.20)}
     assert state.model_history == {}
+
+
+def test_owned_node_meters_energy_into_spend_and_cost_per_million() -> None:
+    config = minimal_config_dict(
+        cost={
+            "owned": {
+                "purchase_prices": {"H100": 26_280},
+                "amortization_months": 36,
+                "energy_price_per_kwh": 0.10,
+                "pue": 1.5,
+            },
+            "overhead_ratio": 0.0,
+        },
+        windows=["1h"],
+    )
+    state = NodeState(config_from_mapping(config), {}, API, wall_clock=lambda: 2000.0, gpus=[])
+
+    def snapshot(joules: float) -> NvmlSnapshot:
+        gpu = GpuReading(0, "GPU-0", "NVIDIA H100 80GB HBM3", energy_joules=joules)
+        return NvmlSnapshot("550", (gpu,))
+
+    state.record_engine_readings(TARGET, [reading(0, 0, 0)], 0.0)
+    state.record_gpu_snapshot(snapshot(1e6), 0.001, 0.0)
+    state.advance(0.0)
+    state.record_engine_readings(TARGET, [reading(7e5, 0, 3e5)], 0.0)
+    state.record_gpu_snapshot(snapshot(1e6 + 3.6e6), 0.001, 3600.0)  # 1 kWh in the hour
+    state.advance(3600.0)
+    assert state.spend["gpu"] == pytest.approx(26_280 / (36 * 730))  # $1.00 an hour
+    assert state.spend["energy"] == pytest.approx(1.0 * 0.10 * 1.5)
+    figure = state.window(3600)
+    assert figure.energy_cost_per_million == pytest.approx(0.15)  # per 1M tokens served
+    assert figure.effective_cost_per_million == pytest.approx(1.15)
+    # A driver reload zeroes NVML's counter; the exported one keeps climbing.
+    state.record_gpu_snapshot(snapshot(2e5), 0.001, 3700.0)
+    state.advance(3700.0)
+    assert state.fleet.gpus["GPU-0"].energy_joules_total == pytest.approx(1e6 + 3.6e6 + 2e5)
+    assert state.spend["energy"] == pytest.approx((3.6e6 + 2e5) / 3.6e6 * 0.15)

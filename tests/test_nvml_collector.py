@@ -153,6 +153,7 @@ def test_gpm_needs_two_samples_apart(rig: Rig) -> None:
     assert [r.supported["gpm"] for r in first.gpus] == [True] * 4 + [False] * 4
     assert first.gpus[0].utilization("auto") == (gpus[0].util_gpu / 100, "busy_time")
     assert rig.count("nvmlGpmSampleGet") == 4
+    assert rig.count("nvmlGpmMetricsGet") == 0, "one sample holds no metrics yet"
 
     gpus = rig.write(fleet(sm_base=60.0))
     rig.clock.advance(0.1)
@@ -302,6 +303,12 @@ def test_lost_gpu_backs_off_and_recovers(rig: Rig, caplog: pytest.LogCaptureFixt
     for index, (reading, gpu) in enumerate(zip(back.gpus, gpus, strict=True)):
         assert_matches(reading, gpu, index)
     assert back.gpus[2].power_watts == 202.0
+    for seconds in (7.0, 8.0):
+        at(seconds)
+        assert collector.read().gpus[2].healthy
+    assert rig.count("nvmlDeviceGetHandleByUUID") == 3, "a recovered GPU is read normally"
+    recovered = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(recovered) == 1 and gpus[2].uuid in recovered[0]
 
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1

@@ -19,7 +19,7 @@ import yaml
 from conftest import minimal_config_dict
 from realparts import free_port
 from realparts.exporter_process import ExporterProcess
-from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
+from realparts.fake_nvml import FakeGpu, FakeMig, FakeNvmlState, default_gpu_uuid, subprocess_env
 from realparts.simulator_process import SimulatorProcess
 
 pytestmark = pytest.mark.realparts
@@ -152,6 +152,41 @@ def test_busy_time_can_be_chosen_over_sm_activity(node: GpuNode) -> None:
         )
     assert value(samples, "llmcost_gpu_selected_utilization_ratio", source="busy_time") == 1.0
     assert value(samples, "llmcost_gpu_selected_utilization_ratio", source="sm_activity") is None
+
+
+def test_a_gpu_in_mig_mode_is_reported_without_errors(node: GpuNode) -> None:
+    migs = [FakeMig(f"MIG-{i}-aaaa", i + 1, 10 * 1024**3, 1024**3 * i) for i in range(3)]
+    node.write([h100(mig_mode=1, migs=migs, power_mw=400_000), h100()])
+    with node.exporter(rented(engines=dead_engine())) as exporter:
+        samples = eventually(
+            lambda: (
+                (s := exporter.samples())
+                and value(s, "llmcost_gpu_utilization_ratio", gpu="1", source="sm_activity")
+                and s
+            )
+        )
+        time.sleep(1)
+    mig = {"gpu": "0", "uuid": default_gpu_uuid(0)}
+    assert value(samples, "llmcost_gpu_mig_mode_enabled", **mig) == 1
+    assert value(samples, "llmcost_gpu_mig_mode_enabled", gpu="1") == 0
+    for i in range(3):
+        uuid = f"MIG-{i}-aaaa"
+        assert value(samples, "llmcost_gpu_mig_instance_info", mig_uuid=uuid, **mig) == 1
+        assert value(samples, "llmcost_gpu_mig_instance_info", gpu_instance=str(i + 1), **mig)
+        assert value(samples, "llmcost_gpu_mig_memory_used_bytes", mig_uuid=uuid) == i * 1024**3
+    # What NVML refuses in MIG mode is marked unsupported and left absent, not zero.
+    assert value(samples, "llmcost_gpu_feature_supported", feature="busy_utilization", **mig) == 0
+    assert value(samples, "llmcost_gpu_feature_supported", feature="gpm", **mig) == 0
+    assert value(samples, "llmcost_gpu_utilization_ratio", **mig) is None
+    assert value(samples, "llmcost_gpu_power_watts", **mig) == 400.0
+    assert value(samples, "llmcost_gpu_healthy", **mig) == 1
+    assert total(samples, "llmcost_gpu_errors_total") == 0
+    complaints = [
+        line
+        for line in exporter.log().splitlines()
+        if (" WARNING " in line or " ERROR " in line) and "vllm target" not in line
+    ]
+    assert complaints == []
 
 
 def test_a_lost_gpu_stays_billed_and_recovers(node: GpuNode) -> None:
