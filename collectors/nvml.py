@@ -121,6 +121,8 @@ class _Device:
     mig_enabled: bool | None = None
     gpm_samples: list[Any] | None = None
     gpm_taken_at: float | None = None
+    gpm_last: tuple[float | None, float | None] | None = None
+    """SM activity and occupancy of the last sample pair, for reads closer than 100 ms."""
     lost: bool = False
     retry_at: float = 0.0
     retry_delay: float = LOST_RETRY_FIRST
@@ -139,6 +141,8 @@ class NvmlCollector:
         self._pending: asyncio.Future | None = None
         self._nvml: Any = None
         self._devices: list[_Device] = []
+        self._unidentified: dict[int, tuple[float, float]] = {}
+        """NVML indices whose GPU could not be named: when to ask again, and the back-off."""
         self._driver_version = ""
         self._unavailable_reason: str | None = None
         self._retry_init_at = 0.0
@@ -202,18 +206,42 @@ class NvmlCollector:
         return self._unavailable_reason
 
     def _discover(self) -> list[_Device]:
-        nvml = self._nvml
+        self._unidentified = {}
         devices = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-                name = _text(nvml.nvmlDeviceGetName(handle))
-            except nvml.NVMLError as error:
-                log.error("GPU %d cannot be identified through NVML: %s", index, error)
-                continue
-            devices.append(_Device(index, uuid, name, handle))
+        now = self._clock()
+        for index in range(self._nvml.nvmlDeviceGetCount()):
+            device = self._identify(index, now)
+            if device is not None:
+                devices.append(device)
         return devices
+
+    def _identify(self, index: int, now: float) -> _Device | None:
+        """The GPU at an NVML index; one NVML cannot name yet is retried with a back-off."""
+        nvml = self._nvml
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            name = _text(nvml.nvmlDeviceGetName(handle))
+        except nvml.NVMLError as error:
+            if index in self._unidentified:
+                delay = min(self._unidentified[index][1] * 2, LOST_RETRY_MAX)
+            else:
+                delay = LOST_RETRY_FIRST
+                log.error("GPU %d cannot be identified through NVML: %s", index, error)
+            self._unidentified[index] = (now + delay, delay)
+            return None
+        if index in self._unidentified:
+            del self._unidentified[index]
+            log.warning("GPU %d (%s, %s) can be identified again", index, uuid, name)
+        return _Device(index, uuid, name, handle)
+
+    def _identify_again(self, now: float) -> None:
+        for index, (retry_at, _) in list(self._unidentified.items()):
+            if now >= retry_at:
+                device = self._identify(index, now)
+                if device is not None:
+                    self._devices.append(device)
+                    self._devices.sort(key=lambda d: d.index)
 
     # --- collection -----------------------------------------------------------
 
@@ -237,6 +265,8 @@ class NvmlCollector:
             else:
                 raise CollectorError("unavailable", self._unavailable_reason or "NVML unavailable")
         now = self._clock()
+        if self._unidentified:
+            self._identify_again(now)
         return NvmlSnapshot(
             driver_version=self._driver_version,
             gpus=tuple(self._read_device(device, now) for device in self._devices),
@@ -260,6 +290,7 @@ class NvmlCollector:
             device.lost = False
             device.retry_delay = LOST_RETRY_FIRST
             device.gpm_taken_at = None
+            device.gpm_last = None
             log.warning("GPU %d (%s) answers again", device.index, device.uuid)
         reading.supported = {f: f not in device.unsupported for f in FEATURES}
         return reading
@@ -310,7 +341,7 @@ class NvmlCollector:
             enabled = bool(mig[0])
             if device.mig_enabled is not None and enabled != device.mig_enabled:
                 device.unsupported.clear()
-                device.gpm_samples = None
+                self._drop_gpm(device)
             device.mig_enabled = enabled
             reading.mig_enabled = enabled
         utilization = self._call(
@@ -367,6 +398,8 @@ class NvmlCollector:
             return
         previous, current = device.gpm_samples
         if device.gpm_taken_at is not None and now - device.gpm_taken_at < GPM_MIN_SAMPLE_GAP:
+            if device.gpm_last is not None:
+                reading.sm_activity, reading.sm_occupancy = device.gpm_last
             return
         if self._call(device, "gpm", nvml.nvmlGpmSampleGet, device.handle, current) is None:
             device.gpm_taken_at = None
@@ -387,6 +420,14 @@ class NvmlCollector:
                 reading.sm_activity = metric.value / 100.0
             elif metric.metricId == GPM_SM_OCCUPANCY:
                 reading.sm_occupancy = metric.value / 100.0
+        device.gpm_last = (reading.sm_activity, reading.sm_occupancy)
+
+    def _drop_gpm(self, device: _Device) -> None:
+        for sample in device.gpm_samples or ():
+            _quietly(self._nvml.nvmlGpmSampleFree, sample)
+        device.gpm_samples = None
+        device.gpm_taken_at = None
+        device.gpm_last = None
 
     def _gpm_request(self, sample1: Any, sample2: Any) -> Any:
         """The metrics-get struct, built once: it holds several hundred metric slots."""

@@ -173,8 +173,9 @@ def test_gpm_needs_two_samples_apart(rig: Rig) -> None:
         assert reading.utilization("sm_activity") is None
 
     rig.clock.advance(0.05)
-    collector.read()
+    close = collector.read()
     assert rig.count("nvmlGpmSampleGet") == 8, "a sample < 0.1 s after the last one"
+    assert close.gpus[1].sm_activity == 0.675, "the last pair's figure stands in the meantime"
     rig.clock.advance(0.06)
     collector.read()
     assert rig.count("nvmlGpmSampleGet") == 12
@@ -313,6 +314,40 @@ def test_lost_gpu_backs_off_and_recovers(rig: Rig, caplog: pytest.LogCaptureFixt
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert gpus[2].uuid in errors[0].getMessage()
+
+
+def test_lost_gpu_backoff_doubles_up_to_a_minute(rig: Rig) -> None:
+    """Retries of a GPU that stays lost thin out to one a minute, never fewer."""
+    collector, _ = rig.started([FakeGpu()])
+    rig.write([FakeGpu(lost=True)])
+    rig.reset_counts()
+    t0 = rig.clock.now
+    collector.read()
+    retry_at = t0
+    for retries, gap in enumerate((1, 2, 4, 8, 16, 32, 60, 60), start=1):
+        retry_at += gap
+        rig.clock.now = retry_at - 0.001
+        assert not collector.read().gpus[0].healthy
+        assert rig.count("nvmlDeviceGetHandleByUUID") == retries - 1
+        rig.clock.now = retry_at
+        assert collector.read().gpus[0].error == "gpu_lost"
+        assert rig.count("nvmlDeviceGetHandleByUUID") == retries
+
+
+def test_mig_toggle_keeps_gpm_samples_balanced(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """Leaving and re-entering MIG mode must neither leak GPM samples nor misuse them."""
+    caplog.set_level(logging.DEBUG, logger="collectors.nvml")
+    collector, _ = rig.started([FakeGpu(gpm_supported=True, sm_activity=50.0)])
+    rig.reset_counts()
+    activity = []
+    for mig_mode in (0, 0, 1, 0, 0):
+        rig.write([FakeGpu(gpm_supported=True, sm_activity=50.0, mig_mode=mig_mode)])
+        rig.clock.advance(1.0)
+        activity.append(collector.read().gpus[0].sm_activity)
+    collector.close()
+    assert activity == [None, 0.5, None, None, 0.5]
+    assert not [r for r in caplog.records if "gpm failed" in r.getMessage()]
+    assert rig.count("nvmlGpmSampleFree") == rig.count("nvmlGpmSampleAlloc")
 
 
 def test_init_failure_is_retried_after_a_minute(rig: Rig) -> None:

@@ -229,6 +229,29 @@ def test_a_lost_gpu_stays_billed_and_recovers(node: GpuNode) -> None:
     assert log.count("answers again") == 1, log
 
 
+def test_a_gpu_lost_before_start_is_billed_as_declared_until_it_answers(node: GpuNode) -> None:
+    gpus = [h100(), h100(lost=True)]
+    node.write(gpus)
+    config = rented(engines=dead_engine())
+    config["cost"]["gpus"] = [{"model": "H100", "count": 2}]
+    with node.exporter(config) as exporter:
+        before = eventually(
+            lambda: (s := exporter.samples()) and "llmcost_gpu_info" in str(s) and s
+        )
+        gpus[1].lost = False
+        node.write(gpus)
+        after = eventually(
+            lambda: (
+                (s := exporter.samples()) and value(s, "llmcost_gpu_healthy", gpu="1") == 1 and s
+            )
+        )
+    assert value(before, "llmcost_gpu_info", gpu="missing0", source="missing") == 1
+    assert value(before, "llmcost_hourly_cost", component="gpu") == pytest.approx(2 * 2.99)
+    assert value(after, "llmcost_gpu_info", source="missing") is None
+    assert value(after, "llmcost_gpu_info", gpu="1", uuid=default_gpu_uuid(1), source="nvml") == 1
+    assert value(after, "llmcost_hourly_cost", component="gpu") == pytest.approx(2 * 2.99)
+
+
 def test_two_engines_on_disjoint_gpus_split_the_cost_by_model(node: GpuNode) -> None:
     node.write([h100() for _ in range(4)] + [a100() for _ in range(4)] + [a100(), a100()])
     simulator = SimulatorProcess(
