@@ -140,10 +140,36 @@ def _check_config(path: str) -> int:
 
     config = load_config(path, {})
     model_prices, default = resolve_prices(config)
-    print(f"# {path}: valid. Effective configuration:")
+    gpu_lines = _gpus_to_bill(config)
+    print(f"# {path}: valid.")
+    print("\n".join(gpu_lines))
+    print("# Effective configuration:")
     effective = effective_config_dict(config, model_prices, default)
     print(yaml.safe_dump(effective, sort_keys=False), end="")
     return 0
+
+
+def _gpus_to_bill(config: Config) -> list[str]:
+    """What the daemon would bill on this machine, each GPU with its matched price key."""
+    from collectors.nvml import NvmlCollector
+    from exporter.daemon import billed_gpus
+
+    nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
+    unavailable = nvml.start() if nvml is not None else "disabled (nvml.enabled: false)"
+    try:
+        inventory = billed_gpus(config, nvml)
+    finally:
+        if nvml is not None:
+            nvml.close()
+    lines = [f"# NVML: {unavailable or 'available'}; GPUs to bill:"]
+    for gpu in inventory:
+        lines.append(
+            f"#   gpu {gpu.label} {gpu.uuid or '(no UUID)'} {gpu.name!r} -> price key "
+            f"{gpu.price_key!r} at {gpu.hourly:.4f} {config.currency}/h ({gpu.source})"
+        )
+    if not inventory:
+        lines.append("#   none: the node's cost is cost.node_extra_per_hour alone")
+    return lines
 
 
 def _run_daemon(args: argparse.Namespace) -> int:

@@ -390,17 +390,34 @@ def test_without_nvml_the_exporter_serves_the_engines(
     assert "Traceback" not in exporter.log()
 
 
-def test_a_gpu_without_a_price_stops_the_exporter_naming_it(node: GpuNode) -> None:
-    node.write([h100(), FakeGpu(name="Tesla T4")])
-    config_path = node.workdir / "unpriced.yml"
-    config_path.write_text(yaml.safe_dump(rented(engines=dead_engine())))
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config", str(config_path)],
+def run_cli(node: GpuNode, config: dict[str, Any], *args: str) -> subprocess.CompletedProcess:
+    config_path = node.workdir / "node.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args, str(config_path)],
         env={**os.environ, **node.env},
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_check_config_shows_each_gpu_with_the_price_key_it_matched(node: GpuNode) -> None:
+    node.write([h100(), a100()])
+    result = run_cli(node, rented(), "check-config")
+    assert result.returncode == 0, result.stderr
+    gpu_lines = [line for line in result.stdout.splitlines() if line.startswith("#   gpu")]
+    assert gpu_lines == [
+        f"#   gpu 0 {default_gpu_uuid(0)} '{H100}' -> price key 'H100' at 2.9900 USD/h (nvml)",
+        f"#   gpu 1 {default_gpu_uuid(1)} '{A100}' -> price key 'A100*80GB*' "
+        "at 1.7900 USD/h (nvml)",
+    ]
+    assert yaml.safe_load(result.stdout)["nvml"] == {"enabled": True, "utilization_source": "auto"}
+
+
+def test_a_gpu_without_a_price_stops_the_exporter_naming_it(node: GpuNode) -> None:
+    node.write([h100(), FakeGpu(name="Tesla T4")])
+    result = run_cli(node, rented(engines=dead_engine()), "--config")
     assert result.returncode == 2
     errors = result.stderr.strip().splitlines()
     assert errors[-1].startswith("llm-cost-exporter: configuration error: cost.gpu_prices_per_hour")
