@@ -1,7 +1,8 @@
 """The plain HTML landing page: the node's key figures at a glance.
 
 For a person with a browser and no Grafana: cost per 1M against the API,
-utilization against break-even, spend today, and which sources are up.
+utilization against break-even, spend today, per-model cost, the GPUs and
+which sources are up.
 Rendered from the in-memory state on request; no I/O, no external assets.
 """
 
@@ -11,7 +12,8 @@ import math
 from datetime import datetime, timezone
 from html import escape
 
-from exporter.node import NodeState, WindowFigures
+from exporter.node import NodeState
+from exporter.windows import WindowFigures
 
 
 def _money(value: float | None, currency: str) -> str:
@@ -34,6 +36,55 @@ def _verdict(figure: WindowFigures) -> str:
     if figure.cost_ratio > 1:
         return "<b class=bad>below break-even: the API would be cheaper</b>"
     return "<b class=good>above break-even: self-hosting is cheaper</b>"
+
+
+def _model_rows(state: NodeState) -> str:
+    """Per-model cost over the shortest window, and each owner's hourly cost."""
+    currency = state.config.currency
+    window, seconds = next(iter(state.windows.items()))
+    rows = []
+    for owner, hourly in sorted(state.owner_hourly.items()):
+        figure = state.model_window(owner, seconds) if owner in state.model_history else None
+        cells = (
+            f"<td>{_money(figure.effective_cost_per_million, currency)}</td>"
+            f"<td>{_money(figure.api_cost_per_million, currency)}</td><td>{_verdict(figure)}</td>"
+            if figure is not None
+            else "<td colspan=3>–</td>"
+        )
+        rows.append(f"<tr><td>{escape(owner)}</td><td>{_money(hourly, currency)}</td>{cells}</tr>")
+    return (
+        f"<table><tr><th>model</th><th>cost per hour</th><th>cost per 1M ({escape(window)})</th>"
+        f"<th>API-equivalent per 1M</th><th>verdict</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _gpu_rows(state: NodeState) -> str:
+    currency = state.config.currency
+    owners = state.owners()
+    preferred = state.config.nvml.utilization_source
+    rows = []
+    for status in state.fleet.gpus.values():
+        gpu, reading = status.gpu, status.reading
+        health = {None: "not read", True: "healthy", False: "<b class=bad>unhealthy</b>"}[
+            status.healthy
+        ]
+        chosen = reading.utilization(preferred) if reading is not None else None
+        utilization = f"{_percent(chosen[0])} ({chosen[1]})" if chosen else "–"
+        power = (
+            f"{reading.power_watts:,.0f} W"
+            if reading is not None and reading.power_watts is not None
+            else "–"
+        )
+        rows.append(
+            f"<tr><td>{escape(gpu.label)}</td><td>{escape(gpu.name)}</td>"
+            f"<td>{escape(', '.join(owners.get(gpu.key, ())))}</td><td>{health}</td>"
+            f"<td>{utilization}</td><td>{power}</td><td>{_money(gpu.hourly, currency)}</td></tr>"
+        )
+    return (
+        "<table><tr><th>gpu</th><th>name</th><th>serves</th><th>health</th>"
+        "<th>utilization</th><th>power</th><th>price per hour</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
 
 
 def render_landing(state: NodeState, healthy: bool) -> str:
@@ -85,6 +136,10 @@ Capacity: {capacity_text}. Spend today: <b>{_money(spend_today, currency)}</b>
 <th>verdict</th></tr>
 {"".join(rows)}
 </table>
+<h2>Cost by model</h2>
+{_model_rows(state)}
+<h2>GPUs</h2>
+{_gpu_rows(state)}
 <h2>Sources</h2>
 <table><tr><th>collector</th><th>target</th><th>state</th><th>last error</th></tr>{targets}</table>
 <p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p>

@@ -8,9 +8,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.nvml import GpuReading, NvmlSnapshot
 from collectors.vllm import VllmCollector
 from exporter.config import config_from_mapping
 from exporter.costmodel import ApiPrices
+from exporter.landing import render_landing
 from exporter.loop import CollectionLoop
 from exporter.node import NodeState
 from exporter.server import build_app
@@ -126,3 +128,24 @@ async def test_a_scrape_does_no_io(node) -> None:
     await loop.run_once()
     third = await (await client.get("/metrics")).read()
     assert third != first
+
+
+def test_landing_page_shows_cost_by_model_and_each_gpu() -> None:
+    config = config_from_mapping(
+        minimal_config_dict(
+            engines=[{"url": "http://a/metrics", "gpus": [0]}, {"url": "http://b/metrics"}],
+            cost={"gpu_prices_per_hour": {"H100": 2.5}},
+            windows=["1m"],
+        )
+    )
+    state = NodeState(config, {}, ApiPrices(0.8, 0.08, 4.0), gpus=[])
+    lost = GpuReading(1, "GPU-1", "NVIDIA H100 PCIe", healthy=False, error="gpu_lost")
+    busy = GpuReading(0, "GPU-0", "NVIDIA H100 PCIe", busy_utilization=1.0, sm_activity=0.25)
+    state.record_gpu_snapshot(NvmlSnapshot("550", (busy, lost)), 0.001, 0.0)
+    state.advance(0.0)
+    html = render_landing(state, healthy=True)
+    assert "<td>0</td><td>NVIDIA H100 PCIe</td><td>(unclaimed)</td><td>healthy</td>" in html
+    assert "<td>25.0% (sm_activity)</td>" in html
+    assert "<b class=bad>unhealthy</b>" in html
+    # Not every engine names its GPUs: no per-model split, the node's cost is unclaimed.
+    assert "<tr><td>(unclaimed)</td><td>6.50 USD</td><td colspan=3>–</td></tr>" in html
