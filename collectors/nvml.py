@@ -73,6 +73,8 @@ class GpuReading:
     name: str
     healthy: bool = True
     error: str | None = None
+    """Why this cycle's reading is incomplete: `gpu_lost` (nothing read, unhealthy)
+    or `query_failed` (a query other than an unsupported one failed)."""
     busy_utilization: float | None = None
     memory_used_bytes: float | None = None
     memory_total_bytes: float | None = None
@@ -124,6 +126,9 @@ class _Device:
     gpm_last: tuple[float | None, float | None] | None = None
     """SM activity and occupancy of the last sample pair, for reads closer than 100 ms."""
     lost: bool = False
+    failing: set[str] = field(default_factory=set)
+    """Features whose query failed (other than NOT_SUPPORTED) at least once."""
+    failed_this_cycle: bool = False
     retry_at: float = 0.0
     retry_delay: float = LOST_RETRY_FIRST
 
@@ -282,10 +287,13 @@ class NvmlCollector:
                 device.handle = nvml.nvmlDeviceGetHandleByUUID(device.uuid)
             except nvml.NVMLError:
                 return self._mark_lost(device, reading, now, first=False)
+        device.failed_this_cycle = False
         try:
             self._read_into(device, reading, now)
         except _GpuLost:
             return self._mark_lost(device, reading, now, first=not device.lost)
+        if device.failed_this_cycle:
+            reading.error = "query_failed"
         if device.lost:
             device.lost = False
             device.retry_delay = LOST_RETRY_FIRST
@@ -330,7 +338,17 @@ class NvmlCollector:
         except nvml.NVMLError_GpuIsLost:
             raise _GpuLost from None
         except nvml.NVMLError as error:
-            log.debug("GPU %d (%s): %s failed: %s", device.index, device.uuid, feature, error)
+            device.failed_this_cycle = True
+            level = logging.DEBUG if feature in device.failing else logging.WARNING
+            device.failing.add(feature)
+            log.log(
+                level,
+                "GPU %d (%s): reading %s failed: %s",
+                device.index,
+                device.uuid,
+                feature,
+                error,
+            )
         return None
 
     def _read_into(self, device: _Device, reading: GpuReading, now: float) -> None:

@@ -83,7 +83,8 @@ def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
     )
     errors = counter(
         "gpu_errors",
-        "Cycles in which the GPU could not be read, by reason.",
+        "Cycles in which the GPU could not be fully read: gpu_lost (nothing read) or "
+        "query_failed (a query other than an unsupported one failed).",
         (*GPU_LABELS, "reason"),
     )
     supported = gauge(

@@ -208,6 +208,26 @@ def test_not_supported_is_asked_once_and_quietly(
     assert warnings_or_worse(caplog) == []
 
 
+def test_a_failing_query_is_counted_each_cycle_and_logged_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected NVML error is not NOT_SUPPORTED: it is asked again and counted."""
+    caplog.set_level(logging.DEBUG, logger="collectors.nvml")
+    collector, _ = rig.started([FakeGpu(failing=("nvmlDeviceGetTemperatureV",)), FakeGpu()])
+    rig.reset_counts()
+    snapshots = []
+    for _ in range(3):
+        snapshots.append(collector.read())
+        rig.clock.advance(1.0)
+    assert [s.gpus[0].error for s in snapshots] == ["query_failed"] * 3
+    assert all(s.gpus[0].healthy and s.gpus[0].temperature_celsius is None for s in snapshots)
+    assert snapshots[-1].gpus[0].supported["temperature"] is True
+    assert snapshots[-1].gpus[0].power_watts == 100.0
+    assert snapshots[-1].gpus[1].error is None
+    assert rig.count("nvmlDeviceGetTemperatureV") == 3 * 2
+    assert len(warnings_or_worse(caplog)) == 1
+
+
 def test_mig_gpu(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     """A MIG GPU lists its instances; device-wide busy time and GPM are off, quietly."""
     caplog.set_level(logging.DEBUG, logger="collectors.nvml")

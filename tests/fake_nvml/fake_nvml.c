@@ -21,7 +21,8 @@
  *    sm_clock_mhz); MEM and VIDEO clocks return NOT_SUPPORTED.
  *  - The v1 memory struct reports used = used + reserved, as real NVML does.
  *  - A per-GPU not_supported list applies to every call on the GPU's handle
- *    or its MIG handles, and to handle lookups that resolve to them.
+ *    or its MIG handles, and to handle lookups that resolve to them; a
+ *    failing list does the same with NVML_ERROR_UNKNOWN.
  *  - Real GPM wants samples at least 100 ms apart; the fake does not check.
  */
 
@@ -280,6 +281,7 @@ struct gpu_state {
     unsigned int mig_count;
     int lost;
     uint64_t not_supported;
+    uint64_t failing;
     struct mig_state migs[MAX_MIGS];
 };
 
@@ -416,6 +418,8 @@ static void apply_gpu_key(struct gpu_state *g, const char *k, const char *v)
         g->lost = parse_u64(v) != 0;
     } else if (strcmp(k, "not_supported") == 0) {
         g->not_supported = parse_function_list(v);
+    } else if (strcmp(k, "failing") == 0) {
+        g->failing = parse_function_list(v);
     }
 }
 
@@ -549,6 +553,8 @@ static nvmlReturn_t enter_device(enum fake_function f, nvmlDevice_t device,
         return NVML_ERROR_INVALID_ARGUMENT;
     if (function_disabled(g, f))
         return NVML_ERROR_NOT_SUPPORTED;
+    if ((g->failing >> f) & 1)
+        return NVML_ERROR_UNKNOWN;
     *gpu = g;
     *mig = device->mig >= 0 ? &g->migs[device->mig] : NULL;
     return NVML_SUCCESS;

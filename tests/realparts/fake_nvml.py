@@ -95,6 +95,8 @@ class FakeGpu:
     migs: list[FakeMig] = field(default_factory=list)
     lost: bool = False
     not_supported: tuple[str, ...] = ()
+    failing: tuple[str, ...] = ()
+    """C functions that return NVML_ERROR_UNKNOWN for this GPU."""
 
 
 def default_gpu_uuid(index: int) -> str:
@@ -149,6 +151,7 @@ class FakeNvmlState:
                 "mig_count": len(gpu.migs),
                 "lost": int(bool(gpu.lost)),
                 "not_supported": ",".join(_text(name) for name in gpu.not_supported),
+                "failing": ",".join(_text(name) for name in gpu.failing),
             }
             lines += [f"gpu.{i}.{key} = {value}" for key, value in values.items()]
             for j, mig in enumerate(gpu.migs):
