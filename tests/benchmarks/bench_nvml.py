@@ -264,10 +264,10 @@ def part_a(lib_dir: Path, state_path: Path, cycles: int, warmup: int) -> None:
 # --- part B: the daemon at a 1 s interval --------------------------------------
 
 
-def daemon_config(port: int, sim_port: int, nvml: bool) -> dict[str, Any]:
-    """8 engines, one per GPU, read every second; GPUs from NVML or declared."""
-    config = exporter_config(port, sim_port, GPUS, "1s")
-    config["collection"]["timeout"] = "0.5s"
+def daemon_config(port: int, sim_port: int, nvml: bool, interval: float) -> dict[str, Any]:
+    """8 engines, one per GPU, read every `interval` seconds; GPUs from NVML or declared."""
+    config = exporter_config(port, sim_port, GPUS, f"{interval:g}s")
+    config["collection"]["timeout"] = f"{min(interval / 2, 3.0):g}s"
     for index, engine in enumerate(config["engines"]):
         engine["gpus"] = [index]
     config["nvml"] = {"enabled": nvml}
@@ -306,7 +306,9 @@ def nvml_page_check(port: int) -> tuple[int, float | None]:
     return sm_gpus, duration
 
 
-def part_b(tmp: Path, lib_dir: Path, warmup: float, seconds: float, scrape_every: float) -> None:
+def part_b(
+    tmp: Path, lib_dir: Path, warmup: float, seconds: float, scrape_every: float, interval: float
+) -> None:
     state_path = tmp / "daemon-nvml-state.txt"
     FakeNvmlState(fake_gpus(H100, gpm=True)).write(state_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **subprocess_env(lib_dir, state_path)}
@@ -314,16 +316,23 @@ def part_b(tmp: Path, lib_dir: Path, warmup: float, seconds: float, scrape_every
     try:
         sim_port = start_simulator(group, GPUS)
         on_pid, on_port = start_daemon(
-            group, "exporter-nvml", daemon_config(free_port(), sim_port, nvml=True), env
+            group,
+            "exporter-nvml",
+            daemon_config(free_port(), sim_port, nvml=True, interval=interval),
+            env,
         )
         off_pid, off_port = start_daemon(
-            group, "exporter-no-nvml", daemon_config(free_port(), sim_port, nvml=False), env
+            group,
+            "exporter-no-nvml",
+            daemon_config(free_port(), sim_port, nvml=False, interval=interval),
+            env,
         )
         on = Watched("NVML on", on_pid, f"http://127.0.0.1:{on_port}/metrics")
         off = Watched("NVML off", off_pid, f"http://127.0.0.1:{off_port}/metrics")
         print(
-            f"\nB. the daemon, {GPUS} engines on {GPUS} GPUs (all with GPM), interval 1 s, "
-            f"timeout 0.5 s;\n   NVML on and NVML off (GPUs declared in cost.gpus) side by "
+            f"\nB. the daemon, {GPUS} engines on {GPUS} GPUs (all with GPM), interval "
+            f"{interval:g} s, timeout {min(interval / 2, 3.0):g} s;\n"
+            "   NVML on and NVML off (GPUs declared in cost.gpus) side by "
             f"side, warm-up {warmup:g} s,\n   measuring {seconds:g} s with a scrape every "
             f"{scrape_every:g} s ...",
             flush=True,
@@ -342,11 +351,11 @@ def part_b(tmp: Path, lib_dir: Path, warmup: float, seconds: float, scrape_every
         )
     print(f"(memory in MiB; CPU from /proc utime+stime over {elapsed:.1f} s, 10 ms ticks)")
     cpu_on, cpu_off = on.cpu_percent(elapsed), off.cpu_percent(elapsed)
-    cpu_ms_per_cycle = (cpu_on - cpu_off) / 100 * 1000
+    cpu_ms_per_cycle = (cpu_on - cpu_off) / 100 * 1000 * interval
     print(
         f"\nNVML reading costs {cpu_on - cpu_off:+.3f}% of one core "
         f"(on/off {fmt_ratio(cpu_on, cpu_off)}), about {cpu_ms_per_cycle:.2f} ms of CPU "
-        f"per 1 s cycle"
+        f"per {interval:g} s cycle"
     )
     print(
         f"NVML reading costs {on.rss_mean_mib - off.rss_mean_mib:+.1f} MiB RSS mean "
@@ -378,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scrape-every", type=float, default=15.0, help="seconds between scrapes of /metrics"
     )
     parser.add_argument(
+        "--interval", type=float, default=1.0, help="daemon collection interval in s (1)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run of about 30 s with the quick defaults"
     )
     parser.add_argument("--skip-daemon", action="store_true", help="run part A only")
@@ -395,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         lib_dir = build_fake_nvml(tmp / "lib")
         part_a(lib_dir, tmp / "nvml-state.txt", args.cycles, args.warmup_cycles)
         if not args.skip_daemon:
-            part_b(tmp, lib_dir, args.warmup, args.seconds, args.scrape_every)
+            part_b(tmp, lib_dir, args.warmup, args.seconds, args.scrape_every, args.interval)
     return 0
 
 
