@@ -22,6 +22,9 @@ from exporter.server import build_app, split_listen_address
 
 log = logging.getLogger("llm-cost-exporter")
 
+NVML_START_TIMEOUT = 10.0
+"""A driver can hang in init; the exporter serves the engines meanwhile."""
+
 
 def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | None]:
     """Per-model and default API prices, catalog references resolved."""
@@ -49,7 +52,12 @@ def billed_gpus(config: Config, nvml: NvmlCollector | None) -> list[BilledGpu]:
     except UnpricedGpu as error:
         raise ConfigError(f"{table}: {error}") from None
     if not inventory and cost.node_extra_per_hour <= 0:
-        source = "NVML lists no GPU" if nvml is not None and nvml.available else "NVML is off"
+        if nvml is None:
+            source = "NVML is disabled"
+        elif nvml.available:
+            source = "NVML lists no GPU"
+        else:
+            source = f"NVML is unavailable ({nvml.unavailable_reason or 'not initialized in time'})"
         raise ConfigError(
             f"cost.gpus: nothing to bill on this node: {source} and cost.gpus declares none "
             "(declare the GPUs, or set cost.node_extra_per_hour for a CPU-only node)"
@@ -63,7 +71,14 @@ async def serve(
     """Run collection and HTTP serving until cancelled or signalled."""
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     if nvml is not None:
-        await nvml.open()
+        try:
+            await asyncio.wait_for(nvml.open(), NVML_START_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning(
+                "NVML did not initialize within %gs: billing the GPUs declared in cost.gpus "
+                "until it does",
+                NVML_START_TIMEOUT,
+            )
     try:
         await _serve(config, model_prices, default_price, nvml)
     finally:

@@ -1,11 +1,15 @@
 """The real daemon reading GPUs through the real pynvml over the fake libnvidia-ml.
 
-Each test starts the exporter as a child process with the fake library on
-its library path and steers the GPUs by rewriting the fake's state file.
+The tests start the exporter as a child process with the fake library on its
+library path and steer the GPUs by rewriting the fake's state file; the last
+one runs the daemon in this process, where the fake is preloaded, to shorten
+how long it waits for a hanging NVML init.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,13 +18,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from conftest import minimal_config_dict
+from prometheus_client.parser import text_string_to_metric_families
 from realparts import free_port
 from realparts.exporter_process import ExporterProcess
-from realparts.fake_nvml import FakeGpu, FakeMig, FakeNvmlState, default_gpu_uuid, subprocess_env
+from realparts.fake_nvml import (
+    STATE_ENV,
+    FakeGpu,
+    FakeMig,
+    FakeNvmlState,
+    default_gpu_uuid,
+    subprocess_env,
+)
 from realparts.simulator_process import SimulatorProcess
+
+from exporter import daemon
+from exporter.config import config_from_mapping
+from exporter.costmodel import ApiPrices
 
 pytestmark = pytest.mark.realparts
 
@@ -422,3 +439,63 @@ def test_a_gpu_without_a_price_stops_the_exporter_naming_it(node: GpuNode) -> No
     errors = result.stderr.strip().splitlines()
     assert errors[-1].startswith("llm-cost-exporter: configuration error: cost.gpu_prices_per_hour")
     assert "GPU 1" in errors[-1] and "Tesla T4" in errors[-1] and default_gpu_uuid(1) in errors[-1]
+
+
+async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
+    fake_lib: object,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daemon in this process: NVML init hangs 1.5 s, the exporter serves meanwhile."""
+    state_path = tmp_path / "nvml-state.txt"
+    FakeNvmlState([h100(), h100()], init_delay_ms=1500).write(state_path)
+    monkeypatch.setenv(STATE_ENV, str(state_path))
+    monkeypatch.setattr(daemon, "NVML_START_TIMEOUT", 0.3)
+    port = free_port()
+    data = rented(engines=dead_engine(), web={"listen_address": f"127.0.0.1:{port}"})
+    data["cost"]["gpus"] = [{"model": "H100", "count": 2}]
+    config = config_from_mapping(data)
+    started = time.monotonic()
+    task = asyncio.create_task(daemon.serve(config, {}, ApiPrices(0.8, 0.08, 4.0)))
+
+    async def samples() -> Samples | None:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/metrics") as response,
+            ):
+                text = await response.text()
+        except aiohttp.ClientError:
+            return None
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    try:
+        early = None
+        while early is None:
+            await asyncio.sleep(0.05)
+            early = await samples()
+        served_after = time.monotonic() - started
+        late = None
+        while time.monotonic() - started < 10:
+            await asyncio.sleep(0.1)
+            late = await samples()
+            if value(late, "llmcost_gpu_info", gpu="1", source="nvml"):
+                break
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert served_after < 1.5, "the exporter waited for NVML"
+    assert value(early, "llmcost_gpu_info", gpu="0", source="declared") == 1
+    assert value(early, "llmcost_collector_up", collector="nvml") == 0
+    assert value(early, "llmcost_hourly_cost", component="gpu") == pytest.approx(2 * 2.99)
+    assert value(late, "llmcost_gpu_info", gpu="0", uuid=default_gpu_uuid(0), source="nvml") == 1
+    assert value(late, "llmcost_gpu_info", source="declared") is None
+    assert value(late, "llmcost_collector_up", collector="nvml") == 1
+    assert value(late, "llmcost_hourly_cost", component="gpu") == pytest.approx(2 * 2.99)
+    assert "NVML did not initialize within 0.3s" in caplog.text

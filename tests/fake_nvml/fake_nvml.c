@@ -287,6 +287,7 @@ struct gpu_state {
 
 struct fake_state {
     int init_error;
+    unsigned int init_delay_ms;
     char driver_version[DRIVER_VERSION_LEN];
     unsigned int device_count;
     struct gpu_state gpus[MAX_GPUS];
@@ -447,6 +448,8 @@ static void apply_line(struct fake_state *s, char *line)
 
     if (strcmp(key, "init_error") == 0) {
         s->init_error = (int)strtol(value, NULL, 10);
+    } else if (strcmp(key, "init_delay_ms") == 0) {
+        s->init_delay_ms = (unsigned int)parse_u64(value);
     } else if (strcmp(key, "driver_version") == 0) {
         copy_str(s->driver_version, sizeof s->driver_version, value);
     } else if (strcmp(key, "device_count") == 0) {
@@ -584,7 +587,14 @@ static nvmlReturn_t do_init(enum fake_function f)
         rc = state.init_error;
     else
         init_refcount++;
-    return leave(rc);
+    unsigned int delay_ms = have_state ? state.init_delay_ms : 0;
+    pthread_mutex_unlock(&lock);
+    /* A driver that hangs in init: the caller waits, other threads are not blocked. */
+    if (delay_ms > 0) {
+        struct timespec pause = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return rc;
 }
 
 EXPORT nvmlReturn_t nvmlInit_v2(void) { return do_init(FN_nvmlInit_v2); }

@@ -110,6 +110,8 @@ class FakeNvmlState:
 
     gpus: list[FakeGpu]
     init_error: int = 0
+    init_delay_ms: int = 0
+    """How long init hangs before answering, like a driver still loading."""
     driver_version: str = "550.54.15"
 
     def __post_init__(self) -> None:
@@ -124,6 +126,7 @@ class FakeNvmlState:
         lines = [
             "# fake NVML state",
             f"init_error = {int(self.init_error)}",
+            f"init_delay_ms = {int(self.init_delay_ms)}",
             f"driver_version = {_text(self.driver_version)}",
             f"device_count = {len(self.gpus)}",
         ]
