@@ -240,6 +240,17 @@ class NodeMetrics(Collector):
                 hourly.add_metric([owner], state.owner_hourly[owner])
         yield spend
         yield hourly
+        capacity = gauge(
+            "model_capacity_tokens_per_second",
+            "Tokens per second a model serves at 100% load: the node's when it is the only "
+            "model, else its engines' configured capacities, else its learned sustained peak.",
+            ("model", "source"),
+        )
+        for model in sorted(state.model_history):
+            known_capacity = state.model_capacity(model)
+            if known_capacity is not None:
+                capacity.add_metric([model, known_capacity[1]], known_capacity[0])
+        yield capacity
         families = {
             "model_effective_cost_per_million_tokens": (
                 "effective_cost_per_million",

@@ -322,7 +322,8 @@ class NodeState:
         if self.per_model_split:
             for model, totals in self.models.items():
                 tokens = sum(totals.tokens.values())
-                self.model_history.setdefault(model, History(self._retention)).append(
+                history = self.model_history.setdefault(model, History(self._retention))
+                history.append(
                     Totals(
                         time=now,
                         spend=self.owner_spend.get(model, 0.0),
@@ -331,6 +332,8 @@ class NodeState:
                         unpriced_tokens=tokens if model in self.unpriced_models else 0.0,
                     )
                 )
+                if self.learned is not None:
+                    self.learned.observe_model(model, history)
         if self.learned is not None:
             self.learned.observe(self.history)
 
@@ -364,23 +367,28 @@ class NodeState:
             blended_api_cost_per_million(self.history.latest()),
         )
 
-    def model_capacity(self, model: str) -> float | None:
-        """A model's capacity: the node's if it is the only model, else its engines' sum."""
+    def model_capacity(self, model: str) -> tuple[float, str] | None:
+        """A model's capacity and its source: the node's when it is the only model, else
+        its engines' configured capacities, else its own learned sustained peak."""
         if len(self.models) == 1 and model in self.models:
-            capacity = self.capacity
-            return capacity[0] if capacity else None
+            return self.capacity
         urls = [s.target for s in self.targets.values() if model in s.models]
-        if not urls or any(u not in self.config.engine_capacity for u in urls):
-            return None
-        return sum(self.config.engine_capacity[u] for u in urls)
+        if urls and all(u in self.config.engine_capacity for u in urls):
+            return sum(self.config.engine_capacity[u] for u in urls), "configured"
+        if self.learned is not None and self.learned.model_peaks.get(model):
+            return self.learned.model_peaks[model], "learned"
+        return None
 
     def model_window(self, model: str, seconds: float) -> WindowFigures | None:
         history = self.model_history.get(model)
         delta = history.delta(seconds) if history is not None else None
         if delta is None:
             return None
+        capacity = self.model_capacity(model)
         return window_figures(
-            delta, self.model_capacity(model), blended_api_cost_per_million(history.latest())
+            delta,
+            capacity[0] if capacity else None,
+            blended_api_cost_per_million(history.latest()),
         )
 
     def in_flight_by_model(self) -> dict[str, dict[str, float]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import minimal_config_dict
 
 from collectors.vllm import EngineReading
@@ -37,8 +38,8 @@ def test_nothing_is_learned_before_a_full_window() -> None:
     assert sustained_throughput(history, 300) is None
 
 
-def reading(tokens: float) -> EngineReading:
-    return EngineReading("m", "0", tokens * 0.7, 0, tokens * 0.3, 1, 0, None, None, None, 1.0)
+def reading(tokens: float, model: str = "m") -> EngineReading:
+    return EngineReading(model, "0", tokens * 0.7, 0, tokens * 0.3, 1, 0, None, None, None, 1.0)
 
 
 def test_learned_peak_is_persisted_and_reloaded(tmp_path) -> None:
@@ -52,7 +53,10 @@ def test_learned_peak_is_persisted_and_reloaded(tmp_path) -> None:
         state.record_engine_readings("t", [reading(step * 5 * 1200.0)], 0.0)
         state.advance(step * 5.0)
     assert state.capacity == (1200.0, "learned")
-    assert json.loads(state_file.read_text()) == {"learned_capacity_tokens_per_second": 1200.0}
+    assert json.loads(state_file.read_text()) == {
+        "learned_capacity_tokens_per_second": 1200.0,
+        "models": {"m": 1200.0},
+    }
     restarted = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
     assert restarted.capacity == (1200.0, "learned")
 
@@ -75,3 +79,38 @@ def test_a_corrupt_state_file_is_not_fatal(tmp_path, caplog) -> None:
     state = NodeState(config, {}, ApiPrices(1, 1, 1))
     assert state.capacity is None
     assert "unreadable" in caplog.text
+
+
+def test_each_model_of_a_shared_node_learns_its_own_capacity(tmp_path) -> None:
+    state_file = tmp_path / "llmcost.json"
+    config = config_from_mapping(
+        minimal_config_dict(
+            engines=[
+                {"url": "http://a/metrics", "gpus": [0]},
+                {"url": "http://b/metrics", "gpus": [1], "capacity_tokens_per_second": 900},
+                {"url": "http://c/metrics", "gpus": [2]},
+            ],
+            cost={
+                "gpus": [{"model": "H100", "count": 3}],
+                "gpu_prices_per_hour": {"H100": 3.6},
+                "overhead_ratio": 0.0,
+            },
+            state_file=str(state_file),
+            capacity={"learn_window": "1m"},
+            windows=["1m"],
+        )
+    )
+    state = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
+    for step in range(30):
+        state.record_engine_readings("http://a/metrics", [reading(step * 5 * 1000.0, "a")], 0.0)
+        state.record_engine_readings("http://b/metrics", [reading(step * 5 * 300.0, "b")], 0.0)
+        state.record_engine_readings("http://c/metrics", [reading(step * 5 * 300.0, "c")], 0.0)
+        state.advance(step * 5.0)
+    assert state.model_capacity("a") == (1000.0, "learned")
+    assert state.model_capacity("b") == (900, "configured")
+    assert state.model_capacity("c") == (300.0, "learned")
+    # a: $3.60/h on 1,000 tok/s at full load against $1 per 1M: break-even at 100%.
+    assert state.model_window("a", 60).breakeven_utilization == pytest.approx(1.0)
+    assert state.model_window("b", 60).utilization == pytest.approx(300 / 900)
+    restarted = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
+    assert restarted.learned.model_peaks == {"a": 1000.0, "b": 300.0, "c": 300.0}
