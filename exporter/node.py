@@ -238,8 +238,8 @@ class NodeState:
         owners = {}
         for key in self.fleet.gpus:
             target = self._claims.get(key) if self.per_model_split else None
-            models = self.status("vllm", target).models if target else ()
-            owners[key] = models or (UNCLAIMED,)
+            status = self.targets.get(("vllm", target)) if target else None
+            owners[key] = (status.models if status else ()) or (UNCLAIMED,)
         return owners
 
     def _cost_shares(
