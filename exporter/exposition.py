@@ -60,7 +60,7 @@ class NodeMetrics(Collector):
         yield from self._tokens()
         yield from self._windows()
         yield from self._model_costs()
-        yield from gpu_families(self.state, self.state.owners())
+        yield from gpu_families(self.state)
         yield from self._collectors()
 
     def _info(self) -> Iterator[Metric]:

@@ -39,8 +39,9 @@ def _labels(status: GpuStatus) -> list[str]:
     return [status.gpu.label, status.gpu.uuid]
 
 
-def gpu_families(state: NodeState, owners: dict[str, tuple[str, ...]]) -> Iterator[Metric]:
+def gpu_families(state: NodeState) -> Iterator[Metric]:
     fleet = state.fleet
+    owners = state.gpu_owners
     statuses = list(fleet.gpus.values())
     info = gauge(
         "gpu_info",

@@ -60,7 +60,7 @@ def _model_rows(state: NodeState) -> str:
 
 def _gpu_rows(state: NodeState) -> str:
     currency = state.config.currency
-    owners = state.owners()
+    owners = state.gpu_owners
     preferred = state.config.nvml.utilization_source
     rows = []
     for status in state.fleet.gpus.values():

@@ -113,6 +113,8 @@ class NodeState:
             )
         self._claims: dict[str, str] = {}
         self._resolve_claims()
+        self.gpu_owners: dict[str, tuple[str, ...]] = self.owners()
+        """Who each GPU's cost went to in the last cycle (see `owners`)."""
 
     def _resolve_claims(self) -> None:
         """Which engine target owns each GPU of the inventory."""
@@ -243,12 +245,15 @@ class NodeState:
         return owners
 
     def _cost_shares(
-        self, seconds: float, energy_by_gpu: Mapping[str, float]
+        self,
+        seconds: float,
+        energy_by_gpu: Mapping[str, float],
+        gpu_owners: Mapping[str, tuple[str, ...]],
     ) -> dict[str, dict[str, float]]:
         """The node's cost over `seconds` by owner and component."""
         gpu_hourly: dict[str, float] = {}
         energy: dict[str, float] = {}
-        for key, owners in self.owners().items():
+        for key, owners in gpu_owners.items():
             share = 1.0 / len(owners)
             for owner in owners:
                 gpu_hourly[owner] = (
@@ -291,13 +296,17 @@ class NodeState:
         energy_spent, energy_hourly = self._energy_costs()
         elapsed = max(now - self._last_time, 0.0) if self._last_time is not None else 0.0
         self._last_time = now
-        for owner, parts in self._cost_shares(elapsed, energy_spent).items():
+        self.gpu_owners = self.owners()
+        for owner, parts in self._cost_shares(elapsed, energy_spent, self.gpu_owners).items():
             for component in self.components:
                 self.spend[component] += parts[component]
             self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + sum(parts.values())
         self.hourly = dict.fromkeys(self.components, 0.0)
         self.owner_hourly = {}
-        for owner, parts in self._cost_shares(costmodel.SECONDS_PER_HOUR, energy_hourly).items():
+        hourly_shares = self._cost_shares(
+            costmodel.SECONDS_PER_HOUR, energy_hourly, self.gpu_owners
+        )
+        for owner, parts in hourly_shares.items():
             for component in self.components:
                 self.hourly[component] += parts[component]
             self.owner_hourly[owner] = sum(parts.values())
