@@ -412,10 +412,13 @@ def _gpu_refs(data: Any, where: str) -> tuple[int | str, ...]:
         at = f"{where}[{position}]"
         if isinstance(ref, int) and not isinstance(ref, bool) and ref >= 0:
             refs.append(ref)
-        elif isinstance(ref, str) and ref.strip().startswith(("GPU-", "MIG-")):
+        elif isinstance(ref, str) and ref.strip().startswith("GPU-"):
             refs.append(ref.strip())
         else:
-            raise ConfigError(f"{at}: {ref!r} is neither a GPU index nor a GPU-/MIG- UUID")
+            raise ConfigError(
+                f"{at}: {ref!r} is neither a GPU index nor a GPU- UUID "
+                "(cost is split by whole GPU, not by MIG instance)"
+            )
     return tuple(refs)
 
 

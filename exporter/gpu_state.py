@@ -118,12 +118,13 @@ class GpuFleet:
         )
         previous = self.gpus
         self.gpus = {g.key: previous.get(g.key) or GpuStatus(g) for g in inventory}
-        log.info("now billing GPU %d (%s, %s) seen through NVML", *_describe(reading))
+        log.info(
+            "now billing GPU %d (%s, %s) seen through NVML",
+            reading.index,
+            reading.uuid,
+            reading.name,
+        )
         return True
 
     def inventory(self) -> list[BilledGpu]:
         return [s.gpu for s in self.gpus.values()]
-
-
-def _describe(reading: GpuReading) -> tuple[int, str, str]:
-    return reading.index, reading.uuid, reading.name

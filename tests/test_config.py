@@ -78,6 +78,7 @@ def test_minimal_config_has_documented_defaults() -> None:
         ({"nvml": {"utilization_source": "sm"}}, "nvml.utilization_source"),
         ({"nvml": {"enabled": "yes"}}, "nvml.enabled"),
         ({"engines": [{"url": "http://a/metrics", "gpus": ["cuda:0"]}]}, "engines[0].gpus[0]"),
+        ({"engines": [{"url": "http://a/metrics", "gpus": [0, "MIG-1a"]}]}, "engines[0].gpus[1]"),
         ({"engines": [{"url": "http://a/metrics", "gpus": []}]}, "engines[0].gpus"),
         (
             {
