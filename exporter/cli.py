@@ -106,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="serve vLLM-compatible /metrics pages driven by traffic profiles"
     )
     add_simulate_arguments(simulate)
+    rules = commands.add_parser(
+        "rules", help="render the Prometheus recording and alerting rules with your parameters"
+    )
+    rules.add_argument(
+        "--set",
+        dest="rule_overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a threshold or window (repeatable; see exporter/alert_rules.py RuleParams)",
+    )
+    rules.add_argument(
+        "--output-dir", required=True, help="directory to write the two rule files into"
+    )
     return parser
 
 
@@ -172,6 +186,20 @@ def _gpus_to_bill(config: Config) -> list[str]:
     return lines
 
 
+def _write_rules(overrides: list[str], directory: Path) -> int:
+    from exporter.alert_rules import params_with, parse_overrides, render
+
+    try:
+        params = params_with(parse_overrides(overrides))
+    except ValueError as error:
+        raise ConfigError(f"--set {error}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render(params).items():
+        (directory / name).write_text(text)
+        print(directory / name)
+    return 0
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     from exporter.daemon import resolve_prices, serve
 
@@ -195,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.file)
+        if args.command == "rules":
+            return _write_rules(args.rule_overrides, Path(args.output_dir))
         if args.command == "simulate":
             from exporter.simulator.server import run_simulate
 

@@ -1,0 +1,490 @@
+"""The Prometheus recording and alerting rules, from one source with parameters.
+
+The files in `alerts/` are this module rendered with the default parameters
+(`llm-cost-exporter rules --output-dir alerts`), and a test keeps them equal.
+Tests render the same rules with short windows; deployments change the
+thresholds and windows with `--set NAME=VALUE` instead of copying rules.
+
+Names follow `level:metric:operation`. `instance` rules keep every target
+label Prometheus adds (job, instance, cluster, ...), aggregating only our own
+labels away; fleet rules sum `by (cluster)`, which is one series when the
+targets carry no cluster label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+RUNBOOK_URL = "https://github.com/llm-cost-exporter/llm-cost-exporter/blob/main/alerts/runbook.md"
+RECORDING_FILE = "recording-rules.yml"
+ALERTING_FILE = "alerting-rules.yml"
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """Every threshold and window the rules use; see alerts/runbook.md for the choices."""
+
+    job: str = "llm-cost"
+    """The scrape job of the exporters (`up{job=...}`)."""
+    rate_window: str = "5m"
+    """Window of the rates the dashboards read."""
+    breakeven_page_window: str = "24h"
+    breakeven_page_for: str = "1h"
+    breakeven_warn_window: str = "6h"
+    breakeven_warn_for: str = "30m"
+    gpu_utilization_threshold: float = 0.6
+    gpu_utilization_window: str = "6h"
+    gpu_utilization_for: str = "30m"
+    exporter_down_for: str = "5m"
+    exporter_absent_for: str = "15m"
+    engine_down_for: str = "5m"
+    collector_errors_window: str = "15m"
+    collector_errors_threshold: float = 3
+    collector_failing_for: str = "15m"
+    stale_window: str = "10m"
+    stale_for: str = "5m"
+    price_missing_for: str = "5m"
+    nvml_unavailable_for: str = "10m"
+    gpu_unhealthy_for: str = "5m"
+    runbook_url: str = RUNBOOK_URL
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name.endswith(("_window", "_for")) and not _DURATION.match(str(value)):
+                raise ValueError(f"{item.name}: {value!r} is not a Prometheus duration")
+        if not 0 < self.gpu_utilization_threshold <= 1:
+            raise ValueError("gpu_utilization_threshold: must be in (0, 1]")
+
+    @property
+    def rate_windows(self) -> list[str]:
+        """The dashboard window, then the windows the break-even alerts read."""
+        windows = [self.rate_window, self.breakeven_warn_window, self.breakeven_page_window]
+        return list(dict.fromkeys(windows))
+
+
+def params_with(overrides: Mapping[str, str]) -> RuleParams:
+    """Default parameters with `NAME=VALUE` overrides, converted to each field's type."""
+    fields = {f.name: f for f in dataclasses.fields(RuleParams)}
+    values: dict[str, Any] = {}
+    for name, text in overrides.items():
+        if name not in fields:
+            raise ValueError(f"{name}: unknown parameter (known: {', '.join(sorted(fields))})")
+        default = getattr(RuleParams(), name)
+        try:
+            values[name] = float(text) if isinstance(default, float | int) else str(text)
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not a number") from None
+    return RuleParams(**values)
+
+
+# --- recording rules -------------------------------------------------------------
+
+
+def _record(name: str, expr: str) -> dict[str, str]:
+    return {"record": name, "expr": expr}
+
+
+def _instance_rates(window: str) -> list[dict[str, str]]:
+    """Per-node rates over `window`, and the figures the break-even alerts compare.
+
+    Tokens and API-equivalent cost fall back to 0 on a node that has served
+    nothing yet, so "no traffic" yields an infinite cost ratio (below
+    break-even) instead of no series at all.
+    """
+    cost = f"instance:llmcost_cost:rate{window}"
+    tokens = f"instance:llmcost_tokens:rate{window}"
+    api = f"instance:llmcost_api_equivalent_cost:rate{window}"
+    utilization = f"instance:llmcost_throughput_utilization:ratio_rate{window}"
+    ratio = f"instance:llmcost_cost_ratio:ratio_rate{window}"
+    return [
+        _record(cost, f"sum without (component) (rate(llmcost_cost_total[{window}]))"),
+        _record(
+            tokens,
+            f"sum without (model, kind) (rate(llmcost_tokens_total[{window}]))\nor\n0 * {cost}",
+        ),
+        _record(
+            api,
+            f"sum without (model) (rate(llmcost_api_equivalent_cost_total[{window}]))"
+            f"\nor\n0 * {cost}",
+        ),
+        _record(
+            f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}",
+            f"{cost} / {tokens} * 1e6",
+        ),
+        _record(
+            f"instance:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}",
+            f"{api} / {tokens} * 1e6",
+        ),
+        _record(ratio, f"{cost} / {api}"),
+        _record(utilization, f"{tokens} / instance:llmcost_capacity_tokens_per_second:preferred"),
+        _record(
+            f"instance:llmcost_breakeven_utilization:ratio_rate{window}", f"{utilization} * {ratio}"
+        ),
+    ]
+
+
+def _breakdown_rates(window: str) -> list[dict[str, str]]:
+    """Per-node splits and per-model and fleet figures the dashboards read."""
+    rules = [
+        _record(
+            f"instance_component:llmcost_cost:rate{window}", f"rate(llmcost_cost_total[{window}])"
+        ),
+        _record(
+            f"instance_kind:llmcost_tokens:rate{window}",
+            f"sum without (model) (rate(llmcost_tokens_total[{window}]))",
+        ),
+        _record(
+            f"instance_model:llmcost_cost:rate{window}", f"rate(llmcost_model_cost_total[{window}])"
+        ),
+        _record(
+            f"instance_model:llmcost_tokens:rate{window}",
+            f"sum without (kind) (rate(llmcost_tokens_total[{window}]))",
+        ),
+        _record(
+            f"instance_model:llmcost_api_equivalent_cost:rate{window}",
+            f"rate(llmcost_api_equivalent_cost_total[{window}])",
+        ),
+    ]
+    for level, by, source in (
+        ("instance_model", None, "instance_model"),
+        ("model", "cluster, model", "instance_model"),
+        ("cluster", "cluster", "instance"),
+    ):
+        cost, tokens, api = (
+            f"{level}:llmcost_{name}:rate{window}"
+            for name in ("cost", "tokens", "api_equivalent_cost")
+        )
+        if by is not None:
+            for name in ("cost", "tokens", "api_equivalent_cost"):
+                rules.append(
+                    _record(
+                        f"{level}:llmcost_{name}:rate{window}",
+                        f"sum by ({by}) ({source}:llmcost_{name}:rate{window})",
+                    )
+                )
+        rules += [
+            _record(
+                f"{level}:llmcost_cost_per_million_tokens:ratio_rate{window}",
+                f"{cost} / {tokens} * 1e6",
+            ),
+            _record(
+                f"{level}:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}",
+                f"{api} / {tokens} * 1e6",
+            ),
+            _record(f"{level}:llmcost_cost_ratio:ratio_rate{window}", f"{cost} / {api}"),
+        ]
+    return rules
+
+
+def _increases(window: str) -> list[dict[str, str]]:
+    """Money and tokens per `window`, evaluated once per `window`: summing these
+    samples over a month gives the month's totals, at any downsampling."""
+    return [
+        _record(
+            f"instance:llmcost_cost:increase{window}",
+            f"sum without (component) (increase(llmcost_cost_total[{window}]))",
+        ),
+        _record(
+            f"instance_component:llmcost_cost:increase{window}",
+            f"increase(llmcost_cost_total[{window}])",
+        ),
+        _record(
+            f"instance_model:llmcost_cost:increase{window}",
+            f"increase(llmcost_model_cost_total[{window}])",
+        ),
+        _record(
+            f"instance_kind:llmcost_tokens:increase{window}",
+            f"sum without (model) (increase(llmcost_tokens_total[{window}]))",
+        ),
+        _record(
+            f"instance_model:llmcost_tokens:increase{window}",
+            f"sum without (kind) (increase(llmcost_tokens_total[{window}]))",
+        ),
+        _record(
+            f"instance_model:llmcost_api_equivalent_cost:increase{window}",
+            f"increase(llmcost_api_equivalent_cost_total[{window}])",
+        ),
+    ]
+
+
+def recording_rules(params: RuleParams) -> dict[str, Any]:
+    capacity = _record(
+        "instance:llmcost_capacity_tokens_per_second:preferred",
+        'max without (source) (\n  llmcost_capacity_tokens_per_second{source="configured"}\n'
+        '  or on (job, instance)\n  llmcost_capacity_tokens_per_second{source="learned"}\n)',
+    )
+    rates = [capacity]
+    for window in params.rate_windows:
+        rates += _instance_rates(window)
+    rates += _breakdown_rates(params.rate_window)
+    return {
+        "groups": [
+            {"name": "llmcost-rates", "rules": rates},
+            {"name": "llmcost-hourly", "interval": "1h", "rules": _increases("1h")},
+            {"name": "llmcost-daily", "interval": "1d", "rules": _increases("1d")},
+        ]
+    }
+
+
+# --- alerting rules ----------------------------------------------------------------
+
+
+def _value_of(series: str, fmt: str = "%.2f") -> str:
+    """A template snippet printing the alerting node's current value of `series`."""
+    return (
+        f'{{{{ with printf `{series}{{job="%s",instance="%s"}}` $labels.job $labels.instance '
+        f'| query }}}}{{{{ . | first | value | printf "{fmt}" }}}}'
+        "{{ else }}unknown{{ end }}"
+    )
+
+
+def _alert(
+    params: RuleParams,
+    name: str,
+    expr: str,
+    duration: str,
+    severity: str,
+    summary: str,
+    description: str,
+    anchor: str,
+) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": duration,
+        "labels": {"severity": severity},
+        "annotations": {
+            "summary": summary,
+            "description": description,
+            "runbook_url": f"{params.runbook_url}#{anchor}",
+        },
+    }
+
+
+def _breakeven_alert(params: RuleParams, name: str, window: str, duration: str, severity: str):
+    per_million = _value_of(f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}")
+    api = _value_of(f"instance:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}")
+    utilization = _value_of(f"instance:llmcost_throughput_utilization:ratio_rate{window}", "%.3f")
+    breakeven = _value_of(f"instance:llmcost_breakeven_utilization:ratio_rate{window}", "%.3f")
+    return _alert(
+        params,
+        name,
+        f"instance:llmcost_cost_ratio:ratio_rate{window} > 1",
+        duration,
+        severity,
+        f"{{{{ $labels.instance }}}} cost more than the API over the last {window}",
+        f'Over the last {window} this node spent {{{{ $value | printf "%.2f" }}}}x what the API '
+        f"would have charged for the same tokens: {per_million} per 1M tokens against {api} "
+        f"on the API. Throughput utilization {utilization} against a break-even utilization "
+        f"of {breakeven}.",
+        name.lower(),
+    )
+
+
+def alerting_rules(params: RuleParams) -> dict[str, Any]:
+    job = params.job
+    threshold = f"{params.gpu_utilization_threshold:g}"
+    economics = [
+        _breakeven_alert(
+            params,
+            "LLMCostBelowBreakEven",
+            params.breakeven_page_window,
+            params.breakeven_page_for,
+            "critical",
+        ),
+        _breakeven_alert(
+            params,
+            "LLMCostBelowBreakEvenWarning",
+            params.breakeven_warn_window,
+            params.breakeven_warn_for,
+            "warning",
+        ),
+        _alert(
+            params,
+            "LLMCostGpuUtilizationLow",
+            "avg without (gpu, uuid, source) (\n  avg_over_time("
+            f"llmcost_gpu_selected_utilization_ratio[{params.gpu_utilization_window}])\n"
+            f") < {threshold}",
+            params.gpu_utilization_for,
+            "warning",
+            f"{{{{ $labels.instance }}}} GPUs under {params.gpu_utilization_threshold:.0%} busy",
+            f"The node's GPUs averaged {{{{ $value | humanizePercentage }}}} utilization over the "
+            f"last {params.gpu_utilization_window} "
+            f"(threshold {params.gpu_utilization_threshold:.0%}; "
+            "SM activity where the GPU reports it, else busy time, as "
+            "llmcost_gpu_selected_utilization_ratio's source label says).",
+            "llmcostgpuutilizationlow",
+        ),
+    ]
+    health = [
+        _alert(
+            params,
+            "LLMCostExporterDown",
+            f'up{{job="{job}"}} == 0',
+            params.exporter_down_for,
+            "warning",
+            "llm-cost-exporter on {{ $labels.instance }} is down",
+            f"Prometheus has not scraped {{{{ $labels.instance }}}} (job {job}) for "
+            f"{params.exporter_down_for}: this node's cost and token figures are unknown, "
+            "not zero.",
+            "llmcostexporterdown",
+        ),
+        _alert(
+            params,
+            "LLMCostExporterAbsent",
+            f'absent(up{{job="{job}"}})',
+            params.exporter_absent_for,
+            "warning",
+            f"No llm-cost-exporter target in job {job}",
+            f"Prometheus has no target in job {job}: no node's cost is being watched.",
+            "llmcostexporterabsent",
+        ),
+        _alert(
+            params,
+            "LLMCostEngineDown",
+            'llmcost_collector_up{collector="vllm"} == 0',
+            params.engine_down_for,
+            "warning",
+            "Engine {{ $labels.target }} on {{ $labels.instance }} is not answering",
+            "The exporter on {{ $labels.instance }} has not read {{ $labels.target }} for "
+            f"{params.engine_down_for}; its tokens are not counted while the node's spend goes on. "
+            "The reason is in llmcost_collector_errors_total's reason label.",
+            "llmcostenginedown",
+        ),
+        _alert(
+            params,
+            "LLMCostCollectorFailing",
+            "sum without (reason) (\n"
+            f"  increase(llmcost_collector_errors_total[{params.collector_errors_window}])\n"
+            f") >= {params.collector_errors_threshold:g}\n"
+            "and on (job, instance, collector, target)\nllmcost_collector_up == 1",
+            params.collector_failing_for,
+            "warning",
+            "{{ $labels.collector }} collection of {{ $labels.target }} keeps failing",
+            '{{ $value | printf "%.0f" }} collections of {{ $labels.target }} on '
+            f"{{{{ $labels.instance }}}} failed in the last {params.collector_errors_window}, "
+            "though it answers between failures.",
+            "llmcostcollectorfailing",
+        ),
+        _alert(
+            params,
+            "LLMCostMetricsMissing",
+            f'up{{job="{job}"}} == 1\nunless on (job, instance)\nllmcost_cost_total',
+            params.stale_for,
+            "warning",
+            "{{ $labels.instance }} answers but exports no llm-cost metrics",
+            "The target {{ $labels.instance }} is up but has no llmcost_cost_total: it is not an "
+            "llm-cost-exporter, or it cannot render its figures. Its cost is unknown, not zero.",
+            "llmcostmetricsmissing",
+        ),
+        _alert(
+            params,
+            "LLMCostDataStale",
+            f"sum without (component) (rate(llmcost_cost_total[{params.stale_window}])) == 0\n"
+            f'and on (job, instance)\nup{{job="{job}"}} == 1',
+            params.stale_for,
+            "warning",
+            "Spend on {{ $labels.instance }} stopped accruing",
+            f"llmcost_cost_total on {{{{ $labels.instance }}}} has not moved for "
+            f"{params.stale_window} although the exporter answers: its collection loop is stuck "
+            "and every figure it serves is stale.",
+            "llmcostdatastale",
+        ),
+        _alert(
+            params,
+            "LLMCostPriceMissing",
+            "llmcost_api_price_missing == 1 or llmcost_gpu_price_missing == 1",
+            params.price_missing_for,
+            "warning",
+            "A price is missing on {{ $labels.instance }}",
+            "{{ if $labels.model }}Model {{ $labels.model }} has no API price: its API-equivalent "
+            "cost and the break-even figures are withheld.{{ else }}GPU {{ $labels.gpu }} "
+            "({{ $labels.name }}) has no price: it is not billed.{{ end }}",
+            "llmcostpricemissing",
+        ),
+        _alert(
+            params,
+            "LLMCostNvmlUnavailable",
+            'llmcost_collector_up{collector="nvml"} == 0',
+            params.nvml_unavailable_for,
+            "warning",
+            "NVML unavailable on {{ $labels.instance }}",
+            "The exporter on {{ $labels.instance }} cannot read its GPUs through NVML: GPU "
+            "utilization and energy are unknown and the GPUs declared in cost.gpus are billed.",
+            "llmcostnvmlunavailable",
+        ),
+        _alert(
+            params,
+            "LLMCostGpuUnhealthy",
+            "llmcost_gpu_healthy == 0",
+            params.gpu_unhealthy_for,
+            "warning",
+            "GPU {{ $labels.gpu }} on {{ $labels.instance }} is not answering",
+            "NVML cannot read GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on "
+            "{{ $labels.instance }}; it is still billed.",
+            "llmcostgpuunhealthy",
+        ),
+    ]
+    return {
+        "groups": [
+            {"name": "llmcost-economics", "rules": economics},
+            {"name": "llmcost-health", "rules": health},
+        ]
+    }
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line expressions as literal blocks and long texts folded, so the rule files
+    read like hand-written ones."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else ">" if len(value) > 80 else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+HEADER = (
+    "# Generated by `llm-cost-exporter rules` from exporter/alert_rules.py: edit that, not this.\n"
+    "# Parameters: {params}\n"
+)
+
+
+def render(params: RuleParams) -> dict[str, str]:
+    """File name -> text of both rule files."""
+    changed = {
+        f.name: getattr(params, f.name)
+        for f in dataclasses.fields(params)
+        if getattr(params, f.name) != f.default
+    }
+    header = HEADER.format(params=", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults")
+    return {
+        name: header + yaml.dump(rules, Dumper=_Dumper, sort_keys=False, width=100)
+        for name, rules in (
+            (RECORDING_FILE, recording_rules(params)),
+            (ALERTING_FILE, alerting_rules(params)),
+        )
+    }
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    """`NAME=VALUE` arguments as a mapping."""
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"{pair!r}: expected NAME=VALUE")
+        result[name.strip()] = value.strip()
+    return result
