@@ -16,8 +16,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # --- system packages ---------------------------------------------------------
 apt_pkgs=()
 if ! have prometheus || ! have promtool; then
-  apt_pkgs+=(prometheus prometheus-alertmanager prometheus-node-exporter)
+  apt_pkgs+=(prometheus)
 fi
+have prometheus-alertmanager || have alertmanager || apt_pkgs+=(prometheus-alertmanager)
+have prometheus-node-exporter || have node_exporter || apt_pkgs+=(prometheus-node-exporter)
 have gcc || apt_pkgs+=(gcc)
 if ! have python3; then
   apt_pkgs+=(python3 python3-venv)
@@ -47,7 +49,7 @@ if ((${#apt_pkgs[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${apt_pkgs[@]}" >/dev/null
 else
-  say "system packages present (prometheus, promtool, gcc, python3-venv)"
+  say "system packages present (prometheus, promtool, alertmanager, node-exporter, gcc, python3-venv)"
 fi
 
 have prometheus && have promtool || die "prometheus/promtool still not on PATH after install"

@@ -517,3 +517,112 @@ async def test_serve_simulator_listens_and_prints_address(capsys: pytest.Capture
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# -- runtime control --------------------------------------------------------------
+
+
+def _total_tokens(body: dict, index: int = 0) -> int:
+    return body["engines"][index]["tokens"]["total"]
+
+
+async def test_control_changes_served_rate_from_now_on_and_counters_stay_continuous() -> None:
+    clock = FakeClock()
+    engines = [SimulatedEngine("a", 1000.0, make_profile("steady", level=0.5), clock=clock)]
+    async with TestClient(TestServer(build_simulator_app(engines))) as client:
+        clock.t += 10
+        before = await (await client.get("/ground-truth")).json()
+        page_before = await (await client.get("/metrics")).text()
+        assert _total_tokens(before) == 5000
+
+        # Nothing asks for the page between t=10 and t=20: the switch itself must
+        # account those 10 s at the old 500 tokens/s before the new profile applies.
+        clock.t += 10
+        resp = await client.post("/control", json={"profile": "steady", "level": 0.05})
+        assert resp.status == 200
+        state = await resp.json()
+        assert state["changed"] == [0]
+        assert state["engines"][0]["profile"] == "steady"
+        assert state["engines"][0]["params"] == {"level": 0.05}
+        assert state["engines"][0]["served_tokens_per_second"] == pytest.approx(50.0)
+        switched = await (await client.get("/ground-truth")).json()
+        assert _total_tokens(switched) == 10_000
+
+        clock.t += 10
+        after = await (await client.get("/ground-truth")).json()
+        page_after = await (await client.get("/metrics")).text()
+
+    assert _total_tokens(after) - _total_tokens(switched) == 500  # 50 tokens/s for 10 s
+    assert after["engines"][0]["served_tokens_per_second"] == pytest.approx(50.0)
+    # Same engine life: no restart, counters only grew.
+    assert after["engines"][0]["restarts"] == 0
+    assert after["engines"][0]["start_time"] == before["engines"][0]["start_time"]
+    for name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"):
+        assert _value(page_after, name, model_name="a") > _value(page_before, name, model_name="a")
+    assert (
+        _value(page_after, "vllm:generation_tokens_total", model_name="a")
+        == (after["engines"][0]["page"]["generation_tokens_total"])
+    )
+
+
+async def test_control_restores_load_and_picks_engines() -> None:
+    clock = FakeClock()
+    engines = [
+        SimulatedEngine(name, 1000.0, make_profile("steady", level=0.5), clock=clock, seed=i)
+        for i, name in enumerate("ab")
+    ]
+    async with TestClient(TestServer(build_simulator_app(engines))) as client:
+        resp = await client.post("/control", json={"profile": "idle", "engines": [1]})
+        assert resp.status == 200 and (await resp.json())["changed"] == [1]
+        clock.t += 10
+        idle = await (await client.get("/ground-truth")).json()
+        assert [_total_tokens(idle, i) for i in (0, 1)] == [5000, 0]
+
+        resp = await client.post("/control", json={"profile": "steady", "level": 0.5})
+        assert (await resp.json())["changed"] == [0, 1]
+        clock.t += 10
+        restored = await (await client.get("/ground-truth")).json()
+        assert [_total_tokens(restored, i) for i in (0, 1)] == [10_000, 5000]
+
+        # Spiky engines keep distinct bursts, as with `--profile spiky`.
+        resp = await client.post("/control", json={"profile": "spiky"})
+        state = await (await client.get("/control")).json()
+    assert resp.status == 200
+    assert [e["params"]["seed"] for e in state["engines"]] == [0, 1]
+    assert [e["profile"] for e in state["engines"]] == ["spiky", "spiky"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json", "JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"level": 0.1}', '"profile"'),
+        ('{"profile": "bursty"}', "unknown traffic profile"),
+        ('{"profile": "steady", "level": -1}', "level must be >= 0"),
+        ('{"profile": "steady", "level": "high"}', "bad parameters"),
+        ('{"profile": "steady", "level": NaN}', "finite"),
+        ('{"profile": "idle", "speed": 2}', "bad parameters"),
+        ('{"profile": "idle", "engines": [0, 2]}', "no engine 2"),
+        ('{"profile": "idle", "engines": 0}', '"engines"'),
+        ('{"profile": "idle", "engines": []}', '"engines"'),
+    ],
+)
+async def test_control_rejects_bad_input_and_changes_nothing(body: str, reason: str) -> None:
+    clock = FakeClock()
+    engines = [
+        SimulatedEngine(name, 1000.0, make_profile("steady", level=0.5), clock=clock)
+        for name in "ab"
+    ]
+    async with TestClient(TestServer(build_simulator_app(engines))) as client:
+        resp = await client.post(
+            "/control", data=body, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 400
+        text = await resp.text()
+        clock.t += 10
+        truth = await (await client.get("/ground-truth")).json()
+    assert reason in text
+    assert text.count("\n") == 1 and text.endswith("\n"), text
+    assert [e.profile for e in engines] == [make_profile("steady", level=0.5)] * 2
+    assert [_total_tokens(truth, i) for i in (0, 1)] == [5000, 5000]

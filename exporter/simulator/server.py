@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -33,11 +36,66 @@ llm-cost-exporter traffic simulator: vLLM-compatible metrics pages.
 GET /metrics               engine 0's page
 GET /engine/{i}/metrics    engine i's page (i = 0 .. {last})
 GET /ground-truth          JSON: tokens really served per engine, for checking
+GET /control               JSON: each engine's current traffic profile
+POST /control              switch profile from now on, e.g. {"profile": "steady", "level": 0.05}
+                           (other keys are profile parameters; "engines": [i, ...] picks engines)
 """
+
+_CONTROL_KEYS = ("profile", "engines")
+
+
+class ControlError(ValueError):
+    """A `/control` request that cannot be applied; the message is one line."""
 
 
 def _metrics_response(engine: SimulatedEngine) -> web.Response:
     return web.Response(body=engine.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _profile_state(index: int, engine: SimulatedEngine) -> dict[str, Any]:
+    profile = engine.profile
+    params = dataclasses.asdict(profile) if dataclasses.is_dataclass(profile) else {}
+    return {
+        "index": index,
+        "profile": profile.name,
+        "params": params,
+        "sim_time": engine.sim_time,
+        "demand_tokens_per_second": engine.demand_rate(engine.sim_time),
+        "served_tokens_per_second": engine.served_rate(engine.sim_time),
+    }
+
+
+def _parse_control(body: Any, engines: list[SimulatedEngine]) -> dict[int, TrafficProfile]:
+    """Validate a `/control` body into the new profile of each chosen engine."""
+    if not isinstance(body, dict):
+        raise ControlError("body must be a JSON object")
+    name = body.get("profile")
+    if not isinstance(name, str):
+        raise ControlError(f'"profile" must be one of {", ".join(PROFILE_NAMES)}')
+    chosen = body.get("engines", list(range(len(engines))))
+    if (
+        not isinstance(chosen, list)
+        or not chosen
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in chosen)
+    ):
+        raise ControlError('"engines" must be a non-empty list of engine indices')
+    bad = [i for i in chosen if not 0 <= i < len(engines)]
+    if bad:
+        raise ControlError(f"no engine {bad[0]}; there are {len(engines)}")
+    params = {k: v for k, v in body.items() if k not in _CONTROL_KEYS}
+    for key, value in params.items():
+        # NaN would pass the profiles' range checks and poison every counter.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ControlError(f"{key} must be a finite number")
+    profiles = {}
+    for i in chosen:
+        # Like `--profile spiky`: engines burst on their own seeds unless told otherwise.
+        extra = {"seed": engines[i].seed} if name == "spiky" and "seed" not in params else {}
+        try:
+            profiles[i] = make_profile(name, **params, **extra)
+        except ValueError as exc:
+            raise ControlError(" ".join(str(exc).split())) from None
+    return profiles
 
 
 def build_simulator_app(engines: list[SimulatedEngine]) -> web.Application:
@@ -61,11 +119,37 @@ def build_simulator_app(engines: list[SimulatedEngine]) -> web.Application:
         truth = [{"index": i, **engine.ground_truth()} for i, engine in enumerate(engines)]
         return web.json_response({"engines": truth})
 
+    async def control_state(_: web.Request) -> web.Response:
+        return web.json_response({"engines": [_profile_state(i, e) for i, e in enumerate(engines)]})
+
+    async def control(request: web.Request) -> web.Response:
+        """Swap traffic profiles at runtime: engines keep running, counters stay continuous."""
+        try:
+            body = json.loads(await request.text())
+        except ValueError:
+            raise web.HTTPBadRequest(text="body must be JSON\n") from None
+        try:
+            profiles = _parse_control(body, engines)
+        except ControlError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        for i, profile in profiles.items():
+            # Serve up to now under the old profile, so the new one applies from now on.
+            engines[i].advance()
+            engines[i].profile = profile
+        return web.json_response(
+            {
+                "changed": sorted(profiles),
+                "engines": [_profile_state(i, e) for i, e in enumerate(engines)],
+            }
+        )
+
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/engine/{index}/metrics", engine_metrics)
     app.router.add_get("/ground-truth", ground_truth)
+    app.router.add_get("/control", control_state)
+    app.router.add_post("/control", control)
     return app
 
 

@@ -50,6 +50,22 @@ def find_prometheus_binary() -> str:
     )
 
 
+def _alertmanager_config(url: str) -> dict[str, Any]:
+    """One ``alerting.alertmanagers`` entry for an Alertmanager base URL."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"alertmanager_url must look like http://host:port, got {url!r}")
+    entry: dict[str, Any] = {
+        "scheme": parsed.scheme,
+        "timeout": "5s",
+        "api_version": "v2",
+        "static_configs": [{"targets": [parsed.netloc]}],
+    }
+    if parsed.path.strip("/"):
+        entry["path_prefix"] = parsed.path
+    return entry
+
+
 def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
     """Last-resort cleanup so an abandoned server never outlives the test run."""
     if proc.poll() is None:
@@ -64,6 +80,14 @@ class PrometheusServer:
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Everything
     (config, TSDB, log) lives in one temporary directory that is removed on a
     clean stop unless ``keep_workdir`` is set or ``workdir`` was supplied.
+
+    With ``alertmanager_url`` set, alerts from the rule files go to that
+    Alertmanager. ``alert_resend_delay`` (Prometheus default 1m) bounds how often
+    a still-firing alert is re-sent, and Alertmanager's ``endsAt`` for it is four
+    times the larger of this and the evaluation interval, so keeping it short
+    makes a lost or stopped alert resolve within seconds instead of minutes.
+    ``--rules.alert.for-grace-period`` is left at its default: it only applies
+    when restoring ``for`` state from an earlier run, and the TSDB here starts empty.
     """
 
     def __init__(
@@ -77,6 +101,8 @@ class PrometheusServer:
         evaluation_interval: str | None = None,
         scrape_timeout: str | None = None,
         extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+        alertmanager_url: str | None = None,
+        alert_resend_delay: str = "1s",
         workdir: Path | None = None,
         keep_workdir: bool = False,
         startup_timeout: float = 30.0,
@@ -90,6 +116,8 @@ class PrometheusServer:
         self.evaluation_interval = evaluation_interval or scrape_interval
         self.scrape_timeout = scrape_timeout
         self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
+        self.alertmanager_url = alertmanager_url
+        self.alert_resend_delay = alert_resend_delay
         self.startup_timeout = startup_timeout
         self._binary = binary
         self._own_workdir = workdir is None
@@ -144,11 +172,14 @@ class PrometheusServer:
             }
         ]
         scrape_configs.extend(self.extra_scrape_configs)
-        return {
+        config: dict[str, Any] = {
             "global": global_cfg,
             "rule_files": [str(p) for p in self.extra_rule_files],
             "scrape_configs": scrape_configs,
         }
+        if self.alertmanager_url is not None:
+            config["alerting"] = {"alertmanagers": [_alertmanager_config(self.alertmanager_url)]}
+        return config
 
     def start(self) -> PrometheusServer:
         """Write the config, launch the binary and block until ``/-/ready``."""
@@ -184,6 +215,7 @@ class PrometheusServer:
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--rules.alert.resend-delay={self.alert_resend_delay}",
         ]
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _terminate
         self._log_file.write(f"$ {' '.join(cmd)}\n".encode())
@@ -385,3 +417,15 @@ class PrometheusServer:
                     f"{self._log_section(15)}"
                 )
             time.sleep(interval)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts from ``/api/v1/alerts`` (``labels``, ``annotations``, ``state``...)."""
+        return list(self._api("alerts").get("alerts") or [])
+
+    def rules(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Rule groups from ``/api/v1/rules``, evaluation state included.
+
+        ``kind`` (``"alert"`` or ``"record"``) is passed as the API's ``type`` filter.
+        """
+        path = "rules" if kind is None else f"rules?type={urllib.parse.quote(kind)}"
+        return list(self._api(path).get("groups") or [])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from .child_process import ChildProcess
 
@@ -25,3 +27,24 @@ class SimulatorProcess(ChildProcess):
     def ground_truth(self) -> dict:
         with urllib.request.urlopen(self.url + "/ground-truth", timeout=5) as response:
             return json.load(response)
+
+    def control(self, **body: Any) -> dict:
+        """Switch traffic profiles from now on without restarting engines; return the state.
+
+        For example ``control(profile="steady", level=0.05, engines=[0])``. A
+        rejected request raises ``ValueError`` carrying the simulator's reason.
+        """
+        request = urllib.request.Request(
+            self.url + "/control",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            reason = exc.read().decode(errors="replace").strip()
+            raise ValueError(
+                f"simulator rejected control {body}: HTTP {exc.code}: {reason}"
+            ) from exc
