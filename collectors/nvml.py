@@ -25,6 +25,9 @@ UTILIZATION_SOURCES = ("busy_time", "sm_activity")
 """`busy_time`: share of time at least one kernel ran (`utilization.gpu`), which
 reads 100% with one SM of 132 busy. `sm_activity`: share of SMs busy (GPM)."""
 
+GPU_ERROR_REASONS = ("gpu_lost", "query_failed")
+"""Why a GPU's reading of one cycle is missing or incomplete (see GpuReading.error)."""
+
 CLOCK_EVENT_REASONS = {
     "gpu_idle": 0x1,
     "sw_power_cap": 0x4,

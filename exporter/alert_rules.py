@@ -92,6 +92,11 @@ def _record(name: str, expr: str) -> dict[str, str]:
     return {"record": name, "expr": expr}
 
 
+UNLESS_PRICE_MISSING = "unless on (job, instance)\nllmcost_api_price_missing == 1"
+"""A node serving a model without an API price has no API-equivalent figures: the
+exporter withholds them too, and LLMCostPriceMissing says why."""
+
+
 def _instance_rates(window: str) -> list[dict[str, str]]:
     """Per-node rates over `window`, and the figures the break-even alerts compare.
 
@@ -112,8 +117,8 @@ def _instance_rates(window: str) -> list[dict[str, str]]:
         ),
         _record(
             api,
-            f"sum without (model) (rate(llmcost_api_equivalent_cost_total[{window}]))"
-            f"\nor\n0 * {cost}",
+            f"(\n  sum without (model) (rate(llmcost_api_equivalent_cost_total[{window}]))\n"
+            f"  or\n  0 * {cost}\n)\n{UNLESS_PRICE_MISSING}",
         ),
         _record(
             f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}",
@@ -156,7 +161,6 @@ def _breakdown_rates(window: str) -> list[dict[str, str]]:
     for level, by, source in (
         ("instance_model", None, "instance_model"),
         ("model", "cluster, model", "instance_model"),
-        ("cluster", "cluster", "instance"),
     ):
         cost, tokens, api = (
             f"{level}:llmcost_{name}:rate{window}"
@@ -170,18 +174,53 @@ def _breakdown_rates(window: str) -> list[dict[str, str]]:
                         f"sum by ({by}) ({source}:llmcost_{name}:rate{window})",
                     )
                 )
-        rules += [
-            _record(
-                f"{level}:llmcost_cost_per_million_tokens:ratio_rate{window}",
-                f"{cost} / {tokens} * 1e6",
-            ),
-            _record(
-                f"{level}:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}",
-                f"{api} / {tokens} * 1e6",
-            ),
-            _record(f"{level}:llmcost_cost_ratio:ratio_rate{window}", f"{cost} / {api}"),
-        ]
-    return rules
+        rules += _ratios(level, window, cost, tokens, api, cost, tokens)
+    return rules + _cluster_rates(window)
+
+
+def _ratios(
+    level: str, window: str, cost: str, tokens: str, api: str, priced_cost: str, priced_tokens: str
+) -> list[dict[str, str]]:
+    """Cost per 1M, API-equivalent per 1M and cost ratio; the API figures compare
+    only the spend and tokens that have an API price."""
+    return [
+        _record(
+            f"{level}:llmcost_cost_per_million_tokens:ratio_rate{window}",
+            f"{cost} / {tokens} * 1e6",
+        ),
+        _record(
+            f"{level}:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}",
+            f"{api} / {priced_tokens} * 1e6",
+        ),
+        _record(f"{level}:llmcost_cost_ratio:ratio_rate{window}", f"{priced_cost} / {api}"),
+    ]
+
+
+def _cluster_rates(window: str) -> list[dict[str, str]]:
+    """Fleet totals; the API comparison covers the nodes whose prices are all known."""
+    names = {
+        n: f"cluster:llmcost_{n}:rate{window}" for n in ("cost", "tokens", "api_equivalent_cost")
+    }
+    priced = {n: f"cluster:llmcost_priced_{n}:rate{window}" for n in ("cost", "tokens")}
+    rules = [
+        _record(names[n], f"sum by (cluster) (instance:llmcost_{n}:rate{window})") for n in names
+    ]
+    api_nodes = f"and on (job, instance)\n  instance:llmcost_api_equivalent_cost:rate{window}"
+    rules += [
+        _record(
+            priced[n], f"sum by (cluster) (\n  instance:llmcost_{n}:rate{window}\n  {api_nodes}\n)"
+        )
+        for n in priced
+    ]
+    return rules + _ratios(
+        "cluster",
+        window,
+        names["cost"],
+        names["tokens"],
+        names["api_equivalent_cost"],
+        priced["cost"],
+        priced["tokens"],
+    )
 
 
 def _increases(window: str) -> list[dict[str, str]]:
@@ -238,10 +277,13 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
 
 
 def _value_of(series: str, fmt: str = "%.2f") -> str:
-    """A template snippet printing the alerting node's current value of `series`."""
+    """A template snippet printing the alerting node's current value of `series`:
+    NaN (a ratio over no tokens) reads "n/a (no tokens)", no series reads "unknown"."""
     return (
         f'{{{{ with printf `{series}{{job="%s",instance="%s"}}` $labels.job $labels.instance '
-        f'| query }}}}{{{{ . | first | value | printf "{fmt}" }}}}'
+        "| query }}{{ $v := . | first | value }}"
+        f'{{{{ if eq $v $v }}}}{{{{ printf "{fmt}" $v }}}}'
+        "{{ else }}n/a (no tokens){{ end }}"
         "{{ else }}unknown{{ end }}"
     )
 
@@ -365,7 +407,8 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
             "sum without (reason) (\n"
             f"  increase(llmcost_collector_errors_total[{params.collector_errors_window}])\n"
             f") >= {params.collector_errors_threshold:g}\n"
-            "and on (job, instance, collector, target)\nllmcost_collector_up == 1",
+            "and on (job, instance, collector, target)\n"
+            f"max_over_time(llmcost_collector_up[{params.collector_errors_window}]) == 1",
             params.collector_failing_for,
             "warning",
             "{{ $labels.collector }} collection of {{ $labels.target }} keeps failing",

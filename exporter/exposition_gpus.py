@@ -96,8 +96,9 @@ def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
     for status in statuses:
         if status.healthy is not None:
             healthy.add_metric(_labels(status), 1 if status.healthy else 0)
-        for reason, count in sorted(status.errors.items()):
-            errors.add_metric([*_labels(status), reason], count)
+        if status.reading is not None:
+            for reason, count in sorted(status.errors.items()):
+                errors.add_metric([*_labels(status), reason], count)
         if status.reading is not None and status.reading.supported:
             for feature in FEATURES:
                 value = status.reading.supported.get(feature, False)

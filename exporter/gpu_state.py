@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from collectors.nvml import GpuReading
+from collectors.nvml import GPU_ERROR_REASONS, GpuReading
 from exporter.counters import RawCounter
 from exporter.gpus import BilledGpu, build_inventory, match_gpu_price_key
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class GpuStatus:
     gpu: BilledGpu
     reading: GpuReading | None = None
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GPU_ERROR_REASONS, 0))
     energy_joules_total: float | None = None
     """Exported counter: NVML's value at first sight, then only increases."""
     energy_joules_unbilled: float = 0.0

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from collectors.base import REASONS
 from collectors.nvml import NvmlSnapshot
 from collectors.vllm import EngineReading
 from exporter import costmodel
@@ -36,12 +37,18 @@ class TargetStatus:
     target: str
     up: bool = False
     duration_seconds: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    """Failed collections by reason, every reason from 0 so that Prometheus's
+    increase() sees the first failure too."""
     restarts: int = 0
     last_error: str = ""
     readings: list[EngineReading] = field(default_factory=list)
     models: tuple[str, ...] = ()
     """Models the target served when it last answered: the owners of its GPUs."""
+
+    @property
+    def ever_failed(self) -> bool:
+        return any(self.errors.values())
 
 
 @dataclass
@@ -159,7 +166,7 @@ class NodeState:
         self, collector: str, target: str, reason: str, message: str, duration: float
     ) -> None:
         status = self.status(collector, target)
-        if status.up or not status.errors:
+        if status.up or not status.ever_failed:
             log.warning("%s target %s is down (%s): %s", collector, target, reason, message)
         status.up = False
         status.duration_seconds = duration
@@ -169,7 +176,7 @@ class NodeState:
 
     def record_gpu_snapshot(self, snapshot: NvmlSnapshot, duration: float, now: float) -> None:
         status = self.status("nvml", "local")
-        if not status.up and status.errors:
+        if not status.up and status.ever_failed:
             log.info("NVML answers again")
         status.up = True
         status.duration_seconds = duration
@@ -181,7 +188,7 @@ class NodeState:
         self, target: str, readings: list[EngineReading], duration: float
     ) -> None:
         status = self.status("vllm", target)
-        if not status.up and status.errors:
+        if not status.up and status.ever_failed:
             log.info("vllm target %s is up again", target)
         status.up = True
         status.duration_seconds = duration

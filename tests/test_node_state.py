@@ -7,6 +7,7 @@ import math
 import pytest
 from conftest import minimal_config_dict
 
+from collectors.base import REASONS
 from collectors.nvml import GpuReading, NvmlSnapshot
 from collectors.vllm import EngineReading
 from exporter.config import config_from_mapping
@@ -256,3 +257,11 @@ def test_owned_node_meters_energy_into_spend_and_cost_per_million() -> None:
     state.advance(3700.0)
     assert state.fleet.gpus["GPU-0"].energy_joules_total == pytest.approx(1e6 + 3.6e6 + 2e5)
     assert state.spend["energy"] == pytest.approx((3.6e6 + 2e5) / 3.6e6 * 0.15)
+
+
+def test_failure_counters_start_at_zero_so_the_first_failure_is_an_increase() -> None:
+    state = make_state()
+    state.record_engine_readings(TARGET, [reading(0, 0, 0)], 0.0)
+    assert state.targets[("vllm", TARGET)].errors == dict.fromkeys(REASONS, 0)
+    state.record_failure("vllm", TARGET, "timeout", "slow", 3.0)
+    assert state.targets[("vllm", TARGET)].errors == {**dict.fromkeys(REASONS, 0), "timeout": 1}
