@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument(
         "--output-dir", required=True, help="directory to write the two rule files into"
     )
+    dashboards = commands.add_parser(
+        "dashboards", help="render the Grafana dashboards and their per-panel reference"
+    )
+    dashboards.add_argument(
+        "--currency", default="USD", help="currency unit of the money panels (default USD)"
+    )
+    dashboards.add_argument(
+        "--output-dir", required=True, help="directory to write the dashboards into"
+    )
     return parser
 
 
@@ -186,6 +196,18 @@ def _gpus_to_bill(config: Config) -> list[str]:
     return lines
 
 
+def _write_dashboards(currency: str, directory: Path) -> int:
+    from exporter.dashboards import render_files
+
+    if not re.match(r"^[A-Z]{3}$", currency):
+        raise ConfigError(f"--currency: {currency!r} is not an ISO 4217 code like USD or EUR")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render_files(currency).items():
+        (directory / name).write_text(text)
+        print(directory / name)
+    return 0
+
+
 def _write_rules(overrides: list[str], directory: Path) -> int:
     from exporter.alert_rules import params_with, parse_overrides, render
 
@@ -223,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.file)
+        if args.command == "dashboards":
+            return _write_dashboards(args.currency, Path(args.output_dir))
         if args.command == "rules":
             return _write_rules(args.rule_overrides, Path(args.output_dir))
         if args.command == "simulate":
