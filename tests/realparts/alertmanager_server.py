@@ -10,25 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from .ports import free_port, wait_http_ok
-from .prometheus_server import _kill_quietly
+from .binary_server import BinaryServer
 
 DEBIAN_PACKAGE = "prometheus-alertmanager"
 # Debian names the binary after the package; upstream tarballs call it alertmanager.
 _BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
 _DEBIAN_DEFAULT = "/usr/bin/prometheus-alertmanager"
-_PORT_RETRIES = 3
 
 
 class AlertmanagerError(RuntimeError):
@@ -56,7 +50,7 @@ def find_alertmanager_binary() -> str:
     )
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(BinaryServer):
     """A throwaway Alertmanager on 127.0.0.1 sending every alert to one webhook.
 
     Timings default to the fastest that still exercise real grouping: the first
@@ -68,6 +62,9 @@ class AlertmanagerServer:
     temporary directory, removed on stop unless ``keep_workdir`` is set or
     ``workdir`` was supplied.
     """
+
+    name = "alertmanager"
+    error = AlertmanagerError
 
     def __init__(
         self,
@@ -89,43 +86,17 @@ class AlertmanagerServer:
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval
         self.send_resolved = send_resolved
-        self.startup_timeout = startup_timeout
-        self._binary = binary
-        self._own_workdir = workdir is None
-        self._keep_workdir = keep_workdir or workdir is not None
-        self._workdir: Path | None = Path(workdir) if workdir is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
-        self._finalizer: weakref.finalize | None = None
-        self.port: int | None = None
+        super().__init__(
+            workdir=workdir,
+            keep_workdir=keep_workdir,
+            startup_timeout=startup_timeout,
+            binary=binary,
+        )
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- what BinaryServer runs ------------------------------------------------
 
-    @property
-    def workdir(self) -> Path:
-        """Directory holding ``alertmanager.yml``, ``alertmanager.log`` and ``data/``."""
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="llmcost-alertmanager-"))
-        return self._workdir
-
-    @property
-    def config_path(self) -> Path:
-        return self.workdir / "alertmanager.yml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "alertmanager.log"
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234``; pass it to ``PrometheusServer``."""
-        if self.port is None:
-            raise AlertmanagerError("Alertmanager is not started")
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def find_binary(self) -> str:
+        return find_alertmanager_binary()
 
     def config(self) -> dict[str, Any]:
         """The configuration that will be written, handy for debugging failures."""
@@ -147,117 +118,14 @@ class AlertmanagerServer:
             ],
         }
 
-    def start(self) -> AlertmanagerServer:
-        """Write the config, launch the binary and block until ``/-/ready``."""
-        if self.running:
-            return self
-        binary = self._binary or find_alertmanager_binary()
-        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
-        # JSON is valid YAML, which keeps this helper free of a YAML dependency.
-        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
-
-        for attempt in range(1, _PORT_RETRIES + 1):
-            self._launch(binary)
-            try:
-                wait_http_ok(
-                    f"{self.url}/-/ready", timeout=self.startup_timeout, check=self._check_alive
-                )
-                return self
-            except (AlertmanagerError, TimeoutError) as exc:
-                port_taken = "address already in use" in self.log_tail(200).lower()
-                self._terminate()
-                if port_taken and attempt < _PORT_RETRIES:
-                    continue
-                raise AlertmanagerError(
-                    f"Alertmanager did not become ready on {self.url}: {exc}\n"
-                    f"config: {self.config_path}\n{self._log_section()}"
-                ) from exc
-        raise AssertionError("unreachable")
-
-    def _launch(self, binary: str) -> None:
-        self.port = free_port()
-        cmd = [
-            binary,
+    def flags(self) -> list[str]:
+        return [
             f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             # Empty disables HA mode: no gossip listener, no peer lookups.
             "--cluster.listen-address=",
         ]
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _terminate
-        self._log_file.write(f"$ {' '.join(cmd)}\n".encode())
-        self._log_file.flush()
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
-        self._finalizer = weakref.finalize(self, _kill_quietly, self._proc)
-
-    def _check_alive(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise AlertmanagerError(f"alertmanager exited early with code {self._proc.returncode}")
-
-    def _terminate(self, timeout: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            if self._finalizer is not None:
-                self._finalizer.detach()
-                self._finalizer = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate (SIGTERM, then SIGKILL after ``timeout``) and clean up. Idempotent."""
-        self._terminate(timeout)
-        if self._own_workdir and not self._keep_workdir and self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- diagnostics -------------------------------------------------------
-
-    def log_tail(self, lines: int = 30) -> str:
-        """Last ``lines`` lines of the server's combined stdout/stderr."""
-        if self._workdir is None or not self.log_path.exists():
-            return ""
-        text = self.log_path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def log_errors(self, limit: int = 10) -> list[str]:
-        """Error-level log lines, e.g. failed webhook deliveries."""
-        if self._workdir is None or not self.log_path.exists():
-            return []
-        text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if "level=error" in line][:limit]
-
-    def _log_section(self, lines: int = 30) -> str:
-        parts = []
-        errors = self.log_errors()
-        if errors:
-            parts.append("--- alertmanager errors ---\n" + "\n".join(errors))
-        parts.append(f"--- alertmanager log tail ({self.log_path}) ---\n{self.log_tail(lines)}")
-        return "\n".join(parts)
 
     # -- HTTP API ----------------------------------------------------------
 
@@ -276,9 +144,9 @@ class AlertmanagerServer:
         except urllib.error.HTTPError as exc:
             raw = exc.read().decode(errors="replace")
             raise AlertmanagerError(
-                f"GET {url}: HTTP {exc.code}: {raw[:500]}\n{self._log_section()}"
+                f"GET {url}: HTTP {exc.code}: {raw[:500]}\n{self.log_section()}"
             ) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise AlertmanagerError(
-                f"cannot reach Alertmanager at {self.url}: {exc}\n{self._log_section()}"
+                f"cannot reach Alertmanager at {self.url}: {exc}\n{self.log_section()}"
             ) from exc

@@ -7,26 +7,20 @@ read results back over its HTTP API.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from .ports import free_port, wait_http_ok
+from .binary_server import BinaryServer
 
 DEBIAN_PACKAGE = "prometheus"
-_PORT_RETRIES = 3
 
 
 class PrometheusError(RuntimeError):
@@ -66,15 +60,7 @@ def _alertmanager_config(url: str) -> dict[str, Any]:
     return entry
 
 
-def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
-    """Last-resort cleanup so an abandoned server never outlives the test run."""
-    if proc.poll() is None:
-        proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
-
-class PrometheusServer:
+class PrometheusServer(BinaryServer):
     """A throwaway Prometheus scraping ``targets`` (``host:port``) on 127.0.0.1.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Everything
@@ -89,6 +75,9 @@ class PrometheusServer:
     ``--rules.alert.for-grace-period`` is left at its default: it only applies
     when restoring ``for`` state from an earlier run, and the TSDB here starts empty.
     """
+
+    name = "prometheus"
+    error = PrometheusError
 
     def __init__(
         self,
@@ -118,43 +107,17 @@ class PrometheusServer:
         self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
         self.alertmanager_url = alertmanager_url
         self.alert_resend_delay = alert_resend_delay
-        self.startup_timeout = startup_timeout
-        self._binary = binary
-        self._own_workdir = workdir is None
-        self._keep_workdir = keep_workdir or workdir is not None
-        self._workdir: Path | None = Path(workdir) if workdir is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
-        self._finalizer: weakref.finalize | None = None
-        self.port: int | None = None
+        super().__init__(
+            workdir=workdir,
+            keep_workdir=keep_workdir,
+            startup_timeout=startup_timeout,
+            binary=binary,
+        )
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- what BinaryServer runs ------------------------------------------------
 
-    @property
-    def workdir(self) -> Path:
-        """Directory holding ``prometheus.yml``, ``prometheus.log`` and ``data/``."""
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="llmcost-prometheus-"))
-        return self._workdir
-
-    @property
-    def config_path(self) -> Path:
-        return self.workdir / "prometheus.yml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "prometheus.log"
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234``."""
-        if self.port is None:
-            raise PrometheusError("Prometheus is not started")
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def find_binary(self) -> str:
+        return find_prometheus_binary()
 
     def config(self) -> dict[str, Any]:
         """The configuration that will be written, handy for debugging failures."""
@@ -181,116 +144,13 @@ class PrometheusServer:
             config["alerting"] = {"alertmanagers": [_alertmanager_config(self.alertmanager_url)]}
         return config
 
-    def start(self) -> PrometheusServer:
-        """Write the config, launch the binary and block until ``/-/ready``."""
-        if self.running:
-            return self
-        binary = self._binary or find_prometheus_binary()
-        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
-        # JSON is valid YAML, which keeps this helper free of a YAML dependency.
-        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
-
-        for attempt in range(1, _PORT_RETRIES + 1):
-            self._launch(binary)
-            try:
-                wait_http_ok(
-                    f"{self.url}/-/ready", timeout=self.startup_timeout, check=self._check_alive
-                )
-                return self
-            except (PrometheusError, TimeoutError) as exc:
-                port_taken = "address already in use" in self.log_tail(200).lower()
-                self._terminate()
-                if port_taken and attempt < _PORT_RETRIES:
-                    continue
-                raise PrometheusError(
-                    f"Prometheus did not become ready on {self.url}: {exc}\n"
-                    f"config: {self.config_path}\n{self._log_section()}"
-                ) from exc
-        raise AssertionError("unreachable")
-
-    def _launch(self, binary: str) -> None:
-        self.port = free_port()
-        cmd = [
-            binary,
+    def flags(self) -> list[str]:
+        return [
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             f"--rules.alert.resend-delay={self.alert_resend_delay}",
         ]
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _terminate
-        self._log_file.write(f"$ {' '.join(cmd)}\n".encode())
-        self._log_file.flush()
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
-        self._finalizer = weakref.finalize(self, _kill_quietly, self._proc)
-
-    def _check_alive(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise PrometheusError(f"prometheus exited early with code {self._proc.returncode}")
-
-    def _terminate(self, timeout: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            if self._finalizer is not None:
-                self._finalizer.detach()
-                self._finalizer = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate (SIGTERM, then SIGKILL after ``timeout``) and clean up. Idempotent."""
-        self._terminate(timeout)
-        if self._own_workdir and not self._keep_workdir and self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- diagnostics -------------------------------------------------------
-
-    def log_tail(self, lines: int = 30) -> str:
-        """Last ``lines`` lines of the server's combined stdout/stderr."""
-        if self._workdir is None or not self.log_path.exists():
-            return ""
-        text = self.log_path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def log_errors(self, limit: int = 10) -> list[str]:
-        """Error-level log lines; the root cause often scrolls out of the tail."""
-        if self._workdir is None or not self.log_path.exists():
-            return []
-        text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if "level=error" in line][:limit]
-
-    def _log_section(self, lines: int = 30) -> str:
-        parts = []
-        errors = self.log_errors()
-        if errors:
-            parts.append("--- prometheus errors ---\n" + "\n".join(errors))
-        parts.append(f"--- prometheus log tail ({self.log_path}) ---\n{self.log_tail(lines)}")
-        return "\n".join(parts)
 
     # -- HTTP API ----------------------------------------------------------
 
@@ -309,16 +169,16 @@ class PrometheusServer:
             except ValueError:
                 raise PrometheusError(
                     f"{path} {dict(params or {})}: HTTP {exc.code}: {raw[:500]}\n"
-                    f"{self._log_section()}"
+                    f"{self.log_section()}"
                 ) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise PrometheusError(
-                f"{path}: cannot reach Prometheus at {self.url}: {exc}\n{self._log_section()}"
+                f"{path}: cannot reach Prometheus at {self.url}: {exc}\n{self.log_section()}"
             ) from exc
         if payload.get("status") != "success":
             raise PrometheusError(
                 f"{path} {dict(params or {})}: {payload.get('errorType')}: "
-                f"{payload.get('error')}\n{self._log_section()}"
+                f"{payload.get('error')}\n{self.log_section()}"
             )
         return payload.get("data")
 
