@@ -529,12 +529,9 @@ def _node_panels(currency: str) -> list[Panel]:
         ),
         Panel(
             "Collection durations",
-            "How long the last collection of each source took, and how long Prometheus took "
-            "to scrape the exporter.",
-            [
-                (f"llmcost_collector_duration_seconds{{{NODE}}}", "{{collector}} {{target}}"),
-                (f"scrape_duration_seconds{{{NODE}}}", "Prometheus scrape"),
-            ],
+            "How long the last collection of each source (engine page scrape or NVML read) "
+            "took; a source near collection.timeout is about to fail with reason timeout.",
+            [(f"llmcost_collector_duration_seconds{{{NODE}}}", "{{collector}} {{target}}")],
             "s",
             3,
         ),
