@@ -384,7 +384,7 @@ def _fleet_panels(currency: str) -> list[Panel]:
 
 
 def _gpu_panels() -> list[Panel]:
-    gpu = 'cluster=~"$cluster", instance=~"$instance"'
+    gpu = NODE
     return [
         Panel(
             "GPU utilization by source",
