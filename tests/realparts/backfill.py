@@ -1,0 +1,152 @@
+"""Load historical samples and their recording rules into a real Prometheus TSDB.
+
+A month of data cannot be scraped in a test, so it is written as TSDB blocks
+with ``promtool tsdb create-blocks-from openmetrics``. Recording rules over
+that history are backfilled with ``promtool tsdb create-blocks-from rules``,
+which evaluates them through the query API of a Prometheus already serving
+the first blocks; the rule blocks it writes are then moved into the data
+directory, and the next Prometheus started on it sees both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .prometheus_server import PrometheusError, PrometheusServer
+
+PROMTOOL_TIMEOUT = 600.0
+
+
+class HistoricalPrometheusServer(PrometheusServer):
+    """A Prometheus that keeps backfilled blocks and scrapes nothing.
+
+    Size/time retention is judged against the newest block, not the clock, so
+    the default 15d would delete the first half of a backfilled month at start.
+    """
+
+    def __init__(self, workdir: Path, retention: str = "10y", **kwargs: object) -> None:
+        self.retention = retention
+        super().__init__([], workdir=workdir, **kwargs)  # type: ignore[arg-type]
+
+    def flags(self) -> list[str]:
+        return [*super().flags(), f"--storage.tsdb.retention.time={self.retention}"]
+
+
+def find_promtool() -> str:
+    found = shutil.which("promtool")
+    if not found:
+        raise RuntimeError(
+            "'promtool' was not found on PATH; it ships with the Debian 'prometheus' package"
+        )
+    return found
+
+
+def _timestamp(when: datetime | float) -> str:
+    """promtool takes RFC 3339 or Unix seconds; whole seconds keep it unambiguous."""
+    return str(int(when.timestamp() if isinstance(when, datetime) else when))
+
+
+def _promtool(*args: str | Path, cwd: Path) -> str:
+    cmd = [find_promtool(), *map(str, args)]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT, check=False, cwd=cwd
+    )
+    if result.returncode != 0:
+        raise PrometheusError(
+            f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout[-2000:]}\n"
+            f"{result.stderr[-4000:]}"
+        )
+    return result.stdout + result.stderr
+
+
+def split_by_time(openmetrics_text: str, chunk_seconds: int) -> list[str]:
+    """Cut an exposition into pieces of ``chunk_seconds`` each, valid on their own.
+
+    promtool 2.42 re-reads its whole input once per 2h block it writes, so a
+    month in one file costs hundreds of full parses; a day per file costs a dozen.
+    Sample lines must end with a timestamp in seconds.
+    """
+    pieces: dict[int, list[str]] = {}
+    header: list[str] = []
+    family_of_piece: dict[int, int] = {}
+    family = 0
+    for line in openmetrics_text.splitlines():
+        if not line or line == "# EOF":
+            continue
+        if line.startswith("#"):
+            if line.startswith("# TYPE"):
+                family += 1
+                header = []
+            header.append(line)
+            continue
+        key = int(float(line.rsplit(" ", 1)[1])) // chunk_seconds
+        lines = pieces.setdefault(key, [])
+        if family_of_piece.get(key) != family:
+            family_of_piece[key] = family
+            lines.extend(header)
+        lines.append(line)
+    return ["\n".join(pieces[k]) + "\n# EOF\n" for k in sorted(pieces)]
+
+
+def backfill(
+    openmetrics_text: str,
+    rule_files: Sequence[Path],
+    start: datetime | float,
+    end: datetime | float,
+    workdir: Path,
+    *,
+    eval_interval: str = "60s",
+    chunk_seconds: int = 86400,
+) -> Path:
+    """Write ``openmetrics_text`` and the rules' results as blocks; return the data dir.
+
+    ``workdir`` becomes the workdir of :class:`HistoricalPrometheusServer`:
+    start one with ``HistoricalPrometheusServer(workdir)`` to query the result.
+    ``eval_interval`` only applies to rule groups without their own
+    ``interval``. Rules are evaluated from ``start`` to ``end``; a rule reading
+    another recorded series backfilled in the same call sees nothing (promtool
+    evaluates every rule against the data as it was before the call).
+    """
+    workdir = Path(workdir)
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    source = workdir / "samples.om"
+    for piece in split_by_time(openmetrics_text, chunk_seconds):
+        source.write_text(piece)
+        _promtool("tsdb", "create-blocks-from", "openmetrics", "--quiet", source, data, cwd=workdir)
+    source.unlink(missing_ok=True)
+    if not rule_files:
+        return data
+
+    rule_blocks = workdir / "rule-blocks"
+    shutil.rmtree(rule_blocks, ignore_errors=True)
+    rule_blocks.mkdir()
+    server = HistoricalPrometheusServer(workdir)
+    try:
+        server.start()
+        _promtool(
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            "--quiet",
+            f"--start={_timestamp(start)}",
+            f"--end={_timestamp(end)}",
+            f"--url={server.url}",
+            f"--output-dir={rule_blocks}",
+            f"--eval-interval={eval_interval}",
+            *[Path(f).resolve() for f in rule_files],
+            cwd=workdir,
+        )
+    finally:
+        server.stop()
+    # Moved in while no Prometheus runs: a running one would only notice them at its
+    # next block reload, and tests want them visible as soon as the next one is ready.
+    for block in rule_blocks.iterdir():
+        if block.is_dir():
+            shutil.move(str(block), data / block.name)
+    shutil.rmtree(rule_blocks, ignore_errors=True)
+    return data
