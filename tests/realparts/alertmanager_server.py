@@ -8,8 +8,6 @@ the real server to a webhook the test owns.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .binary_server import BinaryServer
+from .binary_server import BinaryServer, locate_binary
 
 DEBIAN_PACKAGE = "prometheus-alertmanager"
 # Debian names the binary after the package; upstream tarballs call it alertmanager.
@@ -31,23 +29,7 @@ class AlertmanagerError(RuntimeError):
 
 def find_alertmanager_binary() -> str:
     """Locate the binary via ``ALERTMANAGER_BIN``, ``PATH`` or the Debian default path."""
-    override = os.environ.get("ALERTMANAGER_BIN")
-    if override:
-        if os.path.isfile(override) and os.access(override, os.X_OK):
-            return override
-        raise RuntimeError(f"ALERTMANAGER_BIN={override!r} is not an executable file")
-    for name in _BINARY_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    # /usr/bin may be missing from a minimal PATH; the package still installs there.
-    if os.path.isfile(_DEBIAN_DEFAULT) and os.access(_DEBIAN_DEFAULT, os.X_OK):
-        return _DEBIAN_DEFAULT
-    raise RuntimeError(
-        f"No Alertmanager binary ({' or '.join(_BINARY_NAMES)}) was found on PATH. Install "
-        f"the Debian package '{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE}), run "
-        "'bash tests/install-test-deps.sh', or point ALERTMANAGER_BIN at a binary."
-    )
+    return locate_binary("ALERTMANAGER_BIN", _BINARY_NAMES, DEBIAN_PACKAGE, (_DEBIAN_DEFAULT,))
 
 
 class AlertmanagerServer(BinaryServer):

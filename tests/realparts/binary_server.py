@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -22,6 +24,31 @@ from .ports import free_port, wait_http_ok
 
 _PORT_RETRIES = 3
 Server = TypeVar("Server", bound="BinaryServer")
+
+
+def locate_binary(
+    env_var: str, names: Sequence[str], package: str, fallbacks: Sequence[str] = ()
+) -> str:
+    """The server binary: `env_var` if set, else the first of `names` on PATH, else a
+    fallback path, or an error saying how to install it."""
+    override = os.environ.get(env_var)
+    if override:
+        if os.path.isfile(override) and os.access(override, os.X_OK):
+            return override
+        raise RuntimeError(f"{env_var}={override!r} is not an executable file")
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    # /usr/bin may be missing from a minimal PATH; the package still installs there.
+    for path in fallbacks:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise RuntimeError(
+        f"No {' or '.join(names)} binary was found on PATH. Install the Debian package "
+        f"'{package}' (apt-get install {package}), run 'bash tests/install-test-deps.sh', "
+        f"or point {env_var} at a binary."
+    )
 
 
 def kill_quietly(proc: subprocess.Popen[bytes]) -> None:

@@ -8,8 +8,6 @@ read results back over its HTTP API.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -18,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .binary_server import BinaryServer
+from .binary_server import BinaryServer, locate_binary
 
 DEBIAN_PACKAGE = "prometheus"
 
@@ -29,19 +27,7 @@ class PrometheusError(RuntimeError):
 
 def find_prometheus_binary() -> str:
     """Locate the binary via ``PROMETHEUS_BIN`` or ``PATH``, or explain how to get it."""
-    override = os.environ.get("PROMETHEUS_BIN")
-    if override:
-        if os.path.isfile(override) and os.access(override, os.X_OK):
-            return override
-        raise RuntimeError(f"PROMETHEUS_BIN={override!r} is not an executable file")
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    raise RuntimeError(
-        "The 'prometheus' binary was not found on PATH. Install the Debian package "
-        f"'{DEBIAN_PACKAGE}' (apt-get install {DEBIAN_PACKAGE}), run "
-        "'bash tests/install-test-deps.sh', or point PROMETHEUS_BIN at a binary."
-    )
+    return locate_binary("PROMETHEUS_BIN", ("prometheus",), DEBIAN_PACKAGE)
 
 
 def _alertmanager_config(url: str) -> dict[str, Any]:
