@@ -562,6 +562,14 @@ def _latency(quantile: str, families: tuple[str, ...]) -> str:
     return f"histogram_quantile({quantile}, sum by (le, model_name) ({rates}))"
 
 
+def _latency_panel(title: str, description: str, families: tuple[str, ...]) -> Panel:
+    quantiles = [
+        (_latency(q, families), f"{{{{model_name}}}} p{round(float(q) * 100)}")
+        for q in ("0.5", "0.95")
+    ]
+    return Panel(title, description, quantiles, "s", 3)
+
+
 def _capacity_panels(currency: str) -> list[Panel]:
     money = f"currency{currency}"
     per_million = (
@@ -579,27 +587,17 @@ def _capacity_panels(currency: str) -> list[Panel]:
             money,
             3,
         ),
-        Panel(
+        _latency_panel(
             "Time to first token",
             "p50 and p95 time to first token by model, from vLLM's own histogram (5m): the "
             "latency side. More batching makes tokens cheaper and replies slower.",
-            [
-                (_latency("0.5", ttft), "{{model_name}} p50"),
-                (_latency("0.95", ttft), "{{model_name}} p95"),
-            ],
-            "s",
-            3,
+            ttft,
         ),
-        Panel(
+        _latency_panel(
             "Inter-token latency",
             "p50 and p95 time between output tokens by model (vLLM's inter_token_latency, or "
             "time_per_output_token on older releases), 5m.",
-            [
-                (_latency("0.5", itl), "{{model_name}} p50"),
-                (_latency("0.95", itl), "{{model_name}} p95"),
-            ],
-            "s",
-            3,
+            itl,
         ),
         Panel(
             "Running requests (batch size)",
