@@ -225,7 +225,8 @@ def _cluster_rates(window: str) -> list[dict[str, str]]:
 
 def _increases(window: str) -> list[dict[str, str]]:
     """Money and tokens per `window`, evaluated once per `window`: summing these
-    samples over a month gives the month's totals, at any downsampling."""
+    samples over a month gives the month's totals, at any downsampling. Tokens by
+    model and kind together let a review price each model's own mix."""
     return [
         _record(
             f"instance:llmcost_cost:increase{window}",
@@ -246,6 +247,10 @@ def _increases(window: str) -> list[dict[str, str]]:
         _record(
             f"instance_model:llmcost_tokens:increase{window}",
             f"sum without (kind) (increase(llmcost_tokens_total[{window}]))",
+        ),
+        _record(
+            f"instance_model_kind:llmcost_tokens:increase{window}",
+            f"increase(llmcost_tokens_total[{window}])",
         ),
         _record(
             f"instance_model:llmcost_api_equivalent_cost:increase{window}",

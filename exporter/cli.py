@@ -1,4 +1,5 @@
-"""Command line: the daemon, `check-config`, `simulate`, and `--demo`.
+"""Command line: the daemon, `check-config`, `simulate`, `rules`, `dashboards`, `report`,
+and `--demo`.
 
 Flag names follow Prometheus exporter convention; each has an `LLMCOST_`
 environment variable. Precedence: flag, then environment, then the file,
@@ -90,6 +91,7 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from exporter.exposition import exporter_version
+    from exporter.report.command import add_report_arguments
     from exporter.simulator.server import add_simulate_arguments
 
     parser = argparse.ArgumentParser(
@@ -121,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument(
         "--output-dir", required=True, help="directory to write the two rule files into"
     )
+    report = commands.add_parser(
+        "report",
+        help="write the monthly cost review (HTML, CSV, JSON) from Prometheus",
+        description="Realized versus projected cost over a period, read from Prometheus.",
+    )
+    add_report_arguments(report)
     dashboards = commands.add_parser(
         "dashboards", help="render the Grafana dashboards and their per-panel reference"
     )
@@ -249,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _write_dashboards(args.currency, Path(args.output_dir))
         if args.command == "rules":
             return _write_rules(args.rule_overrides, Path(args.output_dir))
+        if args.command == "report":
+            from exporter.report.command import run_report
+
+            return run_report(args)
         if args.command == "simulate":
             from exporter.simulator.server import run_simulate
 

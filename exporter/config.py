@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from exporter import costmodel
-from exporter.costmodel import ApiPrices
+from exporter.costmodel import TOKEN_KINDS, ApiPrices
 from exporter.gpus import match_gpu_price_key
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
@@ -106,6 +106,9 @@ class Projection:
     utilization: float | None = None
     tokens_per_month: float | None = None
     cost_per_million_tokens: float | None = None
+    token_mix: Mapping[str, float] | None = None
+    """Share of each token kind the plan assumed, every kind present (0 where not
+    given), so a review can tell a cost gap caused by the traffic's mix."""
 
 
 @dataclass(frozen=True)
@@ -386,14 +389,33 @@ def _capacity(data: Any) -> CapacityConfig:
     )
 
 
+TOKEN_MIX_TOLERANCE = 1e-6
+
+
+def _token_mix(data: Any, where: str) -> dict[str, float]:
+    """Shares by token kind; kinds not given are 0, and the shares must make a whole."""
+    section = _mapping(data, where)
+    _only_keys(section, set(TOKEN_KINDS), where)
+    given = {kind: _number(share, f"{where}.{kind}", 0.0, 1.0) for kind, share in section.items()}
+    total = math.fsum(given.values())
+    if abs(total - 1.0) > TOKEN_MIX_TOLERANCE:
+        raise ConfigError(f"{where}: the shares must sum to 1, got {total:.10g}")
+    return {kind: given.get(kind, 0.0) for kind in TOKEN_KINDS}
+
+
 def _projection(data: Any) -> Projection:
     where = "projection"
     section = _mapping(data, where)
-    _only_keys(section, {"utilization", "tokens_per_month", "cost_per_million_tokens"}, where)
+    _only_keys(
+        section,
+        {"utilization", "tokens_per_month", "cost_per_million_tokens", "token_mix"},
+        where,
+    )
     return Projection(
         utilization=_optional(section, "utilization", lambda v, w: _number(v, w, 0.0, 1.0), where),
         tokens_per_month=_optional(section, "tokens_per_month", _number, where),
         cost_per_million_tokens=_optional(section, "cost_per_million_tokens", _number, where),
+        token_mix=_optional(section, "token_mix", _token_mix, where),
     )
 
 
@@ -621,6 +643,11 @@ def effective_config_dict(
             "utilization": config.projection.utilization,
             "tokens_per_month": config.projection.tokens_per_month,
             "cost_per_million_tokens": config.projection.cost_per_million_tokens,
+            "token_mix": (
+                dict(config.projection.token_mix)
+                if config.projection.token_mix is not None
+                else None
+            ),
         },
         "windows": list(config.windows),
         "state_file": config.state_file,

@@ -97,6 +97,15 @@ class NodeMetrics(Collector):
                 family = gauge(name, doc)
                 family.add_metric([], value)
                 yield family
+        if projection.token_mix is not None:
+            share = gauge(
+                "projected_token_share",
+                "Share of tokens of each kind the self-hosting decision assumed (0-1).",
+                ("kind",),
+            )
+            for kind in TOKEN_KINDS:
+                share.add_metric([kind], projection.token_mix[kind])
+            yield share
 
     def _cost(self) -> Iterator[Metric]:
         state = self.state

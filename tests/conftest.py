@@ -51,3 +51,41 @@ def fake_lib(lib_dir: Path) -> ctypes.CDLL:
     from realparts.fake_nvml import preload
 
     return preload(lib_dir)
+
+
+# The hourly recording rules the monthly review reads; backfilling one costs
+# ~20 s of promtool per month, so one backfilled month serves every test.
+REVIEW_RULES = (
+    "instance_component:llmcost_cost:increase1h",
+    "instance_model:llmcost_cost:increase1h",
+    "instance_model_kind:llmcost_tokens:increase1h",
+    "instance_model:llmcost_api_equivalent_cost:increase1h",
+)
+
+
+@pytest.fixture(scope="session")
+def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The synthetic October (5-minute samples) and the review's hourly rules, backfilled
+    into a real Prometheus: yields ``(server, truth)``."""
+    import json
+    import shutil
+
+    from realparts.backfill import HistoricalPrometheusServer, backfill
+    from realparts.synthetic_month import Scenario, generate
+
+    from exporter.alert_rules import params_with, recording_rules
+
+    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
+        pytest.skip("promtool and prometheus are needed")
+    text, truth = generate(Scenario(step_seconds=300))
+    workdir = tmp_path_factory.mktemp("month")
+    hourly = next(
+        g for g in recording_rules(params_with({}))["groups"] if g["name"] == "llmcost-hourly"
+    )
+    hourly = {**hourly, "rules": [r for r in hourly["rules"] if r["record"] in REVIEW_RULES]}
+    assert len(hourly["rules"]) == len(REVIEW_RULES)
+    rule_file = workdir / "hourly-rules.yml"
+    rule_file.write_text(json.dumps({"groups": [hourly]}))  # JSON is valid YAML
+    backfill(text, [rule_file], truth.start, truth.end, workdir / "prometheus")
+    with HistoricalPrometheusServer(workdir / "prometheus") as server:
+        yield server, truth

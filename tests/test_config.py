@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import minimal_config_dict
+from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import ConfigError, config_from_mapping
+from exporter.config import ConfigError, config_from_mapping, effective_config_dict
+from exporter.exposition import Exposition
+from exporter.node import NodeState
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -70,6 +73,21 @@ def test_minimal_config_has_documented_defaults() -> None:
         ({"engines": []}, "engines"),
         ({"web": {"listen_address": "9478"}}, "web.listen_address"),
         ({"projection": {"utilization": 1.5}}, "projection.utilization"),
+        (
+            {"projection": {"token_mix": {"prompt": 0.5, "generation": 0.4}}},
+            "projection.token_mix",
+        ),
+        ({"projection": {"token_mix": {}}}, "projection.token_mix"),
+        ({"projection": {"token_mix": [0.6, 0.4]}}, "projection.token_mix"),
+        ({"projection": {"token_mix": {"prompt": 0.5, "foo": 0.5}}}, "projection.token_mix.foo"),
+        (
+            {"projection": {"token_mix": {"prompt": 1.5, "generation": -0.5}}},
+            "projection.token_mix.prompt",
+        ),
+        (
+            {"projection": {"token_mix": {"prompt": 0.5, "generation": "half"}}},
+            "projection.token_mix.generation",
+        ),
         ({"capacity": {"tokens_per_second": 0}}, "capacity.tokens_per_second"),
         ({"windows": ["5 minutes"]}, "windows[0]"),
         ({"currency": "dollars"}, "currency"),
@@ -139,6 +157,33 @@ def test_invalid_values_name_the_field(change: dict, field: str) -> None:
     message = str(error.value)
     assert message.startswith(field + ":"), message
     assert "\n" not in message
+
+
+def test_projected_token_mix_fills_missing_kinds_and_is_exported_per_kind() -> None:
+    """The plan's mix is what a review compares the real traffic with: every kind is
+    present, 0 where the plan has none, and sums within rounding are accepted."""
+    config = config_from_mapping(
+        minimal_config_dict(projection={"token_mix": {"prompt": 0.7, "generation": 0.3000001}})
+    )
+    mix = {"prompt": 0.7, "cached_prompt": 0.0, "generation": 0.3000001}
+    assert config.projection.token_mix == mix
+    assert effective_config_dict(config, {}, None)["projection"]["token_mix"] == mix
+    page = Exposition(NodeState(config, {}, None)).render().decode()
+    shares = {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(page)
+        if family.name == "llmcost_projected_token_share"
+        for sample in family.samples
+    }
+    assert shares == mix
+    assert "# HELP llmcost_projected_token_share Share of tokens of each kind" in page
+
+    unplanned = config_from_mapping(minimal_config_dict(projection={"utilization": 0.5}))
+    assert unplanned.projection.token_mix is None
+    assert effective_config_dict(unplanned, {}, None)["projection"]["token_mix"] is None
+    assert "llmcost_projected_token_share" not in (
+        Exposition(NodeState(unplanned, {}, None)).render().decode()
+    )
 
 
 def test_invalid_file_exits_2_with_one_line(tmp_path: Path) -> None:

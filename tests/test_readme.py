@@ -78,7 +78,12 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
         minimal_config_dict(
             api_prices={"models": {"tiny-llama": {"input": 0.8, "output": 4.0}}},
             capacity={"tokens_per_second": 2000},
-            projection={"utilization": 0.6, "tokens_per_month": 1e9, "cost_per_million_tokens": 1},
+            projection={
+                "utilization": 0.6,
+                "tokens_per_month": 1e9,
+                "cost_per_million_tokens": 1,
+                "token_mix": {"prompt": 0.6, "cached_prompt": 0.1, "generation": 0.3},
+            },
         )
     )
     state = NodeState(config, {"tiny-llama": ApiPrices(0.8, 0.8, 4.0)}, None)
@@ -160,6 +165,7 @@ def test_full_configuration_example_is_valid() -> None:
     assert config.cost.gpu_hourly_by_key == {"H100": 2.49}
     assert len(config.engines) == 2
     assert config.engine_gpus[config.engines[0]] == (0, 1, 2, 3)
+    assert config.projection.token_mix == {"prompt": 0.55, "cached_prompt": 0.15, "generation": 0.3}
     owned_block = next(b for b in blocks if "owned:" in b)
     owned = config_from_mapping({**data, "cost": yaml.safe_load(owned_block)["cost"]})
     assert owned.cost.gpu_hourly_by_key == {"H100": 30000 / (36 * 730)}

@@ -1,0 +1,1 @@
+"""The monthly review: realized versus projected cost, read back from Prometheus."""

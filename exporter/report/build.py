@@ -1,0 +1,130 @@
+"""Assembling a review: fetch the period from Prometheus, then compute every figure.
+
+The only module of the review that does I/O besides the writers; everything
+it calls to compute is pure and tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from exporter.report import figures as f
+from exporter.report.fetch import Progress, Table, choose_source, fetch
+from exporter.report.findings import findings
+from exporter.report.model import Report, Row
+from exporter.report.period import Period
+from exporter.report.prometheus_api import PrometheusClient, PrometheusError
+from exporter.report.selection import Selection
+
+
+class EmptyPeriodError(PrometheusError):
+    """Prometheus answered, but holds no cost data for the selection in the period."""
+
+
+def build_report(
+    client: PrometheusClient,
+    selection: Selection,
+    period: Period,
+    *,
+    source: str = "auto",
+    currency: str | None = None,
+    now: datetime,
+    progress: Progress | None = None,
+) -> Report:
+    chosen = choose_source(client, selection, period, source)
+    tables = fetch(client, selection, period, chosen, progress)
+    if not tables["spend"].rows:
+        where = " and ".join(selection.describe()) or "any target"
+        raise EmptyPeriodError(
+            f"no llmcost cost data in Prometheus at {client.url} for {where} between "
+            f"{period.start:%Y-%m-%d %H:%M} and {period.end:%Y-%m-%d %H:%M} {period.zone_name}"
+        )
+    return compute_report(
+        tables,
+        selection,
+        period,
+        chosen,
+        currency=currency or _currency(client, selection, period),
+        prometheus_url=client.url,
+        now=now,
+    )
+
+
+def compute_report(
+    tables: dict[str, Table],
+    selection: Selection,
+    period: Period,
+    source: str,
+    *,
+    currency: str,
+    prometheus_url: str,
+    now: datetime,
+) -> Report:
+    """Every figure of the review from the period's hourly tables."""
+    unpriced = f.unpriced_models(tables)
+    ledger = f.build_ledger(tables, unpriced, selection.by_model)
+    compare = any(model not in unpriced for model in ledger.models)
+    totals = f.totals_of(ledger.fleet.values(), compare)
+    projection = f.projection_of(tables, ledger, f.realized_api_prices(tables, unpriced))
+    utilization, tokens = f.week_profile(ledger, period)
+    observed = f.observed_hours(tables, ledger)
+    nodes = tuple(
+        Row(
+            f.node_name(node),
+            f.totals_of(cells.values(), compare),
+            coverage=len(observed[node]) / (observed[node][-1] - observed[node][0] + 1),
+            first_seen=period.hour_start(observed[node][0]),
+            last_seen=period.hour_start(observed[node][-1] + 1),
+        )
+        for node, cells in sorted(ledger.nodes.items())
+    )
+    models = tuple(
+        Row(model, f.totals_of(cells.values(), compare and model not in unpriced))
+        for model, cells in sorted(ledger.models.items())
+    )
+    report = Report(
+        title=f"LLM self-hosting cost review: {period.label}",
+        period_start=period.start,
+        period_end=period.end,
+        timezone=period.zone_name,
+        generated_at=now.astimezone(period.zone),
+        prometheus_url=prometheus_url,
+        selection=selection.describe(),
+        currency=currency,
+        coverage=f.coverage_of(ledger, tables, period, source),
+        totals=totals,
+        spend_by_component=f.spend_by_component(tables, ledger),
+        tokens_by_kind={k: ledger.tokens_by_kind.get(k, 0.0) for k in f.KINDS},
+        unpriced_models=unpriced,
+        projection=projection,
+        variance=f.variance_of(projection, totals, unpriced),
+        hour_of_week_utilization=utilization,
+        hour_of_week_tokens=tokens,
+        peak_to_trough=f.peak_to_trough(tokens),
+        nodes=nodes,
+        models=models,
+        days=f.days_of(ledger, period, compare),
+        events=f.events_of(tables, period, ledger),
+        findings=(),
+    )
+    below = [period.hour_start(h) for h in f.hours_below_breakeven(ledger.fleet, compare)]
+    return replace(report, findings=findings(report, below))
+
+
+def _currency(client: PrometheusClient, selection: Selection, period: Period) -> str:
+    """The currency the exporters declare; several at once is an error, none means USD."""
+    span = period.end_epoch - period.start_epoch
+    result = client.query(
+        f"count by (currency) (last_over_time("
+        f"{selection.selector('llmcost_pricing_info', False)}[{span}s]))",
+        period.end_epoch,
+    )
+    currencies = sorted({labels.get("currency", "") for labels, _ in result} - {""})
+    if len(currencies) > 1:
+        raise PrometheusError(
+            "the selected exporters report in several currencies ("
+            + ", ".join(currencies)
+            + "); select one with --match"
+        )
+    return currencies[0] if currencies else "USD"

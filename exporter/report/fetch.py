@@ -1,0 +1,252 @@
+"""Reading a period's hourly figures out of Prometheus.
+
+Every figure is read as one value per node and hour: counter increases for
+money and tokens (``increase(...[1h])`` over clock hours while the raw
+samples exist, the hourly recording rules where only they remain), hourly
+averages or values for gauges. Queries go one day at a time, so each stays small on a large fleet
+and the user sees progress; each sample is placed in the clock hour its
+window mostly covers (see ``Period.hour_of_sample``), and samples outside the
+day are dropped, so no hour is counted twice whether the server's ranges are
+closed or half-open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from exporter.report.period import HALF_HOUR, HOUR, Period
+from exporter.report.prometheus_api import Labels, PrometheusClient, PrometheusError
+from exporter.report.selection import Selection
+
+CHUNK_SECONDS = 86400
+# Labels that say what a series measures rather than where it comes from.
+MEASURE_LABELS = frozenset(
+    {
+        "__name__",
+        "model",
+        "kind",
+        "component",
+        "source",
+        "collector",
+        "target",
+        "window",
+        "currency",
+        "version",
+    }
+)
+RULES = "recording rules"
+RAW = "raw counters"
+
+NodeKey = tuple[tuple[str, str], ...]
+RowKey = tuple[NodeKey, tuple[str, ...]]
+Progress = Callable[[int, int, str], None]
+
+
+def node_key(labels: Labels) -> NodeKey:
+    """A node is what its target labels say it is (job, instance, cluster, ...)."""
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in MEASURE_LABELS))
+
+
+@dataclass
+class Table:
+    """One figure's hourly values: (node, identifying labels) -> hour index -> value."""
+
+    keeps: tuple[str, ...]
+    rows: dict[RowKey, dict[int, float]] = field(default_factory=dict)
+
+    def add(self, labels: Labels, hour: int, value: float, combine: str) -> None:
+        key = (node_key(labels), tuple(labels.get(k, "") for k in self.keeps))
+        row = self.rows.setdefault(key, {})
+        if combine == "sum" and hour in row:
+            row[hour] += value
+        else:
+            row[hour] = value
+
+
+@dataclass(frozen=True)
+class Figure:
+    """How one figure is read: a recording rule if there is one, else a raw expression.
+
+    ``raw`` is the PromQL of the hour ending at each evaluation; ``combine``
+    says how series that fall on one row add up (``last`` keeps one value).
+    """
+
+    name: str
+    keeps: tuple[str, ...]
+    raw: str
+    rule: str | None = None
+    combine: str = "last"
+
+
+def figures(selection: Selection) -> tuple[Figure, ...]:
+    """The figures a review needs for this selection."""
+    sel = selection.selector
+    out = [
+        Figure(
+            "spend",
+            ("model",),
+            f"increase({sel('llmcost_model_cost_total', True)}[1h])",
+            "instance_model:llmcost_cost:increase1h",
+        ),
+        Figure(
+            "tokens",
+            ("model", "kind"),
+            f"increase({sel('llmcost_tokens_total', True)}[1h])",
+            "instance_model_kind:llmcost_tokens:increase1h",
+        ),
+        Figure(
+            "api_equivalent",
+            ("model",),
+            f"increase({sel('llmcost_api_equivalent_cost_total', True)}[1h])",
+            "instance_model:llmcost_api_equivalent_cost:increase1h",
+        ),
+        Figure(
+            "model_capacity",
+            ("model",),
+            _preferred_capacity(selection, "llmcost_model_capacity_tokens_per_second", True),
+        ),
+        Figure(
+            "model_gauges",
+            ("__name__", "model", "kind"),
+            sel(
+                "",
+                True,
+                '__name__=~"llmcost_model_hourly_cost|llmcost_api_price_missing'
+                '|llmcost_api_price_per_million_tokens"',
+            ),
+        ),
+        Figure(
+            "samples",
+            (),
+            f"count_over_time({sel('llmcost_build_info', False)}[1h])",
+            combine="max",
+        ),
+        Figure(
+            "exporter_restarts",
+            (),
+            f"max without (model) (resets({sel('llmcost_model_cost_total', True)}[1h]))",
+            combine="max",
+        ),
+        Figure(
+            "engine_restarts",
+            (),
+            "sum without (collector, target) "
+            f"(increase({sel('llmcost_engine_restarts_total', False)}[1h]))",
+            combine="sum",
+        ),
+    ]
+    if not selection.by_model:
+        out += [
+            Figure(
+                "components",
+                ("component",),
+                f"increase({sel('llmcost_cost_total', False)}[1h])",
+                "instance_component:llmcost_cost:increase1h",
+            ),
+            Figure(
+                "node_capacity",
+                (),
+                _preferred_capacity(selection, "llmcost_capacity_tokens_per_second", False),
+            ),
+            Figure(
+                "projection",
+                ("__name__", "kind"),
+                sel("", False, '__name__=~"llmcost_projected_.+"'),
+            ),
+        ]
+    return tuple(out)
+
+
+def _preferred_capacity(selection: Selection, metric: str, has_model_label: bool) -> str:
+    """The configured capacity where there is one, else the learned one, as the exporter does."""
+
+    def hourly(source: str) -> str:
+        selector = selection.selector(metric, has_model_label, f'source="{source}"')
+        return f"max without (source) (avg_over_time({selector}[1h]))"
+
+    return f"{hourly('configured')} or {hourly('learned')}"
+
+
+def choose_source(
+    client: PrometheusClient, selection: Selection, period: Period, requested: str
+) -> str:
+    """Raw counters while Prometheus still holds them, else the hourly recording rules.
+
+    Raw increases are taken over clock hours, exact to the sample. Rule
+    windows end where Prometheus evaluates the group (a fixed minute past the
+    hour), which is close but not the same hour. Rules matter once raw samples
+    are gone (retention, downsampling), which is what ``auto`` checks: raw
+    samples in the period's first day.
+    """
+    if requested == "raw":
+        return RAW
+    if requested == "auto":
+        probe = selection.selector("llmcost_build_info", False)
+        first_day = min(period.start_epoch + CHUNK_SECONDS, period.end_epoch)
+        if client.query(
+            f"count(count_over_time({probe}[{first_day - period.start_epoch}s]))", first_day
+        ):
+            return RAW
+    rules = [f.rule for f in figures(selection) if f.rule]
+    span = period.end_epoch - period.start_epoch
+    missing = [
+        rule
+        for rule in rules
+        if not client.query(
+            f"count(count_over_time({selection.selector(rule, True)}[{span}s]))",
+            period.end_epoch,
+        )
+    ]
+    if not missing:
+        return RULES
+    if requested == "rules":
+        raise PrometheusError(
+            f"recording rule {missing[0]} has no data for this selection and period; "
+            "load alerts/recording-rules.yml or use --source raw"
+        )
+    return RAW
+
+
+def fetch(
+    client: PrometheusClient,
+    selection: Selection,
+    period: Period,
+    source: str,
+    progress: Progress | None = None,
+) -> dict[str, Table]:
+    """Every figure of the period, hour by hour, one day's queries at a time."""
+    wanted = figures(selection)
+    tables = {f.name: Table(f.keeps) for f in wanted}
+    chunks = list(_chunks(period))
+    total = len(chunks) * len(wanted)
+    done = 0
+    for chunk_start, chunk_end in chunks:
+        for figure in wanted:
+            expr = _chunk_query(figure, selection, source, chunk_end - chunk_start)
+            for labels, samples in client.query(expr, chunk_end):
+                for ts, value in samples:
+                    hour = period.hour_of_sample(ts)
+                    if hour is not None and chunk_start < ts <= chunk_end:
+                        tables[figure.name].add(labels, hour, value, figure.combine)
+            done += 1
+            if progress:
+                day = period.hour_start((chunk_start - HALF_HOUR - period.start_epoch) // HOUR)
+                progress(done, total, f"{day:%Y-%m-%d} {figure.name}")
+    return tables
+
+
+def _chunks(period: Period) -> Iterable[tuple[int, int]]:
+    """Days of sample timestamps, half an hour late: figures are stamped at their window's
+    end, so the period's figures are stamped from its start + 30 min to its end + 30 min."""
+    start = period.start_epoch + HALF_HOUR
+    while start < period.end_epoch + HALF_HOUR:
+        end = min(start + CHUNK_SECONDS, period.end_epoch + HALF_HOUR)
+        yield start, end
+        start = end
+
+
+def _chunk_query(figure: Figure, selection: Selection, source: str, seconds: int) -> str:
+    if source == RULES and figure.rule:
+        return f"{selection.selector(figure.rule, True)}[{seconds}s]"
+    return f"({figure.raw})[{seconds}s:1h]"

@@ -1,0 +1,504 @@
+"""The monthly review against a month whose truth is known, read from a real Prometheus.
+
+A synthetic October (diurnal B2B traffic, an exporter restart, an engine
+restart, a four-hour exporter outage, a GPU price cut mid-month) is backfilled
+with promtool together with the review's hourly recording rules. The review
+must find the truth in it: totals within 0.5% (exact, from raw counters), the
+outage as missing coverage, the events, the plan and what explains the gap.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from typing import Any
+
+import pytest
+from realparts.auth_proxy import AuthProxy
+from realparts.synthetic_month import HOUR, KINDS, Truth, hour_truth
+
+from exporter.cli import main
+from exporter.report.findings import off_peak
+
+pytestmark = pytest.mark.realparts
+
+REL = 0.005  # the issue's bar: within 0.5% of the truth
+NODE = "gpu-node-1:9478"
+
+
+@pytest.fixture(scope="module")
+def month(backfilled_month: tuple[Any, Truth]) -> tuple[str, Truth]:
+    server, truth = backfilled_month
+    return server.url, truth
+
+
+class Run:
+    """One `report` invocation: exit code, output lines and the three files."""
+
+    def __init__(self, code: int, out: str, err: str, directory: Path) -> None:
+        self.code, self.out, self.err, self.directory = code, out, err, directory
+
+    def file(self, suffix: str) -> str:
+        (path,) = self.directory.glob(f"*{suffix}")
+        return path.read_text(encoding="utf-8")
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.file(".json"))
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        return self.json["figures"]
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if not line.startswith("querying")]
+
+
+def report(capsys: pytest.CaptureFixture[str], directory: Path, url: str, *args: str) -> Run:
+    directory.mkdir(parents=True, exist_ok=True)
+    code = main(["report", "--prometheus.url", url, "--output-dir", str(directory), *args])
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err, directory)
+
+
+@pytest.fixture(scope="module")
+def october(month: tuple[str, Truth], tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The default review of October, from the recording rules."""
+    url, _ = month
+    directory = tmp_path_factory.mktemp("october")
+    # Run as the installed command: the entry point, progress and exit code as users see them.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "report",
+            "--prometheus.url",
+            url,
+            "--month",
+            "2026-10",
+            "--output-dir",
+            str(directory),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return Run(result.returncode, result.stdout, result.stderr, directory)
+
+
+@pytest.fixture(scope="module")
+def october_rules(month: tuple[str, Truth], tmp_path_factory: pytest.TempPathFactory) -> Run:
+    url, _ = month
+    directory = tmp_path_factory.mktemp("october-rules")
+    code = main(
+        [
+            "report",
+            "--prometheus.url",
+            url,
+            "--month",
+            "2026-10",
+            "--source",
+            "rules",
+            "--quiet",
+            "--output-dir",
+            str(directory),
+        ]
+    )
+    return Run(code, "", "", directory)
+
+
+def close(got: float, want: float, rel: float = REL) -> bool:
+    return math.isclose(got, want, rel_tol=rel)
+
+
+# --- the totals ---------------------------------------------------------------------
+
+
+def test_the_review_is_written_with_progress_and_a_coverage_warning(october: Run) -> None:
+    assert october.code == 0, october.err
+    written = october.out.split()
+    assert [Path(p).name for p in written] == [
+        "llmcost-review-2026-10.html",
+        "llmcost-review-2026-10.csv",
+        "llmcost-review-2026-10.json",
+    ]
+    progress = [line for line in october.err.splitlines() if line.startswith("querying")]
+    assert len(progress) >= 31 and progress[-1].startswith("querying Prometheus: ")
+    done, total = re.search(r"(\d+)/(\d+)", progress[-1]).groups()
+    assert done == total
+    (warning,) = october.error_lines
+    assert "warning: data covers 99.46% of node-hours" in warning
+    assert "4.00 h missing in 1 gaps" in warning
+
+
+def test_totals_match_the_truth(october: Run, month: tuple[str, Truth]) -> None:
+    _, truth = month
+    t, obs = october.figures["totals"], truth.observable
+    # Prometheus still holds the raw samples, so clock hours are read from them.
+    assert october.json["meta"]["source"] == "raw counters"
+    assert close(t["spend"], obs.spend)
+    assert close(t["tokens"], obs.tokens_total)
+    assert close(t["api_equivalent"], obs.api_equivalent_total)
+    assert close(t["cost_per_million_tokens"], obs.cost_per_million_tokens)
+    assert close(t["api_equivalent_per_million_tokens"], obs.api_equivalent_per_million_tokens)
+    assert close(t["savings"], obs.api_equivalent_total - obs.spend)
+    assert t["hours_compared"] == obs.hours
+    assert t["hours_below_breakeven"] == obs.hours_below_breakeven
+    assert close(t["utilization"], obs.tokens_total / (truth.capacity_tokens_per_hour * obs.hours))
+    for component, spend in obs.spend_by_component.items():
+        assert close(october.figures["spend_by_component"][component]["spend"], spend)
+    for kind, tokens in obs.tokens_by_kind().items():
+        assert close(october.figures["tokens_by_kind"][kind]["tokens"], tokens)
+    for model, spend in obs.spend_by_model.items():
+        row = october.figures["model"][model]
+        assert close(row["spend"], spend)
+        assert close(row["tokens"], obs.tokens_by_model()[model])
+        assert close(row["api_equivalent"], obs.api_equivalent[model])
+    node = october.figures["node"][NODE]
+    assert node["spend"] == t["spend"] and node["tokens"] == t["tokens"]
+
+
+def test_raw_counters_give_the_truth_to_the_cent(october: Run, month: tuple[str, Truth]) -> None:
+    """Hour-aligned increase() windows start and end on samples: nothing is extrapolated."""
+    _, truth = month
+    t, obs = october.figures["totals"], truth.observable
+    assert t["spend"] == round(obs.spend, 2)
+    assert t["tokens"] == obs.tokens_total
+    assert t["api_equivalent"] == round(obs.api_equivalent_total, 2)
+    for day, totals in truth.observable_by_day().items():
+        assert october.figures["day"][day]["spend"] == round(totals.spend, 2), day
+
+
+def test_recording_rules_give_the_same_totals(october_rules: Run, month: tuple[str, Truth]) -> None:
+    """Rule windows end where Prometheus evaluates the group, minutes off the clock hour:
+    totals stay within 0.5%, and an hour near break-even may fall on the other side."""
+    _, truth = month
+    assert october_rules.code == 0
+    t, obs = october_rules.figures["totals"], truth.observable
+    assert october_rules.json["meta"]["source"] == "recording rules"
+    assert close(t["spend"], obs.spend)
+    assert close(t["tokens"], obs.tokens_total)
+    assert close(t["api_equivalent"], obs.api_equivalent_total)
+    assert close(t["cost_per_million_tokens"], obs.cost_per_million_tokens)
+    assert close(t["api_equivalent_per_million_tokens"], obs.api_equivalent_per_million_tokens)
+    assert close(t["savings"], obs.api_equivalent_total - obs.spend, rel=0.01)
+    assert abs(t["hours_compared"] - obs.hours) <= 1  # a window may straddle an outage edge
+    assert abs(t["hours_below_breakeven"] - obs.hours_below_breakeven) <= 0.01 * obs.hours
+    for component, spend in obs.spend_by_component.items():
+        assert close(october_rules.figures["spend_by_component"][component]["spend"], spend)
+    # Coverage is read from the scrapes, so the outage is whole even where a rule
+    # window reaches into it.
+    (gap,) = october_rules.json["gaps"]
+    assert gap["start"].endswith("T10:00:00+00:00") and gap["end"].endswith("T14:00:00+00:00")
+
+
+def test_the_outage_is_missing_coverage_and_its_cost_is_estimated(
+    october: Run, month: tuple[str, Truth]
+) -> None:
+    _, truth = month
+    (gap,) = october.json["gaps"]
+    start, end = (datetime.fromtimestamp(t, timezone.utc).isoformat() for t in truth.outage)
+    assert gap == {"node": NODE, "start": start, "end": end}
+    coverage = october.figures["coverage"]
+    assert coverage["missing_node_hours"] == truth.outage_hours
+    assert coverage["ratio"] == round(truth.observable_hours / truth.period_hours, 4)
+    assert close(coverage["unobserved_spend_estimate"], truth.true_spend - truth.observable_spend)
+    assert close(coverage["unobserved_spend_estimate"], truth.unobserved_spend_estimate)
+    findings = " ".join(october.json["findings"])
+    assert "Data is missing for 4.00 node-hours" in findings
+    assert f"{NODE} 2026-10-21 10:00-14:00" in findings
+    html = october.file(".html")
+    assert "2026-10-21 10:00" in html
+
+
+def test_restarts_are_reported_where_they_happened(october: Run, month: tuple[str, Truth]) -> None:
+    _, truth = month
+    events = {(e["kind"], e["hour"], e["node"], e["count"]) for e in october.json["events"]}
+    hour = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat()  # noqa: E731
+    assert events == {
+        ("exporter_restart", hour(truth.restart_at), NODE, 1),
+        ("engine_restart", hour(truth.engine_restart_at), NODE, 1),
+    }
+
+
+def test_the_plan_and_the_variance_that_explains_the_gap(
+    october: Run, month: tuple[str, Truth]
+) -> None:
+    _, truth = month
+    plan, f = truth.plan, october.figures
+    hours = truth.observable_hours
+    p = f["projection"]
+    assert close(p["utilization"], plan.utilization)
+    assert close(p["tokens"], plan.tokens_for(hours))
+    assert close(p["cost_per_million_tokens"], plan.cost_per_million_tokens)
+    assert close(p["spend"], plan.spend_for(hours))
+    assert close(p["hourly_cost"], plan.hourly_cost)
+    assert close(p["api_equivalent_per_million_tokens"], plan.api_equivalent_per_million_tokens)
+    for kind in KINDS:
+        assert close(f["planned_token_mix"][kind]["token_share"], plan.token_mix[kind])
+    obs = truth.observable
+    realized_cpm = obs.cost_per_million_tokens
+    cost = f["variance_cost_per_million"]
+    # The plan's hourly cost spread over the realized volume, minus the plan.
+    at_plan = plan.spend_for(hours) / obs.tokens_total * 1e6
+    assert close(cost["utilization"]["per_million"], at_plan - plan.cost_per_million_tokens)
+    assert close(cost["hourly_cost"]["per_million"], realized_cpm - at_plan, rel=0.05)
+    assert math.isclose(
+        plan.cost_per_million_tokens + sum(line["per_million"] for line in cost.values()),
+        f["totals"]["cost_per_million_tokens"],
+        abs_tol=2e-4,
+    )
+    savings = f["variance_savings_per_million"]
+    mix = obs.api_equivalent_per_million_tokens - plan.api_equivalent_per_million_tokens
+    assert close(savings["token_mix"]["per_million"], mix)
+    planned, realized = (
+        f["savings_per_million"][k]["savings_per_million_tokens"] for k in ("planned", "realized")
+    )
+    assert math.isclose(
+        planned + sum(line["per_million"] for line in savings.values()), realized, abs_tol=3e-4
+    )
+    findings = " ".join(october.json["findings"])
+    assert "Utilization averaged" in findings and "against 50.00% planned" in findings
+
+
+def test_findings_tell_the_month_in_plain_language(october: Run, month: tuple[str, Truth]) -> None:
+    _, truth = month
+    findings = october.json["findings"]
+    assert findings[0].startswith("Self-hosting cost $")
+    assert "an overspend of $" in findings[0]
+    below = [h for h in truth.hourly if h.observed and h.below_breakeven]
+    quiet = sum(off_peak(datetime.fromtimestamp(h.start, timezone.utc)) for h in below)
+    share = f"{len(below) / truth.observable_hours * 100:.2f}%"
+    (sentence,) = [s for s in findings if "below break-even" in s]
+    assert sentence.startswith(f"{share} of hours ran below break-even")
+    assert f"{quiet / len(below) * 100:.2f}% of those were nights" in sentence
+    assert any("fell from $20.80 to $16.64 on 2026-10-16" in s for s in findings)
+    assert any(s.startswith("Traffic in the busiest hour of the week") for s in findings)
+    peak = october.figures["totals"]["peak_to_trough"]
+    assert 8 < peak < 14  # a B2B day: ~11x between a weekday afternoon and a weekend night
+
+
+# --- outputs ---------------------------------------------------------------------------
+
+FIGURE = re.compile(r'data-figure="([^"]*)" data-value="([^"]*)"')
+
+
+def test_html_csv_and_json_hold_the_same_figures(october: Run) -> None:
+    html = october.file(".html")
+    marks = FIGURE.findall(html)
+    assert len(marks) > 100
+    rows = {
+        (r["section"], r["item"], r["measure"]): r["value"]
+        for r in csv.DictReader(io.StringIO(october.file(".csv")))
+        if r["section"] != "meta"
+    }
+    figures = october.figures
+    for key, value in marks:
+        section, rest = key.split(".", 1)
+        item, measure = rest.rsplit(".", 1)
+        assert float(rows[(section, item, measure)]) == float(value), key
+        place = figures[section][item] if item else figures[section]
+        assert place[measure] == float(value), key
+    for (section, item, measure), value in rows.items():
+        place = figures[section][item] if item else figures[section]
+        assert ("" if place[measure] is None else str(place[measure])) == value
+
+
+def test_the_html_is_self_contained(october: Run) -> None:
+    html = october.file(".html")
+    assert html.startswith("<!DOCTYPE html>")
+    for forbidden in (
+        "<script",
+        "http://",
+        "https://",
+        "src=",
+        "href=",
+        "url(",
+        "@import",
+        "<link",
+    ):
+        assert forbidden not in html, forbidden
+    assert html.count("<svg") >= 3
+
+
+# --- selections -----------------------------------------------------------------------
+
+
+def test_a_model_matcher_reviews_that_model_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, month: tuple[str, Truth]
+) -> None:
+    url, truth = month
+    model = "qwen2.5-7b-instruct"
+    run = report(
+        capsys, tmp_path, url, "--month", "2026-10", "--quiet", "--match", f'model="{model}"'
+    )
+    assert run.code == 0, run.err
+    t, obs = run.figures["totals"], truth.observable
+    assert close(t["spend"], obs.spend_by_model[model])
+    assert close(t["tokens"], obs.tokens_by_model()[model])
+    assert close(t["api_equivalent"], obs.api_equivalent[model])
+    assert list(run.figures["model"]) == [model]
+    assert "spend_by_component" not in run.figures and "projection" not in run.figures
+    assert run.json["meta"]["selection"] == [f'model="{model}"']
+
+
+def test_a_time_zone_moves_the_month_and_its_days(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, month: tuple[str, Truth]
+) -> None:
+    url, truth = month
+    run = report(
+        capsys,
+        tmp_path,
+        url,
+        "--month",
+        "2026-10",
+        "--timezone",
+        "Europe/Berlin",
+        "--source",
+        "raw",
+        "--quiet",
+    )
+    # Berlin's October runs from 22:00 UTC on 30 September to 23:00 UTC on 31 October.
+    assert run.json["meta"]["period_start"] == "2026-10-01T00:00:00+02:00"
+    sc = truth.scenario
+    hours = range(truth.start - 2 * HOUR, truth.end - HOUR, HOUR)
+    want = math.fsum(hour_truth(sc, h).spend for h in hours if hour_truth(sc, h).observed)
+    assert close(run.figures["totals"]["spend"], want, rel=1e-9)
+    assert len(run.figures["day"]) == 31
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+def _one_error_line(run: Run) -> str:
+    assert len(run.error_lines) == 1, run.err
+    return run.error_lines[0]
+
+
+def test_an_unreachable_prometheus_is_one_line(capsys, tmp_path: Path) -> None:
+    run = report(capsys, tmp_path, "http://127.0.0.1:9", "--month", "2026-10")
+    assert run.code == 1
+    assert _one_error_line(run).startswith(
+        "llm-cost-exporter report: cannot reach Prometheus at http://127.0.0.1:9"
+    )
+    assert not list(tmp_path.glob("*.html"))
+
+
+def test_an_empty_period_is_one_line(capsys, tmp_path: Path, month: tuple[str, Truth]) -> None:
+    url, _ = month
+    run = report(capsys, tmp_path, url, "--month", "2026-08")
+    assert run.code == 1
+    line = _one_error_line(run)
+    assert "no llmcost cost data" in line and "2026-08-01 00:00" in line
+    run = report(capsys, tmp_path, url, "--month", "2026-10", "--match", 'cluster="nowhere"')
+    assert run.code == 1 and 'cluster="nowhere"' in _one_error_line(run)
+
+
+def test_a_prometheus_error_is_passed_on_in_one_line(capsys, tmp_path: Path, month) -> None:
+    url, _ = month
+    # Python accepts the lookahead; Prometheus's RE2 does not, and says so.
+    run = report(capsys, tmp_path, url, "--month", "2026-10", "--match", 'instance=~"(?=g).*"')
+    assert run.code == 1
+    line = _one_error_line(run)
+    assert line.startswith(f"llm-cost-exporter report: Prometheus at {url} returned an error")
+    assert "bad_data" in line
+
+
+def test_a_page_that_is_not_prometheus_is_one_line(capsys, tmp_path: Path) -> None:
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = b"<html><body>Grafana login</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run = report(capsys, tmp_path, url, "--month", "2026-10")
+    finally:
+        server.shutdown()
+    assert run.code == 1
+    assert "did not answer as the Prometheus HTTP API does" in _one_error_line(run)
+
+
+@pytest.fixture
+def proxy(month: tuple[str, Truth]) -> Iterator[AuthProxy]:
+    url, _ = month
+    with AuthProxy(url, "Bearer s3cret-token") as running:
+        yield running
+
+
+def test_a_bearer_token_from_a_file_reaches_prometheus_through_a_proxy(
+    capsys, tmp_path: Path, proxy: AuthProxy, month: tuple[str, Truth]
+) -> None:
+    _, truth = month
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    run = report(
+        capsys,
+        tmp_path / "out",
+        proxy.url,
+        "--month",
+        "2026-10",
+        "--quiet",
+        "--prometheus.bearer-token-file",
+        str(token),
+        "--prometheus.header",
+        "X-Scope-OrgID=team-a",
+    )
+    assert run.code == 0, run.err
+    assert close(run.figures["totals"]["spend"], truth.observable.spend)
+    seen = [{k.lower(): v for k, v in h.items()} for h in proxy.seen_headers]
+    assert seen and all(h.get("x-scope-orgid") == "team-a" for h in seen)
+    assert "s3cret" not in run.file(".html") + run.file(".json")
+
+
+def test_refused_credentials_are_one_line(capsys, tmp_path: Path, proxy: AuthProxy) -> None:
+    host = proxy.url.removeprefix("http://")
+    run = report(capsys, tmp_path, f"http://me:wrong@{host}", "--month", "2026-10")
+    assert run.code == 1
+    line = _one_error_line(run)
+    assert "refused the request (HTTP 401)" in line and "wrong" not in line
+    assert proxy.seen_headers[-1]["Authorization"].startswith("Basic ")
+
+
+def test_low_coverage_writes_the_review_and_exits_3(capsys, tmp_path: Path, month) -> None:
+    url, _ = month
+    run = report(capsys, tmp_path, url, "--month", "2026-10", "--quiet", "--min-coverage", "0.999")
+    assert run.code == 3
+    assert run.error_lines[-1].startswith("llm-cost-exporter report: coverage 99.46% is below")
+    assert len(list(tmp_path.glob("llmcost-review-2026-10.*"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--month", "2026-13"], "--month '2026-13'"),
+        (["--match", "cluster"], "--match 'cluster'"),
+        (["--min-coverage", "2"], "--min-coverage"),
+        (["--prometheus.url", "ftp://x"], "--prometheus.url 'ftp://x'"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(capsys, tmp_path: Path, args, message) -> None:
+    run = report(capsys, tmp_path, "http://127.0.0.1:9", *args)
+    assert run.code == 2
+    assert message in _one_error_line(run)
