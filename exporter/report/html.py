@@ -502,7 +502,7 @@ def _token_mix(report: Report) -> str:
     if plan is None or not plan.token_mix:
         return ""
     total = sum(report.tokens_by_kind.values())
-    kinds = sorted(set(plan.token_mix) | set(report.tokens_by_kind))
+    kinds = list(dict.fromkeys([*plan.token_mix, *report.tokens_by_kind]))
     rows = []
     for kind in kinds:
         planned = plan.token_mix.get(kind)
