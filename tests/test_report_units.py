@@ -270,3 +270,70 @@ def test_an_outage_counts_from_the_scrapes_even_where_a_rule_window_reaches_into
     assert coverage.missing_node_hours == 4
     # The partial figures still count in the totals.
     assert totals_of(ledger.fleet.values(), compare=False).spend == 42.0
+
+
+def test_a_month_that_beat_the_api_reads_as_a_saving_with_its_plan_and_events() -> None:
+    """compute_report end to end on hand-made tables: two days of one node."""
+    from exporter.report.build import compute_report
+    from exporter.report.tabular import render_csv, render_json
+
+    period = parse_period(None, "2026-10-05", "2026-10-07", "UTC", NOW)
+    hours = range(48)
+    tables = _tables(
+        spend={(A, ("m",)): {h: 10.0 for h in hours}},
+        tokens={
+            (A, ("m", "prompt")): {h: 8e6 for h in hours},
+            (A, ("m", "generation")): {h: 2e6 for h in hours},
+        },
+        api_equivalent={(A, ("m",)): {h: 8 * 0.8 + 2 * 4.0 for h in hours}},
+        samples={(A, ()): {h: 12.0 for h in hours}},
+        node_capacity={(A, ()): {h: 5000.0 for h in hours}},
+        model_gauges={
+            (A, ("llmcost_api_price_per_million_tokens", "m", "prompt")): {h: 0.8 for h in hours},
+            (A, ("llmcost_api_price_per_million_tokens", "m", "generation")): {
+                h: 4.0 for h in hours
+            },
+        },
+        projection={
+            (A, ("llmcost_projected_utilization_ratio", "")): {h: 0.5 for h in hours},
+            (A, ("llmcost_projected_tokens_per_month", "")): {h: 730 * 9e6 for h in hours},
+            (A, ("llmcost_projected_cost_per_million_tokens", "")): {h: 1.0 for h in hours},
+            (A, ("llmcost_projected_token_share", "prompt")): {h: 0.9 for h in hours},
+            (A, ("llmcost_projected_token_share", "generation")): {h: 0.1 for h in hours},
+        },
+        engine_restarts={(A, ()): {30: 1.0}},
+    )
+    report = compute_report(
+        tables,
+        Selection(),
+        period,
+        "raw counters",
+        currency="EUR",
+        prometheus_url="http://prometheus:9090",
+        now=NOW,
+    )
+    t = report.totals
+    assert t.spend == 480.0 and t.api_equivalent == pytest.approx(48 * 14.4)
+    assert t.savings == pytest.approx(48 * 4.4) and t.hours_below_breakeven == 0
+    assert t.utilization == pytest.approx(10e6 / (5000 * 3600))
+    p = report.projection
+    # Planned: 9M tokens/h at EUR 1 per 1M = EUR 9/h over the 48 observed hours.
+    assert p.tokens == pytest.approx(48 * 9e6) and p.spend == pytest.approx(48 * 9.0)
+    assert p.api_equivalent_per_million_tokens == pytest.approx(0.9 * 0.8 + 0.1 * 4.0)
+    v = report.variance
+    assert [line.key for line in v.savings_per_million] == [
+        "utilization",
+        "hourly_cost",
+        "token_mix",
+    ]
+    # More traffic than planned lowers the cost per 1M; the hourly cost is above plan.
+    assert v.cost_per_million[0].per_million == pytest.approx(9 / 10 - 1.0)
+    assert v.cost_per_million[1].per_million == pytest.approx(10 / 10 - 9 / 10)
+    findings = " ".join(report.findings)
+    assert "a saving of EUR 211.20 over the period" in findings
+    assert "None of the 48 hours compared ran below break-even." in findings
+    assert "An engine restarted once (a:9478 2026-10-06 06:00)" in findings
+    assert "Data is missing" not in findings
+    csv_text, json_text = render_csv(report), render_json(report)
+    assert "totals,,savings,211.2,EUR" in csv_text
+    assert '"savings": 211.2' in json_text
