@@ -337,3 +337,32 @@ def test_a_month_that_beat_the_api_reads_as_a_saving_with_its_plan_and_events() 
     csv_text, json_text = render_csv(report), render_json(report)
     assert "totals,,savings,211.2,EUR" in csv_text
     assert '"savings": 211.2' in json_text
+
+
+def test_idle_gpus_count_as_cost_but_are_not_compared_with_the_api_alone() -> None:
+    from exporter.report.build import compute_report
+
+    period = parse_period(None, "2026-10-05", "2026-10-06", "UTC", NOW)
+    hours = range(24)
+    tables = _tables(
+        spend={
+            (A, ("m",)): {h: 6.0 for h in hours},
+            (A, ("(unclaimed)",)): {h: 2.0 for h in hours},
+        },
+        tokens={(A, ("m", "prompt")): {h: 10e6 for h in hours}},
+        api_equivalent={(A, ("m",)): {h: 7.0 for h in hours}},
+    )
+    report = compute_report(
+        tables,
+        Selection(),
+        period,
+        "raw counters",
+        currency="USD",
+        prometheus_url="http://p:9090",
+        now=NOW,
+    )
+    # The idle GPUs' $2/h is part of what self-hosting cost against the API's $7/h.
+    assert report.totals.priced_spend == 24 * 8.0 and report.totals.hours_below_breakeven == 24
+    rows = {row.name: row.totals for row in report.models}
+    assert rows["(unclaimed)"].api_equivalent is None and rows["(unclaimed)"].hours_compared == 0
+    assert rows["m"].hours_below_breakeven == 0 and rows["m"].savings == 24 * 1.0

@@ -64,7 +64,13 @@ def compute_report(
     """Every figure of the review from the period's hourly tables."""
     unpriced = f.unpriced_models(tables)
     ledger = f.build_ledger(tables, unpriced, selection.by_model)
-    compare = any(model not in unpriced for model in ledger.models)
+    # Compare with the API only what the API could have served: priced models' tokens.
+    comparable = {
+        model
+        for model, cells in ledger.models.items()
+        if model not in unpriced and any(c.tokens > 0 for c in cells.values())
+    }
+    compare = bool(comparable)
     totals = f.totals_of(ledger.fleet.values(), compare)
     projection = f.projection_of(tables, ledger, f.realized_api_prices(tables, unpriced))
     utilization, tokens = f.week_profile(ledger, period)
@@ -80,7 +86,7 @@ def compute_report(
         for node, cells in sorted(ledger.nodes.items())
     )
     models = tuple(
-        Row(model, f.totals_of(cells.values(), compare and model not in unpriced))
+        Row(model, f.totals_of(cells.values(), model in comparable))
         for model, cells in sorted(ledger.models.items())
     )
     report = Report(
