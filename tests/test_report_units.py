@@ -13,6 +13,7 @@ from exporter.report.figures import (
     build_ledger,
     coverage_of,
     hours_below_breakeven,
+    observed_hours,
     totals_of,
     unpriced_models,
 )
@@ -244,7 +245,7 @@ def test_coverage_finds_gaps_and_nodes_that_joined_or_left() -> None:
         model_gauges={(A, ("llmcost_model_hourly_cost", "m", "")): {4: 3.0}},
     )
     ledger = build_ledger(tables, (), by_model=False)
-    coverage = coverage_of(ledger, tables, period, "raw counters")
+    coverage = coverage_of(ledger, tables, observed_hours(tables, ledger), period, "raw counters")
     assert coverage.expected_node_hours == 24 + 10
     assert coverage.covered_node_hours == 21 + 10
     assert [(g.node, g.start.hour, g.end.hour, g.hours) for g in coverage.gaps] == [
@@ -265,7 +266,9 @@ def test_an_outage_counts_from_the_scrapes_even_where_a_rule_window_reaches_into
     scrapes[10] = scrapes[13] = 1.0  # one sample on each edge: no increase in there
     tables = _tables(spend={(A, ("m",)): spend}, samples={(A, ()): scrapes})
     ledger = build_ledger(tables, (), by_model=False)
-    coverage = coverage_of(ledger, tables, period, "recording rules")
+    coverage = coverage_of(
+        ledger, tables, observed_hours(tables, ledger), period, "recording rules"
+    )
     assert [(g.start.hour, g.end.hour) for g in coverage.gaps] == [(10, 14)]
     assert coverage.missing_node_hours == 4
     # The partial figures still count in the totals.

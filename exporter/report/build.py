@@ -98,7 +98,7 @@ def compute_report(
         prometheus_url=prometheus_url,
         selection=selection.describe(),
         currency=currency,
-        coverage=f.coverage_of(ledger, tables, period, source),
+        coverage=f.coverage_of(ledger, tables, observed, period, source),
         totals=totals,
         spend_by_component=f.spend_by_component(tables, ledger),
         tokens_by_kind={k: ledger.tokens_by_kind.get(k, 0.0) for k in f.KINDS},

@@ -199,7 +199,13 @@ def hours_below_breakeven(cells: Cells, compare: bool) -> list[int]:
     return [h for h, c in sorted(cells.items()) if _compared(c) and c.priced_spend > c.api]
 
 
-def coverage_of(ledger: Ledger, tables: dict[str, Table], period: Period, source: str) -> Coverage:
+def coverage_of(
+    ledger: Ledger,
+    tables: dict[str, Table],
+    observed: dict[NodeKey, list[int]],
+    period: Period,
+    source: str,
+) -> Coverage:
     """Each node is expected from its first to its last hour with data; holes are gaps.
 
     An hour has data when the exporter was scraped at least twice in it, the
@@ -212,7 +218,7 @@ def coverage_of(ledger: Ledger, tables: dict[str, Table], period: Period, source
     left: list[tuple[str, datetime]] = []
     expected = covered = unobserved = 0.0
     hourly_cost = _node_hourly_cost(tables)
-    for node, hours in sorted(observed_hours(tables, ledger).items()):
+    for node, hours in sorted(observed.items()):
         cells = ledger.nodes[node]
         first, last = hours[0], hours[-1]
         expected += last - first + 1
@@ -275,9 +281,9 @@ def days_of(ledger: Ledger, period: Period, compare: bool) -> tuple[Day, ...]:
     """Every calendar day of the period, in the report's zone, seen or not."""
     by_day: dict[str, list[Cell]] = {}
     for hour in range(period.hours):
-        by_day.setdefault(f"{period.hour_start(hour):%Y-%m-%d}", [])
+        cells = by_day.setdefault(f"{period.hour_start(hour):%Y-%m-%d}", [])
         if hour in ledger.fleet:
-            by_day[f"{period.hour_start(hour):%Y-%m-%d}"].append(ledger.fleet[hour])
+            cells.append(ledger.fleet[hour])
     days = []
     for date, cells in by_day.items():
         t = totals_of(cells, compare)

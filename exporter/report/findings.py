@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from exporter.report.model import Report
+from exporter.report.model import Report, hour_of_week_label
 from exporter.report.units import display
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 NIGHT_START, NIGHT_END = 20, 8
 RATE_CHANGE = 0.01  # day-to-day change in average hourly cost worth mentioning
 MAX_RATE_CHANGES = 3
@@ -105,10 +104,6 @@ def _plan(report: Report) -> list[str]:
     return out
 
 
-def _slot(index: int) -> str:
-    return f"{WEEKDAYS[index // 24]} {index % 24:02d}:00"
-
-
 def _traffic_shape(report: Report) -> list[str]:
     profile = report.hour_of_week_tokens
     cells = [(v, i) for i, v in enumerate(profile) if v is not None]
@@ -116,8 +111,8 @@ def _traffic_shape(report: Report) -> list[str]:
         return []
     peak, trough = max(cells)[1], min(cells)[1]
     return [
-        f"Traffic in the busiest hour of the week ({_slot(peak)}) was "
-        f"{display(report.peak_to_trough, 'factor')} the quietest ({_slot(trough)})."
+        f"Traffic in the busiest hour of the week ({hour_of_week_label(peak)}) was "
+        f"{display(report.peak_to_trough, 'factor')} the quietest ({hour_of_week_label(trough)})."
     ]
 
 

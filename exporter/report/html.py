@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from exporter.report.measures import unit_of
 from exporter.report.model import Coverage, Day, Event, Report, Row, Totals, Variance, VarianceLine
+from exporter.report.period import PeriodError, zone_named
 from exporter.report.svg import Reference, Series, bar_chart, heatmap, line_chart, text
 from exporter.report.units import DECIMALS, Unit, display, rounded
 
@@ -104,8 +104,8 @@ def _zone(name: str) -> tuple[tzinfo, str]:
     if name.strip().upper() in ("UTC", "Z", "ETC/UTC", ""):
         return timezone.utc, "UTC"
     try:
-        return ZoneInfo(name), name
-    except (ZoneInfoNotFoundError, ValueError):
+        return zone_named(name), name
+    except PeriodError:
         return timezone.utc, f"UTC (time zone {name} unknown)"
 
 

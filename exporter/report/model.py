@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 HOURS_PER_WEEK = 168
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def hour_of_week_label(index: int) -> str:
+    """``Mon 00:00`` for cell 0 of a week profile, ``Sun 23:00`` for cell 167."""
+    return f"{WEEKDAYS[index // 24]} {index % 24:02d}:00"
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from exporter.report.model import WEEKDAYS
 from exporter.report.units import Unit, display
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 INK = "#1f2937"
 MUTED = "#6b7280"

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from exporter.report.findings import WEEKDAYS
 from exporter.report.measures import unit_of
-from exporter.report.model import Report, Totals
+from exporter.report.model import Report, Totals, hour_of_week_label
 from exporter.report.units import rounded
 
 FigureRow = tuple[str, str, str, float | int | None, str]
@@ -140,7 +139,7 @@ def _raw_rows(report: Report) -> Iterator[tuple[str, str, str, Any]]:
     for index, (util, tokens) in enumerate(
         zip(report.hour_of_week_utilization, report.hour_of_week_tokens, strict=True)
     ):
-        slot = f"{WEEKDAYS[index // 24]} {index % 24:02d}:00"
+        slot = hour_of_week_label(index)
         yield "hour_of_week", slot, "utilization", util
         yield "hour_of_week", slot, "tokens", tokens
     for event in report.events:
