@@ -18,13 +18,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import pytest
 from realparts.auth_proxy import AuthProxy
+from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.synthetic_month import HOUR, KINDS, Truth, hour_truth
 
 from exporter.cli import main
@@ -417,25 +416,20 @@ def test_a_prometheus_error_is_passed_on_in_one_line(capsys, tmp_path: Path, mon
     assert "bad_data" in line
 
 
+class _LoginPage(QuietHandler):
+    """What a misconfigured URL often reaches: a web page, not the query API."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        body = b"<html><body>Grafana login</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def test_a_page_that_is_not_prometheus_is_one_line(capsys, tmp_path: Path) -> None:
-    class Page(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = b"<html><body>Grafana login</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        run = report(capsys, tmp_path, url, "--month", "2026-10")
-    finally:
-        server.shutdown()
+    with LoopbackHttp(_LoginPage, name="login-page") as page:
+        run = report(capsys, tmp_path, page.url, "--month", "2026-10")
     assert run.code == 1
     assert "did not answer as the Prometheus HTTP API does" in _one_error_line(run)
 

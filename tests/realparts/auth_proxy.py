@@ -9,18 +9,16 @@ are recorded for assertions.
 
 from __future__ import annotations
 
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
+from .loopback_http import LoopbackHttp, QuietHandler
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
 
+class _Handler(QuietHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server API
-        proxy = self.server.proxy
+        proxy: AuthProxy = self.server.owner
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         proxy.seen_headers.append(dict(self.headers.items()))
         if self.headers.get("Authorization") != proxy.expected_authorization:
@@ -45,17 +43,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        """Keep pytest output clean."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, proxy: AuthProxy) -> None:
-        self.proxy = proxy
-        super().__init__(("127.0.0.1", 0), _Handler)
-
 
 class AuthProxy:
     """Loopback proxy to ``upstream`` accepting only ``expected_authorization``."""
@@ -64,16 +51,14 @@ class AuthProxy:
         self.upstream = upstream.rstrip("/")
         self.expected_authorization = expected_authorization
         self.seen_headers: list[dict[str, str]] = []
-        self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackHttp(_Handler, self, "auth-proxy")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     def __enter__(self) -> AuthProxy:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
@@ -82,5 +67,4 @@ class AuthProxy:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()

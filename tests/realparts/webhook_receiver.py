@@ -11,17 +11,16 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from .loopback_http import LoopbackHttp, QuietHandler
 
 Alert = dict[str, Any]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Records JSON POST bodies on its server's receiver; answers 200 (400 if not JSON)."""
-
-    server: _Server
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         length = int(self.headers.get("Content-Length") or 0)
@@ -31,24 +30,13 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(payload, dict):
                 raise ValueError("payload is not a JSON object")
         except ValueError as exc:
-            self.server.receiver._record_error(f"{self.path}: {exc}: {raw[:200]!r}")
+            self.server.owner._record_error(f"{self.path}: {exc}: {raw[:200]!r}")
             self.send_error(400, "expected a JSON object")
             return
-        self.server.receiver._record(payload)
+        self.server.owner._record(payload)
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        """Keep pytest output clean."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, receiver: WebhookReceiver) -> None:
-        self.receiver = receiver
-        super().__init__(("127.0.0.1", 0), _Handler)
 
 
 class WebhookReceiver:
@@ -62,34 +50,20 @@ class WebhookReceiver:
         self._cond = threading.Condition()
         self._payloads: list[dict[str, Any]] = []
         self._errors: list[str] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackHttp(_Handler, self, "webhook-receiver")
 
     @property
     def url(self) -> str:
         """Where Alertmanager should POST, e.g. ``http://127.0.0.1:41234/alerts``."""
-        if self._server is None:
-            raise RuntimeError("WebhookReceiver is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
+        return f"{self._http.url}/alerts"
 
     def start(self) -> WebhookReceiver:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="webhook-receiver", daemon=True
-            )
-            self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
         """Shut the server down; recorded payloads stay readable. Idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
