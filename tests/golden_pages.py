@@ -1,0 +1,287 @@
+"""Deterministic `/metrics` pages for the golden tests.
+
+Two nodes, each driven through the real collection loop with a fixed clock
+and fixed inputs (real vLLM pages, fixed NVML readings): a rented node with
+two engines, an unpriced model and a dead engine, and an owned node with
+GPUs read through NVML. The page is what `/metrics` serves, less the process
+metrics (they describe the test process) and with the build version replaced
+by a placeholder.
+
+Regenerate after an intended change of the page, and review the diff:
+
+    python tests/golden_pages.py --write
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+from conftest import fixture_page  # noqa: E402
+
+from collectors.base import CollectorError  # noqa: E402
+from collectors.nvml import GpuReading, MigInstance, NvmlSnapshot  # noqa: E402
+from collectors.vllm import parse_vllm_page  # noqa: E402
+from exporter.config import config_from_mapping  # noqa: E402
+from exporter.costmodel import ApiPrices  # noqa: E402
+from exporter.daemon import resolve_prices  # noqa: E402
+from exporter.gpus import build_inventory  # noqa: E402
+from exporter.loop import CollectionLoop  # noqa: E402
+from exporter.node import NodeState  # noqa: E402
+
+GOLDEN = TESTS / "golden"
+WALL_START = 1_795_340_000.0
+"""2026-11-21 08:53:20 UTC: after the fixture engines' `_created` time."""
+CYCLE_TIMES = (1000.0, 1060.0, 1360.0)
+VERSION_PLACEHOLDER = "(version)"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = CYCLE_TIMES[0]
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Stub:
+    """A collector whose answer per cycle is fixed: a reading, or a CollectorError."""
+
+    def __init__(self, name: str, target: str, answers: list[Callable[[], object]]) -> None:
+        self.name = name
+        self.target = target
+        self._answers = answers
+        self.cycle = 0
+
+    async def collect(self) -> object:
+        return self._answers[self.cycle]()
+
+
+def _page(name: str) -> Callable[[], object]:
+    text = fixture_page(name)
+    return lambda: parse_vllm_page(text)
+
+
+def _grown(name: str, factor: float) -> Callable[[], object]:
+    """A fixture page's readings with every token counter scaled by `factor`."""
+    text = fixture_page(name)
+
+    def answer() -> object:
+        return [
+            dataclasses.replace(
+                r,
+                prompt_tokens=r.prompt_tokens * factor,
+                cached_prompt_tokens=r.cached_prompt_tokens * factor,
+                generation_tokens=r.generation_tokens * factor,
+            )
+            for r in parse_vllm_page(text)
+        ]
+
+    return answer
+
+
+def _down(reason: str, message: str) -> Callable[[], object]:
+    def answer() -> object:
+        raise CollectorError(reason, message)
+
+    return answer
+
+
+def _run(state: NodeState, stubs: list[_Stub], clock: _Clock) -> bytes:
+    loop = CollectionLoop(state, stubs, interval=5.0, clock=clock)
+    for cycle, now in enumerate(CYCLE_TIMES):
+        clock.now = now
+        for stub in stubs:
+            stub.cycle = cycle
+        asyncio.run(loop.run_once())
+    return loop.page
+
+
+def rented_node() -> bytes:
+    """Two engines on one A100 each, a third that is down, one model without a price."""
+    config = config_from_mapping(
+        {
+            "engines": [
+                {"url": "http://127.0.0.1:8000/metrics", "gpus": [0]},
+                {
+                    "url": "http://127.0.0.1:8001/metrics",
+                    "gpus": [1],
+                    "capacity_tokens_per_second": 5000,
+                },
+                {"url": "http://127.0.0.1:8002/metrics", "gpus": [2]},
+            ],
+            "nvml": {"enabled": False},
+            "cost": {
+                "gpus": [{"model": "A100-80GB", "count": 3}],
+                "gpu_prices_per_hour": {"A100-80GB": 3.20},
+                "node_extra_per_hour": 0.40,
+                "overhead_ratio": 0.3,
+                "fixed_per_month": 730,
+            },
+            "api_prices": {
+                "models": {"tiny-llama": {"input": 0.80, "cached_input": 0.08, "output": 4.00}}
+            },
+            "capacity": {"tokens_per_second": 8000},
+            "projection": {
+                "utilization": 0.6,
+                "tokens_per_month": 5e9,
+                "cost_per_million_tokens": 0.75,
+                "token_mix": {"prompt": 0.6, "cached_prompt": 0.1, "generation": 0.3},
+            },
+            "windows": ["5m", "1h"],
+        }
+    )
+    models, default = resolve_prices(config)
+    state = NodeState(config, models, default, wall_clock=lambda: WALL_START)
+    stubs = [
+        _Stub(
+            "vllm",
+            "http://127.0.0.1:8000/metrics",
+            [
+                _page("vllm-0.32.0-cpu-idle.prom"),
+                _page("vllm-0.32.0-cpu-busy.prom"),
+                _grown("vllm-0.32.0-cpu-busy.prom", 3.0),
+            ],
+        ),
+        _Stub(
+            "vllm",
+            "http://127.0.0.1:8001/metrics",
+            [
+                _page("vllm-0.10.0-dp2-reconstructed.prom"),
+                _grown("vllm-0.10.0-dp2-reconstructed.prom", 2.0),
+                _grown("vllm-0.10.0-dp2-reconstructed.prom", 3.0),
+            ],
+        ),
+        _Stub(
+            "vllm",
+            "http://127.0.0.1:8002/metrics",
+            [_down("connection", "Connection refused")] * 2 + [_down("timeout", "no answer")],
+        ),
+    ]
+    return _run(state, stubs, _Clock())
+
+
+def _gpu(index: int, cycle: int, **extra: object) -> GpuReading:
+    fields: dict[str, object] = {
+        "index": index,
+        "uuid": f"GPU-0000000{index}-1111-2222-3333-444444444444",
+        "name": "NVIDIA H100 80GB HBM3",
+        "busy_utilization": 0.9 - 0.2 * index,
+        "memory_used_bytes": 60e9 + index * 1e9,
+        "memory_total_bytes": 85899345920.0,
+        "power_watts": 500.0 + 25 * cycle,
+        "energy_joules": 1.0e9 + cycle * 30_000.0 * (index + 1),
+        "temperature_celsius": 61.0 + index,
+        "sm_clock_hertz": 1.98e9,
+        "clock_event_reasons": 0x4 if index else 0x0,
+        "sm_activity": 0.55 - 0.1 * index,
+        "sm_occupancy": 0.3,
+        "mig_enabled": False,
+        "supported": {"busy_utilization": True, "gpm": True, "mig": True, "energy": True},
+    }
+    fields.update(extra)
+    return GpuReading(**fields)  # type: ignore[arg-type]
+
+
+def _snapshot(cycle: int) -> NvmlSnapshot:
+    mig = (
+        MigInstance("MIG-aaaaaaaa-0000-1111-2222-333333333333", 1, 10e9, 20e9),
+        MigInstance("MIG-bbbbbbbb-0000-1111-2222-333333333333", 2, None, 20e9),
+    )
+    gpus = [_gpu(0, cycle), _gpu(1, cycle, mig_enabled=True, mig_instances=mig)]
+    if cycle == 2:
+        gpus[1] = _gpu(1, cycle, healthy=False, error="gpu_lost", busy_utilization=None)
+    return NvmlSnapshot("550.54.15", tuple(gpus))
+
+
+def owned_node() -> bytes:
+    """Two bought H100s read through NVML (one lost in the last cycle), one engine."""
+    config = config_from_mapping(
+        {
+            "engines": [{"url": "http://127.0.0.1:8000/metrics"}],
+            "cost": {
+                "gpus": [{"model": "H100", "count": 2}],
+                "owned": {
+                    "purchase_prices": {"H100": 30000},
+                    "amortization_months": 36,
+                    "energy_price_per_kwh": 0.15,
+                    "pue": 1.3,
+                },
+                "overhead_ratio": 0.25,
+            },
+            "api_prices": {"default": {"input": 0.80, "cached_input": 0.08, "output": 4.00}},
+            "capacity": {"learn": True, "learn_window": "1m"},
+            "windows": ["1m", "5m"],
+        }
+    )
+    inventory = build_inventory(
+        [(g.index, g.uuid, g.name) for g in _snapshot(0).gpus],
+        [(g.model, g.count) for g in config.cost.gpus],
+        config.cost.gpu_hourly_by_key,
+        nvml_available=True,
+    )
+    state = NodeState(
+        config,
+        {},
+        ApiPrices(0.80, 0.08, 4.00),
+        wall_clock=lambda: WALL_START,
+        gpus=inventory,
+    )
+    stubs = [
+        _Stub(
+            "vllm",
+            "http://127.0.0.1:8000/metrics",
+            [
+                _page("vllm-0.32.0-cpu-idle.prom"),
+                _page("vllm-0.32.0-cpu-busy.prom"),
+                _grown("vllm-0.32.0-cpu-busy.prom", 2.0),
+            ],
+        ),
+        _Stub("nvml", "local", [lambda c=c: _snapshot(c) for c in range(3)]),
+    ]
+    return _run(state, stubs, _Clock())
+
+
+SCENARIOS: dict[str, Callable[[], bytes]] = {
+    "rented-node.prom": rented_node,
+    "owned-node.prom": owned_node,
+}
+
+
+def normalized(page: bytes) -> bytes:
+    """The page less the process metrics, the build version replaced by a placeholder."""
+    lines = [
+        line
+        for line in page.decode().splitlines(keepends=True)
+        if not re.match(r"(# (HELP|TYPE) )?process_", line)
+    ]
+    text = "".join(lines)
+    text = re.sub(
+        r'^llmcost_build_info\{version="[^"]*"\}',
+        f'llmcost_build_info{{version="{VERSION_PLACEHOLDER}"}}',
+        text,
+        flags=re.M,
+    )
+    return text.encode()
+
+
+def main(argv: list[str]) -> int:
+    if argv != ["--write"]:
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    GOLDEN.mkdir(exist_ok=True)
+    for name, scenario in SCENARIOS.items():
+        (GOLDEN / name).write_bytes(normalized(scenario()))
+        print(GOLDEN / name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
