@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.base import CollectorError
+from llm_cost_exporter.collectors.base import CollectorError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from collectors.base import CollectorError, fetch_text
-from collectors.promtext import ExpositionError, Sample, parse_selected
+from llm_cost_exporter.collectors.base import CollectorError, fetch_text
+from llm_cost_exporter.collectors.promtext import ExpositionError, Sample, parse_selected
 
 PROMPT = "vllm:prompt_tokens_total"
 GENERATION = "vllm:generation_tokens_total"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.config import (
+from llm_cost_exporter.config import (
     Config,
     ConfigError,
     apply_overrides,
@@ -90,9 +90,9 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from exporter.exposition import exporter_version
-    from exporter.report.command import add_report_arguments
-    from exporter.simulator.server import add_simulate_arguments
+    from llm_cost_exporter.outputs.prometheus import exporter_version
+    from llm_cost_exporter.tools.report.command import add_report_arguments
+    from llm_cost_exporter.tools.simulator.server import add_simulate_arguments
 
     parser = argparse.ArgumentParser(
         prog="llm-cost-exporter",
@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="change a threshold or window (repeatable; see exporter/alert_rules.py RuleParams)",
+        help="change a threshold or window (repeatable; "
+        "see exporter/generators/rules.py RuleParams)",
     )
     rules.add_argument(
         "--output-dir", required=True, help="directory to write the two rule files into"
@@ -168,7 +169,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _check_config(path: str) -> int:
-    from exporter.daemon import resolve_prices
+    from llm_cost_exporter.daemon.assembly import resolve_prices
 
     config = load_config(path, {})
     model_prices, default = resolve_prices(config)
@@ -183,8 +184,8 @@ def _check_config(path: str) -> int:
 
 def _gpus_to_bill(config: Config) -> list[str]:
     """What the daemon would bill on this machine, each GPU with its matched price key."""
-    from collectors.nvml import NvmlCollector
-    from exporter.daemon import billed_gpus
+    from llm_cost_exporter.collectors.nvml import NvmlCollector
+    from llm_cost_exporter.daemon.assembly import billed_gpus
 
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     unavailable = nvml.start() if nvml is not None else "disabled (nvml.enabled: false)"
@@ -205,7 +206,7 @@ def _gpus_to_bill(config: Config) -> list[str]:
 
 
 def _write_dashboards(currency: str, directory: Path) -> int:
-    from exporter.dashboards import render_files
+    from llm_cost_exporter.generators.dashboards import render_files
 
     if not re.match(r"^[A-Z]{3}$", currency):
         raise ConfigError(f"--currency: {currency!r} is not an ISO 4217 code like USD or EUR")
@@ -217,7 +218,7 @@ def _write_dashboards(currency: str, directory: Path) -> int:
 
 
 def _write_rules(overrides: list[str], directory: Path) -> int:
-    from exporter.alert_rules import params_with, parse_overrides, render
+    from llm_cost_exporter.generators.rules import params_with, parse_overrides, render
 
     try:
         params = params_with(parse_overrides(overrides))
@@ -231,10 +232,10 @@ def _write_rules(overrides: list[str], directory: Path) -> int:
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
-    from exporter.daemon import resolve_prices, serve
+    from llm_cost_exporter.daemon.assembly import resolve_prices, serve
 
     if args.demo:
-        from exporter.demo import run_demo
+        from llm_cost_exporter.daemon.demo import run_demo
 
         if args.config:
             raise ConfigError("--demo: runs its own built-in node; do not combine with --config")
@@ -258,11 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rules":
             return _write_rules(args.rule_overrides, Path(args.output_dir))
         if args.command == "report":
-            from exporter.report.command import run_report
+            from llm_cost_exporter.tools.report.command import run_report
 
             return run_report(args)
         if args.command == "simulate":
-            from exporter.simulator.server import run_simulate
+            from llm_cost_exporter.tools.simulator.server import run_simulate
 
             return run_simulate(args)
         return _run_daemon(args)

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from exporter import costmodel
-from exporter.costmodel import TOKEN_KINDS, ApiPrices
-from exporter.gpus import match_gpu_price_key
+from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS, ApiPrices
+from llm_cost_exporter.accounting.gpu_inventory import match_gpu_price_key
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"

@@ -73,7 +73,7 @@ def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from realparts.backfill import HistoricalPrometheusServer, backfill
     from realparts.synthetic_month import Scenario, generate
 
-    from exporter.alert_rules import params_with, recording_rules
+    from llm_cost_exporter.generators.rules import params_with, recording_rules
 
     if shutil.which("promtool") is None or shutil.which("prometheus") is None:
         pytest.skip("promtool and prometheus are needed")

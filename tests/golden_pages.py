@@ -26,15 +26,15 @@ sys.path.insert(0, str(TESTS))
 
 from conftest import fixture_page  # noqa: E402
 
-from collectors.base import CollectorError  # noqa: E402
-from collectors.nvml import GpuReading, MigInstance, NvmlSnapshot  # noqa: E402
-from collectors.vllm import parse_vllm_page  # noqa: E402
-from exporter.config import config_from_mapping  # noqa: E402
-from exporter.costmodel import ApiPrices  # noqa: E402
-from exporter.daemon import resolve_prices  # noqa: E402
-from exporter.gpus import build_inventory  # noqa: E402
-from exporter.loop import CollectionLoop  # noqa: E402
-from exporter.node import NodeState  # noqa: E402
+from llm_cost_exporter.accounting.costmodel import ApiPrices  # noqa: E402
+from llm_cost_exporter.accounting.gpu_inventory import build_inventory  # noqa: E402
+from llm_cost_exporter.accounting.node import NodeState  # noqa: E402
+from llm_cost_exporter.collectors.base import CollectorError  # noqa: E402
+from llm_cost_exporter.collectors.nvml import GpuReading, MigInstance, NvmlSnapshot  # noqa: E402
+from llm_cost_exporter.collectors.vllm import parse_vllm_page  # noqa: E402
+from llm_cost_exporter.config import config_from_mapping  # noqa: E402
+from llm_cost_exporter.daemon.assembly import resolve_prices  # noqa: E402
+from llm_cost_exporter.daemon.loop import CollectionLoop  # noqa: E402
 
 GOLDEN = TESTS / "golden"
 WALL_START = 1_795_340_000.0

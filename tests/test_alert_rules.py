@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.alert_rules import (
+from llm_cost_exporter.cli import main
+from llm_cost_exporter.generators.rules import (
     ALERTING_FILE,
     RECORDING_FILE,
     RuleParams,
@@ -18,7 +19,6 @@ from exporter.alert_rules import (
     parse_overrides,
     render,
 )
-from exporter.cli import main
 
 ALERTS = Path(__file__).parent.parent / "alerts"
 RUNBOOK = (ALERTS / "runbook.md").read_text()

@@ -7,12 +7,12 @@ import json
 import pytest
 from conftest import minimal_config_dict
 
-from collectors.vllm import EngineReading
-from exporter.capacity import LearnedCapacity, sustained_throughput
-from exporter.config import config_from_mapping
-from exporter.costmodel import ApiPrices
-from exporter.history import History, Totals
-from exporter.node import NodeState
+from llm_cost_exporter.accounting.capacity import LearnedCapacity, sustained_throughput
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.accounting.history import History, Totals
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.vllm import EngineReading
+from llm_cost_exporter.config import config_from_mapping
 
 
 def point(t: float, tokens: float) -> Totals:

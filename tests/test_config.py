@@ -11,14 +11,14 @@ import yaml
 from conftest import minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import ConfigError, config_from_mapping, effective_config_dict
-from exporter.exposition import Exposition
-from exporter.node import NodeState
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.config import ConfigError, config_from_mapping, effective_config_dict
+from llm_cost_exporter.outputs.prometheus import Exposition
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
+        [sys.executable, "-m", "llm_cost_exporter", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -251,7 +251,7 @@ def test_unknown_catalog_model_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_flags_and_environment_override_the_file(tmp_path: Path) -> None:
-    from exporter.cli import _overrides, build_parser, load_config
+    from llm_cost_exporter.cli import _overrides, build_parser, load_config
 
     path = write(tmp_path, minimal_config_dict(collection={"interval": "10s"}))
     args = build_parser().parse_args(
@@ -273,7 +273,7 @@ def test_flags_and_environment_override_the_file(tmp_path: Path) -> None:
 
 
 def test_environment_variables_are_read(tmp_path: Path, monkeypatch) -> None:
-    from exporter.cli import _overrides, build_parser, load_config
+    from llm_cost_exporter.cli import _overrides, build_parser, load_config
 
     path = write(tmp_path, minimal_config_dict())
     monkeypatch.setenv("LLMCOST_CONFIG", str(path))

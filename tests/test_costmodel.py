@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from exporter import costmodel as cm
+from llm_cost_exporter.accounting import costmodel as cm
 
 A100_PER_HOUR = 3.20
 A100_CAPACITY = 1975.0

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from test_readme import exported_families
 
-from exporter.alert_rules import RECORDING_FILE, RuleParams, render
-from exporter.cli import main
-from exporter.dashboards import MAY_BE_EMPTY, render_files
+from llm_cost_exporter.cli import main
+from llm_cost_exporter.generators.dashboards import MAY_BE_EMPTY, render_files
+from llm_cost_exporter.generators.rules import RECORDING_FILE, RuleParams, render
 
 DASHBOARDS = Path(__file__).parent.parent / "dashboards"
 FIXTURES = Path(__file__).parent / "fixtures" / "vllm"

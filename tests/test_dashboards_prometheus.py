@@ -31,8 +31,8 @@ from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, subprocess_env
 from realparts.simulator_process import SimulatorProcess
 
-from exporter.alert_rules import RECORDING_FILE, RuleParams, render
-from exporter.dashboards import MAY_BE_EMPTY, render_dashboards
+from llm_cost_exporter.generators.dashboards import MAY_BE_EMPTY, render_dashboards
+from llm_cost_exporter.generators.rules import RECORDING_FILE, RuleParams, render
 
 pytestmark = pytest.mark.realparts
 

@@ -20,7 +20,7 @@ from realparts.exporter_process import ExporterProcess
 from realparts.simulator_process import SimulatorProcess
 from realparts.webhook_receiver import WebhookReceiver
 
-from exporter.alert_rules import params_with, render
+from llm_cost_exporter.generators.rules import params_with, render
 
 pytestmark = pytest.mark.realparts
 

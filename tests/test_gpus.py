@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.gpus import UnpricedGpu, build_inventory, match_gpu_price_key, resolve_claims
+from llm_cost_exporter.accounting.gpu_inventory import (
+    UnpricedGpu,
+    build_inventory,
+    match_gpu_price_key,
+    resolve_claims,
+)
 
 PRICES = {"H100": 2.99, "H100 80GB HBM3": 3.50, "A100*80GB*": 1.79, "A100": 1.29, "L40S": 0.99}
 

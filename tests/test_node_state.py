@@ -7,13 +7,13 @@ import math
 import pytest
 from conftest import minimal_config_dict
 
-from collectors.base import REASONS
-from collectors.nvml import GpuReading, NvmlSnapshot
-from collectors.vllm import EngineReading
-from exporter.config import config_from_mapping
-from exporter.costmodel import ApiPrices
-from exporter.counters import EngineCounters, split_prompt_tokens
-from exporter.node import NodeState
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.accounting.counters import EngineCounters, split_prompt_tokens
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.base import REASONS
+from llm_cost_exporter.collectors.nvml import GpuReading, NvmlSnapshot
+from llm_cost_exporter.collectors.vllm import EngineReading
+from llm_cost_exporter.config import config_from_mapping
 
 API = ApiPrices(0.80, 0.08, 4.00)
 TARGET = "http://engine:8000/metrics"

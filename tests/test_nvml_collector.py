@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from realparts.fake_nvml import STATE_ENV, FakeGpu, FakeMig, FakeNvmlState, call_count
 
-from collectors.base import CollectorError
-from collectors.nvml import GpuReading, MigInstance, NvmlCollector, NvmlSnapshot
-from exporter.gpu_state import GpuStatus
-from exporter.gpus import BilledGpu
+from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
+from llm_cost_exporter.accounting.gpu_inventory import BilledGpu
+from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.nvml import GpuReading, MigInstance, NvmlCollector, NvmlSnapshot
 
 GiB = 1024**3
 H100 = "NVIDIA H100 80GB HBM3"
@@ -190,7 +190,7 @@ def test_not_supported_is_asked_once_and_quietly(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A missing power sensor is an ordinary GPU: no retry per cycle, no warning."""
-    caplog.set_level(logging.DEBUG, logger="collectors.nvml")
+    caplog.set_level(logging.DEBUG, logger="llm_cost_exporter.collectors.nvml")
     collector, gpus = rig.started(
         [FakeGpu(not_supported=("nvmlDeviceGetPowerUsage",)), FakeGpu(power_mw=300_000)]
     )
@@ -212,7 +212,7 @@ def test_a_failing_query_is_counted_each_cycle_and_logged_once(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unexpected NVML error is not NOT_SUPPORTED: it is asked again and counted."""
-    caplog.set_level(logging.DEBUG, logger="collectors.nvml")
+    caplog.set_level(logging.DEBUG, logger="llm_cost_exporter.collectors.nvml")
     collector, _ = rig.started([FakeGpu(failing=("nvmlDeviceGetTemperatureV",)), FakeGpu()])
     rig.reset_counts()
     snapshots = []
@@ -230,7 +230,7 @@ def test_a_failing_query_is_counted_each_cycle_and_logged_once(
 
 def test_mig_gpu(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     """A MIG GPU lists its instances; device-wide busy time and GPM are off, quietly."""
-    caplog.set_level(logging.DEBUG, logger="collectors.nvml")
+    caplog.set_level(logging.DEBUG, logger="llm_cost_exporter.collectors.nvml")
     migs = [
         FakeMig("MIG-aaaa-0001", gpu_instance_id=1, memory_total=40 * GiB, memory_used=3 * GiB),
         FakeMig("MIG-aaaa-0002", gpu_instance_id=5, memory_total=20 * GiB, memory_used=0),
@@ -356,7 +356,7 @@ def test_lost_gpu_backoff_doubles_up_to_a_minute(rig: Rig) -> None:
 
 def test_mig_toggle_keeps_gpm_samples_balanced(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     """Leaving and re-entering MIG mode must neither leak GPM samples nor misuse them."""
-    caplog.set_level(logging.DEBUG, logger="collectors.nvml")
+    caplog.set_level(logging.DEBUG, logger="llm_cost_exporter.collectors.nvml")
     collector, _ = rig.started([FakeGpu(gpm_supported=True, sm_activity=50.0)])
     rig.reset_counts()
     activity = []

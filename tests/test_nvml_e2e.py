@@ -35,9 +35,9 @@ from realparts.fake_nvml import (
 )
 from realparts.simulator_process import SimulatorProcess
 
-from exporter import daemon
-from exporter.config import config_from_mapping
-from exporter.costmodel import ApiPrices
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.config import config_from_mapping
+from llm_cost_exporter.daemon import assembly as daemon
 
 pytestmark = pytest.mark.realparts
 
@@ -411,7 +411,7 @@ def run_cli(node: GpuNode, config: dict[str, Any], *args: str) -> subprocess.Com
     config_path = node.workdir / "node.yml"
     config_path.write_text(yaml.safe_dump(config))
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args, str(config_path)],
+        [sys.executable, "-m", "llm_cost_exporter", *args, str(config_path)],
         env={**os.environ, **node.env},
         capture_output=True,
         text=True,

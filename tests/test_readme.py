@@ -9,13 +9,13 @@ import yaml
 from conftest import fixture_page, minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.base import REASONS
-from collectors.nvml import GpuReading, MigInstance, NvmlSnapshot
-from collectors.vllm import parse_vllm_page
-from exporter.config import config_from_mapping
-from exporter.costmodel import ApiPrices
-from exporter.exposition import Exposition
-from exporter.node import NodeState
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.base import REASONS
+from llm_cost_exporter.collectors.nvml import GpuReading, MigInstance, NvmlSnapshot
+from llm_cost_exporter.collectors.vllm import parse_vllm_page
+from llm_cost_exporter.config import config_from_mapping
+from llm_cost_exporter.outputs.prometheus import Exposition
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from exporter.report.html import render_html
-from exporter.report.measures import MEASURE_UNITS, unit_of
-from exporter.report.model import (
+from llm_cost_exporter.tools.report.html import render_html
+from llm_cost_exporter.tools.report.measures import MEASURE_UNITS, unit_of
+from llm_cost_exporter.tools.report.model import (
     Coverage,
     Day,
     Event,
@@ -25,8 +25,15 @@ from exporter.report.model import (
     Variance,
     VarianceLine,
 )
-from exporter.report.svg import Reference, Series, bar_chart, heatmap, line_chart, nice_ticks
-from exporter.report.units import rounded
+from llm_cost_exporter.tools.report.svg import (
+    Reference,
+    Series,
+    bar_chart,
+    heatmap,
+    line_chart,
+    nice_ticks,
+)
+from llm_cost_exporter.tools.report.units import rounded
 
 UTC = timezone.utc
 START = datetime(2025, 4, 30, 22, tzinfo=UTC)  # 2025-05-01 00:00 in Europe/Berlin

@@ -26,8 +26,8 @@ from realparts.auth_proxy import AuthProxy
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.synthetic_month import HOUR, KINDS, Truth, hour_truth
 
-from exporter.cli import main
-from exporter.report.findings import off_peak
+from llm_cost_exporter.cli import main
+from llm_cost_exporter.tools.report.findings import off_peak
 
 pytestmark = pytest.mark.realparts
 
@@ -81,7 +81,7 @@ def october(month: tuple[str, Truth], tmp_path_factory: pytest.TempPathFactory) 
         [
             sys.executable,
             "-m",
-            "exporter",
+            "llm_cost_exporter",
             "report",
             "--prometheus.url",
             url,

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from exporter.report.fetch import Table
-from exporter.report.figures import (
+from llm_cost_exporter.tools.report.fetch import Table
+from llm_cost_exporter.tools.report.figures import (
     build_ledger,
     coverage_of,
     hours_below_breakeven,
@@ -17,10 +17,10 @@ from exporter.report.figures import (
     totals_of,
     unpriced_models,
 )
-from exporter.report.period import PeriodError, parse_period
-from exporter.report.selection import Selection, SelectionError, parse_matcher
-from exporter.report.units import display, rounded
-from exporter.report.variance import cost_bridge, savings_bridge
+from llm_cost_exporter.tools.report.period import PeriodError, parse_period
+from llm_cost_exporter.tools.report.selection import Selection, SelectionError, parse_matcher
+from llm_cost_exporter.tools.report.units import display, rounded
+from llm_cost_exporter.tools.report.variance import cost_bridge, savings_bridge
 
 NOW = datetime(2026, 11, 22, 11, 35, tzinfo=timezone.utc)
 
@@ -277,8 +277,8 @@ def test_an_outage_counts_from_the_scrapes_even_where_a_rule_window_reaches_into
 
 def test_a_month_that_beat_the_api_reads_as_a_saving_with_its_plan_and_events() -> None:
     """compute_report end to end on hand-made tables: two days of one node."""
-    from exporter.report.build import compute_report
-    from exporter.report.tabular import render_csv, render_json
+    from llm_cost_exporter.tools.report.build import compute_report
+    from llm_cost_exporter.tools.report.tabular import render_csv, render_json
 
     period = parse_period(None, "2026-10-05", "2026-10-07", "UTC", NOW)
     hours = range(48)
@@ -343,7 +343,7 @@ def test_a_month_that_beat_the_api_reads_as_a_saving_with_its_plan_and_events() 
 
 
 def test_idle_gpus_count_as_cost_but_are_not_compared_with_the_api_alone() -> None:
-    from exporter.report.build import compute_report
+    from llm_cost_exporter.tools.report.build import compute_report
 
     period = parse_period(None, "2026-10-05", "2026-10-06", "UTC", NOW)
     hours = range(24)

@@ -8,17 +8,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.nvml import GpuReading, NvmlSnapshot
-from collectors.vllm import VllmCollector
-from exporter.config import config_from_mapping
-from exporter.costmodel import ApiPrices
-from exporter.landing import render_landing
-from exporter.loop import CollectionLoop
-from exporter.node import NodeState
-from exporter.server import build_app
-from exporter.simulator.engine import SimulatedEngine
-from exporter.simulator.profiles import make_profile
-from exporter.simulator.server import build_simulator_app
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.nvml import GpuReading, NvmlSnapshot
+from llm_cost_exporter.collectors.vllm import VllmCollector
+from llm_cost_exporter.config import config_from_mapping
+from llm_cost_exporter.daemon.http_server import build_app
+from llm_cost_exporter.daemon.landing import render_landing
+from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
+from llm_cost_exporter.tools.simulator.profiles import make_profile
+from llm_cost_exporter.tools.simulator.server import build_simulator_app
 
 
 class Clock:

@@ -15,17 +15,17 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.exposition import CONTENT_TYPE
-from exporter.server import split_listen_address
-from exporter.simulator.engine import SimulatedEngine
-from exporter.simulator.page import TEMPLATE_FILES
-from exporter.simulator.profiles import (
+from llm_cost_exporter.daemon.http_server import split_listen_address
+from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE
+from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
+from llm_cost_exporter.tools.simulator.page import TEMPLATE_FILES
+from llm_cost_exporter.tools.simulator.profiles import (
     PROFILE_NAMES,
     DiurnalProfile,
     SpikyProfile,
     make_profile,
 )
-from exporter.simulator.server import (
+from llm_cost_exporter.tools.simulator.server import (
     add_simulate_arguments,
     build_engines_from_args,
     build_simulator_app,
@@ -46,7 +46,11 @@ class FakeClock:
 
 
 def _template_text(page_format: str) -> str:
-    path = resources.files("exporter.simulator") / "templates" / TEMPLATE_FILES[page_format]
+    path = (
+        resources.files("llm_cost_exporter.tools.simulator")
+        / "templates"
+        / TEMPLATE_FILES[page_format]
+    )
     return path.read_text(encoding="utf-8")
 
 

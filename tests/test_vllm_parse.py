@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import fixture_page
 
-from collectors.base import CollectorError
-from collectors.vllm import parse_vllm_page
+from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.vllm import parse_vllm_page
 
 
 def test_real_032_busy_capture() -> None:

@@ -96,7 +96,7 @@ def start_simulator(group: ProcessGroup, engines: int) -> int:
         [
             sys.executable,
             "-m",
-            "exporter",
+            "llm_cost_exporter",
             "simulate",
             "--web.listen-address",
             f"127.0.0.1:{port}",
@@ -141,7 +141,7 @@ def start_exporter(
     config_path.write_text(yaml.safe_dump(exporter_config(port, sim_port, engines, interval)))
     proc = group.spawn(
         "exporter",
-        [sys.executable, "-m", "exporter", "--config", str(config_path)],
+        [sys.executable, "-m", "llm_cost_exporter", "--config", str(config_path)],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     group.wait_ready("exporter", proc, f"http://127.0.0.1:{port}/healthz")

@@ -55,8 +55,8 @@ from realparts.fake_nvml import (
 )
 from realparts.ports import free_port
 
-from collectors.nvml import NvmlCollector
-from exporter.metric_families import PREFIX
+from llm_cost_exporter.collectors.nvml import NvmlCollector
+from llm_cost_exporter.outputs.families import PREFIX
 
 TARGET_READ_MS = 2.0
 GPUS = 8
@@ -283,7 +283,9 @@ def start_daemon(
     port = int(config["web"]["listen_address"].rpartition(":")[2])
     path = group.workdir / f"{name}.yml"
     path.write_text(yaml.safe_dump(config))
-    proc = group.spawn(name, [sys.executable, "-m", "exporter", "--config", str(path)], env=env)
+    proc = group.spawn(
+        name, [sys.executable, "-m", "llm_cost_exporter", "--config", str(path)], env=env
+    )
     group.wait_ready(name, proc, f"http://127.0.0.1:{port}/healthz")
     return proc.pid, port
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.vllm import parse_vllm_page
+from llm_cost_exporter.collectors.vllm import parse_vllm_page
 
 DEFAULT_FIXTURE = (
     Path(__file__).resolve().parent.parent / "fixtures" / "vllm" / "vllm-0.32.0-cpu-busy.prom"

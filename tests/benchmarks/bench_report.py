@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from realparts.backfill import HistoricalPrometheusServer, backfill  # noqa: E402
 from realparts.synthetic_month import Scenario, generate  # noqa: E402
 
-from exporter.alert_rules import params_with, recording_rules  # noqa: E402
-from exporter.report.build import build_report  # noqa: E402
-from exporter.report.html import render_html  # noqa: E402
-from exporter.report.period import parse_period  # noqa: E402
-from exporter.report.prometheus_api import Credentials, PrometheusClient  # noqa: E402
-from exporter.report.selection import Selection  # noqa: E402
-from exporter.report.tabular import render_csv, render_json  # noqa: E402
+from llm_cost_exporter.generators.rules import params_with, recording_rules  # noqa: E402
+from llm_cost_exporter.tools.report.build import build_report  # noqa: E402
+from llm_cost_exporter.tools.report.html import render_html  # noqa: E402
+from llm_cost_exporter.tools.report.period import parse_period  # noqa: E402
+from llm_cost_exporter.tools.report.prometheus_api import Credentials, PrometheusClient  # noqa: E402
+from llm_cost_exporter.tools.report.selection import Selection  # noqa: E402
+from llm_cost_exporter.tools.report.tabular import render_csv, render_json  # noqa: E402
 
 RULES = (
     "instance_component:llmcost_cost:increase1h",

@@ -34,7 +34,7 @@ class ChildProcess:
     def start(self):
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "exporter", *self.command()],
+                [sys.executable, "-m", "llm_cost_exporter", *self.command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},

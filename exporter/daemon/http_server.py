@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.exposition import CONTENT_TYPE
-from exporter.landing import render_landing
-from exporter.loop import CollectionLoop
+from llm_cost_exporter.daemon.landing import render_landing
+from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE
 
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
 

@@ -12,9 +12,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from collectors.nvml import GPU_ERROR_REASONS, GpuReading
-from exporter.counters import RawCounter
-from exporter.gpus import BilledGpu, build_inventory, match_gpu_price_key
+from llm_cost_exporter.accounting.counters import RawCounter
+from llm_cost_exporter.accounting.gpu_inventory import (
+    BilledGpu,
+    build_inventory,
+    match_gpu_price_key,
+)
+from llm_cost_exporter.collectors.nvml import GPU_ERROR_REASONS, GpuReading
 
 log = logging.getLogger(__name__)
 

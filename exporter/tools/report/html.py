@@ -13,11 +13,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone, tzinfo
 
-from exporter.report.measures import unit_of
-from exporter.report.model import Coverage, Day, Event, Report, Row, Totals, Variance, VarianceLine
-from exporter.report.period import PeriodError, zone_named
-from exporter.report.svg import Reference, Series, bar_chart, heatmap, line_chart, text
-from exporter.report.units import DECIMALS, Unit, display, rounded
+from llm_cost_exporter.tools.report.measures import unit_of
+from llm_cost_exporter.tools.report.model import (
+    Coverage,
+    Day,
+    Event,
+    Report,
+    Row,
+    Totals,
+    Variance,
+    VarianceLine,
+)
+from llm_cost_exporter.tools.report.period import PeriodError, zone_named
+from llm_cost_exporter.tools.report.svg import (
+    Reference,
+    Series,
+    bar_chart,
+    heatmap,
+    line_chart,
+    text,
+)
+from llm_cost_exporter.tools.report.units import DECIMALS, Unit, display, rounded
 
 REALIZED_COLOUR = "#2563eb"
 API_COLOUR = "#ea580c"

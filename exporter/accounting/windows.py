@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter import costmodel
-from exporter.history import Totals
+from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting.history import Totals
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from exporter.config import ConfigError
-from exporter.costmodel import MILLION, ApiPrices
+from llm_cost_exporter.accounting.costmodel import MILLION, ApiPrices
+from llm_cost_exporter.config import ConfigError
 
 CATALOG_CURRENCY = "USD"
 
@@ -44,7 +44,7 @@ def resolve_catalog_prices(refs: Sequence[str], currency: str) -> dict[str, ApiP
         )
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "exporter.price_catalog", *refs],
+            [sys.executable, "-m", "llm_cost_exporter.accounting.price_catalog", *refs],
             capture_output=True,
             text=True,
             timeout=120,

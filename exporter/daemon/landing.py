@@ -12,8 +12,8 @@ import math
 from datetime import datetime, timezone
 from html import escape
 
-from exporter.node import NodeState
-from exporter.windows import WindowFigures
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.accounting.windows import WindowFigures
 
 
 def _money(value: float | None, currency: str) -> str:

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from collectors.base import Collector, CollectorError
-from collectors.nvml import NvmlSnapshot
-from exporter.exposition import Exposition
-from exporter.node import NodeState
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.base import Collector, CollectorError
+from llm_cost_exporter.collectors.nvml import NvmlSnapshot
+from llm_cost_exporter.outputs.prometheus import Exposition
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,15 @@ import signal
 import aiohttp
 from aiohttp import web
 
-from collectors.nvml import NvmlCollector
-from collectors.vllm import VllmCollector
-from exporter.config import Config, ConfigError, ModelPrice
-from exporter.costmodel import ApiPrices
-from exporter.gpus import BilledGpu, UnpricedGpu, build_inventory
-from exporter.loop import CollectionLoop
-from exporter.node import NodeState
-from exporter.price_catalog import resolve_catalog_prices
-from exporter.server import build_app, split_listen_address
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.accounting.gpu_inventory import BilledGpu, UnpricedGpu, build_inventory
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
+from llm_cost_exporter.collectors.nvml import NvmlCollector
+from llm_cost_exporter.collectors.vllm import VllmCollector
+from llm_cost_exporter.config import Config, ConfigError, ModelPrice
+from llm_cost_exporter.daemon.http_server import build_app, split_listen_address
+from llm_cost_exporter.daemon.loop import CollectionLoop
 
 log = logging.getLogger("llm-cost-exporter")
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from exporter.report.model import WEEKDAYS
-from exporter.report.units import Unit, display
+from llm_cost_exporter.tools.report.model import WEEKDAYS
+from llm_cost_exporter.tools.report.units import Unit, display
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 INK = "#1f2937"

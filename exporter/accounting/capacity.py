@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exporter.history import History
+from llm_cost_exporter.accounting.history import History
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from exporter.report.model import Report, hour_of_week_label
-from exporter.report.units import display
+from llm_cost_exporter.tools.report.model import Report, hour_of_week_label
+from llm_cost_exporter.tools.report.units import display
 
 NIGHT_START, NIGHT_END = 20, 8
 RATE_CHANGE = 0.01  # day-to-day change in average hourly cost worth mentioning

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from collectors.nvml import CLOCK_EVENT_REASONS, FEATURES, GpuReading
-from exporter.gpu_state import GpuStatus
-from exporter.metric_families import counter, gauge
-from exporter.node import NodeState
+from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.nvml import CLOCK_EVENT_REASONS, FEATURES, GpuReading
+from llm_cost_exporter.outputs.families import counter, gauge
 
 GPU_LABELS = ("gpu", "uuid")
 

@@ -7,7 +7,7 @@ up here keeps all three rounding the same figure the same way.
 
 from __future__ import annotations
 
-from exporter.report.units import Unit
+from llm_cost_exporter.tools.report.units import Unit
 
 MEASURE_UNITS: dict[str, Unit] = {
     "spend": "money",

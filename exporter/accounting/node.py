@@ -13,18 +13,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from collectors.base import REASONS
-from collectors.nvml import NvmlSnapshot
-from collectors.vllm import EngineReading
-from exporter import costmodel
-from exporter.capacity import LearnedCapacity
-from exporter.config import Config
-from exporter.costmodel import COST_COMPONENTS, TOKEN_KINDS, ApiPrices
-from exporter.counters import EngineCounters, split_prompt_tokens
-from exporter.gpu_state import GpuFleet
-from exporter.gpus import UNCLAIMED, BilledGpu, build_inventory, resolve_claims
-from exporter.history import History, Totals
-from exporter.windows import WindowFigures, blended_api_cost_per_million, window_figures
+from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting.capacity import LearnedCapacity
+from llm_cost_exporter.accounting.costmodel import COST_COMPONENTS, TOKEN_KINDS, ApiPrices
+from llm_cost_exporter.accounting.counters import EngineCounters, split_prompt_tokens
+from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
+from llm_cost_exporter.accounting.gpu_inventory import (
+    UNCLAIMED,
+    BilledGpu,
+    build_inventory,
+    resolve_claims,
+)
+from llm_cost_exporter.accounting.history import History, Totals
+from llm_cost_exporter.accounting.windows import (
+    WindowFigures,
+    blended_api_cost_per_million,
+    window_figures,
+)
+from llm_cost_exporter.collectors.base import REASONS
+from llm_cost_exporter.collectors.nvml import NvmlSnapshot
+from llm_cost_exporter.collectors.vllm import EngineReading
+from llm_cost_exporter.config import Config
 
 log = logging.getLogger(__name__)
 

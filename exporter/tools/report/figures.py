@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from exporter.report.fetch import NodeKey, Table
-from exporter.report.model import (
+from llm_cost_exporter.tools.report.fetch import NodeKey, Table
+from llm_cost_exporter.tools.report.model import (
     HOURS_PER_WEEK,
     Coverage,
     Day,
@@ -25,8 +25,8 @@ from exporter.report.model import (
     Totals,
     Variance,
 )
-from exporter.report.period import HOUR, Period
-from exporter.report.variance import cost_bridge, savings_bridge
+from llm_cost_exporter.tools.report.period import HOUR, Period
+from llm_cost_exporter.tools.report.variance import cost_bridge, savings_bridge
 
 HOURS_PER_MONTH = 730.0
 MILLION = 1e6

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from exporter.report import figures as f
-from exporter.report.fetch import Progress, Table, choose_source, fetch
-from exporter.report.findings import findings
-from exporter.report.model import Report, Row
-from exporter.report.period import Period
-from exporter.report.prometheus_api import PrometheusClient, PrometheusError
-from exporter.report.selection import Selection
+from llm_cost_exporter.tools.report import figures as f
+from llm_cost_exporter.tools.report.fetch import Progress, Table, choose_source, fetch
+from llm_cost_exporter.tools.report.findings import findings
+from llm_cost_exporter.tools.report.model import Report, Row
+from llm_cost_exporter.tools.report.period import Period
+from llm_cost_exporter.tools.report.prometheus_api import PrometheusClient, PrometheusError
+from llm_cost_exporter.tools.report.selection import Selection
 
 
 class EmptyPeriodError(PrometheusError):

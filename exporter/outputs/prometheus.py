@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.costmodel import TOKEN_KINDS
-from exporter.exposition_gpus import gpu_families
-from exporter.metric_families import counter, gauge, known
-from exporter.node import NodeState
-from exporter.windows import WindowFigures
+from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.accounting.windows import WindowFigures
+from llm_cost_exporter.outputs.families import counter, gauge, known
+from llm_cost_exporter.outputs.gpu_families import gpu_families
 
 # The 0.0.4 text format: all our names are classic ones, so it is exact and
 # every Prometheus release reads it (the simulator serves it too, as vLLM does).

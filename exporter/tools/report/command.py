@@ -13,11 +13,15 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from exporter.report.build import build_report
-from exporter.report.period import Period, PeriodError, parse_period
-from exporter.report.prometheus_api import Credentials, PrometheusClient, PrometheusError
-from exporter.report.selection import Selection, SelectionError
-from exporter.report.units import display
+from llm_cost_exporter.tools.report.build import build_report
+from llm_cost_exporter.tools.report.period import Period, PeriodError, parse_period
+from llm_cost_exporter.tools.report.prometheus_api import (
+    Credentials,
+    PrometheusClient,
+    PrometheusError,
+)
+from llm_cost_exporter.tools.report.selection import Selection, SelectionError
+from llm_cost_exporter.tools.report.units import display
 
 EXIT_PROMETHEUS = 1
 EXIT_USAGE = 2
@@ -151,8 +155,8 @@ class _Progress:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from exporter.report.html import render_html
-    from exporter.report.tabular import render_csv, render_json
+    from llm_cost_exporter.tools.report.html import render_html
+    from llm_cost_exporter.tools.report.tabular import render_csv, render_json
 
     now = datetime.now(timezone.utc)
     try:

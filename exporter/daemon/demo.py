@@ -13,13 +13,13 @@ import contextlib
 
 from aiohttp import web
 
-from exporter.config import Config, config_from_mapping
-from exporter.costmodel import ApiPrices
-from exporter.daemon import serve
-from exporter.server import split_listen_address
-from exporter.simulator.engine import SimulatedEngine
-from exporter.simulator.profiles import make_profile
-from exporter.simulator.server import build_simulator_app
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.config import Config, config_from_mapping
+from llm_cost_exporter.daemon.assembly import serve
+from llm_cost_exporter.daemon.http_server import split_listen_address
+from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
+from llm_cost_exporter.tools.simulator.profiles import make_profile
+from llm_cost_exporter.tools.simulator.server import build_simulator_app
 
 DEMO_LISTEN_ADDRESS = "127.0.0.1:9478"
 DEMO_ACCELERATION = 60.0

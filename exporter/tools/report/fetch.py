@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from exporter.report.period import HALF_HOUR, HOUR, Period
-from exporter.report.prometheus_api import Labels, PrometheusClient, PrometheusError
-from exporter.report.selection import Selection
+from llm_cost_exporter.tools.report.period import HALF_HOUR, HOUR, Period
+from llm_cost_exporter.tools.report.prometheus_api import Labels, PrometheusClient, PrometheusError
+from llm_cost_exporter.tools.report.selection import Selection
 
 CHUNK_SECONDS = 86400
 # Labels that say what a series measures rather than where it comes from.

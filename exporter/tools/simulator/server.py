@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.exposition import CONTENT_TYPE
-from exporter.server import split_listen_address
+from llm_cost_exporter.daemon.http_server import split_listen_address
+from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE
 
 from .engine import SimulatedEngine
 from .page import PAGE_FORMATS

@@ -10,7 +10,7 @@ mix, priced at the realized API prices. Pure functions.
 
 from __future__ import annotations
 
-from exporter.report.model import VarianceLine
+from llm_cost_exporter.tools.report.model import VarianceLine
 
 MILLION = 1e6
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from exporter.report.measures import unit_of
-from exporter.report.model import Report, Totals, hour_of_week_label
-from exporter.report.units import rounded
+from llm_cost_exporter.tools.report.measures import unit_of
+from llm_cost_exporter.tools.report.model import Report, Totals, hour_of_week_label
+from llm_cost_exporter.tools.report.units import rounded
 
 FigureRow = tuple[str, str, str, float | int | None, str]
 

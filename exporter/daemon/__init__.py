@@ -1,0 +1,1 @@
+"""The daemon: assembly from configuration, the collection loop, HTTP, landing page, demo."""

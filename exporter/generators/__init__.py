@@ -1,0 +1,2 @@
+"""Generators: the recording and alerting rules and the Grafana dashboards, each from
+one source."""

@@ -1,0 +1,1 @@
+"""The outputs: the node state as metric families, and the Prometheus page."""

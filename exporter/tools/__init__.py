@@ -1,0 +1,1 @@
+"""Tools beside the daemon: the monthly review and the engine simulator."""
