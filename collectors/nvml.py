@@ -18,36 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.readings import (
+    FEATURES,
+    GpuReading,
+    GpuSnapshot,
+    MigInstance,
+)
 
 log = logging.getLogger(__name__)
-
-UTILIZATION_SOURCES = ("busy_time", "sm_activity")
-"""`busy_time`: share of time at least one kernel ran (`utilization.gpu`), which
-reads 100% with one SM of 132 busy. `sm_activity`: share of SMs busy (GPM)."""
-
-GPU_ERROR_REASONS = ("gpu_lost", "query_failed")
-"""Why a GPU's reading of one cycle is missing or incomplete (see GpuReading.error)."""
-
-CLOCK_EVENT_REASONS = {
-    "gpu_idle": 0x1,
-    "sw_power_cap": 0x4,
-    "hw_slowdown": 0x8,
-    "sw_thermal_slowdown": 0x20,
-    "hw_thermal_slowdown": 0x40,
-    "hw_power_brake_slowdown": 0x80,
-}
-
-FEATURES = (
-    "busy_utilization",
-    "memory",
-    "power",
-    "energy",
-    "temperature",
-    "sm_clock",
-    "clock_events",
-    "gpm",
-    "mig",
-)
 
 GPM_SM_UTIL = 2
 GPM_SM_OCCUPANCY = 3
@@ -57,57 +35,6 @@ GPM_MIN_SAMPLE_GAP = 0.1
 LOST_RETRY_FIRST = 1.0
 LOST_RETRY_MAX = 60.0
 UNAVAILABLE_RETRY = 60.0
-
-
-@dataclass(frozen=True)
-class MigInstance:
-    uuid: str
-    gpu_instance_id: int | None
-    memory_used_bytes: float | None
-    memory_total_bytes: float | None
-
-
-@dataclass
-class GpuReading:
-    """One GPU in one collection; None means not supported or not readable."""
-
-    index: int
-    uuid: str
-    name: str
-    healthy: bool = True
-    error: str | None = None
-    """Why this cycle's reading is incomplete: `gpu_lost` (nothing read, unhealthy)
-    or `query_failed` (a query other than an unsupported one failed)."""
-    busy_utilization: float | None = None
-    memory_used_bytes: float | None = None
-    memory_total_bytes: float | None = None
-    power_watts: float | None = None
-    energy_joules: float | None = None
-    temperature_celsius: float | None = None
-    sm_clock_hertz: float | None = None
-    clock_event_reasons: int | None = None
-    sm_activity: float | None = None
-    sm_occupancy: float | None = None
-    mig_enabled: bool | None = None
-    mig_instances: tuple[MigInstance, ...] = ()
-    supported: dict[str, bool] = field(default_factory=dict)
-
-    def utilization(self, preferred: str) -> tuple[float, str] | None:
-        """The utilization figure to alert on, and its source.
-
-        `auto` takes SM activity where the GPU reports it, busy time otherwise.
-        """
-        if preferred in ("auto", "sm_activity") and self.sm_activity is not None:
-            return self.sm_activity, "sm_activity"
-        if preferred in ("auto", "busy_time") and self.busy_utilization is not None:
-            return self.busy_utilization, "busy_time"
-        return None
-
-
-@dataclass(frozen=True)
-class NvmlSnapshot:
-    driver_version: str
-    gpus: tuple[GpuReading, ...]
 
 
 class _GpuLost(Exception):
@@ -253,7 +180,7 @@ class NvmlCollector:
 
     # --- collection -----------------------------------------------------------
 
-    async def collect(self) -> NvmlSnapshot:
+    async def collect(self) -> GpuSnapshot:
         if self._pending is not None and not self._pending.done():
             raise CollectorError("timeout", "the previous NVML read has not returned yet")
         loop = asyncio.get_running_loop()
@@ -265,7 +192,7 @@ class NvmlCollector:
                 "timeout", f"NVML did not answer within {self.timeout:g}s"
             ) from None
 
-    def read(self) -> NvmlSnapshot:
+    def read(self) -> GpuSnapshot:
         """One blocking collection of every GPU."""
         if self._nvml is None:
             if self._clock() >= self._retry_init_at and self.start() is None:
@@ -275,7 +202,7 @@ class NvmlCollector:
         now = self._clock()
         if self._unidentified:
             self._identify_again(now)
-        return NvmlSnapshot(
+        return GpuSnapshot(
             driver_version=self._driver_version,
             gpus=tuple(self._read_device(device, now) for device in self._devices),
         )

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import aiohttp
-
-from llm_cost_exporter.collectors.base import CollectorError, fetch_text
+from llm_cost_exporter.collectors.base import CollectorError, PageSource
 from llm_cost_exporter.collectors.promtext import ExpositionError, Sample, parse_selected
+from llm_cost_exporter.collectors.readings import EngineReading
 
 PROMPT = "vllm:prompt_tokens_total"
 GENERATION = "vllm:generation_tokens_total"
@@ -30,25 +29,6 @@ WANTED += KV_USAGE + CREATED
 # Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
 UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
 _READ_FROM_PAGE = frozenset((*WANTED, *UNDERSCORED))
-
-
-@dataclass(frozen=True)
-class EngineReading:
-    """One engine (one data-parallel rank) serving one model, as read from its page."""
-
-    model: str
-    engine: str
-    prompt_tokens: float
-    """All prompt tokens, prefix-cache hits included (vLLM's own meaning)."""
-    cached_prompt_tokens: float
-    generation_tokens: float
-    running: float | None
-    waiting: float | None
-    kv_usage_ratio: float | None
-    kv_capacity_tokens: float | None
-    kv_tokens: float | None
-    started_at: float | None
-    """The counters' `_created` time; it changes when the engine restarts."""
 
 
 @dataclass(frozen=True)
@@ -165,18 +145,13 @@ def parse_vllm_page(text: str) -> list[EngineReading]:
 
 
 class VllmCollector:
-    """Scrapes one vLLM server's `/metrics` page."""
+    """Reads one vLLM server's `/metrics` page."""
 
     name = "vllm"
 
-    def __init__(
-        self, target: str, session: aiohttp.ClientSession, timeout: float, max_bytes: int
-    ) -> None:
+    def __init__(self, target: str, page: PageSource) -> None:
         self.target = target
-        self._session = session
-        self._timeout = timeout
-        self._max_bytes = max_bytes
+        self._page = page
 
     async def collect(self) -> list[EngineReading]:
-        text = await fetch_text(self._session, self.target, self._timeout, self._max_bytes)
-        return parse_vllm_page(text)
+        return parse_vllm_page(await self._page.fetch())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from llm_cost_exporter import __version__
 from llm_cost_exporter.config import (
     Config,
     ConfigError,
@@ -90,7 +91,6 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llm_cost_exporter.outputs.prometheus import exporter_version
     from llm_cost_exporter.tools.report.command import add_report_arguments
     from llm_cost_exporter.tools.simulator.server import add_simulate_arguments
 
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llm-cost-exporter",
         description="Prometheus exporter for the live cost of self-hosted LLM inference.",
     )
-    parser.add_argument("--version", action="version", version=exporter_version())
+    parser.add_argument("--version", action="version", version=__version__)
     _daemon_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(

@@ -19,9 +19,11 @@ import yaml
 from llm_cost_exporter.accounting import costmodel
 from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS, ApiPrices
 from llm_cost_exporter.accounting.gpu_inventory import match_gpu_price_key
+from llm_cost_exporter.collectors.registry import ENGINE_TYPES
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"
+DEFAULT_ENGINE_TYPE = "vllm"
 DEFAULT_WINDOWS = ("5m", "1h")
 
 T = TypeVar("T")
@@ -112,15 +114,24 @@ class Projection:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """One inference engine this node runs: where to read it, and what it runs on."""
+
+    url: str
+    type: str = DEFAULT_ENGINE_TYPE
+    """Which collector reads it (see llm_cost_exporter.collectors.registry)."""
+    gpus: tuple[int | str, ...] | None = None
+    """GPUs it runs on, by NVML index or UUID; None when not configured."""
+    capacity_tokens_per_second: float | None = None
+    """Tokens per second it serves at 100% load, where configured."""
+
+
+@dataclass(frozen=True)
 class Config:
     cost: CostConfig
     api_prices: ApiPriceConfig
     listen_address: str = DEFAULT_LISTEN_ADDRESS
-    engines: tuple[str, ...] = (DEFAULT_ENGINE_URL,)
-    engine_gpus: Mapping[str, tuple[int | str, ...]] = field(default_factory=dict)
-    """GPUs each engine target runs on, by NVML index or UUID."""
-    engine_capacity: Mapping[str, float] = field(default_factory=dict)
-    """Tokens per second each engine target serves at 100% load, where configured."""
+    engines: tuple[EngineConfig, ...] = (EngineConfig(DEFAULT_ENGINE_URL),)
     nvml: NvmlConfig = NvmlConfig()
     interval: float = 5.0
     timeout: float = 3.0
@@ -419,13 +430,6 @@ def _projection(data: Any) -> Projection:
     )
 
 
-@dataclass(frozen=True)
-class _Engines:
-    urls: tuple[str, ...]
-    gpus: dict[str, tuple[int | str, ...]]
-    capacity: dict[str, float]
-
-
 def _gpu_refs(data: Any, where: str) -> tuple[int | str, ...]:
     if not isinstance(data, list) or not data:
         raise ConfigError(f"{where}: must be a non-empty list of GPU indices or UUIDs")
@@ -444,25 +448,29 @@ def _gpu_refs(data: Any, where: str) -> tuple[int | str, ...]:
     return tuple(refs)
 
 
-def _engines(data: Any) -> _Engines:
+def _engines(data: Any) -> tuple[EngineConfig, ...]:
     if data is None:
-        return _Engines((DEFAULT_ENGINE_URL,), {}, {})
+        return (EngineConfig(DEFAULT_ENGINE_URL),)
     if not isinstance(data, list) or not data:
         raise ConfigError("engines: must be a non-empty list of {url: ...}")
-    urls: list[str] = []
-    gpus: dict[str, tuple[int | str, ...]] = {}
-    capacity: dict[str, float] = {}
+    engines: list[EngineConfig] = []
     claimed: dict[int | str, int] = {}
     for index, entry in enumerate(data):
         at = f"engines[{index}]"
         if isinstance(entry, str):
             entry = {"url": entry}
         entry = _mapping(entry, at)
-        _only_keys(entry, {"url", "gpus", "capacity_tokens_per_second"}, at)
+        _only_keys(entry, {"url", "type", "gpus", "capacity_tokens_per_second"}, at)
         url = _engine_url(entry.get("url"), f"{at}.url")
-        if url in urls:
+        if any(e.url == url for e in engines):
             raise ConfigError(f"{at}.url: {url} is listed twice")
-        urls.append(url)
+        engine_type = _text(entry.get("type", DEFAULT_ENGINE_TYPE), f"{at}.type")
+        if engine_type not in ENGINE_TYPES:
+            raise ConfigError(
+                f"{at}.type: unknown engine type {engine_type!r} "
+                f"(known: {', '.join(sorted(ENGINE_TYPES))})"
+            )
+        refs = None
         if entry.get("gpus") is not None:
             refs = _gpu_refs(entry["gpus"], f"{at}.gpus")
             for position, ref in enumerate(refs):
@@ -473,13 +481,11 @@ def _engines(data: Any) -> _Engines:
                         f"engines[{claimed[key]}]; each engine runs on its own GPUs"
                     )
                 claimed[key] = index
-            gpus[url] = refs
         tps = _optional(entry, "capacity_tokens_per_second", _number, at)
-        if tps is not None:
-            if tps <= 0:
-                raise ConfigError(f"{at}.capacity_tokens_per_second: must be > 0, got {tps:g}")
-            capacity[url] = tps
-    return _Engines(tuple(urls), gpus, capacity)
+        if tps is not None and tps <= 0:
+            raise ConfigError(f"{at}.capacity_tokens_per_second: must be > 0, got {tps:g}")
+        engines.append(EngineConfig(url, engine_type, refs, tps))
+    return tuple(engines)
 
 
 def _windows(data: Any) -> tuple[str, ...]:
@@ -533,16 +539,13 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     log_level = _text(data.get("log_level", "info"), "log_level").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: must be debug, info, warning or error, got {log_level!r}")
-    engines = _engines(data.get("engines"))
     return Config(
         cost=_cost(data.get("cost")),
         api_prices=_api_prices(data.get("api_prices")),
         listen_address=_listen_address(
             web.get("listen_address", DEFAULT_LISTEN_ADDRESS), "web.listen_address"
         ),
-        engines=engines.urls,
-        engine_gpus=engines.gpus,
-        engine_capacity=engines.capacity,
+        engines=_engines(data.get("engines")),
         nvml=_nvml(data.get("nvml")),
         interval=interval,
         timeout=timeout,
@@ -615,7 +618,7 @@ def effective_config_dict(
             "timeout": f"{config.timeout:g}s",
             "max_page_bytes": config.max_page_bytes,
         },
-        "engines": [_engine_entry(config, url) for url in config.engines],
+        "engines": [_engine_entry(engine) for engine in config.engines],
         "nvml": {
             "enabled": config.nvml.enabled,
             "utilization_source": config.nvml.utilization_source,
@@ -655,12 +658,12 @@ def effective_config_dict(
     }
 
 
-def _engine_entry(config: Config, url: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"url": url}
-    if url in config.engine_gpus:
-        entry["gpus"] = list(config.engine_gpus[url])
-    if url in config.engine_capacity:
-        entry["capacity_tokens_per_second"] = config.engine_capacity[url]
+def _engine_entry(engine: EngineConfig) -> dict[str, Any]:
+    entry: dict[str, Any] = {"url": engine.url, "type": engine.type}
+    if engine.gpus is not None:
+        entry["gpus"] = list(engine.gpus)
+    if engine.capacity_tokens_per_second is not None:
+        entry["capacity_tokens_per_second"] = engine.capacity_tokens_per_second
     return entry
 
 

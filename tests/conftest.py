@@ -32,6 +32,16 @@ def minimal_config_dict(**overrides: Any) -> dict[str, Any]:
     return data
 
 
+def render_page(state: Any) -> str:
+    """The `/metrics` page the Prometheus output renders for a node state."""
+    from llm_cost_exporter.outputs.node_families import node_families
+    from llm_cost_exporter.outputs.prometheus import PrometheusPage
+
+    page = PrometheusPage()
+    page.publish(node_families(state))
+    return page.body.decode()
+
+
 @pytest.fixture
 def config_dict() -> dict[str, Any]:
     return minimal_config_dict()

@@ -15,7 +15,6 @@ Regenerate after an intended change of the page, and review the diff:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import sys
 from collections.abc import Callable
@@ -30,11 +29,12 @@ from llm_cost_exporter.accounting.costmodel import ApiPrices  # noqa: E402
 from llm_cost_exporter.accounting.gpu_inventory import build_inventory  # noqa: E402
 from llm_cost_exporter.accounting.node import NodeState  # noqa: E402
 from llm_cost_exporter.collectors.base import CollectorError  # noqa: E402
-from llm_cost_exporter.collectors.nvml import GpuReading, MigInstance, NvmlSnapshot  # noqa: E402
-from llm_cost_exporter.collectors.vllm import parse_vllm_page  # noqa: E402
+from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot, MigInstance  # noqa: E402
+from llm_cost_exporter.collectors.vllm import VllmCollector  # noqa: E402
 from llm_cost_exporter.config import config_from_mapping  # noqa: E402
 from llm_cost_exporter.daemon.assembly import resolve_prices  # noqa: E402
 from llm_cost_exporter.daemon.loop import CollectionLoop  # noqa: E402
+from llm_cost_exporter.outputs.prometheus import PrometheusPage  # noqa: E402
 
 GOLDEN = TESTS / "golden"
 WALL_START = 1_795_340_000.0
@@ -51,57 +51,70 @@ class _Clock:
         return self.now
 
 
-class _Stub:
-    """A collector whose answer per cycle is fixed: a reading, or a CollectorError."""
+class _FixturePages:
+    """A PageSource answering each cycle with a fixed page, or a CollectorError."""
 
-    def __init__(self, name: str, target: str, answers: list[Callable[[], object]]) -> None:
-        self.name = name
-        self.target = target
+    def __init__(self, answers: list[Callable[[], str]]) -> None:
         self._answers = answers
         self.cycle = 0
 
-    async def collect(self) -> object:
+    async def fetch(self) -> str:
         return self._answers[self.cycle]()
 
 
-def _page(name: str) -> Callable[[], object]:
+class _FixedGpus:
+    """A GpuCollector answering each cycle with a fixed snapshot."""
+
+    name = "nvml"
+    target = "local"
+
+    def __init__(self, snapshots: list[GpuSnapshot]) -> None:
+        self._snapshots = snapshots
+        self.cycle = 0
+
+    async def collect(self) -> GpuSnapshot:
+        return self._snapshots[self.cycle]
+
+
+def _page(name: str) -> Callable[[], str]:
     text = fixture_page(name)
-    return lambda: parse_vllm_page(text)
+    return lambda: text
 
 
-def _grown(name: str, factor: float) -> Callable[[], object]:
-    """A fixture page's readings with every token counter scaled by `factor`."""
-    text = fixture_page(name)
-
-    def answer() -> object:
-        return [
-            dataclasses.replace(
-                r,
-                prompt_tokens=r.prompt_tokens * factor,
-                cached_prompt_tokens=r.cached_prompt_tokens * factor,
-                generation_tokens=r.generation_tokens * factor,
-            )
-            for r in parse_vllm_page(text)
-        ]
-
-    return answer
+def _grown(name: str, factor: float) -> Callable[[], str]:
+    """A fixture page with every vLLM token counter scaled by `factor`."""
+    scaled = re.compile(
+        r"^(vllm:(?:prompt_tokens|generation_tokens|prompt_tokens_cached|prefix_cache_hits)"
+        r"_total\{[^}]*\}) (\S+)$",
+        re.M,
+    )
+    text = scaled.sub(lambda m: f"{m.group(1)} {float(m.group(2)) * factor!r}", fixture_page(name))
+    return lambda: text
 
 
-def _down(reason: str, message: str) -> Callable[[], object]:
-    def answer() -> object:
+def _down(reason: str, message: str) -> Callable[[], str]:
+    def answer() -> str:
         raise CollectorError(reason, message)
 
     return answer
 
 
-def _run(state: NodeState, stubs: list[_Stub], clock: _Clock) -> bytes:
-    loop = CollectionLoop(state, stubs, interval=5.0, clock=clock)
+def _run(
+    state: NodeState,
+    engines: dict[str, list[Callable[[], str]]],
+    gpus: _FixedGpus | None = None,
+) -> bytes:
+    clock = _Clock()
+    sources = {url: _FixturePages(answers) for url, answers in engines.items()}
+    collectors = [VllmCollector(url, source) for url, source in sources.items()]
+    page = PrometheusPage()
+    loop = CollectionLoop(state, collectors, gpus, [page], interval=5.0, timeout=3.0, clock=clock)
     for cycle, now in enumerate(CYCLE_TIMES):
         clock.now = now
-        for stub in stubs:
-            stub.cycle = cycle
+        for source in [*sources.values(), *([gpus] if gpus else [])]:
+            source.cycle = cycle
         asyncio.run(loop.run_once())
-    return loop.page
+    return page.body
 
 
 def rented_node() -> bytes:
@@ -140,32 +153,21 @@ def rented_node() -> bytes:
     )
     models, default = resolve_prices(config)
     state = NodeState(config, models, default, wall_clock=lambda: WALL_START)
-    stubs = [
-        _Stub(
-            "vllm",
-            "http://127.0.0.1:8000/metrics",
-            [
-                _page("vllm-0.32.0-cpu-idle.prom"),
-                _page("vllm-0.32.0-cpu-busy.prom"),
-                _grown("vllm-0.32.0-cpu-busy.prom", 3.0),
-            ],
-        ),
-        _Stub(
-            "vllm",
-            "http://127.0.0.1:8001/metrics",
-            [
-                _page("vllm-0.10.0-dp2-reconstructed.prom"),
-                _grown("vllm-0.10.0-dp2-reconstructed.prom", 2.0),
-                _grown("vllm-0.10.0-dp2-reconstructed.prom", 3.0),
-            ],
-        ),
-        _Stub(
-            "vllm",
-            "http://127.0.0.1:8002/metrics",
-            [_down("connection", "Connection refused")] * 2 + [_down("timeout", "no answer")],
-        ),
-    ]
-    return _run(state, stubs, _Clock())
+    engines = {
+        "http://127.0.0.1:8000/metrics": [
+            _page("vllm-0.32.0-cpu-idle.prom"),
+            _page("vllm-0.32.0-cpu-busy.prom"),
+            _grown("vllm-0.32.0-cpu-busy.prom", 3.0),
+        ],
+        "http://127.0.0.1:8001/metrics": [
+            _page("vllm-0.10.0-dp2-reconstructed.prom"),
+            _grown("vllm-0.10.0-dp2-reconstructed.prom", 2.0),
+            _grown("vllm-0.10.0-dp2-reconstructed.prom", 3.0),
+        ],
+        "http://127.0.0.1:8002/metrics": [_down("connection", "Connection refused")] * 2
+        + [_down("timeout", "no answer")],
+    }
+    return _run(state, engines)
 
 
 def _gpu(index: int, cycle: int, **extra: object) -> GpuReading:
@@ -190,7 +192,7 @@ def _gpu(index: int, cycle: int, **extra: object) -> GpuReading:
     return GpuReading(**fields)  # type: ignore[arg-type]
 
 
-def _snapshot(cycle: int) -> NvmlSnapshot:
+def _snapshot(cycle: int) -> GpuSnapshot:
     mig = (
         MigInstance("MIG-aaaaaaaa-0000-1111-2222-333333333333", 1, 10e9, 20e9),
         MigInstance("MIG-bbbbbbbb-0000-1111-2222-333333333333", 2, None, 20e9),
@@ -198,7 +200,7 @@ def _snapshot(cycle: int) -> NvmlSnapshot:
     gpus = [_gpu(0, cycle), _gpu(1, cycle, mig_enabled=True, mig_instances=mig)]
     if cycle == 2:
         gpus[1] = _gpu(1, cycle, healthy=False, error="gpu_lost", busy_utilization=None)
-    return NvmlSnapshot("550.54.15", tuple(gpus))
+    return GpuSnapshot("550.54.15", tuple(gpus))
 
 
 def owned_node() -> bytes:
@@ -234,19 +236,14 @@ def owned_node() -> bytes:
         wall_clock=lambda: WALL_START,
         gpus=inventory,
     )
-    stubs = [
-        _Stub(
-            "vllm",
-            "http://127.0.0.1:8000/metrics",
-            [
-                _page("vllm-0.32.0-cpu-idle.prom"),
-                _page("vllm-0.32.0-cpu-busy.prom"),
-                _grown("vllm-0.32.0-cpu-busy.prom", 2.0),
-            ],
-        ),
-        _Stub("nvml", "local", [lambda c=c: _snapshot(c) for c in range(3)]),
-    ]
-    return _run(state, stubs, _Clock())
+    engines = {
+        "http://127.0.0.1:8000/metrics": [
+            _page("vllm-0.32.0-cpu-idle.prom"),
+            _page("vllm-0.32.0-cpu-busy.prom"),
+            _grown("vllm-0.32.0-cpu-busy.prom", 2.0),
+        ]
+    }
+    return _run(state, engines, _FixedGpus([_snapshot(c) for c in range(3)]))
 
 
 SCENARIOS: dict[str, Callable[[], bytes]] = {

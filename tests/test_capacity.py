@@ -11,7 +11,7 @@ from llm_cost_exporter.accounting.capacity import LearnedCapacity, sustained_thr
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.history import History, Totals
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.vllm import EngineReading
+from llm_cost_exporter.collectors.readings import EngineReading
 from llm_cost_exporter.config import config_from_mapping
 
 
@@ -50,7 +50,7 @@ def test_learned_peak_is_persisted_and_reloaded(tmp_path) -> None:
     state = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
     assert state.capacity is None
     for step in range(30):
-        state.record_engine_readings("t", [reading(step * 5 * 1200.0)], 0.0)
+        state.record_engine_readings("vllm", "t", [reading(step * 5 * 1200.0)], 0.0)
         state.advance(step * 5.0)
     assert state.capacity == (1200.0, "learned")
     assert json.loads(state_file.read_text()) == {
@@ -102,9 +102,15 @@ def test_each_model_of_a_shared_node_learns_its_own_capacity(tmp_path) -> None:
     )
     state = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
     for step in range(30):
-        state.record_engine_readings("http://a/metrics", [reading(step * 5 * 1000.0, "a")], 0.0)
-        state.record_engine_readings("http://b/metrics", [reading(step * 5 * 300.0, "b")], 0.0)
-        state.record_engine_readings("http://c/metrics", [reading(step * 5 * 300.0, "c")], 0.0)
+        state.record_engine_readings(
+            "vllm", "http://a/metrics", [reading(step * 5 * 1000.0, "a")], 0.0
+        )
+        state.record_engine_readings(
+            "vllm", "http://b/metrics", [reading(step * 5 * 300.0, "b")], 0.0
+        )
+        state.record_engine_readings(
+            "vllm", "http://c/metrics", [reading(step * 5 * 300.0, "c")], 0.0
+        )
         state.advance(step * 5.0)
     assert state.model_capacity("a") == (1000.0, "learned")
     assert state.model_capacity("b") == (900, "configured")

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import minimal_config_dict
+from conftest import minimal_config_dict, render_page
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.config import ConfigError, config_from_mapping, effective_config_dict
-from llm_cost_exporter.outputs.prometheus import Exposition
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -35,7 +34,7 @@ def write(tmp_path: Path, data) -> Path:
 def test_minimal_config_has_documented_defaults() -> None:
     config = config_from_mapping(minimal_config_dict())
     assert config.listen_address == "0.0.0.0:9478"
-    assert config.engines == ("http://127.0.0.1:8000/metrics",)
+    assert [(e.url, e.type) for e in config.engines] == [("http://127.0.0.1:8000/metrics", "vllm")]
     assert config.interval == 5.0 and config.timeout == 3.0
     assert config.cost.overhead_ratio == 0.0
     assert config.currency == "USD"
@@ -168,7 +167,7 @@ def test_projected_token_mix_fills_missing_kinds_and_is_exported_per_kind() -> N
     mix = {"prompt": 0.7, "cached_prompt": 0.0, "generation": 0.3000001}
     assert config.projection.token_mix == mix
     assert effective_config_dict(config, {}, None)["projection"]["token_mix"] == mix
-    page = Exposition(NodeState(config, {}, None)).render().decode()
+    page = render_page(NodeState(config, {}, None))
     shares = {
         sample.labels["kind"]: sample.value
         for family in text_string_to_metric_families(page)
@@ -181,9 +180,7 @@ def test_projected_token_mix_fills_missing_kinds_and_is_exported_per_kind() -> N
     unplanned = config_from_mapping(minimal_config_dict(projection={"utilization": 0.5}))
     assert unplanned.projection.token_mix is None
     assert effective_config_dict(unplanned, {}, None)["projection"]["token_mix"] is None
-    assert "llmcost_projected_token_share" not in (
-        Exposition(NodeState(unplanned, {}, None)).render().decode()
-    )
+    assert "llmcost_projected_token_share" not in (render_page(NodeState(unplanned, {}, None)))
 
 
 def test_invalid_file_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -268,7 +265,7 @@ def test_flags_and_environment_override_the_file(tmp_path: Path) -> None:
     )
     config = load_config(args.config, _overrides(args))
     assert config.listen_address == "127.0.0.1:9999"
-    assert config.engines == ("http://a:1/metrics", "http://b:2/metrics")
+    assert [e.url for e in config.engines] == ["http://a:1/metrics", "http://b:2/metrics"]
     assert config.interval == 10.0
 
 
@@ -283,5 +280,5 @@ def test_environment_variables_are_read(tmp_path: Path, monkeypatch) -> None:
     args = build_parser().parse_args([])
     config = load_config(args.config, _overrides(args))
     assert config.listen_address == "127.0.0.1:9100"
-    assert config.engines == ("http://x:1/metrics", "http://y:2/metrics")
+    assert [e.url for e in config.engines] == ["http://x:1/metrics", "http://y:2/metrics"]
     assert config.interval == 15.0

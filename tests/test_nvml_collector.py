@@ -19,7 +19,8 @@ from realparts.fake_nvml import STATE_ENV, FakeGpu, FakeMig, FakeNvmlState, call
 from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
 from llm_cost_exporter.accounting.gpu_inventory import BilledGpu
 from llm_cost_exporter.collectors.base import CollectorError
-from llm_cost_exporter.collectors.nvml import GpuReading, MigInstance, NvmlCollector, NvmlSnapshot
+from llm_cost_exporter.collectors.nvml import NvmlCollector
+from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot, MigInstance
 
 GiB = 1024**3
 H100 = "NVIDIA H100 80GB HBM3"
@@ -286,7 +287,7 @@ def test_lost_gpu_backs_off_and_recovers(rig: Rig, caplog: pytest.LogCaptureFixt
     lost_state = rig.write([FakeGpu(**{**vars(g), "lost": i == 2}) for i, g in enumerate(gpus)])
     rig.reset_counts()
 
-    def read_lost() -> NvmlSnapshot:
+    def read_lost() -> GpuSnapshot:
         snapshot = collector.read()
         lost = snapshot.gpus[2]
         assert (lost.index, lost.uuid, lost.name) == (2, gpus[2].uuid, gpus[2].name)
@@ -413,7 +414,7 @@ async def test_collect_runs_in_the_worker(rig: Rig) -> None:
     """The async entry point returns the same snapshot a blocking read would."""
     collector, gpus = rig.started([FakeGpu(power_mw=123_000), FakeGpu(name=A100)])
     snapshot = await collector.collect()
-    assert isinstance(snapshot, NvmlSnapshot)
+    assert isinstance(snapshot, GpuSnapshot)
     assert [(r.index, r.uuid, r.power_watts) for r in snapshot.gpus] == [
         (0, gpus[0].uuid, 123.0),
         (1, gpus[1].uuid, 100.0),

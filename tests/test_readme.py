@@ -6,16 +6,15 @@ import re
 from pathlib import Path
 
 import yaml
-from conftest import fixture_page, minimal_config_dict
+from conftest import fixture_page, minimal_config_dict, render_page
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.base import REASONS
-from llm_cost_exporter.collectors.nvml import GpuReading, MigInstance, NvmlSnapshot
+from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot, MigInstance
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
 from llm_cost_exporter.config import config_from_mapping
-from llm_cost_exporter.outputs.prometheus import Exposition
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -25,7 +24,7 @@ def readme_metric_table() -> dict[str, tuple[str, frozenset[str]]]:
     return {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
 
 
-def gpu_snapshot(energy_joules: float) -> NvmlSnapshot:
+def gpu_snapshot(energy_joules: float) -> GpuSnapshot:
     """A GPM GPU in full health, a MIG GPU, a lost GPU and one of an unpriced model."""
     full = GpuReading(
         0,
@@ -54,11 +53,11 @@ def gpu_snapshot(energy_joules: float) -> NvmlSnapshot:
     )
     lost = GpuReading(2, "GPU-2", "NVIDIA H100 80GB HBM3", healthy=False, error="gpu_lost")
     unpriced = GpuReading(3, "GPU-3", "Tesla T4")
-    return NvmlSnapshot("550.54.15", (full, mig, lost, unpriced))
+    return GpuSnapshot("550.54.15", (full, mig, lost, unpriced))
 
 
 def render_families(state: NodeState) -> dict[str, tuple[str, frozenset[str]]]:
-    page = Exposition(state).render().decode()
+    page = render_page(state)
     families = {}
     for family in text_string_to_metric_families(page):
         if family.name.startswith("process_"):
@@ -91,10 +90,10 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     idle = parse_vllm_page(fixture_page("vllm-0.32.0-cpu-idle.prom"))
     busy = parse_vllm_page(fixture_page("vllm-0.32.0-cpu-busy.prom"))
     unpriced = parse_vllm_page(fixture_page("vllm-0.10.0-reconstructed.prom"))
-    state.record_engine_readings("http://a/metrics", idle + unpriced, 0.01)
+    state.record_engine_readings("vllm", "http://a/metrics", idle + unpriced, 0.01)
     state.advance(0.0)
-    state.record_engine_readings("http://a/metrics", busy + unpriced, 0.01)
-    state.record_failure("vllm", "http://b/metrics", "timeout", "slow", 3.0)
+    state.record_engine_readings("vllm", "http://a/metrics", busy + unpriced, 0.01)
+    state.record_failure("vllm", "http://b/metrics", "timeout", "slow", 3.0, engine=True)
     state.advance(10.0)
     families = render_families(state)
 
@@ -105,11 +104,11 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
         )
     )
     state = NodeState(owned, {}, ApiPrices(0.8, 0.8, 4.0), gpus=[])
-    state.record_engine_readings("http://a/metrics", idle, 0.01)
-    state.record_gpu_snapshot(gpu_snapshot(1000.0), 0.001, 0.0)
+    state.record_engine_readings("vllm", "http://a/metrics", idle, 0.01)
+    state.record_gpu_snapshot("nvml", "local", gpu_snapshot(1000.0), 0.001, 0.0)
     state.advance(0.0)
-    state.record_engine_readings("http://a/metrics", busy, 0.01)
-    state.record_gpu_snapshot(gpu_snapshot(8000.0), 0.001, 10.0)
+    state.record_engine_readings("vllm", "http://a/metrics", busy, 0.01)
+    state.record_gpu_snapshot("nvml", "local", gpu_snapshot(8000.0), 0.001, 10.0)
     state.advance(10.0)
     for name, (kind, labels) in render_families(state).items():
         previous = families.get(name, (kind, frozenset()))
@@ -164,7 +163,7 @@ def test_full_configuration_example_is_valid() -> None:
     config = config_from_mapping(data)
     assert config.cost.gpu_hourly_by_key == {"H100": 2.49}
     assert len(config.engines) == 2
-    assert config.engine_gpus[config.engines[0]] == (0, 1, 2, 3)
+    assert config.engines[0].gpus == (0, 1, 2, 3)
     assert config.projection.token_mix == {"prompt": 0.55, "cached_prompt": 0.15, "generation": 0.3}
     owned_block = next(b for b in blocks if "owned:" in b)
     owned = config_from_mapping({**data, "cost": yaml.safe_load(owned_block)["cost"]})

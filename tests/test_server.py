@@ -10,12 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.nvml import GpuReading, NvmlSnapshot
+from llm_cost_exporter.collectors.http_page import HttpPage
+from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot
 from llm_cost_exporter.collectors.vllm import VllmCollector
 from llm_cost_exporter.config import config_from_mapping
 from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.landing import render_landing
 from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.outputs.prometheus import PrometheusPage
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
 from llm_cost_exporter.tools.simulator.profiles import make_profile
 from llm_cost_exporter.tools.simulator.server import build_simulator_app
@@ -46,12 +48,15 @@ async def node():
     )
     state = NodeState(config, {}, ApiPrices(0.8, 0.08, 4.0), wall_clock=clock)
     async with aiohttp.ClientSession() as session:
-        collectors = [
-            VllmCollector(str(simulator.make_url(f"/engine/{i}/metrics")), session, 2.0, 1 << 24)
-            for i in (0, 1)
-        ]
-        loop = CollectionLoop(state, collectors, interval=5.0, clock=clock)
-        client = TestClient(TestServer(build_app(loop)))
+        collectors = []
+        for i in (0, 1):
+            url = str(simulator.make_url(f"/engine/{i}/metrics"))
+            collectors.append(VllmCollector(url, HttpPage(session, url, 2.0, 1 << 24)))
+        page = PrometheusPage()
+        loop = CollectionLoop(
+            state, collectors, None, [page], interval=5.0, timeout=2.0, clock=clock
+        )
+        client = TestClient(TestServer(build_app(loop, page)))
         await client.start_server()
         yield clock, loop, client
         await client.close()
@@ -141,7 +146,7 @@ def test_landing_page_shows_cost_by_model_and_each_gpu() -> None:
     state = NodeState(config, {}, ApiPrices(0.8, 0.08, 4.0), gpus=[])
     lost = GpuReading(1, "GPU-1", "NVIDIA H100 PCIe", healthy=False, error="gpu_lost")
     busy = GpuReading(0, "GPU-0", "NVIDIA H100 PCIe", busy_utilization=1.0, sm_activity=0.25)
-    state.record_gpu_snapshot(NvmlSnapshot("550", (busy, lost)), 0.001, 0.0)
+    state.record_gpu_snapshot("nvml", "local", GpuSnapshot("550", (busy, lost)), 0.001, 0.0)
     state.advance(0.0)
     html = render_landing(state, healthy=True)
     assert "<td>0</td><td>NVIDIA H100 PCIe</td><td>(unclaimed)</td><td>healthy</td>" in html

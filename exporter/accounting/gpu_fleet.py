@@ -18,7 +18,7 @@ from llm_cost_exporter.accounting.gpu_inventory import (
     build_inventory,
     match_gpu_price_key,
 )
-from llm_cost_exporter.collectors.nvml import GPU_ERROR_REASONS, GpuReading
+from llm_cost_exporter.collectors.readings import GPU_ERROR_REASONS, GpuReading
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,13 @@ from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.gpu_inventory import BilledGpu, UnpricedGpu, build_inventory
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
+from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.nvml import NvmlCollector
-from llm_cost_exporter.collectors.vllm import VllmCollector
+from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import Config, ConfigError, ModelPrice
 from llm_cost_exporter.daemon.http_server import build_app, split_listen_address
 from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
 log = logging.getLogger("llm-cost-exporter")
 
@@ -96,15 +98,18 @@ async def _serve(
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        collectors: list = [
-            VllmCollector(url, session, config.timeout, config.max_page_bytes)
-            for url in config.engines
+        engines = [
+            engine_collector(
+                engine.type,
+                engine.url,
+                HttpPage(session, engine.url, config.timeout, config.max_page_bytes),
+            )
+            for engine in config.engines
         ]
-        if nvml is not None:
-            collectors.append(nvml)
-        loop = CollectionLoop(state, collectors, config.interval)
+        page = PrometheusPage()
+        loop = CollectionLoop(state, engines, nvml, [page], config.interval, config.timeout)
         await loop.run_once()
-        runner = web.AppRunner(build_app(loop), access_log=None)
+        runner = web.AppRunner(build_app(loop, page), access_log=None)
         await runner.setup()
         host, port = split_listen_address(config.listen_address)
         site = web.TCPSite(runner, host, port)
@@ -123,7 +128,7 @@ async def _serve(
             len(config.engines),
             len(state.fleet.gpus),
             config.interval,
-            state.hourly_total,
+            state.accrual.hourly_total,
             config.currency,
         )
         task = asyncio.ensure_future(loop.run_forever())

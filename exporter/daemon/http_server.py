@@ -11,14 +11,15 @@ from aiohttp import web
 
 from llm_cost_exporter.daemon.landing import render_landing
 from llm_cost_exporter.daemon.loop import CollectionLoop
-from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE
+from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE, PrometheusPage
 
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
+PAGE_KEY = web.AppKey("page", PrometheusPage)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    page = request.app[LOOP_KEY].page
-    return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE})
+    body = request.app[PAGE_KEY].body
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -34,9 +35,11 @@ async def _landing(request: web.Request) -> web.Response:
     )
 
 
-def build_app(loop: CollectionLoop) -> web.Application:
+def build_app(loop: CollectionLoop, page: PrometheusPage) -> web.Application:
+    """`page` is the loop's Prometheus output: `/metrics` serves its last body."""
     app = web.Application()
     app[LOOP_KEY] = loop
+    app[PAGE_KEY] = page
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/", _landing)

@@ -43,7 +43,7 @@ def _model_rows(state: NodeState) -> str:
     currency = state.config.currency
     window, seconds = next(iter(state.windows.items()))
     rows = []
-    for owner, hourly in sorted(state.owner_hourly.items()):
+    for owner, hourly in sorted(state.accrual.owner_hourly.items()):
         figure = state.model_window(owner, seconds) if owner in state.model_history else None
         cells = (
             f"<td>{_money(figure.effective_cost_per_million, currency)}</td>"
@@ -115,7 +115,7 @@ def render_landing(state: NodeState, healthy: bool) -> str:
     since = datetime.fromtimestamp(
         max(state.day_started_wall, state.started_wall), timezone.utc
     ).strftime("%Y-%m-%d %H:%M UTC")
-    spend_today = state.spend_total - state.spend_at_day_start
+    spend_today = state.accrual.spend_total - state.spend_at_day_start
     capacity = state.capacity
     capacity_text = (
         f"{capacity[0]:,.0f} tokens/s ({capacity[1]})" if capacity else "not known yet (learning)"
@@ -128,7 +128,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th{{background:#f4f4f4}}.bad{{color:#b00}}.good{{color:#070}}
 </style></head><body>
 <h1>llm-cost-exporter</h1>
-<p>Loaded cost of this node: <b>{_money(state.hourly_total, currency)}</b> per hour.
+<p>Loaded cost of this node: <b>{_money(state.accrual.hourly_total, currency)}</b> per hour.
 Capacity: {capacity_text}. Spend today: <b>{_money(spend_today, currency)}</b>
 (since {since}). Exporter {"healthy" if healthy else "NOT healthy"}.</p>
 <table><tr><th>window</th><th>tokens/s</th><th>cost per 1M tokens</th>

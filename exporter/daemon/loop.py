@@ -1,8 +1,10 @@
-"""The collection loop: every interval, read all sources at once and render.
+"""The collection loop: every interval, read all sources at once, account, publish.
 
-Each collector runs concurrently under its own timeout, so one dead or slow
-engine costs at most that timeout and never hides the others. Scrapes of
-`/metrics` never wait on this loop: they read `page`, the last cycle's output.
+Each collector runs concurrently and isolated: its own timeout bounds its I/O,
+and the loop's backstop timeout bounds the whole collect whatever the collector
+does, so one dead, slow or buggy source costs at most the backstop and never
+hides the others. The metric families are computed once per cycle and handed
+to every output; scrapes never wait on this loop.
 """
 
 from __future__ import annotations
@@ -13,58 +15,89 @@ import time
 from collections.abc import Callable, Sequence
 
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.base import Collector, CollectorError
-from llm_cost_exporter.collectors.nvml import NvmlSnapshot
-from llm_cost_exporter.outputs.prometheus import Exposition
+from llm_cost_exporter.collectors.base import CollectorError, EngineCollector, GpuCollector
+from llm_cost_exporter.outputs.base import Output
+from llm_cost_exporter.outputs.node_families import node_families
 
 log = logging.getLogger(__name__)
+
+BACKSTOP_GRACE = 1.0
+"""Seconds a collector may overrun its own timeout before the loop gives up on it."""
 
 
 class CollectionLoop:
     def __init__(
         self,
         state: NodeState,
-        collectors: Sequence[Collector],
+        engines: Sequence[EngineCollector],
+        gpus: GpuCollector | None,
+        outputs: Sequence[Output],
         interval: float,
+        timeout: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`timeout` is the collectors' own; the backstop allows BACKSTOP_GRACE more."""
         self.state = state
-        self.collectors = list(collectors)
+        self.engines = list(engines)
+        self.gpus = gpus
+        self.outputs = list(outputs)
         self.interval = interval
+        self.backstop = timeout + BACKSTOP_GRACE
         self._clock = clock
-        self._exposition = Exposition(state)
-        self.page: bytes = b""
         self.last_cycle_at: float | None = None
 
-    async def _collect(self, collector: Collector) -> None:
+    async def _isolated(self, collector: EngineCollector | GpuCollector, engine: bool) -> object:
+        """The collector's result, or None after recording why it failed."""
         started = self._clock()
         try:
-            readings = await collector.collect()
+            return await asyncio.wait_for(collector.collect(), self.backstop)
         except CollectorError as error:
-            self.state.record_failure(
-                collector.name, collector.target, error.reason, str(error), self._clock() - started
-            )
-            return
+            reason, message = error.reason, str(error)
+        except asyncio.TimeoutError:
+            reason, message = "timeout", f"still collecting after {self.backstop:g}s"
         except Exception as error:  # a bug must cost one target, never the loop
             log.exception(
                 "collector %s for %s failed unexpectedly", collector.name, collector.target
             )
-            self.state.record_failure(
-                collector.name, collector.target, "internal", repr(error), self._clock() - started
+            reason, message = "internal", repr(error)
+        self.state.record_failure(
+            collector.name,
+            collector.target,
+            reason,
+            message,
+            self._clock() - started,
+            engine=engine,
+        )
+        return None
+
+    async def _collect_engine(self, collector: EngineCollector) -> None:
+        started = self._clock()
+        readings = await self._isolated(collector, engine=True)
+        if readings is not None:
+            self.state.record_engine_readings(
+                collector.name, collector.target, readings, self._clock() - started
             )
-            return
-        finished = self._clock()
-        if isinstance(readings, NvmlSnapshot):
-            self.state.record_gpu_snapshot(readings, finished - started, finished)
-        else:
-            self.state.record_engine_readings(collector.target, readings, finished - started)
+
+    async def _collect_gpus(self, collector: GpuCollector) -> None:
+        started = self._clock()
+        snapshot = await self._isolated(collector, engine=False)
+        if snapshot is not None:
+            finished = self._clock()
+            self.state.record_gpu_snapshot(
+                collector.name, collector.target, snapshot, finished - started, finished
+            )
 
     async def run_once(self) -> None:
-        """One cycle: collect everything, accrue spend, render the page."""
-        await asyncio.gather(*(self._collect(c) for c in self.collectors))
+        """One cycle: collect everything, accrue spend, publish the families."""
+        collections = [self._collect_engine(c) for c in self.engines]
+        if self.gpus is not None:
+            collections.append(self._collect_gpus(self.gpus))
+        await asyncio.gather(*collections)
         now = self._clock()
         self.state.advance(now)
-        self.page = self._exposition.render()
+        families = node_families(self.state)
+        for output in self.outputs:
+            output.publish(families)
         self.last_cycle_at = now
 
     def healthy(self) -> bool:

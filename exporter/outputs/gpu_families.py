@@ -12,7 +12,7 @@ from prometheus_client.core import Metric
 
 from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.nvml import CLOCK_EVENT_REASONS, FEATURES, GpuReading
+from llm_cost_exporter.collectors.readings import CLOCK_EVENT_REASONS, FEATURES, GpuReading
 from llm_cost_exporter.outputs.families import counter, gauge
 
 GPU_LABELS = ("gpu", "uuid")

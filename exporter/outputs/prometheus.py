@@ -1,330 +1,42 @@
-"""The node state as Prometheus metrics, rendered once per collection cycle.
+"""The Prometheus output: each cycle's families as a pre-rendered `/metrics` page.
 
-Rendering happens in the collection loop, not on scrape: `/metrics` hands
-out the bytes of the last cycle, so any number of scrapers costs no I/O and
-almost no CPU, and every scraper of one cycle sees the same numbers.
+Rendering happens in the collection loop, not on scrape: `/metrics` hands out
+the bytes of the last cycle, so any number of scrapers costs no I/O and almost
+no CPU, and every scraper of one cycle sees the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
-
-from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS
-from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.accounting.windows import WindowFigures
-from llm_cost_exporter.outputs.families import counter, gauge, known
-from llm_cost_exporter.outputs.gpu_families import gpu_families
 
 # The 0.0.4 text format: all our names are classic ones, so it is exact and
-# every Prometheus release reads it (the simulator serves it too, as vLLM does).
+# every Prometheus release reads it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def exporter_version() -> str:
-    try:
-        return version("llm-cost-exporter")
-    except PackageNotFoundError:
-        return "0+unknown"
+class _Published:
+    """The registry's view of the last families handed to the page."""
 
-
-def _window_families(
-    families: Mapping[str, tuple[str, str]],
-    figures: Mapping[tuple[str, ...], WindowFigures | None],
-    labels: tuple[str, ...],
-) -> Iterator[Metric]:
-    """One gauge family per figure (metric -> (WindowFigures attribute, help)); unknown
-    values are left out, never exported as zero."""
-    for metric, (attr, doc) in families.items():
-        family = gauge(metric, doc, labels)
-        for label_values, figure in figures.items():
-            value = getattr(figure, attr) if figure is not None else None
-            if known(value):
-                family.add_metric(list(label_values), value)
-        yield family
-
-
-class NodeMetrics(Collector):
-    """prometheus_client collector over a NodeState."""
-
-    def __init__(self, state: NodeState) -> None:
-        self.state = state
+    def __init__(self) -> None:
+        self.families: Sequence[Metric] = ()
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._info()
-        yield from self._cost()
-        yield from self._tokens()
-        yield from self._windows()
-        yield from self._model_costs()
-        yield from gpu_families(self.state)
-        yield from self._collectors()
-
-    def _info(self) -> Iterator[Metric]:
-        state = self.state
-        build = gauge("build_info", "Exporter version; always 1.", ("version",))
-        build.add_metric([exporter_version()], 1)
-        yield build
-        pricing = gauge(
-            "pricing_info",
-            "Currency every money figure of this exporter is in; always 1.",
-            ("currency",),
-        )
-        pricing.add_metric([state.config.currency], 1)
-        yield pricing
-        projection = state.config.projection
-        for name, value, doc in (
-            (
-                "projected_utilization_ratio",
-                projection.utilization,
-                "Utilization the self-hosting decision assumed (0-1).",
-            ),
-            (
-                "projected_tokens_per_month",
-                projection.tokens_per_month,
-                "Tokens per month the self-hosting decision assumed.",
-            ),
-            (
-                "projected_cost_per_million_tokens",
-                projection.cost_per_million_tokens,
-                "Cost per 1M tokens the self-hosting decision assumed.",
-            ),
-        ):
-            if value is not None:
-                family = gauge(name, doc)
-                family.add_metric([], value)
-                yield family
-        if projection.token_mix is not None:
-            share = gauge(
-                "projected_token_share",
-                "Share of tokens of each kind the self-hosting decision assumed (0-1).",
-                ("kind",),
-            )
-            for kind in TOKEN_KINDS:
-                share.add_metric([kind], projection.token_mix[kind])
-            yield share
-
-    def _cost(self) -> Iterator[Metric]:
-        state = self.state
-        hourly = gauge(
-            "hourly_cost",
-            "Loaded cost of this node per hour, by component (gpu, node_extra, overhead, fixed).",
-            ("component",),
-        )
-        spend = counter(
-            "cost",
-            "Money spent on this node since the exporter started, by component; "
-            "accrues with wall time whether or not tokens flow (energy: as metered).",
-            ("component",),
-        )
-        for component, value in state.hourly.items():
-            hourly.add_metric([component], value)
-            spend.add_metric([component], state.spend[component])
-        yield hourly
-        yield spend
-        capacity = gauge(
-            "capacity_tokens_per_second",
-            "Tokens per second this node serves at 100% load (configured, or learned "
-            "from sustained peak throughput).",
-            ("source",),
-        )
-        if state.config.capacity.tokens_per_second:
-            capacity.add_metric(["configured"], state.config.capacity.tokens_per_second)
-        if state.learned is not None and state.learned.peak:
-            capacity.add_metric(["learned"], state.learned.peak)
-        yield capacity
-
-    def _tokens(self) -> Iterator[Metric]:
-        state = self.state
-        tokens = counter(
-            "tokens",
-            "Tokens served, by model and kind (prompt = computed prompt tokens, "
-            "cached_prompt = served from the prefix cache, generation); monotonic "
-            "across engine restarts.",
-            ("model", "kind"),
-        )
-        api = counter(
-            "api_equivalent_cost",
-            "What the same tokens would have cost on the configured API, by model.",
-            ("model",),
-        )
-        prices = gauge(
-            "api_price_per_million_tokens",
-            "API price per 1M tokens used for the comparison, by model and token kind.",
-            ("model", "kind"),
-        )
-        missing = gauge(
-            "api_price_missing",
-            "1 for a served model that has no API price: its API-equivalent cost is "
-            "not counted and the comparisons are withheld.",
-            ("model",),
-        )
-        for model, totals in sorted(state.models.items()):
-            for kind in TOKEN_KINDS:
-                tokens.add_metric([model, kind], totals.tokens[kind])
-            price = state.price_for(model)
-            if price is None:
-                missing.add_metric([model], 1)
-                continue
-            api.add_metric([model], totals.api_equivalent)
-            for kind in TOKEN_KINDS:
-                prices.add_metric([model, kind], price.for_kind(kind))
-        yield from (tokens, api, prices, missing)
-        live = {
-            "tokens_in_flight": (
-                "kv_tokens",
-                "Tokens resident in the KV cache of running requests (KV usage x KV capacity).",
-            ),
-            "kv_cache_capacity_tokens": ("kv_capacity", "Tokens the KV cache can hold."),
-            "requests_running": ("running", "Requests in the engines' running batches."),
-            "requests_waiting": ("waiting", "Requests queued in the engines."),
-        }
-        by_model = state.in_flight_by_model()
-        for name, (key, doc) in live.items():
-            family = gauge(name, doc, ("model",))
-            for model, values in sorted(by_model.items()):
-                if key in values:
-                    family.add_metric([model], values[key])
-            yield family
-
-    def _windows(self) -> Iterator[Metric]:
-        state = self.state
-        families = {
-            "throughput_tokens_per_second": (
-                "tokens_per_second",
-                "Tokens served per second over the window.",
-            ),
-            "effective_cost_per_million_tokens": (
-                "effective_cost_per_million",
-                "Spend over tokens served in the window, per 1M tokens; +Inf when no "
-                "token was served.",
-            ),
-            "api_equivalent_cost_per_million_tokens": (
-                "api_cost_per_million",
-                "API-equivalent cost per 1M tokens of the window's token mix.",
-            ),
-            "cost_ratio": (
-                "cost_ratio",
-                "Spend over API-equivalent cost in the window; above 1 the API would "
-                "have been cheaper (+Inf with no traffic).",
-            ),
-            "throughput_utilization_ratio": (
-                "utilization",
-                "Throughput over capacity in the window (0-1).",
-            ),
-            "breakeven_utilization_ratio": (
-                "breakeven_utilization",
-                "Utilization at which self-hosting costs what the API would; above 1 "
-                "the node can never beat the API.",
-            ),
-        }
-        if state.config.cost.owned is not None:
-            families["energy_cost_per_million_tokens"] = (
-                "energy_cost_per_million",
-                "Metered GPU energy cost (tariff x PUE) over tokens served in the window, "
-                "per 1M tokens.",
-            )
-        figures = {(name,): state.window(seconds) for name, seconds in state.windows.items()}
-        yield from _window_families(families, figures, ("window",))
-
-    def _model_costs(self) -> Iterator[Metric]:
-        """Per-model cost on a node shared by several models (see NodeState.owners)."""
-        state = self.state
-        spend = counter(
-            "model_cost",
-            "Spend attributed to each model: its engines' GPUs, their energy and its share "
-            "of the node's shared and overhead costs; (unclaimed) is idle capacity. Sums "
-            "to llmcost_cost_total.",
-            ("model",),
-        )
-        hourly = gauge(
-            "model_hourly_cost", "Current hourly cost attributed to each model.", ("model",)
-        )
-        for owner in sorted(state.owner_spend):
-            spend.add_metric([owner], state.owner_spend[owner])
-            if owner in state.owner_hourly:
-                hourly.add_metric([owner], state.owner_hourly[owner])
-        yield spend
-        yield hourly
-        capacity = gauge(
-            "model_capacity_tokens_per_second",
-            "Tokens per second a model serves at 100% load: the node's when it is the only "
-            "model, else its engines' configured capacities, else its learned sustained peak.",
-            ("model", "source"),
-        )
-        for model in sorted(state.model_history):
-            known_capacity = state.model_capacity(model)
-            if known_capacity is not None:
-                capacity.add_metric([model, known_capacity[1]], known_capacity[0])
-        yield capacity
-        families = {
-            "model_effective_cost_per_million_tokens": (
-                "effective_cost_per_million",
-                "A model's spend over its tokens in the window, per 1M tokens.",
-            ),
-            "model_api_equivalent_cost_per_million_tokens": (
-                "api_cost_per_million",
-                "API-equivalent cost per 1M tokens of the model's window token mix.",
-            ),
-            "model_cost_ratio": (
-                "cost_ratio",
-                "A model's spend over its API-equivalent cost in the window.",
-            ),
-            "model_throughput_utilization_ratio": (
-                "utilization",
-                "A model's throughput over its capacity in the window (where known).",
-            ),
-            "model_breakeven_utilization_ratio": (
-                "breakeven_utilization",
-                "Utilization at which the model's GPUs cost what the API would.",
-            ),
-        }
-        figures = {
-            (model, window): state.model_window(model, seconds)
-            for model in sorted(state.model_history)
-            for window, seconds in state.windows.items()
-        }
-        yield from _window_families(families, figures, ("model", "window"))
-
-    def _collectors(self) -> Iterator[Metric]:
-        up = gauge(
-            "collector_up", "1 if the target answered the last cycle.", ("collector", "target")
-        )
-        duration = gauge(
-            "collector_duration_seconds",
-            "Time the last collection of the target took.",
-            ("collector", "target"),
-        )
-        errors = counter(
-            "collector_errors",
-            "Failed collections, by reason.",
-            ("collector", "target", "reason"),
-        )
-        restarts = counter(
-            "engine_restarts",
-            "Engine restarts detected (counters went down or _created changed).",
-            ("collector", "target"),
-        )
-        for (collector, target), status in sorted(self.state.targets.items()):
-            up.add_metric([collector, target], 1 if status.up else 0)
-            duration.add_metric([collector, target], status.duration_seconds)
-            for reason, count in sorted(status.errors.items()):
-                errors.add_metric([collector, target, reason], count)
-            if collector == "vllm":
-                restarts.add_metric([collector, target], status.restarts)
-        yield from (up, duration, errors, restarts)
+        return iter(self.families)
 
 
-class Exposition:
-    """Renders the node's metrics page; called once per collection cycle."""
+class PrometheusPage:
+    """An Output holding the page `/metrics` serves: our families, then the process's."""
 
-    def __init__(self, state: NodeState) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodeMetrics(state))
-        ProcessCollector(registry=self.registry)
+    def __init__(self) -> None:
+        self.body: bytes = b""
+        self._published = _Published()
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self._published)
+        ProcessCollector(registry=self._registry)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def publish(self, families: Sequence[Metric]) -> None:
+        self._published.families = families
+        self.body = generate_latest(self._registry)

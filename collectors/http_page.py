@@ -1,0 +1,60 @@
+"""An engine's metrics page over HTTP, bounded in time and size."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from llm_cost_exporter.collectors.base import CollectorError
+
+TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
+"""Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
+prometheus_client versions rewrite `vllm:` sample names to `vllm_`."""
+
+
+class HttpPage:
+    """A PageSource that GETs `url` through a shared session."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int
+    ) -> None:
+        self.url = url
+        self._session = session
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    async def fetch(self) -> str:
+        try:
+            return await asyncio.wait_for(self._get(), self._timeout)
+        except asyncio.TimeoutError:
+            raise CollectorError(
+                "timeout", f"no complete answer within {self._timeout:g}s"
+            ) from None
+        except aiohttp.ClientError as error:
+            raise CollectorError("connection", f"{type(error).__name__}: {error}") from None
+        except OSError as error:
+            raise CollectorError("connection", str(error)) from None
+
+    async def _get(self) -> str:
+        max_bytes = self._max_bytes
+        async with self._session.get(self.url, headers={"Accept": TEXT_FORMAT_ACCEPT}) as response:
+            if response.status != 200:
+                raise CollectorError("http_status", f"HTTP {response.status} {response.reason}")
+            content_type = response.headers.get("Content-Type", "")
+            if content_type.startswith(("text/html", "application/json")):
+                raise CollectorError(
+                    "not_metrics", f"served {content_type.split(';')[0]}, not Prometheus metrics"
+                )
+            if response.content_length is not None and response.content_length > max_bytes:
+                raise CollectorError(
+                    "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CollectorError("too_large", f"page exceeds the {max_bytes}-byte limit")
+                chunks.append(chunk)
+            return b"".join(chunks).decode("utf-8", errors="replace")

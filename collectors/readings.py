@@ -1,0 +1,111 @@
+"""What collectors hand to the accounting: engine readings and GPU snapshots.
+
+Every engine collector returns EngineReadings, whatever the engine calls its
+counters; every GPU collector returns a GpuSnapshot. None means a value the
+source does not give or could not be read, never zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EngineReading:
+    """One engine process (one data-parallel rank) serving one model, as read from it."""
+
+    model: str
+    engine: str
+    prompt_tokens: float
+    """All prompt tokens, those served from the prefix cache included."""
+    cached_prompt_tokens: float
+    generation_tokens: float
+    running: float | None
+    waiting: float | None
+    kv_usage_ratio: float | None
+    kv_capacity_tokens: float | None
+    kv_tokens: float | None
+    started_at: float | None
+    """The counters' `_created` time; it changes when the engine restarts."""
+
+
+UTILIZATION_SOURCES = ("busy_time", "sm_activity")
+"""`busy_time`: share of time at least one kernel ran (`utilization.gpu`), which
+reads 100% with one SM of 132 busy. `sm_activity`: share of SMs busy (GPM)."""
+
+GPU_ERROR_REASONS = ("gpu_lost", "query_failed")
+"""Why a GPU's reading of one cycle is missing or incomplete (see GpuReading.error)."""
+
+CLOCK_EVENT_REASONS = {
+    "gpu_idle": 0x1,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+}
+
+FEATURES = (
+    "busy_utilization",
+    "memory",
+    "power",
+    "energy",
+    "temperature",
+    "sm_clock",
+    "clock_events",
+    "gpm",
+    "mig",
+)
+
+
+@dataclass(frozen=True)
+class MigInstance:
+    uuid: str
+    gpu_instance_id: int | None
+    memory_used_bytes: float | None
+    memory_total_bytes: float | None
+
+
+@dataclass
+class GpuReading:
+    """One GPU in one collection; None means not supported or not readable."""
+
+    index: int
+    uuid: str
+    name: str
+    healthy: bool = True
+    error: str | None = None
+    """Why this cycle's reading is incomplete: `gpu_lost` (nothing read, unhealthy)
+    or `query_failed` (a query other than an unsupported one failed)."""
+    busy_utilization: float | None = None
+    memory_used_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    power_watts: float | None = None
+    energy_joules: float | None = None
+    temperature_celsius: float | None = None
+    sm_clock_hertz: float | None = None
+    clock_event_reasons: int | None = None
+    sm_activity: float | None = None
+    sm_occupancy: float | None = None
+    mig_enabled: bool | None = None
+    mig_instances: tuple[MigInstance, ...] = ()
+    supported: dict[str, bool] = field(default_factory=dict)
+
+    def utilization(self, preferred: str) -> tuple[float, str] | None:
+        """The utilization figure to alert on, and its source.
+
+        `auto` takes SM activity where the GPU reports it, busy time otherwise.
+        """
+        if preferred in ("auto", "sm_activity") and self.sm_activity is not None:
+            return self.sm_activity, "sm_activity"
+        if preferred in ("auto", "busy_time") and self.busy_utilization is not None:
+            return self.busy_utilization, "busy_time"
+        return None
+
+
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """Every GPU of the node in one collection."""
+
+    driver_version: str
+    gpus: tuple[GpuReading, ...]

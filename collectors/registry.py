@@ -1,0 +1,19 @@
+"""Which collector reads each engine type: `engines[].type` in the configuration.
+
+Adding an engine is one collector module, one line here, its fixtures and tests.
+"""
+
+from __future__ import annotations
+
+from llm_cost_exporter.collectors.base import EngineCollector, PageSource
+from llm_cost_exporter.collectors.vllm import VllmCollector
+
+ENGINE_COLLECTORS: dict[str, type[EngineCollector]] = {
+    VllmCollector.name: VllmCollector,
+}
+ENGINE_TYPES = frozenset(ENGINE_COLLECTORS)
+
+
+def engine_collector(engine_type: str, target: str, page: PageSource) -> EngineCollector:
+    """The collector for one configured engine, reading its page from `page`."""
+    return ENGINE_COLLECTORS[engine_type](target, page)

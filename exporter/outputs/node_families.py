@@ -1,0 +1,299 @@
+"""The node state as metric families: the one catalogue of what we export.
+
+Computed once per collection cycle and handed to every output. Unknown values
+are left out, never exported as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client.core import Metric
+
+from llm_cost_exporter import __version__
+from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS
+from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.accounting.windows import WindowFigures
+from llm_cost_exporter.outputs.families import counter, gauge, known
+from llm_cost_exporter.outputs.gpu_families import gpu_families
+
+
+def _window_families(
+    families: Mapping[str, tuple[str, str]],
+    figures: Mapping[tuple[str, ...], WindowFigures | None],
+    labels: tuple[str, ...],
+) -> Iterator[Metric]:
+    """One gauge family per figure (metric -> (WindowFigures attribute, help)); unknown
+    values are left out, never exported as zero."""
+    for metric, (attr, doc) in families.items():
+        family = gauge(metric, doc, labels)
+        for label_values, figure in figures.items():
+            value = getattr(figure, attr) if figure is not None else None
+            if known(value):
+                family.add_metric(list(label_values), value)
+        yield family
+
+
+def node_families(state: NodeState) -> list[Metric]:
+    """Every family of the node, in page order: the one catalogue of our metrics."""
+    return [
+        *_info(state),
+        *_cost(state),
+        *_tokens(state),
+        *_windows(state),
+        *_model_costs(state),
+        *gpu_families(state),
+        *_collectors(state),
+    ]
+
+
+def _info(state: NodeState) -> Iterator[Metric]:
+    build = gauge("build_info", "Exporter version; always 1.", ("version",))
+    build.add_metric([__version__], 1)
+    yield build
+    pricing = gauge(
+        "pricing_info",
+        "Currency every money figure of this exporter is in; always 1.",
+        ("currency",),
+    )
+    pricing.add_metric([state.config.currency], 1)
+    yield pricing
+    projection = state.config.projection
+    for name, value, doc in (
+        (
+            "projected_utilization_ratio",
+            projection.utilization,
+            "Utilization the self-hosting decision assumed (0-1).",
+        ),
+        (
+            "projected_tokens_per_month",
+            projection.tokens_per_month,
+            "Tokens per month the self-hosting decision assumed.",
+        ),
+        (
+            "projected_cost_per_million_tokens",
+            projection.cost_per_million_tokens,
+            "Cost per 1M tokens the self-hosting decision assumed.",
+        ),
+    ):
+        if value is not None:
+            family = gauge(name, doc)
+            family.add_metric([], value)
+            yield family
+    if projection.token_mix is not None:
+        share = gauge(
+            "projected_token_share",
+            "Share of tokens of each kind the self-hosting decision assumed (0-1).",
+            ("kind",),
+        )
+        for kind in TOKEN_KINDS:
+            share.add_metric([kind], projection.token_mix[kind])
+        yield share
+
+
+def _cost(state: NodeState) -> Iterator[Metric]:
+    hourly = gauge(
+        "hourly_cost",
+        "Loaded cost of this node per hour, by component (gpu, node_extra, overhead, fixed).",
+        ("component",),
+    )
+    spend = counter(
+        "cost",
+        "Money spent on this node since the exporter started, by component; "
+        "accrues with wall time whether or not tokens flow (energy: as metered).",
+        ("component",),
+    )
+    accrual = state.accrual
+    for component, value in accrual.hourly.items():
+        hourly.add_metric([component], value)
+        spend.add_metric([component], accrual.spend[component])
+    yield hourly
+    yield spend
+    capacity = gauge(
+        "capacity_tokens_per_second",
+        "Tokens per second this node serves at 100% load (configured, or learned "
+        "from sustained peak throughput).",
+        ("source",),
+    )
+    if state.config.capacity.tokens_per_second:
+        capacity.add_metric(["configured"], state.config.capacity.tokens_per_second)
+    if state.learned is not None and state.learned.peak:
+        capacity.add_metric(["learned"], state.learned.peak)
+    yield capacity
+
+
+def _tokens(state: NodeState) -> Iterator[Metric]:
+    tokens = counter(
+        "tokens",
+        "Tokens served, by model and kind (prompt = computed prompt tokens, "
+        "cached_prompt = served from the prefix cache, generation); monotonic "
+        "across engine restarts.",
+        ("model", "kind"),
+    )
+    api = counter(
+        "api_equivalent_cost",
+        "What the same tokens would have cost on the configured API, by model.",
+        ("model",),
+    )
+    prices = gauge(
+        "api_price_per_million_tokens",
+        "API price per 1M tokens used for the comparison, by model and token kind.",
+        ("model", "kind"),
+    )
+    missing = gauge(
+        "api_price_missing",
+        "1 for a served model that has no API price: its API-equivalent cost is "
+        "not counted and the comparisons are withheld.",
+        ("model",),
+    )
+    for model, totals in sorted(state.tokens.models.items()):
+        for kind in TOKEN_KINDS:
+            tokens.add_metric([model, kind], totals.tokens[kind])
+        price = state.tokens.price_for(model)
+        if price is None:
+            missing.add_metric([model], 1)
+            continue
+        api.add_metric([model], totals.api_equivalent)
+        for kind in TOKEN_KINDS:
+            prices.add_metric([model, kind], price.for_kind(kind))
+    yield from (tokens, api, prices, missing)
+    live = {
+        "tokens_in_flight": (
+            "kv_tokens",
+            "Tokens resident in the KV cache of running requests (KV usage x KV capacity).",
+        ),
+        "kv_cache_capacity_tokens": ("kv_capacity", "Tokens the KV cache can hold."),
+        "requests_running": ("running", "Requests in the engines' running batches."),
+        "requests_waiting": ("waiting", "Requests queued in the engines."),
+    }
+    by_model = state.in_flight_by_model()
+    for name, (key, doc) in live.items():
+        family = gauge(name, doc, ("model",))
+        for model, values in sorted(by_model.items()):
+            if key in values:
+                family.add_metric([model], values[key])
+        yield family
+
+
+def _windows(state: NodeState) -> Iterator[Metric]:
+    families = {
+        "throughput_tokens_per_second": (
+            "tokens_per_second",
+            "Tokens served per second over the window.",
+        ),
+        "effective_cost_per_million_tokens": (
+            "effective_cost_per_million",
+            "Spend over tokens served in the window, per 1M tokens; +Inf when no token was served.",
+        ),
+        "api_equivalent_cost_per_million_tokens": (
+            "api_cost_per_million",
+            "API-equivalent cost per 1M tokens of the window's token mix.",
+        ),
+        "cost_ratio": (
+            "cost_ratio",
+            "Spend over API-equivalent cost in the window; above 1 the API would "
+            "have been cheaper (+Inf with no traffic).",
+        ),
+        "throughput_utilization_ratio": (
+            "utilization",
+            "Throughput over capacity in the window (0-1).",
+        ),
+        "breakeven_utilization_ratio": (
+            "breakeven_utilization",
+            "Utilization at which self-hosting costs what the API would; above 1 "
+            "the node can never beat the API.",
+        ),
+    }
+    if state.config.cost.owned is not None:
+        families["energy_cost_per_million_tokens"] = (
+            "energy_cost_per_million",
+            "Metered GPU energy cost (tariff x PUE) over tokens served in the window, "
+            "per 1M tokens.",
+        )
+    figures = {(name,): state.window(seconds) for name, seconds in state.windows.items()}
+    yield from _window_families(families, figures, ("window",))
+
+
+def _model_costs(state: NodeState) -> Iterator[Metric]:
+    """Per-model cost on a node shared by several models (see NodeState.owners)."""
+    spend = counter(
+        "model_cost",
+        "Spend attributed to each model: its engines' GPUs, their energy and its share "
+        "of the node's shared and overhead costs; (unclaimed) is idle capacity. Sums "
+        "to llmcost_cost_total.",
+        ("model",),
+    )
+    hourly = gauge("model_hourly_cost", "Current hourly cost attributed to each model.", ("model",))
+    accrual = state.accrual
+    for owner in sorted(accrual.owner_spend):
+        spend.add_metric([owner], accrual.owner_spend[owner])
+        if owner in accrual.owner_hourly:
+            hourly.add_metric([owner], accrual.owner_hourly[owner])
+    yield spend
+    yield hourly
+    capacity = gauge(
+        "model_capacity_tokens_per_second",
+        "Tokens per second a model serves at 100% load: the node's when it is the only "
+        "model, else its engines' configured capacities, else its learned sustained peak.",
+        ("model", "source"),
+    )
+    for model in sorted(state.model_history):
+        known_capacity = state.model_capacity(model)
+        if known_capacity is not None:
+            capacity.add_metric([model, known_capacity[1]], known_capacity[0])
+    yield capacity
+    families = {
+        "model_effective_cost_per_million_tokens": (
+            "effective_cost_per_million",
+            "A model's spend over its tokens in the window, per 1M tokens.",
+        ),
+        "model_api_equivalent_cost_per_million_tokens": (
+            "api_cost_per_million",
+            "API-equivalent cost per 1M tokens of the model's window token mix.",
+        ),
+        "model_cost_ratio": (
+            "cost_ratio",
+            "A model's spend over its API-equivalent cost in the window.",
+        ),
+        "model_throughput_utilization_ratio": (
+            "utilization",
+            "A model's throughput over its capacity in the window (where known).",
+        ),
+        "model_breakeven_utilization_ratio": (
+            "breakeven_utilization",
+            "Utilization at which the model's GPUs cost what the API would.",
+        ),
+    }
+    figures = {
+        (model, window): state.model_window(model, seconds)
+        for model in sorted(state.model_history)
+        for window, seconds in state.windows.items()
+    }
+    yield from _window_families(families, figures, ("model", "window"))
+
+
+def _collectors(state: NodeState) -> Iterator[Metric]:
+    up = gauge("collector_up", "1 if the target answered the last cycle.", ("collector", "target"))
+    duration = gauge(
+        "collector_duration_seconds",
+        "Time the last collection of the target took.",
+        ("collector", "target"),
+    )
+    errors = counter(
+        "collector_errors",
+        "Failed collections, by reason.",
+        ("collector", "target", "reason"),
+    )
+    restarts = counter(
+        "engine_restarts",
+        "Engine restarts detected (counters went down or _created changed).",
+        ("collector", "target"),
+    )
+    for (collector, target), status in sorted(state.targets.items()):
+        up.add_metric([collector, target], 1 if status.up else 0)
+        duration.add_metric([collector, target], status.duration_seconds)
+        for reason, count in sorted(status.errors.items()):
+            errors.add_metric([collector, target, reason], count)
+        if status.engine:
+            restarts.add_metric([collector, target], status.restarts)
+    yield from (up, duration, errors, restarts)
