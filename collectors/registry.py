@@ -12,6 +12,8 @@ ENGINE_COLLECTORS: dict[str, type[EngineCollector]] = {
     VllmCollector.name: VllmCollector,
 }
 ENGINE_TYPES = frozenset(ENGINE_COLLECTORS)
+DEFAULT_ENGINE_TYPE = VllmCollector.name
+"""What `engines[].type` is when not given: the engine the exporter started with."""
 
 
 def engine_collector(engine_type: str, target: str, page: PageSource) -> EngineCollector:

@@ -19,11 +19,10 @@ import yaml
 from llm_cost_exporter.accounting import costmodel
 from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS, ApiPrices
 from llm_cost_exporter.accounting.gpu_inventory import match_gpu_price_key
-from llm_cost_exporter.collectors.registry import ENGINE_TYPES
+from llm_cost_exporter.collectors.registry import DEFAULT_ENGINE_TYPE, ENGINE_TYPES
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"
-DEFAULT_ENGINE_TYPE = "vllm"
 DEFAULT_WINDOWS = ("5m", "1h")
 
 T = TypeVar("T")
