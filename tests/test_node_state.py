@@ -9,7 +9,6 @@ from conftest import minimal_config_dict
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.accounting.tokens import EngineCounters, split_prompt_tokens
 from llm_cost_exporter.collectors.base import REASONS
 from llm_cost_exporter.collectors.readings import EngineReading, GpuReading, GpuSnapshot
 from llm_cost_exporter.config import config_from_mapping
@@ -70,28 +69,6 @@ def test_restart_keeps_tokens_monotonic_and_counts_post_restart_tokens() -> None
     assert seen[-1]["cached_prompt"] == (300 - 100) + 0 + 50
     assert seen[-1]["prompt"] == (2000 - 1000) + 150 + (400 - 150) - seen[-1]["cached_prompt"]
     assert state.targets[("vllm", TARGET)].restarts == 1
-
-
-def test_restart_without_created_series_is_detected_from_a_drop() -> None:
-    counters = EngineCounters()
-    counters.increases({"p": 100.0}, None)
-    increases, restarted = counters.increases({"p": 30.0}, None)
-    assert restarted and increases == {"p": 30.0}
-
-
-def test_restart_with_a_higher_value_is_detected_from_created() -> None:
-    counters = EngineCounters()
-    counters.increases({"p": 100.0}, 1.0)
-    increases, restarted = counters.increases({"p": 150.0}, 2.0)
-    assert restarted and increases == {"p": 150.0}
-
-
-def test_cached_running_ahead_never_makes_a_kind_go_down() -> None:
-    uncached, cached = split_prompt_tokens(100, 150, 40, 60)
-    assert (uncached, cached) == (40, 100)
-    uncached2, cached2 = split_prompt_tokens(300, 160, uncached, cached)
-    assert uncached2 >= uncached and cached2 >= cached
-    assert uncached2 + cached2 == 300
 
 
 def test_cost_per_million_has_no_spike_across_a_restart() -> None:
