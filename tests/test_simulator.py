@@ -15,8 +15,6 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_cost_exporter.daemon.http_server import split_listen_address
-from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
 from llm_cost_exporter.tools.simulator.page import TEMPLATE_FILES
 from llm_cost_exporter.tools.simulator.profiles import (
@@ -26,10 +24,12 @@ from llm_cost_exporter.tools.simulator.profiles import (
     make_profile,
 )
 from llm_cost_exporter.tools.simulator.server import (
+    CONTENT_TYPE,
     add_simulate_arguments,
     build_engines_from_args,
     build_simulator_app,
     serve_simulator,
+    split_listen_address,
 )
 
 # Monday 2025-06-02 00:00 UTC.
@@ -462,10 +462,25 @@ def test_build_engines_from_args_assigns_models_round_robin() -> None:
 
 def test_split_listen_address() -> None:
     assert split_listen_address("127.0.0.1:8000") == ("127.0.0.1", 8000)
+    assert split_listen_address("localhost:0") == ("localhost", 0)
     assert split_listen_address(":9") == (None, 9)
     assert split_listen_address("[::1]:80") == ("::1", 80)
-    with pytest.raises(ValueError):
-        split_listen_address("localhost")
+    assert split_listen_address("[::]:9100") == ("::", 9100)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["localhost", "localhost:", ":", "", "host:http", "host:+80", "host: 80", "host:65536",
+     "host:80/metrics", "user@host:80", "[::1]"],
+)  # fmt: skip
+def test_split_listen_address_rejects(address: str) -> None:
+    with pytest.raises(ValueError, match="is not host:port"):
+        split_listen_address(address)
+
+
+def test_page_content_type_is_vllms() -> None:
+    """vLLM's prometheus_client serves text format 0.0.4; the simulator says the same."""
+    assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def test_http_app_routes() -> None:

@@ -17,11 +17,9 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
-
-from llm_cost_exporter.daemon.http_server import split_listen_address
-from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE
 
 from .engine import SimulatedEngine
 from .page import PAGE_FORMATS
@@ -29,6 +27,8 @@ from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:8000"
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+# What a vLLM server's prometheus_client sends with its page: text format 0.0.4.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _HELP_TEXT = """\
 llm-cost-exporter traffic simulator: vLLM-compatible metrics pages.
@@ -42,6 +42,23 @@ POST /control              switch profile from now on, e.g. {"profile": "steady"
 """
 
 _CONTROL_KEYS = ("profile", "engines")
+
+
+def split_listen_address(address: str) -> tuple[str | None, int]:
+    """`host:port`, `[v6]:port` or `:port` (all interfaces) into host and port."""
+    parts = urlsplit("//" + address)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if (
+        port is None
+        or not address.rpartition(":")[2].isdigit()  # no sign or spaces, whatever Python
+        or parts.netloc != address  # no path, query or fragment
+        or parts.username is not None
+    ):
+        raise ValueError(f"listen address {address!r} is not host:port")
+    return parts.hostname or None, port
 
 
 class ControlError(ValueError):
