@@ -21,10 +21,14 @@ from typing import Any
 
 import yaml
 
+from llm_cost_exporter.collectors.nvml import NvmlCollector
+
 RUNBOOK_URL = "https://github.com/llm-cost-exporter/llm-cost-exporter/blob/main/alerts/runbook.md"
 RECORDING_FILE = "recording-rules.yml"
 ALERTING_FILE = "alerting-rules.yml"
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+# Every collector but the GPU one reads an inference engine, whatever its type.
+GPU_COLLECTOR = NvmlCollector.name
 
 
 @dataclass(frozen=True)
@@ -397,7 +401,7 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
         _alert(
             params,
             "LLMCostEngineDown",
-            'llmcost_collector_up{collector="vllm"} == 0',
+            f'llmcost_collector_up{{collector!="{GPU_COLLECTOR}"}} == 0',
             params.engine_down_for,
             "warning",
             "Engine {{ $labels.target }} on {{ $labels.instance }} is not answering",
@@ -461,7 +465,7 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
         _alert(
             params,
             "LLMCostNvmlUnavailable",
-            'llmcost_collector_up{collector="nvml"} == 0',
+            f'llmcost_collector_up{{collector="{GPU_COLLECTOR}"}} == 0',
             params.nvml_unavailable_for,
             "warning",
             "NVML unavailable on {{ $labels.instance }}",
