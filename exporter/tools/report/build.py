@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS
 from llm_cost_exporter.tools.report import figures as f
 from llm_cost_exporter.tools.report.fetch import Progress, Table, choose_source, fetch
 from llm_cost_exporter.tools.report.findings import findings
@@ -101,7 +102,7 @@ def compute_report(
         coverage=f.coverage_of(ledger, tables, observed, period, source),
         totals=totals,
         spend_by_component=f.spend_by_component(tables, ledger),
-        tokens_by_kind={k: ledger.tokens_by_kind.get(k, 0.0) for k in f.KINDS},
+        tokens_by_kind={k: ledger.tokens_by_kind.get(k, 0.0) for k in TOKEN_KINDS},
         unpriced_models=unpriced,
         projection=projection,
         variance=f.variance_of(projection, totals, unpriced),

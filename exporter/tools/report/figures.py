@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from llm_cost_exporter.accounting.costmodel import HOURS_PER_MONTH, MILLION, TOKEN_KINDS
 from llm_cost_exporter.tools.report.fetch import NodeKey, Table
 from llm_cost_exporter.tools.report.model import (
     HOURS_PER_WEEK,
@@ -28,9 +29,6 @@ from llm_cost_exporter.tools.report.model import (
 from llm_cost_exporter.tools.report.period import HOUR, Period
 from llm_cost_exporter.tools.report.variance import cost_bridge, savings_bridge
 
-HOURS_PER_MONTH = 730.0
-MILLION = 1e6
-KINDS = ("prompt", "cached_prompt", "generation")
 PROJECTED = "llmcost_projected_"
 MIN_SAMPLES = 2  # scrapes in an hour for it to count as observed
 
@@ -396,7 +394,9 @@ def projection_of(
             planned_tokens += node_tokens
             if cpm is not None:
                 planned_spend += cpm * node_tokens / MILLION
-            shares = {k: plan[f"token_share:{k}"] for k in KINDS if f"token_share:{k}" in plan}
+            shares = {
+                k: plan[f"token_share:{k}"] for k in TOKEN_KINDS if f"token_share:{k}" in plan
+            }
             if shares:
                 mix_total += node_tokens
                 for kind, share in shares.items():
@@ -415,7 +415,7 @@ def projection_of(
             if weight > 0
             else math.fsum(c for c, _ in cost_only) / len(cost_only)
         )
-    mix = {k: mix_weight[k] / mix_total for k in KINDS if mix_total > 0}
+    mix = {k: mix_weight[k] / mix_total for k in TOKEN_KINDS if mix_total > 0}
     api_per_million = None
     if mix and all(kind in api_prices for kind, share in mix.items() if share > 0):
         api_per_million = math.fsum(share * api_prices.get(k, 0.0) for k, share in mix.items())

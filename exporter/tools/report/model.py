@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from llm_cost_exporter.accounting.costmodel import SECONDS_PER_HOUR
+
 HOURS_PER_WEEK = 168
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -29,7 +31,7 @@ class Gap:
 
     @property
     def hours(self) -> float:
-        return (self.end - self.start).total_seconds() / 3600.0
+        return (self.end - self.start).total_seconds() / SECONDS_PER_HOUR
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-HOUR = 3600
+from llm_cost_exporter.accounting.costmodel import SECONDS_PER_HOUR
+
+HOUR = int(SECONDS_PER_HOUR)  # whole seconds, for epoch arithmetic
 HALF_HOUR = HOUR // 2
 
 

@@ -10,9 +10,8 @@ mix, priced at the realized API prices. Pure functions.
 
 from __future__ import annotations
 
+from llm_cost_exporter.accounting.costmodel import MILLION
 from llm_cost_exporter.tools.report.model import VarianceLine
-
-MILLION = 1e6
 
 
 def cost_bridge(
