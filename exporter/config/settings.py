@@ -1,0 +1,492 @@
+"""The exporter's configuration, declared once: each dataclass field is a setting
+with its type, default and one-line documentation, and each section lists the
+rules that tie its settings together.
+
+The parser, the allowed keys, the defaults, `check-config`'s printout and the
+README's reference table are all derived from these declarations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS, ApiPrices
+from llm_cost_exporter.accounting.gpu_inventory import match_gpu_price_key
+from llm_cost_exporter.collectors.registry import DEFAULT_ENGINE_TYPE, ENGINE_TYPES
+from llm_cost_exporter.config.errors import ConfigError, child
+from llm_cost_exporter.config.scalars import (
+    CatalogRef,
+    Choice,
+    Currency,
+    Duration,
+    Flag,
+    GpuRef,
+    HttpUrl,
+    ListenAddress,
+    Number,
+    Size,
+    Text,
+    Whole,
+    WindowName,
+    parse_duration,
+)
+from llm_cost_exporter.config.schema import (
+    ListOf,
+    Loaded,
+    MapOf,
+    Section,
+    Setting,
+    dataclass_section,
+    setting,
+)
+
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
+DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"
+DEFAULT_WINDOWS = ("5m", "1h")
+TOKEN_MIX_TOLERANCE = 1e-6
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+PRICE = Number()
+SHARE = Number(0.0, 1.0)
+
+
+# --- cost -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuGroup:
+    model: str = setting(
+        Text(), "GPU model, matched against the price keys", missing="missing; give the GPU model"
+    )
+    count: int = setting(Whole(1), "How many GPUs of this model", 1)
+
+
+GPU_GROUP = dataclass_section(GpuGroup, type_name="mapping")
+
+
+def _purchase_prices_given(loaded: Loaded) -> None:
+    if not loaded["purchase_prices"]:
+        raise ConfigError(
+            f"{loaded.path('purchase_prices')}: missing; give each GPU model's purchase price"
+        )
+
+
+@dataclass(frozen=True)
+class OwnedHardware:
+    """GPUs the team bought: purchase amortized over months, plus metered energy."""
+
+    purchase_prices: Mapping[str, float] = setting(
+        MapOf(PRICE, "model"),
+        "Purchase price per GPU, keyed by model name like hourly prices",
+        missing="missing; give each GPU model's purchase price",
+    )
+    amortization_months: float = setting(
+        Number(above=True), "The purchase is spread evenly over this many months of 730 h", 36.0
+    )
+    energy_price_per_kwh: float = setting(
+        PRICE,
+        "Electricity tariff, applied to the energy the GPUs draw",
+        missing="missing; give the electricity tariff",
+        kw_only=True,
+    )
+    pue: float = setting(
+        Number(1.0, 5.0), "Facility power over IT power (cooling etc.), applied to energy", 1.0
+    )
+
+
+OWNED = dataclass_section(OwnedHardware, rules=(_purchase_prices_given,), type_name="mapping")
+
+
+def _rented_or_owned(loaded: Loaded) -> None:
+    if loaded["owned"] is not None and loaded["gpu_prices_per_hour"]:
+        raise ConfigError(
+            f"{loaded.path('owned')}: give either gpu_prices_per_hour (rented) "
+            "or owned (bought), not both"
+        )
+
+
+def _declared_gpus_priced(loaded: Loaded) -> None:
+    owned = loaded["owned"]
+    keys = owned.purchase_prices if owned is not None else loaded["gpu_prices_per_hour"]
+    table = (
+        child(loaded.path("owned"), "purchase_prices")
+        if owned is not None
+        else loaded.path("gpu_prices_per_hour")
+    )
+    for index, group in enumerate(loaded["gpus"]):
+        if match_gpu_price_key(group.model, keys) is None:
+            raise ConfigError(
+                f"{loaded.path('gpus')}[{index}].model: no key of {table} "
+                f"matches GPU model {group.model!r}"
+            )
+
+
+def _some_hourly_cost(loaded: Loaded) -> None:
+    owned = loaded["owned"]
+    keys = owned.purchase_prices if owned is not None else loaded["gpu_prices_per_hour"]
+    if not keys and loaded["node_extra_per_hour"] <= 0:
+        raise ConfigError(
+            f"{loaded.path('gpu_prices_per_hour')}: no hourly cost configured; price the "
+            "node's GPU models (or set node_extra_per_hour for a CPU-only node)"
+        )
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    gpu_prices_per_hour: Mapping[str, float] = setting(
+        MapOf(PRICE, "model"), "Rented GPUs: price per GPU per hour, keyed by model name", {}
+    )
+    owned: OwnedHardware | None = setting(
+        OWNED, "GPUs the team bought, instead of gpu_prices_per_hour", None
+    )
+    gpus: tuple[GpuGroup, ...] = setting(
+        ListOf(GPU_GROUP, "{model, count}"),
+        "The node's GPUs, billed when NVML cannot list them",
+        (),
+    )
+    """Declared GPUs: billed when NVML cannot list them (see accounting.gpu_inventory)."""
+    node_extra_per_hour: float = setting(PRICE, "CPU, RAM, disk and network of the node", 0.0)
+    overhead_ratio: float = setting(
+        Number(0.0, 10.0), "Ops, safety margin, evals, storage, on top of the hourly cost", 0.3
+    )
+    fixed_per_month: float = setting(
+        PRICE, "Engineering time etc., amortized over 730 h a month", 0.0
+    )
+
+    @property
+    def gpu_hourly_by_key(self) -> dict[str, float]:
+        """Hourly cost of one GPU per price key: rental price, or amortized purchase."""
+        if self.owned is not None:
+            return {
+                key: costmodel.amortized_hourly_cost(price, self.owned.amortization_months)
+                for key, price in self.owned.purchase_prices.items()
+            }
+        return dict(self.gpu_prices_per_hour)
+
+
+COST = dataclass_section(
+    CostConfig,
+    rules=(_rented_or_owned, _declared_gpus_priced, _some_hourly_cost),
+    type_name="mapping",
+)
+
+
+# --- GPUs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NvmlConfig:
+    enabled: bool = setting(Flag(), "Read the GPUs through NVML (false on CPU-only nodes)", True)
+    utilization_source: str = setting(
+        Choice(("auto", "sm_activity", "busy_time")),
+        "GPU utilization alerts and dashboards use; auto: SM activity where the GPU "
+        "reports it, busy time otherwise",
+        "auto",
+    )
+
+
+NVML = dataclass_section(NvmlConfig, type_name="mapping")
+
+
+# --- API prices -------------------------------------------------------------------
+
+_HAND_PRICES = ("input", "cached_input", "output")
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """An API price given by hand, or a `provider/model` catalog reference."""
+
+    prices: ApiPrices | None = None
+    catalog: str | None = None
+
+
+def _catalog_or_prices(loaded: Loaded) -> None:
+    """A catalog reference stands alone, except next to all three prices: that is how
+    check-config prints it (the prices the catalog gave), so its output loads."""
+    prices = loaded.given & set(_HAND_PRICES)
+    if "catalog" in loaded.given:
+        if prices and prices != set(_HAND_PRICES):
+            raise ConfigError(
+                f"{loaded.where}: give either catalog or input/output prices, not both"
+            )
+        return
+    for key in ("input", "output"):
+        if key not in loaded.given:
+            raise ConfigError(f"{loaded.path(key)}: missing API price per 1M tokens")
+
+
+def _model_price(
+    catalog: str | None, input: float | None, cached_input: float | None, output: float | None
+) -> ModelPrice:
+    if catalog is not None:
+        return ModelPrice(catalog=catalog)
+    assert input is not None and output is not None  # _catalog_or_prices
+    cached = input if cached_input is None else cached_input
+    return ModelPrice(prices=ApiPrices(input=input, cached_input=cached, output=output))
+
+
+def _model_price_values(entry: ModelPrice) -> dict[str, Any]:
+    if entry.catalog is not None:
+        return {"catalog": entry.catalog}
+    assert entry.prices is not None
+    return {name: getattr(entry.prices, name) for name in _HAND_PRICES}
+
+
+MODEL_PRICE = Section(
+    settings=(
+        Setting(
+            "catalog",
+            CatalogRef(),
+            "Looked up in the offline genai-prices catalog (USD) at start",
+            None,
+        ),
+        Setting(
+            "input", PRICE, "Per 1M prompt tokens", None, default_doc="required without catalog"
+        ),
+        Setting(
+            "cached_input",
+            PRICE,
+            "Per 1M prompt tokens read from the cache",
+            None,
+            default_doc="the input price",
+        ),
+        Setting(
+            "output", PRICE, "Per 1M generated tokens", None, default_doc="required without catalog"
+        ),
+    ),
+    build=_model_price,
+    unbuild=_model_price_values,
+    rules=(_catalog_or_prices,),
+    shorthand="catalog",
+    type_name="mapping or provider/model",
+)
+
+
+def _some_price(loaded: Loaded) -> None:
+    if loaded["default"] is None and not loaded["models"]:
+        where = loaded.where
+        raise ConfigError(f"{where}: no prices; set {where}.default or {where}.models")
+
+
+@dataclass(frozen=True)
+class ApiPriceConfig:
+    default: ModelPrice | None = setting(
+        MODEL_PRICE, "Price of every served model without its own entry", None
+    )
+    models: Mapping[str, ModelPrice] = setting(
+        MapOf(MODEL_PRICE, "model"), "Prices by served model name (the model_name label)", {}
+    )
+
+    def catalog_refs(self) -> list[str]:
+        entries = [self.default, *self.models.values()]
+        return sorted({e.catalog for e in entries if e is not None and e.catalog})
+
+
+API_PRICES = dataclass_section(ApiPriceConfig, rules=(_some_price,), type_name="mapping")
+
+
+# --- capacity and projection -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    tokens_per_second: float | None = setting(
+        Number(above=True), "The node's throughput at 100% load; unset to learn it", None
+    )
+    learn: bool = setting(Flag(), "Learn the sustained peak as well", True)
+    learn_window: float = setting(Duration(), "A peak must last this long to count", 300.0)
+
+
+CAPACITY = dataclass_section(CapacityConfig, type_name="mapping")
+
+
+def _shares_make_a_whole(loaded: Loaded) -> None:
+    total = math.fsum(loaded.values.values())
+    if abs(total - 1.0) > TOKEN_MIX_TOLERANCE:
+        raise ConfigError(f"{loaded.where}: the shares must sum to 1, got {total:.10g}")
+
+
+TOKEN_MIX = Section(
+    settings=tuple(Setting(kind, SHARE, f"Share of {kind} tokens", 0.0) for kind in TOKEN_KINDS),
+    build=lambda **shares: dict(shares),
+    unbuild=dict,
+    rules=(_shares_make_a_whole,),
+    type_name="shares by token kind, summing to 1",
+)
+
+
+@dataclass(frozen=True)
+class Projection:
+    utilization: float | None = setting(SHARE, "Planned throughput utilization", None)
+    tokens_per_month: float | None = setting(Number(), "Planned tokens per month", None)
+    cost_per_million_tokens: float | None = setting(Number(), "Planned cost per 1M tokens", None)
+    token_mix: Mapping[str, float] | None = setting(
+        TOKEN_MIX, "Planned share of each token kind; a kind left out counts as 0", None
+    )
+    """Share of each token kind the plan assumed, every kind present (0 where not
+    given), so a review can tell a cost gap caused by the traffic's mix."""
+
+
+PROJECTION = dataclass_section(Projection, type_name="mapping")
+
+
+# --- engines ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One inference engine this node runs: where to read it, and what it runs on."""
+
+    url: str = setting(
+        HttpUrl(), "The engine's metrics page", missing="missing; give the engine's metrics URL"
+    )
+    type: str = setting(
+        Choice(tuple(sorted(ENGINE_TYPES)), error="unknown engine type {value!r} (known: {known})"),
+        "Which collector reads it",
+        DEFAULT_ENGINE_TYPE,
+    )
+    """Which collector reads it (see llm_cost_exporter.collectors.registry)."""
+    gpus: tuple[int | str, ...] | None = setting(
+        ListOf(GpuRef(), "GPU indices or UUIDs", non_empty=True),
+        "The GPUs it runs on (index in nvidia-smi order, or UUID); its GPUs' cost is its own",
+        None,
+    )
+    """GPUs it runs on, by NVML index or UUID; None when not configured."""
+    capacity_tokens_per_second: float | None = setting(
+        Number(above=True), "This engine's throughput at 100% load", None
+    )
+    """Tokens per second it serves at 100% load, where configured."""
+
+
+ENGINE = dataclass_section(EngineConfig, shorthand="url", type_name="mapping or URL")
+
+
+def _engines_apart(engines: tuple[EngineConfig, ...], where: str) -> None:
+    """Each engine once, each on its own GPUs: a GPU's cost goes to one engine."""
+    claimed: dict[int | str, int] = {}
+    for index, engine in enumerate(engines):
+        at = f"{where}[{index}]"
+        if any(other.url == engine.url for other in engines[:index]):
+            raise ConfigError(f"{at}.url: {engine.url} is listed twice")
+        for position, ref in enumerate(engine.gpus or ()):
+            key = ref.lower() if isinstance(ref, str) else ref
+            if key in claimed:
+                raise ConfigError(
+                    f"{at}.gpus[{position}]: GPU {ref!r} is already claimed by "
+                    f"{where}[{claimed[key]}]; each engine runs on its own GPUs"
+                )
+            claimed[key] = index
+
+
+# --- the whole file ---------------------------------------------------------------
+
+
+def _timeout_default(loaded: Mapping[str, Any]) -> float:
+    return min(3.0, loaded["interval"] * 0.8)
+
+
+def _timeout_within_interval(loaded: Loaded) -> None:
+    interval, timeout = loaded["interval"], loaded["timeout"]
+    if timeout >= interval:
+        raise ConfigError(
+            f"{loaded.path('timeout')}: {timeout:g}s must be shorter than "
+            f"{loaded.path('interval')} ({interval:g}s), or a slow engine would delay every cycle"
+        )
+
+
+def _catalog_in_its_currency(loaded: Loaded) -> None:
+    # price_catalog imports this package for ConfigError: import it late.
+    from llm_cost_exporter.accounting.price_catalog import CATALOG_CURRENCY
+
+    currency = loaded["currency"]
+    if loaded["api_prices"].catalog_refs() and currency != CATALOG_CURRENCY:
+        raise ConfigError(
+            f"{loaded.path('api_prices')}: catalog prices are in {CATALOG_CURRENCY} but "
+            f"currency is {currency}; give prices by hand"
+        )
+
+
+def _something_to_bill(loaded: Loaded) -> None:
+    """Without NVML the declared GPUs are the bill: the file alone shows it is empty."""
+    cost = loaded["cost"]
+    if not loaded["nvml"].enabled and not cost.gpus and cost.node_extra_per_hour <= 0:
+        raise ConfigError(
+            f"{child(loaded.path('cost'), 'gpus')}: nothing to bill on this node: NVML is "
+            "disabled and cost.gpus declares none (declare the GPUs, or set "
+            "cost.node_extra_per_hour for a CPU-only node)"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    currency: str = setting(
+        Currency(), "One currency per deployment; every money figure is in it", "USD"
+    )
+    listen_address: str = setting(
+        ListenAddress(),
+        "Where to serve /metrics: host:port, [v6]:port, or :port for every interface",
+        DEFAULT_LISTEN_ADDRESS,
+        group="web",
+    )
+    interval: float = setting(
+        Duration(), "Engines are read in the background on this interval", 5.0, group="collection"
+    )
+    timeout: float = setting(
+        Duration(),
+        "Per engine; must be shorter than the interval",
+        3.0,
+        group="collection",
+        derive=_timeout_default,
+        default_doc="`3s`, or 80% of a shorter interval",
+    )
+    max_page_bytes: int = setting(
+        Size(), "A larger page marks the engine down (too_large)", 16 * 1024**2, group="collection"
+    )
+    engines: tuple[EngineConfig, ...] = setting(
+        ListOf(ENGINE, "{url: ...}", non_empty=True, check=_engines_apart),
+        "The inference engines on this node",
+        (EngineConfig(DEFAULT_ENGINE_URL),),
+        default_doc=f"one, at `{DEFAULT_ENGINE_URL}`",
+    )
+    nvml: NvmlConfig = setting(NVML, "The GPUs, read through NVML", NvmlConfig())
+    cost: CostConfig = setting(
+        COST,
+        "What the node costs",
+        missing="missing; give the hourly prices of the node's GPUs",
+    )
+    api_prices: ApiPriceConfig = setting(
+        API_PRICES,
+        "The API the node is compared with, per 1M tokens",
+        missing="missing; give the API prices to compare with (default or per model)",
+    )
+    capacity: CapacityConfig = setting(
+        CAPACITY, "Throughput at 100% load, configured or learned", CapacityConfig()
+    )
+    projection: Projection = setting(
+        PROJECTION, "What the self-hosting decision assumed", Projection()
+    )
+    windows: tuple[str, ...] = setting(
+        ListOf(WindowName(), "durations like 5m, 1h", non_empty=True),
+        "Windows of the live gauges",
+        DEFAULT_WINDOWS,
+    )
+    state_file: str | None = setting(
+        Text(), "Where the learned capacity is kept across restarts", None
+    )
+    log_level: str = setting(Choice(LOG_LEVELS, lower=True), "Log verbosity", "info")
+
+    def window_seconds(self) -> dict[str, float]:
+        return {name: parse_duration(name, "windows") for name in self.windows}
+
+
+CONFIG = dataclass_section(
+    Config,
+    rules=(_timeout_within_interval, _catalog_in_its_currency, _something_to_bill),
+    type_name="mapping",
+)
+"""The schema of the whole configuration file."""
