@@ -17,8 +17,8 @@ from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.nvml import NvmlCollector
 from llm_cost_exporter.collectors.registry import engine_collector
-from llm_cost_exporter.config import Config, ConfigError, ModelPrice
-from llm_cost_exporter.daemon.http_server import build_app, split_listen_address
+from llm_cost_exporter.config import Config, ConfigError, ModelPrice, split_listen_address
+from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.loop import CollectionLoop
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 

@@ -14,9 +14,8 @@ import contextlib
 from aiohttp import web
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
-from llm_cost_exporter.config import Config, config_from_mapping
+from llm_cost_exporter.config import Config, config_from_mapping, split_listen_address
 from llm_cost_exporter.daemon.assembly import serve
-from llm_cost_exporter.daemon.http_server import split_listen_address
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
 from llm_cost_exporter.tools.simulator.profiles import make_profile
 from llm_cost_exporter.tools.simulator.server import build_simulator_app

@@ -44,12 +44,3 @@ def build_app(loop: CollectionLoop, page: PrometheusPage) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/", _landing)
     return app
-
-
-def split_listen_address(address: str) -> tuple[str | None, int]:
-    """`host:port`, `[v6]:port` or `:port` (all interfaces) into host and port."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address {address!r} is not host:port")
-    host = host.strip("[]")
-    return (host or None), int(port)
