@@ -12,8 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,35 +20,36 @@ import yaml
 
 from llm_cost_exporter import __version__
 from llm_cost_exporter.config import (
+    DEFAULT_LISTEN_ADDRESS,
+    LOG_LEVELS,
     Config,
     ConfigError,
     apply_overrides,
     config_from_mapping,
     effective_config_dict,
     load_yaml,
+    parse_currency,
 )
+from llm_cost_exporter.environment import env
 
 EXIT_CONFIG = 2
 
 
-def _env(name: str) -> str | None:
-    return os.environ.get(f"LLMCOST_{name}") or None
-
-
 def _env_flag(name: str) -> bool:
-    return (_env(name) or "").lower() in ("1", "true", "yes", "on")
+    return (env(name) or "").lower() in ("1", "true", "yes", "on")
 
 
 def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", metavar="FILE", default=_env("CONFIG"), help="YAML file [LLMCOST_CONFIG]"
+        "--config", metavar="FILE", default=env("CONFIG"), help="YAML file [LLMCOST_CONFIG]"
     )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
         metavar="HOST:PORT",
-        default=_env("WEB_LISTEN_ADDRESS"),
-        help="address to serve /metrics on (default 0.0.0.0:9478) [LLMCOST_WEB_LISTEN_ADDRESS]",
+        default=env("WEB_LISTEN_ADDRESS"),
+        help=f"address to serve /metrics on (default {DEFAULT_LISTEN_ADDRESS}) "
+        "[LLMCOST_WEB_LISTEN_ADDRESS]",
     )
     parser.add_argument(
         "--vllm.target",
@@ -65,21 +64,21 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         "--collection.interval",
         dest="interval",
         metavar="DURATION",
-        default=_env("COLLECTION_INTERVAL"),
+        default=env("COLLECTION_INTERVAL"),
         help="how often to read the engines (default 5s) [LLMCOST_COLLECTION_INTERVAL]",
     )
     parser.add_argument(
         "--state-file",
         dest="state_file",
         metavar="FILE",
-        default=_env("STATE_FILE"),
+        default=env("STATE_FILE"),
         help="where learned capacity is kept across restarts [LLMCOST_STATE_FILE]",
     )
     parser.add_argument(
         "--log.level",
         dest="log_level",
-        choices=("debug", "info", "warning", "error"),
-        default=_env("LOG_LEVEL"),
+        choices=LOG_LEVELS,
+        default=env("LOG_LEVEL"),
         help="[LLMCOST_LOG_LEVEL]",
     )
     parser.add_argument(
@@ -144,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     targets = args.targets
-    if targets is None and _env("VLLM_TARGETS"):
-        targets = [t.strip() for t in _env("VLLM_TARGETS").split(",") if t.strip()]
+    if targets is None and env("VLLM_TARGETS"):
+        targets = [t.strip() for t in env("VLLM_TARGETS").split(",") if t.strip()]
     return {
         "web.listen_address": args.listen_address,
         "engines": [{"url": t} for t in targets] if targets else None,
@@ -208,8 +207,7 @@ def _gpus_to_bill(config: Config) -> list[str]:
 def _write_dashboards(currency: str, directory: Path) -> int:
     from llm_cost_exporter.generators.dashboards import render_files
 
-    if not re.match(r"^[A-Z]{3}$", currency):
-        raise ConfigError(f"--currency: {currency!r} is not an ISO 4217 code like USD or EUR")
+    currency = parse_currency(currency, "--currency")
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in render_files(currency).items():
         (directory / name).write_text(text)

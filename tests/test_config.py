@@ -282,3 +282,24 @@ def test_environment_variables_are_read(tmp_path: Path, monkeypatch) -> None:
     assert config.listen_address == "127.0.0.1:9100"
     assert [e.url for e in config.engines] == ["http://x:1/metrics", "http://y:2/metrics"]
     assert config.interval == 15.0
+
+
+def test_empty_environment_variables_set_nothing(monkeypatch) -> None:
+    """The daemon's flags and the report's options read LLMCOST_ variables alike."""
+    from llm_cost_exporter.cli import build_parser
+
+    for name in ("WEB_LISTEN_ADDRESS", "PROMETHEUS_URL", "PROMETHEUS_BEARER_TOKEN"):
+        monkeypatch.setenv(f"LLMCOST_{name}", "")
+    assert build_parser().parse_args([]).listen_address is None
+    assert build_parser().parse_args(["report"]).url == "http://localhost:9090"
+
+
+def test_report_options_come_from_the_environment(monkeypatch) -> None:
+    from llm_cost_exporter.cli import build_parser
+    from llm_cost_exporter.tools.report.command import credentials_from
+
+    monkeypatch.setenv("LLMCOST_PROMETHEUS_URL", "http://prom:9090")
+    monkeypatch.setenv("LLMCOST_PROMETHEUS_BEARER_TOKEN", "secret")
+    args = build_parser().parse_args(["report"])
+    assert args.url == "http://prom:9090"
+    assert credentials_from(args).bearer_token == "secret"

@@ -268,3 +268,17 @@ def test_currency_codes_are_upper_cased(text: str, code: str) -> None:
 def test_currency_must_be_an_iso_code(text: object) -> None:
     with pytest.raises(ConfigError, match="^--currency: "):
         parse_currency(text, "--currency")
+
+
+def test_dashboards_refuse_a_bad_currency_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_cost_exporter", "dashboards", "--currency", "dollars",
+         "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "llm-cost-exporter: configuration error: --currency: 'DOLLARS' is not an ISO 4217 "
+        "code like USD or EUR\n"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -8,11 +8,11 @@ than ``--min-coverage`` (the report states what is missing).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from llm_cost_exporter.environment import env
 from llm_cost_exporter.tools.report.build import build_report
 from llm_cost_exporter.tools.report.period import Period, PeriodError, parse_period
 from llm_cost_exporter.tools.report.prometheus_api import (
@@ -29,11 +29,10 @@ EXIT_COVERAGE = 3
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
     parser.add_argument(
         "--prometheus.url",
         dest="url",
-        default=env("LLMCOST_PROMETHEUS_URL", "http://localhost:9090"),
+        default=env("PROMETHEUS_URL") or "http://localhost:9090",
         help="Prometheus (or compatible) base URL [LLMCOST_PROMETHEUS_URL] "
         "(default http://localhost:9090)",
     )
@@ -111,15 +110,15 @@ def _read_secret(path: str | None, env_name: str, option: str) -> str | None:
             return Path(path).read_text().strip()
         except OSError as err:
             raise SelectionError(f"{option} {path}: {err.strerror}") from None
-    return os.environ.get(env_name) or None
+    return env(env_name)
 
 
 def credentials_from(args: argparse.Namespace) -> Credentials:
     token = _read_secret(
-        args.token_file, "LLMCOST_PROMETHEUS_BEARER_TOKEN", "--prometheus.bearer-token-file"
+        args.token_file, "PROMETHEUS_BEARER_TOKEN", "--prometheus.bearer-token-file"
     )
     password = _read_secret(
-        args.password_file, "LLMCOST_PROMETHEUS_PASSWORD", "--prometheus.basic-auth-password-file"
+        args.password_file, "PROMETHEUS_PASSWORD", "--prometheus.basic-auth-password-file"
     )
     if token and args.basic_user:
         raise SelectionError("use either a bearer token or basic auth, not both")
