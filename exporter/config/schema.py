@@ -110,8 +110,7 @@ class Loaded:
         return self.values[name]
 
     def path(self, name: str) -> str:
-        group = self.section.setting(name).group
-        return child(child(self.where, group) if group else self.where, name)
+        return self.section.path_of(self.section.setting(name), self.where)
 
 
 Rule = Callable[[Loaded], None]
@@ -176,6 +175,10 @@ class Section:
     def setting(self, name: str) -> Setting:
         return next(s for s in self.settings if s.name == name)
 
+    def path_of(self, entry: Setting, where: str) -> str:
+        """The dotted path of one of its settings, with this section at `where`."""
+        return child(child(where, entry.group) if entry.group else where, entry.name)
+
     def _keys(self, group: str | None) -> set[str]:
         if group is not None:
             return {s.name for s in self.settings if s.group == group}
@@ -192,9 +195,9 @@ class Section:
             sources[group] = as_mapping(data.get(group), at)
             check_keys(sources[group], self._keys(group), at)
         values: dict[str, Any] = {}
-        given = set()
+        given: set[str] = set()
         for entry in self.settings:
-            at = child(child(where, entry.group) if entry.group else where, entry.name)
+            at = self.path_of(entry, where)
             raw = sources[entry.group].get(entry.name)
             if raw is not None:
                 values[entry.name] = entry.node.load(raw, at)
@@ -221,13 +224,17 @@ class Section:
 
     def rows(self, prefix: str) -> Iterator[Row]:
         for entry in self.settings:
-            path = child(child(prefix, entry.group) if entry.group else prefix, entry.name)
+            path = self.path_of(entry, prefix)
             yield Row(path, entry.node.type_name, default_text(entry), entry.doc)
             yield from _rows(entry.node, path)
 
 
 def dataclass_section(
-    cls: type, *, rules: tuple[Rule, ...] = (), shorthand: str | None = None, type_name: str
+    cls: type,
+    *,
+    rules: tuple[Rule, ...] = (),
+    shorthand: str | None = None,
+    type_name: str = "mapping",
 ) -> Section:
     """The section whose settings are the fields of `cls`, declared with setting()."""
     fields = dataclasses.fields(cls)

@@ -65,14 +65,15 @@ class GpuGroup:
     count: int = setting(Whole(1), "How many GPUs of this model", 1)
 
 
-GPU_GROUP = dataclass_section(GpuGroup, type_name="mapping")
+GPU_GROUP = dataclass_section(GpuGroup)
+
+
+_NO_PURCHASE_PRICES = "missing; give each GPU model's purchase price"
 
 
 def _purchase_prices_given(loaded: Loaded) -> None:
     if not loaded["purchase_prices"]:
-        raise ConfigError(
-            f"{loaded.path('purchase_prices')}: missing; give each GPU model's purchase price"
-        )
+        raise ConfigError(f"{loaded.path('purchase_prices')}: {_NO_PURCHASE_PRICES}")
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class OwnedHardware:
     purchase_prices: Mapping[str, float] = setting(
         MapOf(PRICE, "model"),
         "Purchase price per GPU, keyed by model name like hourly prices",
-        missing="missing; give each GPU model's purchase price",
+        missing=_NO_PURCHASE_PRICES,
     )
     amortization_months: float = setting(
         Number(above=True), "The purchase is spread evenly over this many months of 730 h", 36.0
@@ -98,7 +99,7 @@ class OwnedHardware:
     )
 
 
-OWNED = dataclass_section(OwnedHardware, rules=(_purchase_prices_given,), type_name="mapping")
+OWNED = dataclass_section(OwnedHardware, rules=(_purchase_prices_given,))
 
 
 def _rented_or_owned(loaded: Loaded) -> None:
@@ -148,7 +149,6 @@ class CostConfig:
         "The node's GPUs, billed when NVML cannot list them",
         (),
     )
-    """Declared GPUs: billed when NVML cannot list them (see accounting.gpu_inventory)."""
     node_extra_per_hour: float = setting(PRICE, "CPU, RAM, disk and network of the node", 0.0)
     overhead_ratio: float = setting(
         Number(0.0, 10.0), "Ops, safety margin, evals, storage, on top of the hourly cost", 0.3
@@ -171,7 +171,6 @@ class CostConfig:
 COST = dataclass_section(
     CostConfig,
     rules=(_rented_or_owned, _declared_gpus_priced, _some_hourly_cost),
-    type_name="mapping",
 )
 
 
@@ -189,7 +188,7 @@ class NvmlConfig:
     )
 
 
-NVML = dataclass_section(NvmlConfig, type_name="mapping")
+NVML = dataclass_section(NvmlConfig)
 
 
 # --- API prices -------------------------------------------------------------------
@@ -287,7 +286,7 @@ class ApiPriceConfig:
         return sorted({e.catalog for e in entries if e is not None and e.catalog})
 
 
-API_PRICES = dataclass_section(ApiPriceConfig, rules=(_some_price,), type_name="mapping")
+API_PRICES = dataclass_section(ApiPriceConfig, rules=(_some_price,))
 
 
 # --- capacity and projection -----------------------------------------------------
@@ -302,7 +301,7 @@ class CapacityConfig:
     learn_window: float = setting(Duration(), "A peak must last this long to count", 300.0)
 
 
-CAPACITY = dataclass_section(CapacityConfig, type_name="mapping")
+CAPACITY = dataclass_section(CapacityConfig)
 
 
 def _shares_make_a_whole(loaded: Loaded) -> None:
@@ -332,7 +331,7 @@ class Projection:
     given), so a review can tell a cost gap caused by the traffic's mix."""
 
 
-PROJECTION = dataclass_section(Projection, type_name="mapping")
+PROJECTION = dataclass_section(Projection)
 
 
 # --- engines ----------------------------------------------------------------------
@@ -350,7 +349,6 @@ class EngineConfig:
         "Which collector reads it",
         DEFAULT_ENGINE_TYPE,
     )
-    """Which collector reads it (see llm_cost_exporter.collectors.registry)."""
     gpus: tuple[int | str, ...] | None = setting(
         ListOf(GpuRef(), "GPU indices or UUIDs", non_empty=True),
         "The GPUs it runs on (index in nvidia-smi order, or UUID); its GPUs' cost is its own",
@@ -360,7 +358,6 @@ class EngineConfig:
     capacity_tokens_per_second: float | None = setting(
         Number(above=True), "This engine's throughput at 100% load", None
     )
-    """Tokens per second it serves at 100% load, where configured."""
 
 
 ENGINE = dataclass_section(EngineConfig, shorthand="url", type_name="mapping or URL")
@@ -424,6 +421,8 @@ def _something_to_bill(loaded: Loaded) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
+    """The validated configuration file; `web` and `collection` keys are flattened here."""
+
     currency: str = setting(
         Currency(), "One currency per deployment; every money figure is in it", "USD"
     )
@@ -487,6 +486,5 @@ class Config:
 CONFIG = dataclass_section(
     Config,
     rules=(_timeout_within_interval, _catalog_in_its_currency, _something_to_bill),
-    type_name="mapping",
 )
 """The schema of the whole configuration file."""
