@@ -517,10 +517,11 @@ async def test_http_app_routes() -> None:
 
 async def test_serve_simulator_listens_and_prints_address(capsys: pytest.CaptureFixture) -> None:
     args = _args("--web.listen-address", "127.0.0.1:0", "--profile", "steady", "--engines", "2")
-    task = asyncio.create_task(serve_simulator(args))
+    engines = build_engines_from_args(args)
+    task = asyncio.create_task(serve_simulator(args, engines, "127.0.0.1", 0))
     try:
         url = ""
-        for _ in range(200):
+        for _ in range(6000):  # returns as soon as the address is printed
             await asyncio.sleep(0.01)
             out = capsys.readouterr().out
             if "http://" in out:
@@ -645,3 +646,18 @@ async def test_control_rejects_bad_input_and_changes_nothing(body: str, reason: 
     assert text.count("\n") == 1 and text.endswith("\n"), text
     assert [e.profile for e in engines] == [make_profile("steady", level=0.5)] * 2
     assert [_total_tokens(truth, i) for i in (0, 1)] == [5000, 5000]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--web.listen-address", "nope"], "simulate: listen address 'nope' is not host:port"),
+        (["--engines", "0"], "simulate: --engines must be at least 1"),
+    ],
+)
+def test_a_bad_simulate_option_is_one_line_and_exit_2(argv, message, capsys) -> None:
+    from llm_cost_exporter.cli import main
+
+    assert main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"llm-cost-exporter: {message}\n"

@@ -274,10 +274,10 @@ def build_engines_from_args(
     ]
 
 
-async def serve_simulator(args: argparse.Namespace) -> None:
+async def serve_simulator(
+    args: argparse.Namespace, engines: list[SimulatedEngine], host: str | None, port: int
+) -> None:
     """Serve the simulated engines until cancelled."""
-    engines = build_engines_from_args(args)
-    host, port = split_listen_address(args.listen_address)
     runner = web.AppRunner(build_simulator_app(engines), access_log=None)
     await runner.setup()
     try:
@@ -296,7 +296,12 @@ async def serve_simulator(args: argparse.Namespace) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    """Blocking entry point for `llm-cost-exporter simulate`."""
+    """Blocking entry point for `llm-cost-exporter simulate`; a bad option is one line."""
+    try:
+        engines = build_engines_from_args(args)
+        host, port = split_listen_address(args.listen_address)
+    except ValueError as error:
+        raise SystemExit(f"simulate: {error}") from None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_simulator(args))
+        asyncio.run(serve_simulator(args, engines, host, port))
     return 0
