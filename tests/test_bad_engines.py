@@ -15,6 +15,7 @@ from aiohttp import web
 from conftest import fixture_page, minimal_config_dict
 from realparts import free_port
 from realparts.exporter_process import ExporterProcess
+from realparts.timeouts import scaled
 
 BUSY = fixture_page("vllm-0.32.0-cpu-busy.prom")
 PROMPT_LINE = 'vllm:prompt_tokens_total{engine="0",model_name="tiny-llama"} 163304.0'
@@ -98,19 +99,33 @@ async def test_bad_engines_are_isolated(tmp_path) -> None:
         collection={"interval": "2s", "timeout": "1s"},
     )
     exporter = ExporterProcess(config, tmp_path)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    def three_cycles_seen() -> bool:
+        """Each bad target failed three times, and the good one was read three times."""
+        failed = [
+            sample("llmcost_collector_errors_total", collector="vllm", target=urls[n], reason=r)
+            for n, r in EXPECTED_REASONS.items()
+        ]
+        prompt = sample("llmcost_tokens_total", model="tiny-llama", kind="prompt")
+        return all((e or 0) >= 3 for e in failed) and (prompt or 0) >= 3 * 1000
+
     try:
         await asyncio.to_thread(exporter.start)
-        await asyncio.sleep(7)  # three more cycles
-        started = time.monotonic()
-        samples = await asyncio.to_thread(exporter.samples)
-        scrape_seconds = time.monotonic() - started
+        deadline = time.monotonic() + scaled(60)
+        while True:
+            started = time.monotonic()
+            samples = await asyncio.to_thread(exporter.samples)
+            scrape_seconds = time.monotonic() - started
+            if three_cycles_seen() or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         log = exporter.log()
     finally:
         await asyncio.to_thread(exporter.stop)
         await engines.stop()
-
-    def sample(name: str, **labels: str) -> float | None:
-        return samples.get((name, tuple(sorted(labels.items()))))
 
     assert sample("llmcost_collector_up", collector="vllm", target=urls["good"]) == 1
     for name, reason in EXPECTED_REASONS.items():
@@ -124,10 +139,10 @@ async def test_bad_engines_are_isolated(tmp_path) -> None:
         assert len(down_lines) == 1, (name, down_lines)
         assert reason in down_lines[0]
         duration = sample("llmcost_collector_duration_seconds", collector="vllm", target=target)
-        assert duration < 1.5, (name, duration)  # bounded by the 1 s timeout
+        assert duration < 1.0 + scaled(0.5), (name, duration)  # bounded by the 1 s timeout
     # The good engine's tokens still flow: it grows 1000 prompt tokens per scrape.
     prompt = sample("llmcost_tokens_total", model="tiny-llama", kind="prompt")
     assert prompt is not None and prompt >= 3 * 1000
     assert sample("llmcost_requests_running", model="tiny-llama") == 45
-    assert scrape_seconds < 2.0  # within one collection interval, while engines hang
+    assert scrape_seconds < scaled(2.0)  # within one collection interval, while engines hang
     assert "Traceback" not in log

@@ -3,7 +3,7 @@
 A simulator with two engines (models big and small, a steady 30% load) feeds the
 exporter, which reads four H100s through the fake NVML; Prometheus scrapes it and
 the simulator's vLLM pages every second with the default recording rules loaded.
-After about a minute of data, each dashboard's variables are resolved the way
+After 15 seconds of data, each dashboard's variables are resolved the way
 Grafana does with "All" selected, and every panel query runs with them substituted:
 no query may fail, and each returns data unless its panel is listed in
 `MAY_BE_EMPTY` with the reason.
@@ -30,6 +30,7 @@ from realparts import PrometheusServer
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, subprocess_env
 from realparts.simulator_process import SimulatorProcess
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.generators.dashboards import MAY_BE_EMPTY, render_dashboards
 from llm_cost_exporter.generators.rules import RECORDING_FILE, RuleParams, render
@@ -39,8 +40,9 @@ pytestmark = pytest.mark.realparts
 JOB = "llm-cost"
 MODELS = ("big", "small")
 H100 = "NVIDIA H100 80GB HBM3"
-DATA_SECONDS = 65
-"""How long Prometheus collects before the queries run: 5m rates need two samples only."""
+DATA_SECONDS = 15
+"""How long Prometheus collects before the queries run: 5m rates need two samples only,
+the learned capacity one `learn_window` (5 s) of the exporter's readings."""
 RANGE_SECONDS = 60
 """The dashboards' time range in this run: `$__range` and the range queries' span."""
 STEP_SECONDS = 2
@@ -109,7 +111,7 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                 {"url": simulator.engine_url(1), "gpus": [2, 3]},
             ],
             cost={"gpu_prices_per_hour": {"H100": 2.99}},
-            capacity={"tokens_per_second": 4000, "learn_window": "30s"},
+            capacity={"tokens_per_second": 4000, "learn_window": "5s"},
             collection={"interval": "1s", "timeout": "800ms"},
         )
         exporter = ExporterProcess(config, workdir, env=subprocess_env(lib_dir, state_path))
@@ -137,9 +139,9 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             extra_scrape_configs=[vllm_pages],
         )
         parts.enter_context(prometheus)
-        prometheus.wait_until_scraped(timeout=20)
+        prometheus.wait_until_scraped()
         started = time.monotonic()
-        prometheus.wait_for(f'instance:llmcost_cost:rate5m{{job="{JOB}"}}', timeout=30)
+        prometheus.wait_for(f'instance:llmcost_cost:rate5m{{job="{JOB}"}}')
         time.sleep(max(0.0, DATA_SECONDS - (time.monotonic() - started)))
         down = [t for t in prometheus.targets_health() if t["health"] != "up"]
         assert not down, f"targets not up: {json.dumps(down)[:2000]}\n{exporter.log()[-3000:]}"
@@ -153,7 +155,7 @@ def label_values(prometheus: PrometheusServer, selector: str, label: str, end: f
     )
     url = f"{prometheus.url}/api/v1/label/{urllib.parse.quote(label)}/values?{params}"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=scaled(30)) as response:
             payload = json.load(response)
     except urllib.error.HTTPError as exc:
         payload = json.loads(exc.read().decode(errors="replace") or "{}")

@@ -25,13 +25,19 @@ from llm_cost_exporter.generators.rules import params_with, render
 pytestmark = pytest.mark.realparts
 
 JOB = "llm-cost"
+PAGE_WINDOW = 12
+PAGE_FOR = 4
+"""Seconds. The page fires when the quiet load fills ~70% of its window and then holds
+for PAGE_FOR; by then the window is all quiet, so the figures it prints are the quiet ones."""
+WARN_FOR = 4
+"""Longer than the first scrapes, where no tokens have been counted yet (ratio +Inf)."""
 SHORT = {
     "job": JOB,
-    "breakeven_page_window": "30s",
-    "breakeven_page_for": "10s",
-    "breakeven_warn_window": "15s",
-    "breakeven_warn_for": "5s",
-    "exporter_down_for": "5s",
+    "breakeven_page_window": f"{PAGE_WINDOW}s",
+    "breakeven_page_for": f"{PAGE_FOR}s",
+    "breakeven_warn_window": f"{PAGE_WINDOW // 2}s",
+    "breakeven_warn_for": f"{WARN_FOR}s",
+    "exporter_down_for": "2s",
 }
 CAPACITY = 2000.0
 BUSY, QUIET = 0.8, 0.05
@@ -78,15 +84,16 @@ def test_below_break_even_pages_resolves_and_exporter_down_fires(tmp_path: Path)
                 extra_rule_files=write_rules(tmp_path),
                 alertmanager_url=alertmanager.url,
             ) as prometheus:
-                prometheus.wait_until_scraped(timeout=20)
+                prometheus.wait_until_scraped()
                 # Busy: $3.20/h against ~1,600 tok/s at ~$1.61 per 1M on the API; a third of it.
                 ratio = prometheus.wait_for_scalar(
-                    f'instance:llmcost_cost_ratio:ratio_rate30s{{job="{JOB}"}}',
+                    f'instance:llmcost_cost_ratio:ratio_rate{PAGE_WINDOW}s{{job="{JOB}"}}',
                     lambda v: v is not None and v < 0.5,
                     timeout=60,
                 )
                 assert ratio < 0.5
-                time.sleep(12)
+                # Long enough for either break-even alert to fire and be notified.
+                time.sleep(max(PAGE_FOR, WARN_FOR) + 4)
                 assert not [a for a in webhook.alerts() if "BreakEven" in a["labels"]["alertname"]]
 
                 simulator.control(profile="steady", level=QUIET)
@@ -99,7 +106,7 @@ def test_below_break_even_pages_resolves_and_exporter_down_fires(tmp_path: Path)
                 }
                 notes = page["annotations"]
                 assert notes["summary"] == (
-                    f"127.0.0.1:{exporter.port} cost more than the API over the last 30s"
+                    f"127.0.0.1:{exporter.port} cost more than the API over the last {PAGE_WINDOW}s"
                 )
                 assert notes["runbook_url"].endswith("runbook.md#llmcostbelowbreakeven")
                 spent, per_million, api, utilization, breakeven = figures(notes["description"])

@@ -34,6 +34,7 @@ from realparts.fake_nvml import (
     subprocess_env,
 )
 from realparts.simulator_process import SimulatorProcess
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.config import config_from_mapping
@@ -72,9 +73,9 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     )
 
 
-def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll `check` until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
+def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll `check` until it returns a truthy value (`timeout` scaled, see realparts.timeouts)."""
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         result = check()
         if result or time.monotonic() > deadline:
@@ -415,7 +416,7 @@ def run_cli(node: GpuNode, config: dict[str, Any], *args: str) -> subprocess.Com
         env={**os.environ, **node.env},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=scaled(60),
     )
 
 
@@ -448,8 +449,9 @@ async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The daemon in this process: NVML init hangs 1.5 s, the exporter serves meanwhile."""
+    hang = scaled(1.5)  # a busy machine may take longer than 1.5 s to serve at all
     state_path = tmp_path / "nvml-state.txt"
-    FakeNvmlState([h100(), h100()], init_delay_ms=1500).write(state_path)
+    FakeNvmlState([h100(), h100()], init_delay_ms=round(hang * 1000)).write(state_path)
     monkeypatch.setenv(STATE_ENV, str(state_path))
     monkeypatch.setattr(daemon, "NVML_START_TIMEOUT", 0.3)
     port = free_port()
@@ -477,11 +479,12 @@ async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
     try:
         early = None
         while early is None:
+            assert time.monotonic() - started < scaled(30), "the exporter never served"
             await asyncio.sleep(0.05)
             early = await samples()
         served_after = time.monotonic() - started
         late = None
-        while time.monotonic() - started < 10:
+        while time.monotonic() - started < hang + scaled(30):
             await asyncio.sleep(0.1)
             late = await samples()
             if value(late, "llmcost_gpu_info", gpu="1", source="nvml"):
@@ -490,7 +493,7 @@ async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert served_after < 1.5, "the exporter waited for NVML"
+    assert served_after < hang, "the exporter waited for NVML"
     assert value(early, "llmcost_gpu_info", gpu="0", source="declared") == 1
     assert value(early, "llmcost_collector_up", collector="nvml") == 0
     assert value(early, "llmcost_hourly_cost", component="gpu") == pytest.approx(2 * 2.99)

@@ -119,8 +119,8 @@ def test_alerts_reach_webhook_and_resolve(tmp_path: Path, switch: _Switch) -> No
             )
 
         try:
-            always = webhook.wait_for(_named("TestAlwaysFiring", "firing"), timeout=20)
-            on = webhook.wait_for(_named("TestSwitchFiring", "firing"), timeout=10)
+            always = webhook.wait_for(_named("TestAlwaysFiring", "firing"), timeout=60)
+            on = webhook.wait_for(_named("TestSwitchFiring", "firing"), timeout=30)
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{diagnostics()}") from None
 
@@ -150,7 +150,7 @@ def test_alerts_reach_webhook_and_resolve(tmp_path: Path, switch: _Switch) -> No
         flipped_at = time.time()
         try:
             resolved = webhook.wait_for(
-                _named("TestSwitchFiring", "resolved"), timeout=15, since=mark
+                _named("TestSwitchFiring", "resolved"), timeout=30, since=mark
             )
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{diagnostics()}") from None

@@ -75,7 +75,7 @@ def prom(
     with PrometheusServer(
         [metrics_target, dead_target], scrape_interval="1s", extra_rule_files=[rules]
     ) as server:
-        server.wait_until_scraped(timeout=10)
+        server.wait_until_scraped()
         yield server
 
 

@@ -25,6 +25,7 @@ import pytest
 from realparts.auth_proxy import AuthProxy
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.synthetic_month import HOUR, KINDS, Truth, hour_truth
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.cli import main
 from llm_cost_exporter.tools.report.findings import off_peak
@@ -92,7 +93,7 @@ def october(month: tuple[str, Truth], tmp_path_factory: pytest.TempPathFactory) 
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=scaled(600),
         check=False,
     )
     return Run(result.returncode, result.stdout, result.stderr, directory)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .binary_server import BinaryServer, locate_binary
+from .timeouts import scaled
 
 DEBIAN_PACKAGE = "prometheus-alertmanager"
 # Debian names the binary after the package; upstream tarballs call it alertmanager.
@@ -59,7 +60,7 @@ class AlertmanagerServer(BinaryServer):
         send_resolved: bool = True,
         workdir: Path | None = None,
         keep_workdir: bool = False,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 60.0,
         binary: str | None = None,
     ) -> None:
         self.webhook_url = webhook_url
@@ -121,7 +122,7 @@ class AlertmanagerServer(BinaryServer):
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         url = f"{self.url}/api/v2/alerts{query}"
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
+            with urllib.request.urlopen(url, timeout=scaled(30)) as resp:
                 return list(json.load(resp))
         except urllib.error.HTTPError as exc:
             raw = exc.read().decode(errors="replace")

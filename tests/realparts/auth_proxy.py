@@ -14,6 +14,7 @@ import urllib.request
 from types import TracebackType
 
 from .loopback_http import LoopbackHttp, QuietHandler
+from .timeouts import scaled
 
 
 class _Handler(QuietHandler):
@@ -31,7 +32,7 @@ class _Handler(QuietHandler):
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=scaled(60)) as response:
                 self._reply(response.status, response.read(), response.headers["Content-Type"])
         except urllib.error.HTTPError as err:
             self._reply(err.code, err.read(), err.headers.get("Content-Type", "text/plain"))

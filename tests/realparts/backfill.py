@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +22,15 @@ from pathlib import Path
 import yaml
 
 from .prometheus_server import PrometheusError, PrometheusServer
+from .timeouts import scaled
 
 PROMTOOL_TIMEOUT = 600.0
+"""Seconds (before scaling) one promtool run may take: only a hang gets near it."""
+RULES_ENV = {"GOGC": "off", "GOMEMLIMIT": "6GiB"}
+"""The rule backfill builds a TSDB head per rule and 2h block (~4 MB of buffers each)
+and, with Go's default collector, spends most of its CPU collecting them: with
+collection off until the heap nears the limit, a month's rule takes ~3 GB and
+half the CPU time."""
 
 
 class HistoricalPrometheusServer(PrometheusServer):
@@ -55,10 +62,16 @@ def _timestamp(when: datetime | float) -> str:
     return str(int(when.timestamp() if isinstance(when, datetime) else when))
 
 
-def _promtool(*args: str | Path, cwd: Path) -> str:
+def _promtool(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     cmd = [find_promtool(), *map(str, args)]
     result = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT, check=False, cwd=cwd
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=scaled(PROMTOOL_TIMEOUT),
+        check=False,
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
     )
     if result.returncode != 0:
         raise PrometheusError(
@@ -116,17 +129,27 @@ def backfill(
     ``interval``. Rules are evaluated from ``start`` to ``end``; a rule reading
     another recorded series backfilled in the same call sees nothing (promtool
     evaluates every rule against the data as it was before the call).
+    The exposition is written a day at a time (see :func:`split_by_time`);
     promtool writes one block per rule and 2h, ~25 ms each, so a month costs
-    ~20 s per rule: rules are split one per file and run ``workers`` at a time.
+    ~10 s per rule. Both the days and the rules (split one per file) run as
+    separate promtool processes, ``workers`` at a time (default: one per CPU).
     """
     workdir = Path(workdir)
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
-    source = workdir / "samples.om"
-    for piece in split_by_time(openmetrics_text, chunk_seconds):
-        source.write_text(piece)
-        _promtool("tsdb", "create-blocks-from", "openmetrics", "--quiet", source, data, cwd=workdir)
-    source.unlink(missing_ok=True)
+    workers = workers or max(1, os.cpu_count() or 1)
+    pieces = workdir / "pieces"
+    shutil.rmtree(pieces, ignore_errors=True)
+    pieces.mkdir()
+    texts = split_by_time(openmetrics_text, chunk_seconds)
+    _in_parallel(
+        [
+            lambda i=i, text=text: _samples_to_blocks(text, pieces / f"piece-{i}")
+            for i, text in enumerate(texts)
+        ],
+        workers,
+    )
+    _move_blocks(pieces, data)
     if not rule_files:
         return data
 
@@ -146,17 +169,44 @@ def backfill(
                 f"--eval-interval={eval_interval}",
             ],
             rule_blocks,
-            workers=workers or max(1, os.cpu_count() or 1),
+            workers=workers,
         )
     finally:
         server.stop()
     # Moved in while no Prometheus runs: a running one would only notice them at its
     # next block reload, and tests want them visible as soon as the next one is ready.
-    for block in rule_blocks.glob("*/blocks/*"):
+    _move_blocks(rule_blocks, data)
+    return data
+
+
+def _samples_to_blocks(text: str, directory: Path) -> None:
+    """One piece of the exposition as blocks in ``directory/blocks``."""
+    directory.mkdir()
+    (directory / "samples.om").write_text(text)
+    _promtool(
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        "--quiet",
+        "samples.om",
+        "blocks",
+        cwd=directory,
+    )
+
+
+def _move_blocks(scratch: Path, data: Path) -> None:
+    """Move every block written under ``scratch/*/blocks`` into ``data``; remove ``scratch``."""
+    for block in scratch.glob("*/blocks/*"):
         if block.is_dir():
             shutil.move(str(block), data / block.name)
-    shutil.rmtree(rule_blocks, ignore_errors=True)
-    return data
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _in_parallel(jobs: Sequence[Callable[[], None]], workers: int) -> None:
+    """Run ``jobs`` ``workers`` at a time; the first failure is raised."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
 
 
 def _backfill_rules_in_parallel(
@@ -190,7 +240,7 @@ def _backfill_rules_in_parallel(
             "--output-dir=blocks",
             "rules.yml",
             cwd=directory,
+            env=RULES_ENV,
         )
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(run, single))
+    _in_parallel([lambda d=d: run(d) for d in single], workers)

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .ports import free_port, wait_http_ok
+from .timeouts import scaled
 
 _PORT_RETRIES = 3
 Server = TypeVar("Server", bound="BinaryServer")
@@ -56,7 +57,7 @@ def kill_quietly(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+            proc.wait(timeout=scaled(5))
 
 
 class BinaryServer:
@@ -75,7 +76,7 @@ class BinaryServer:
         *,
         workdir: Path | None = None,
         keep_workdir: bool = False,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 60.0,
         binary: str | None = None,
     ) -> None:
         self.startup_timeout = startup_timeout
@@ -180,10 +181,10 @@ class BinaryServer:
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=timeout)
+                    proc.wait(timeout=scaled(timeout))
                 except subprocess.TimeoutExpired:
                     proc.kill()
-                    proc.wait(timeout=5)
+                    proc.wait(timeout=scaled(5))
             if self._finalizer is not None:
                 self._finalizer.detach()
                 self._finalizer = None

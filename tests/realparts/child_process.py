@@ -8,15 +8,23 @@ import sys
 from pathlib import Path
 
 from .ports import free_port, wait_http_ok
+from .timeouts import scaled
+
+_PORT_RETRIES = 3
 
 
 class ChildProcess:
     """`python -m exporter ARGS...`, ready once `ready_path` answers 200.
 
     Output goes to a log file in `workdir`, shown when the child dies early.
+    The port is free when picked but not held, so another process may take it
+    before the child binds it; a child that exits because its address is in
+    use is started again on a new port.
     """
 
     ready_path = "/healthz"
+    startup_timeout = 60.0
+    """Seconds (before scaling) the child may take to answer `ready_path`."""
 
     def __init__(self, workdir: Path, log_name: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -31,16 +39,36 @@ class ChildProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Called before each launch, once `self.port` is final for it."""
+
     def start(self):
-        with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "llm_cost_exporter", *self.command()],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            )
-        wait_http_ok(self.url + self.ready_path, timeout=30, check=self._check_alive)
-        return self
+        for attempt in range(1, _PORT_RETRIES + 1):
+            if attempt > 1:
+                self.port = free_port()
+            self.prepare()
+            with self.log_path.open("wb") as log:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "llm_cost_exporter", *self.command()],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+                )
+            try:
+                wait_http_ok(
+                    self.url + self.ready_path,
+                    timeout=self.startup_timeout,
+                    check=self._check_alive,
+                )
+                return self
+            except RuntimeError:
+                if attempt < _PORT_RETRIES and "address already in use" in self.log().lower():
+                    continue
+                raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -56,7 +84,7 @@ class ChildProcess:
             return
         self._proc.terminate()
         try:
-            self._proc.wait(timeout=10)
+            self._proc.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()

@@ -10,6 +10,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from .child_process import ChildProcess
+from .timeouts import scaled
 
 
 class ExporterProcess(ChildProcess):
@@ -23,17 +24,21 @@ class ExporterProcess(ChildProcess):
         env: dict[str, str] | None = None,
     ) -> None:
         super().__init__(workdir, "exporter.log", env)
-        config = dict(config)
-        config.setdefault("web", {})["listen_address"] = f"127.0.0.1:{self.port}"
+        self.config = dict(config)
         self.config_path = workdir / "exporter.yml"
-        self.config_path.write_text(yaml.safe_dump(config))
         self._args = args
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Write the configuration, listening on this launch's port."""
+        web = {**self.config.get("web", {}), "listen_address": f"127.0.0.1:{self.port}"}
+        self.config_path.write_text(yaml.safe_dump({**self.config, "web": web}))
 
     def command(self) -> list[str]:
         return ["--config", str(self.config_path), *self._args]
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, str, bytes]:
+        with urllib.request.urlopen(self.url + path, timeout=scaled(timeout)) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
 
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from .timeouts import scaled
+
 
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now.
@@ -23,23 +25,26 @@ def free_port() -> int:
 
 def wait_http_ok(
     url: str,
-    timeout: float = 15.0,
+    timeout: float = 30.0,
     interval: float = 0.1,
     check: Callable[[], None] | None = None,
 ) -> None:
     """Poll ``url`` until it answers HTTP 200, or raise ``TimeoutError``.
 
+    ``timeout`` is scaled by ``LLMCOST_TEST_TIMEOUT_SCALE`` (see ``timeouts``).
+
     ``check`` is called before every attempt and may raise to abort early (for
     example when the server process already died), so a crash is reported at
     once instead of after the full timeout.
     """
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
     while True:
         if check is not None:
             check()
         try:
-            with urllib.request.urlopen(url, timeout=max(interval, 1.0)) as resp:
+            with urllib.request.urlopen(url, timeout=scaled(max(interval, 5.0))) as resp:
                 if resp.status == 200:
                     return
                 last_error = f"HTTP {resp.status}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .binary_server import BinaryServer, locate_binary
+from .timeouts import scaled
 
 DEBIAN_PACKAGE = "prometheus"
 
@@ -80,7 +81,7 @@ class PrometheusServer(BinaryServer):
         alert_resend_delay: str = "1s",
         workdir: Path | None = None,
         keep_workdir: bool = False,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 60.0,
         binary: str | None = None,
     ) -> None:
         self.targets = list(targets)
@@ -146,7 +147,7 @@ class PrometheusServer(BinaryServer):
         body = urllib.parse.urlencode(params).encode() if params else None
         req = urllib.request.Request(url, data=body)  # POST when there are params
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=scaled(60)) as resp:
                 payload = json.load(resp)
         except urllib.error.HTTPError as exc:
             raw = exc.read().decode(errors="replace")
@@ -206,15 +207,16 @@ class PrometheusServer(BinaryServer):
         self,
         expr: str,
         predicate: Callable[[list[dict[str, Any]]], bool] | None = None,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         interval: float = 0.25,
     ) -> list[dict[str, Any]]:
         """Poll ``expr`` until ``predicate(result)`` holds (default: non-empty result).
 
         Query errors (e.g. a bad expression) raise immediately since retrying
-        cannot fix them.
+        cannot fix them. ``timeout`` is scaled by ``LLMCOST_TEST_TIMEOUT_SCALE``.
         """
         check = predicate or bool
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()
@@ -232,7 +234,7 @@ class PrometheusServer(BinaryServer):
         self,
         expr: str,
         predicate: Callable[[float], bool],
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         interval: float = 0.25,
     ) -> float:
         """Poll until the first sample of ``expr`` exists and ``predicate(value)`` holds."""
@@ -249,8 +251,10 @@ class PrometheusServer(BinaryServer):
         data = self._api("targets?state=active")
         return list(data.get("activeTargets") or [])
 
-    def wait_until_scraped(self, timeout: float = 10.0, interval: float = 0.2) -> list[dict]:
-        """Block until every active target has been scraped at least once."""
+    def wait_until_scraped(self, timeout: float = 30.0, interval: float = 0.2) -> list[dict]:
+        """Block until every active target has been scraped at least once (``timeout``
+        scaled by ``LLMCOST_TEST_TIMEOUT_SCALE``)."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()

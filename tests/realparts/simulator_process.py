@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .child_process import ChildProcess
+from .timeouts import scaled
 
 
 class SimulatorProcess(ChildProcess):
@@ -25,7 +26,7 @@ class SimulatorProcess(ChildProcess):
         return f"{self.url}/engine/{index}/metrics"
 
     def ground_truth(self) -> dict:
-        with urllib.request.urlopen(self.url + "/ground-truth", timeout=5) as response:
+        with urllib.request.urlopen(self.url + "/ground-truth", timeout=scaled(10)) as response:
             return json.load(response)
 
     def control(self, **body: Any) -> dict:
@@ -41,7 +42,7 @@ class SimulatorProcess(ChildProcess):
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=scaled(10)) as response:
                 return json.load(response)
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode(errors="replace").strip()

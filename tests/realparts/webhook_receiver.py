@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from .loopback_http import LoopbackHttp, QuietHandler
+from .timeouts import scaled
 
 Alert = dict[str, Any]
 
@@ -113,13 +114,16 @@ class WebhookReceiver:
             return len(_flatten(self._payloads))
 
     def wait_for(
-        self, predicate: Callable[[Alert], bool], timeout: float = 20.0, since: int = 0
+        self, predicate: Callable[[Alert], bool], timeout: float = 30.0, since: int = 0
     ) -> Alert:
         """Block until an alert (the ``since``-th or later) satisfies ``predicate``; return it.
+
+        ``timeout`` is scaled by ``LLMCOST_TEST_TIMEOUT_SCALE``.
 
         Raises ``TimeoutError`` listing what did arrive, which usually tells a
         wrong label from a notification that never came.
         """
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
