@@ -64,7 +64,7 @@ def fake_lib(lib_dir: Path) -> ctypes.CDLL:
 
 
 # The hourly recording rules the monthly review reads; backfilling one costs
-# ~20 s of promtool per month, so one backfilled month serves every test.
+# ~10 s of promtool per month, so one backfilled month serves every test.
 REVIEW_RULES = (
     "instance_component:llmcost_cost:increase1h",
     "instance_model:llmcost_cost:increase1h",
