@@ -9,6 +9,7 @@ import pytest
 from conftest import fixture_page, minimal_config_dict
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
@@ -86,7 +87,7 @@ async def test_each_collect_is_isolated_and_a_hang_is_cut_by_the_backstop() -> N
     loop, clock = make_loop([good, hangs, buggy, down], [page], timeout=0.01)
     assert loop.backstop == pytest.approx(0.01 + BACKSTOP_GRACE)
     # Without the backstop this cycle would wait an hour; the guard makes that a failure.
-    await asyncio.wait_for(loop.run_once(), 120)
+    await asyncio.wait_for(loop.run_once(), scaled(120))
     clock.now += 5
     loop.engines = [good]  # the others have given their one answer
     await loop.run_once()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import minimal_config_dict, render_page
 from prometheus_client.parser import text_string_to_metric_families
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.config import ConfigError, config_from_mapping, effective_config_dict
@@ -20,7 +21,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "llm_cost_exporter", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
         env=env,
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.config.__main__ import main
 from llm_cost_exporter.config.reference import (
@@ -55,7 +56,7 @@ def test_write_refuses_a_file_without_the_markers(tmp_path: Path) -> None:
         [sys.executable, "-m", "llm_cost_exporter.config", "--write", str(path)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
     )
     assert done.returncode == 1
     assert "config-table:start" in done.stderr

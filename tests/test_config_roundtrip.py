@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import minimal_config_dict
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.config import Config, config_from_mapping, effective_config_dict
@@ -148,7 +149,7 @@ def test_check_config_output_is_itself_a_valid_file(tmp_path: Path) -> None:
             [sys.executable, "-m", "llm_cost_exporter", "check-config", str(path)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=scaled(120),
         )
         assert done.returncode == 0, done.stderr
         return "\n".join(line for line in done.stdout.splitlines() if not line.startswith("#"))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import minimal_config_dict
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.config import (
@@ -225,7 +226,7 @@ def test_check_config_and_the_daemon_refuse_a_zero_window_alike(
         [sys.executable, "-m", "llm_cost_exporter", *command, str(path)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
     )
     assert done.returncode == 2
     assert done.stderr == (
@@ -274,7 +275,7 @@ def test_dashboards_refuse_a_bad_currency_with_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "llm_cost_exporter", "dashboards", "--currency", "dollars",
          "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=scaled(60),
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == (

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 from packaging.requirements import Requirement
+from realparts.timeouts import scaled
 
 try:
     import tomllib
@@ -104,7 +105,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]
     if _build_requirements_met():
         command.append("--no-build-isolation")  # else pip fetches the backend
     done = subprocess.run(
-        [*command, str(source)], capture_output=True, text=True, timeout=600, check=False
+        [*command, str(source)], capture_output=True, text=True, timeout=scaled(600), check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (built,) = out.glob("*.whl")

@@ -661,3 +661,18 @@ def test_a_bad_simulate_option_is_one_line_and_exit_2(argv, message, capsys) -> 
     assert main(["simulate", *argv]) == 2
     err = capsys.readouterr().err
     assert err == f"llm-cost-exporter: {message}\n"
+
+
+def test_a_taken_port_is_one_line_and_exit_2(capsys) -> None:
+    import socket
+
+    from llm_cost_exporter.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert main(["simulate", "--web.listen-address", address]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"llm-cost-exporter: simulate: cannot listen on {address}: ")
+    assert err.count("\n") == 1

@@ -26,11 +26,6 @@ from .timeouts import scaled
 
 PROMTOOL_TIMEOUT = 600.0
 """Seconds (before scaling) one promtool run may take: only a hang gets near it."""
-RULES_ENV = {"GOGC": "off", "GOMEMLIMIT": "6GiB"}
-"""The rule backfill builds a TSDB head per rule and 2h block (~4 MB of buffers each)
-and, with Go's default collector, spends most of its CPU collecting them: with
-collection off until the heap nears the limit, a month's rule takes ~3 GB and
-half the CPU time."""
 
 
 class HistoricalPrometheusServer(PrometheusServer):
@@ -62,7 +57,7 @@ def _timestamp(when: datetime | float) -> str:
     return str(int(when.timestamp() if isinstance(when, datetime) else when))
 
 
-def _promtool(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+def _promtool(*args: str | Path, cwd: Path) -> str:
     cmd = [find_promtool(), *map(str, args)]
     result = subprocess.run(
         cmd,
@@ -71,7 +66,6 @@ def _promtool(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -
         timeout=scaled(PROMTOOL_TIMEOUT),
         check=False,
         cwd=cwd,
-        env={**os.environ, **env} if env else None,
     )
     if result.returncode != 0:
         raise PrometheusError(
@@ -240,7 +234,6 @@ def _backfill_rules_in_parallel(
             "--output-dir=blocks",
             "rules.yml",
             cwd=directory,
-            env=RULES_ENV,
         )
 
     _in_parallel([lambda d=d: run(d) for d in single], workers)

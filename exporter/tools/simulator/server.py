@@ -302,6 +302,11 @@ def run_simulate(args: argparse.Namespace) -> int:
         host, port = split_listen_address(args.listen_address)
     except ValueError as error:
         raise SystemExit(f"simulate: {error}") from None
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_simulator(args, engines, host, port))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_simulator(args, engines, host, port))
+    except OSError as error:
+        raise SystemExit(
+            f"simulate: cannot listen on {args.listen_address}: {error.strerror or error}"
+        ) from None
     return 0
