@@ -101,6 +101,12 @@ class NodeState:
         self.spend_at_day_start = 0.0
         self.day_started_wall = self.started_wall
         engines = config.engines
+        self._engine_capacity = {
+            e.url: e.capacity_tokens_per_second
+            for e in engines
+            if e.capacity_tokens_per_second is not None
+        }
+        """Configured capacity of the engines that have one, by target URL."""
         self.per_model_split = len(engines) == 1 or all(e.gpus is not None for e in engines)
         """Per-model cost is meaningful: one engine, or every engine names its GPUs."""
         if not self.per_model_split:
@@ -273,9 +279,9 @@ class NodeState:
         its engines' configured capacities, else its own learned sustained peak."""
         if len(self.tokens.models) == 1 and model in self.tokens.models:
             return self.capacity
-        configured = {e.url: e.capacity_tokens_per_second for e in self.config.engines}
+        configured = self._engine_capacity
         urls = [s.target for s in self.targets.values() if s.engine and model in s.models]
-        if urls and all(configured.get(u) for u in urls):
+        if urls and all(u in configured for u in urls):
             return sum(configured[u] for u in urls), "configured"
         if self.learned is not None and self.learned.model_peaks.get(model):
             return self.learned.model_peaks[model], "learned"

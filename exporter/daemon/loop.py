@@ -46,11 +46,14 @@ class CollectionLoop:
         self._clock = clock
         self.last_cycle_at: float | None = None
 
-    async def _isolated(self, collector: EngineCollector | GpuCollector, engine: bool) -> object:
-        """The collector's result, or None after recording why it failed."""
+    async def _isolated(
+        self, collector: EngineCollector | GpuCollector, engine: bool
+    ) -> tuple[object, float]:
+        """The collector's result (None after recording why it failed) and its duration."""
         started = self._clock()
         try:
-            return await asyncio.wait_for(collector.collect(), self.backstop)
+            result = await asyncio.wait_for(collector.collect(), self.backstop)
+            return result, self._clock() - started
         except CollectorError as error:
             reason, message = error.reason, str(error)
         except asyncio.TimeoutError:
@@ -60,31 +63,22 @@ class CollectionLoop:
                 "collector %s for %s failed unexpectedly", collector.name, collector.target
             )
             reason, message = "internal", repr(error)
+        duration = self._clock() - started
         self.state.record_failure(
-            collector.name,
-            collector.target,
-            reason,
-            message,
-            self._clock() - started,
-            engine=engine,
+            collector.name, collector.target, reason, message, duration, engine=engine
         )
-        return None
+        return None, duration
 
     async def _collect_engine(self, collector: EngineCollector) -> None:
-        started = self._clock()
-        readings = await self._isolated(collector, engine=True)
+        readings, duration = await self._isolated(collector, engine=True)
         if readings is not None:
-            self.state.record_engine_readings(
-                collector.name, collector.target, readings, self._clock() - started
-            )
+            self.state.record_engine_readings(collector.name, collector.target, readings, duration)
 
     async def _collect_gpus(self, collector: GpuCollector) -> None:
-        started = self._clock()
-        snapshot = await self._isolated(collector, engine=False)
+        snapshot, duration = await self._isolated(collector, engine=False)
         if snapshot is not None:
-            finished = self._clock()
             self.state.record_gpu_snapshot(
-                collector.name, collector.target, snapshot, finished - started, finished
+                collector.name, collector.target, snapshot, duration, self._clock()
             )
 
     async def run_once(self) -> None:
