@@ -56,6 +56,15 @@ def lib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def old_driver_lib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake as an R470 driver: without the memory v2, GPM, clock-event and
+    versioned-temperature entry points (for child processes only)."""
+    from realparts.fake_nvml import build_fake_nvml
+
+    return build_fake_nvml(tmp_path_factory.mktemp("fake_nvml_r470"), driver_branch=470)
+
+
+@pytest.fixture(scope="session")
 def fake_lib(lib_dir: Path) -> ctypes.CDLL:
     """The fake loaded into this process, where pynvml finds it by soname."""
     from realparts.fake_nvml import preload

@@ -13,12 +13,14 @@ from pathlib import Path
 import pynvml
 import pytest
 from realparts.fake_nvml import (
+    LIB_NAME,
     STATE_ENV,
     FakeGpu,
     FakeMig,
     FakeNvmlState,
     call_count,
     default_gpu_uuid,
+    function_since,
     subprocess_env,
 )
 
@@ -567,3 +569,127 @@ def test_child_process_finds_fake_through_ld_library_path(lib_dir: Path, tmp_pat
     ).stdout
     assert json.loads(out) == {"count": 2, "name": "NVIDIA H100 80GB HBM3", "power": 432_100}
     assert env["LD_LIBRARY_PATH"].split(":")[0] == str(lib_dir)
+
+
+# ---- older drivers -------------------------------------------------------------------------
+
+R470_LACKS = {
+    "nvmlDeviceGetMemoryInfo_v2": 510,
+    "nvmlGpmQueryDeviceSupport": 520,
+    "nvmlGpmSampleAlloc": 520,
+    "nvmlGpmSampleFree": 520,
+    "nvmlGpmSampleGet": 520,
+    "nvmlGpmMigSampleGet": 520,
+    "nvmlGpmMetricsGet": 520,
+    "nvmlDeviceGetCurrentClocksEventReasons": 535,
+    "nvmlDeviceGetTemperatureV": 570,
+}
+"""What an R470 driver lacks, and the branch whose nvml.h first declares it."""
+
+R470_HAS = (
+    "nvmlInitWithFlags",
+    "nvmlSystemGetDriverVersion",
+    "nvmlDeviceGetMemoryInfo",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetMigMode",
+    "nvmlDeviceGetTotalEnergyConsumption",
+)
+
+SYMBOLS_CHILD = """
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1])
+print(json.dumps({name: hasattr(lib, name) for name in sys.argv[2:]}))
+"""
+
+
+def test_each_newer_entry_point_names_its_driver_branch(fake_lib: ctypes.CDLL) -> None:
+    for name, branch in R470_LACKS.items():
+        assert function_since(fake_lib, name) == branch, name
+    for name in R470_HAS:
+        assert function_since(fake_lib, name) == 0, name
+    assert function_since(fake_lib, "nvmlNoSuchFunction") == -1
+
+
+def test_an_old_driver_build_lacks_the_newer_symbols(old_driver_lib_dir: Path) -> None:
+    """The R470 build exports what R470 has and nothing newer; the full build exports all."""
+    names = [*R470_LACKS, *R470_HAS]
+    out = subprocess.run(
+        [sys.executable, "-c", SYMBOLS_CHILD, str(old_driver_lib_dir / LIB_NAME), *names],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == {name: name not in R470_LACKS for name in names}
+
+
+OLD_DRIVER_CHILD = """
+import json, pynvml
+pynvml.nvmlInit()
+handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+result = {"driver": pynvml.nvmlSystemGetDriverVersion()}
+calls = {
+    "memory_v2": lambda: pynvml.nvmlDeviceGetMemoryInfo(handle, pynvml.nvmlMemory_v2),
+    "gpm": lambda: pynvml.nvmlGpmQueryDeviceSupport(handle),
+    "events": lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(handle),
+    "temperature_v": lambda: pynvml.nvmlDeviceGetTemperatureV(handle, 0),
+}
+for key, call in calls.items():
+    try:
+        call()
+        result[key] = "answered"
+    except pynvml.NVMLError_FunctionNotFound as error:
+        result[key] = str(error)
+v1 = pynvml.nvmlDeviceGetMemoryInfo(handle)
+result["v1"] = [v1.total, v1.used, v1.free]
+result["throttle"] = pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+result["temperature"] = pynvml.nvmlDeviceGetTemperature(handle, 0)
+print(json.dumps(result))
+pynvml.nvmlShutdown()
+"""
+
+
+def test_pynvml_over_an_old_driver_build_finds_no_function(
+    old_driver_lib_dir: Path, tmp_path: Path
+) -> None:
+    """pynvml's own symbol lookup fails and raises FUNCTION_NOT_FOUND; v1 calls answer."""
+    state_path = tmp_path / "state.txt"
+    gpu = h100(0, memory_used=30 * GiB, memory_reserved=GiB, clock_event_reasons=0x4)
+    FakeNvmlState([gpu], driver_version="470.256.02").write(state_path)
+    env = {**os.environ, **subprocess_env(old_driver_lib_dir, state_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", OLD_DRIVER_CHILD], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result == {
+        "driver": "470.256.02",
+        "memory_v2": "Function Not Found",
+        "gpm": "Function Not Found",
+        "events": "Function Not Found",
+        "temperature_v": "Function Not Found",
+        "v1": [80 * GiB, 31 * GiB, 49 * GiB],
+        "throttle": 0x4,
+        "temperature": 40,
+    }
+
+
+def test_a_state_driver_branch_answers_function_not_found(nvml: Nvml) -> None:
+    """In this process the full fake stands in for an old driver: the same entry points
+    answer FUNCTION_NOT_FOUND, the rest answer as usual."""
+    nvml.start(FakeNvmlState([h100(0, gpm_supported=True)], driver_branch=470))
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        pynvml.nvmlDeviceGetMemoryInfo(handle, pynvml.nvmlMemory_v2)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        pynvml.nvmlGpmQueryDeviceSupport(handle)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        pynvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        pynvml.nvmlDeviceGetTemperatureV(handle, pynvml.NVML_TEMPERATURE_GPU)
+    assert pynvml.nvmlDeviceGetMemoryInfo(handle).total == 80 * GiB
+    assert pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU) == 40
+    nvml.write(FakeNvmlState([h100(0, gpm_supported=True)], driver_branch=520))
+    assert pynvml.nvmlGpmQueryDeviceSupport(handle).isSupportedDevice == 1
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        pynvml.nvmlDeviceGetCurrentClocksEventReasons(handle)

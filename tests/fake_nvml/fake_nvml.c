@@ -24,6 +24,15 @@
  *    or its MIG handles, and to handle lookups that resolve to them; a
  *    failing list does the same with NVML_ERROR_UNKNOWN.
  *  - Real GPM wants samples at least 100 ms apart; the fake does not check.
+ *
+ * Older drivers: each entry point carries the driver branch whose nvml.h first
+ * declared it (NVIDIA's headers per CUDA release). Compiled with
+ * -DFAKE_NVML_BRANCH=<n>, the library does not export what branch n lacks, so
+ * pynvml's symbol lookup fails exactly as on that driver and raises
+ * NVML_ERROR_FUNCTION_NOT_FOUND. Only one fake can serve pynvml in a process,
+ * so for tests in the test process itself a state file's driver_branch makes
+ * the same entry points answer NVML_ERROR_FUNCTION_NOT_FOUND instead, which
+ * pynvml raises as the same exception.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -52,10 +61,24 @@ enum {
     NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_FUNCTION_NOT_FOUND = 13,
     NVML_ERROR_GPU_IS_LOST = 15,
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
     NVML_ERROR_UNKNOWN = 999,
 };
+
+/* The first driver branch whose nvml.h declares each newer entry point. */
+#define SINCE_ALWAYS 0
+#define SINCE_MEMORY_V2 510          /* CUDA 11.6 */
+#define SINCE_GPM 520                /* CUDA 11.8 */
+#define SINCE_CLOCKS_EVENT_REASONS 535 /* CUDA 12.2 */
+#define SINCE_TEMPERATURE_V 570      /* CUDA 12.8 */
+#define OLDEST_BRANCH 450            /* CUDA 11.0: MIG; the oldest branch emulated */
+
+#ifndef FAKE_NVML_BRANCH
+#define FAKE_NVML_BRANCH 9999 /* every entry point */
+#endif
+_Static_assert(FAKE_NVML_BRANCH >= OLDEST_BRANCH, "the fake emulates R450 and newer");
 
 #define MAX_GPUS 16
 #define MAX_MIGS 7
@@ -188,43 +211,45 @@ struct fake_gpm_sample {
 /* ---- call counters ------------------------------------------------------- */
 
 #define FAKE_FUNCTIONS(X)                                                                          \
-    X(nvmlInit_v2)                                                                                 \
-    X(nvmlInitWithFlags)                                                                           \
-    X(nvmlShutdown)                                                                                \
-    X(nvmlErrorString)                                                                             \
-    X(nvmlSystemGetDriverVersion)                                                                  \
-    X(nvmlDeviceGetCount_v2)                                                                       \
-    X(nvmlDeviceGetHandleByIndex_v2)                                                               \
-    X(nvmlDeviceGetHandleByUUID)                                                                   \
-    X(nvmlDeviceGetName)                                                                           \
-    X(nvmlDeviceGetUUID)                                                                           \
-    X(nvmlDeviceGetIndex)                                                                          \
-    X(nvmlDeviceGetUtilizationRates)                                                               \
-    X(nvmlDeviceGetMemoryInfo)                                                                     \
-    X(nvmlDeviceGetMemoryInfo_v2)                                                                  \
-    X(nvmlDeviceGetPowerUsage)                                                                     \
-    X(nvmlDeviceGetTotalEnergyConsumption)                                                         \
-    X(nvmlDeviceGetTemperature)                                                                    \
-    X(nvmlDeviceGetTemperatureV)                                                                   \
-    X(nvmlDeviceGetClockInfo)                                                                      \
-    X(nvmlDeviceGetCurrentClocksEventReasons)                                                      \
-    X(nvmlDeviceGetCurrentClocksThrottleReasons)                                                   \
-    X(nvmlDeviceGetMigMode)                                                                        \
-    X(nvmlDeviceGetMaxMigDeviceCount)                                                              \
-    X(nvmlDeviceGetMigDeviceHandleByIndex)                                                         \
-    X(nvmlDeviceIsMigDeviceHandle)                                                                 \
-    X(nvmlDeviceGetGpuInstanceId)                                                                  \
-    X(nvmlGpmQueryDeviceSupport)                                                                   \
-    X(nvmlGpmSampleAlloc)                                                                          \
-    X(nvmlGpmSampleFree)                                                                           \
-    X(nvmlGpmSampleGet)                                                                            \
-    X(nvmlGpmMigSampleGet)                                                                         \
-    X(nvmlGpmMetricsGet)
+    X(nvmlInit_v2, SINCE_ALWAYS)                                                                   \
+    X(nvmlInitWithFlags, SINCE_ALWAYS)                                                             \
+    X(nvmlShutdown, SINCE_ALWAYS)                                                                  \
+    X(nvmlErrorString, SINCE_ALWAYS)                                                               \
+    X(nvmlSystemGetDriverVersion, SINCE_ALWAYS)                                                    \
+    X(nvmlDeviceGetCount_v2, SINCE_ALWAYS)                                                         \
+    X(nvmlDeviceGetHandleByIndex_v2, SINCE_ALWAYS)                                                 \
+    X(nvmlDeviceGetHandleByUUID, SINCE_ALWAYS)                                                     \
+    X(nvmlDeviceGetName, SINCE_ALWAYS)                                                             \
+    X(nvmlDeviceGetUUID, SINCE_ALWAYS)                                                             \
+    X(nvmlDeviceGetIndex, SINCE_ALWAYS)                                                            \
+    X(nvmlDeviceGetUtilizationRates, SINCE_ALWAYS)                                                 \
+    X(nvmlDeviceGetMemoryInfo, SINCE_ALWAYS)                                                       \
+    X(nvmlDeviceGetMemoryInfo_v2, SINCE_MEMORY_V2)                                                 \
+    X(nvmlDeviceGetPowerUsage, SINCE_ALWAYS)                                                       \
+    X(nvmlDeviceGetTotalEnergyConsumption, SINCE_ALWAYS)                                           \
+    X(nvmlDeviceGetTemperature, SINCE_ALWAYS)                                                      \
+    X(nvmlDeviceGetTemperatureV, SINCE_TEMPERATURE_V)                                              \
+    X(nvmlDeviceGetClockInfo, SINCE_ALWAYS)                                                        \
+    X(nvmlDeviceGetCurrentClocksEventReasons, SINCE_CLOCKS_EVENT_REASONS)                          \
+    X(nvmlDeviceGetCurrentClocksThrottleReasons, SINCE_ALWAYS)                                     \
+    X(nvmlDeviceGetMigMode, SINCE_ALWAYS)                                                          \
+    X(nvmlDeviceGetMaxMigDeviceCount, SINCE_ALWAYS)                                                \
+    X(nvmlDeviceGetMigDeviceHandleByIndex, SINCE_ALWAYS)                                           \
+    X(nvmlDeviceIsMigDeviceHandle, SINCE_ALWAYS)                                                   \
+    X(nvmlDeviceGetGpuInstanceId, SINCE_ALWAYS)                                                    \
+    X(nvmlGpmQueryDeviceSupport, SINCE_GPM)                                                        \
+    X(nvmlGpmSampleAlloc, SINCE_GPM)                                                               \
+    X(nvmlGpmSampleFree, SINCE_GPM)                                                                \
+    X(nvmlGpmSampleGet, SINCE_GPM)                                                                 \
+    X(nvmlGpmMigSampleGet, SINCE_GPM)                                                              \
+    X(nvmlGpmMetricsGet, SINCE_GPM)
 
-#define AS_ENUM(name) FN_##name,
-#define AS_NAME(name) #name,
+#define AS_ENUM(name, since) FN_##name,
+#define AS_NAME(name, since) #name,
+#define AS_SINCE(name, since) since,
 enum fake_function { FAKE_FUNCTIONS(AS_ENUM) FN_COUNT };
 static const char *const function_names[FN_COUNT] = {FAKE_FUNCTIONS(AS_NAME)};
+static const unsigned int function_since[FN_COUNT] = {FAKE_FUNCTIONS(AS_SINCE)};
 _Static_assert(FN_COUNT <= 64, "not_supported masks are 64-bit");
 
 static _Atomic unsigned long long call_counts[FN_COUNT];
@@ -243,6 +268,15 @@ EXPORT unsigned long long fakeNvmlCallCount(const char *function_name)
         return 0;
     int i = function_index(function_name, strlen(function_name));
     return i < 0 ? 0 : atomic_load_explicit(&call_counts[i], memory_order_relaxed);
+}
+
+/* The driver branch that first has `function_name`; -1 for a name the fake lacks. */
+EXPORT int fakeNvmlFunctionSince(const char *function_name)
+{
+    if (function_name == NULL)
+        return -1;
+    int i = function_index(function_name, strlen(function_name));
+    return i < 0 ? -1 : (int)function_since[i];
 }
 
 EXPORT void fakeNvmlResetCallCounts(void)
@@ -287,6 +321,7 @@ struct gpu_state {
 
 struct fake_state {
     int init_error;
+    unsigned int driver_branch; /* 0: every entry point answers */
     unsigned int init_delay_ms;
     char driver_version[DRIVER_VERSION_LEN];
     unsigned int device_count;
@@ -448,6 +483,8 @@ static void apply_line(struct fake_state *s, char *line)
 
     if (strcmp(key, "init_error") == 0) {
         s->init_error = (int)strtol(value, NULL, 10);
+    } else if (strcmp(key, "driver_branch") == 0) {
+        s->driver_branch = (unsigned int)parse_u64(value);
     } else if (strcmp(key, "init_delay_ms") == 0) {
         s->init_delay_ms = (unsigned int)parse_u64(value);
     } else if (strcmp(key, "driver_version") == 0) {
@@ -526,6 +563,8 @@ static nvmlReturn_t enter(enum fake_function f)
     if (init_refcount == 0)
         return NVML_ERROR_UNINITIALIZED;
     refresh_locked();
+    if (state.driver_branch != 0 && function_since[f] > state.driver_branch)
+        return NVML_ERROR_FUNCTION_NOT_FOUND;
     return NVML_SUCCESS;
 }
 
@@ -627,6 +666,7 @@ EXPORT const char *nvmlErrorString(nvmlReturn_t result)
     case NVML_ERROR_NOT_FOUND: return "Not Found";
     case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
     case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
+    case NVML_ERROR_FUNCTION_NOT_FOUND: return "Function Not Found";
     case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
     case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "Argument version mismatch";
     default: return "Unknown Error";
@@ -768,6 +808,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *m
     return leave(NVML_SUCCESS);
 }
 
+#if FAKE_NVML_BRANCH >= SINCE_MEMORY_V2
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory)
 {
     DEVICE_CALL(nvmlDeviceGetMemoryInfo_v2, device)
@@ -778,6 +819,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v
     memory_of(g, m, &memory->total, &memory->reserved, &memory->used, &memory->free);
     return leave(NVML_SUCCESS);
 }
+
+#endif
 
 EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power)
 {
@@ -814,6 +857,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, unsigned int s
     return leave(NVML_SUCCESS);
 }
 
+#if FAKE_NVML_BRANCH >= SINCE_TEMPERATURE_V
 EXPORT nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t device, nvmlTemperature_v1_t *temp)
 {
     DEVICE_CALL(nvmlDeviceGetTemperatureV, device)
@@ -829,6 +873,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t device, nvmlTemperatu
     return leave(NVML_SUCCESS);
 }
 
+#endif
+
 EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, unsigned int type,
                                            unsigned int *clock)
 {
@@ -843,6 +889,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, unsigned int typ
     return leave(NVML_SUCCESS);
 }
 
+#if FAKE_NVML_BRANCH >= SINCE_CLOCKS_EVENT_REASONS
 EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
                                                            unsigned long long *reasons)
 {
@@ -854,6 +901,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
     *reasons = g->clock_event_reasons;
     return leave(NVML_SUCCESS);
 }
+
+#endif
 
 EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
                                                               unsigned long long *reasons)
@@ -930,6 +979,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int
 }
 
 /* ---- GPM ----------------------------------------------------------------- */
+
+#if FAKE_NVML_BRANCH >= SINCE_GPM
 
 EXPORT nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t *gpmSupport)
 {
@@ -1054,3 +1105,5 @@ EXPORT nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *metricsGet)
     }
     return leave(NVML_SUCCESS);
 }
+
+#endif

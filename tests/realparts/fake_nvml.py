@@ -4,6 +4,13 @@ The fake is a small C library with NVML's entry points, struct layouts and retur
 codes, so the real pynvml bindings drive it through ctypes. It reports whatever
 the state file named by `FAKE_NVML_STATE` says, and re-reads that file whenever
 it changes; `FakeNvmlState.write` produces it.
+
+An older driver is emulated two ways, the same entry points missing in both:
+`build_fake_nvml(dir, driver_branch=470)` compiles a library without the
+symbols that branch lacks (pynvml's lookup fails as on the real driver: for
+child processes), and `FakeNvmlState(driver_branch=470)` makes the full
+library answer NVML_ERROR_FUNCTION_NOT_FOUND for them (for the test process,
+where only one fake can be loaded).
 """
 
 from __future__ import annotations
@@ -21,16 +28,22 @@ LIB_NAME = "libnvidia-ml.so.1"
 STATE_ENV = "FAKE_NVML_STATE"
 MAX_GPUS = 16
 MAX_MIGS = 7
+OLDEST_BRANCH = 450
+"""The oldest driver branch the fake emulates (MIG arrived with it)."""
 
 _preloaded: ctypes.CDLL | None = None
 
 
-def build_fake_nvml(out_dir: Path) -> Path:
+def build_fake_nvml(out_dir: Path, driver_branch: int | None = None) -> Path:
     """Compile the fake into `out_dir/libnvidia-ml.so.1`; return `out_dir`.
 
-    `out_dir` is the directory to put on `LD_LIBRARY_PATH`.
+    `out_dir` is the directory to put on `LD_LIBRARY_PATH`. With `driver_branch`
+    (e.g. 470) the library lacks the entry points that branch's driver lacks.
     """
+    if driver_branch is not None and driver_branch < OLDEST_BRANCH:
+        raise ValueError(f"the fake emulates driver branches from R{OLDEST_BRANCH} on")
     out_dir.mkdir(parents=True, exist_ok=True)
+    branch = [f"-DFAKE_NVML_BRANCH={int(driver_branch)}"] if driver_branch is not None else []
     command = [
         "gcc",
         "-shared",
@@ -39,6 +52,7 @@ def build_fake_nvml(out_dir: Path) -> Path:
         "-Wall",
         "-Wextra",
         "-Werror",
+        *branch,
         f"-Wl,-soname,{LIB_NAME}",
         "-o",
         str(out_dir / LIB_NAME),
@@ -113,6 +127,8 @@ class FakeNvmlState:
     init_delay_ms: int = 0
     """How long init hangs before answering, like a driver still loading."""
     driver_version: str = "550.54.15"
+    driver_branch: int = 0
+    """Entry points newer than this branch answer FUNCTION_NOT_FOUND; 0: none do."""
 
     def __post_init__(self) -> None:
         for index, gpu in enumerate(self.gpus):
@@ -127,6 +143,7 @@ class FakeNvmlState:
             "# fake NVML state",
             f"init_error = {int(self.init_error)}",
             f"init_delay_ms = {int(self.init_delay_ms)}",
+            f"driver_branch = {int(self.driver_branch)}",
             f"driver_version = {_text(self.driver_version)}",
             f"device_count = {len(self.gpus)}",
         ]
@@ -213,13 +230,24 @@ def preload(lib_dir: Path) -> ctypes.CDLL:
     """
     global _preloaded
     if _preloaded is None:
-        lib = ctypes.CDLL(str(lib_dir / LIB_NAME), mode=ctypes.RTLD_GLOBAL)
-        lib.fakeNvmlCallCount.argtypes = [ctypes.c_char_p]
-        lib.fakeNvmlCallCount.restype = ctypes.c_ulonglong
-        lib.fakeNvmlResetCallCounts.argtypes = []
-        lib.fakeNvmlResetCallCounts.restype = None
-        _preloaded = lib
+        _preloaded = ctypes.CDLL(str(lib_dir / LIB_NAME), mode=ctypes.RTLD_GLOBAL)
+        _declare_helpers(_preloaded)
     return _preloaded
+
+
+def _declare_helpers(lib: ctypes.CDLL) -> None:
+    lib.fakeNvmlCallCount.argtypes = [ctypes.c_char_p]
+    lib.fakeNvmlCallCount.restype = ctypes.c_ulonglong
+    lib.fakeNvmlResetCallCounts.argtypes = []
+    lib.fakeNvmlResetCallCounts.restype = None
+    lib.fakeNvmlFunctionSince.argtypes = [ctypes.c_char_p]
+    lib.fakeNvmlFunctionSince.restype = ctypes.c_int
+
+
+def function_since(lib: ctypes.CDLL, function_name: str) -> int:
+    """The driver branch whose nvml.h first declares `function_name` (0: any the fake
+    emulates; -1: the fake does not have it)."""
+    return int(lib.fakeNvmlFunctionSince(function_name.encode()))
 
 
 def call_count(lib: ctypes.CDLL, function_name: str) -> int:
