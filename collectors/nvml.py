@@ -5,6 +5,12 @@ call is blocking, so one collection runs in a dedicated worker thread and the
 event loop only awaits it. A feature a GPU does not support (NOT_SUPPORTED) is
 remembered and never asked again; a GPU that fell off the bus (GPU_IS_LOST) is
 retried with a growing back-off instead of on every cycle.
+
+Older drivers lack newer entry points, which pynvml reports as
+FUNCTION_NOT_FOUND. Each reading lists its calls newest first (QUERIES): a
+missing one is remembered for the driver, logged once, and the next one is
+used; with none left the feature is unsupported, like NOT_SUPPORTED, and
+never counted as a failing query.
 """
 
 from __future__ import annotations
@@ -31,6 +37,65 @@ GPM_SM_UTIL = 2
 GPM_SM_OCCUPANCY = 3
 GPM_MIN_SAMPLE_GAP = 0.1
 """NVML wants GPM samples at least 100 ms apart."""
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One NVML entry point that answers a reading, and how pynvml calls it."""
+
+    symbol: str
+    """The C function pynvml looks up; a driver without it raises FUNCTION_NOT_FOUND."""
+    call: Callable[[Any, Any], Any]
+    """(pynvml, device handle) -> NVML's answer."""
+
+
+QUERIES: dict[str, tuple[_Query, ...]] = {
+    "busy_utilization": (
+        _Query("nvmlDeviceGetUtilizationRates", lambda n, h: n.nvmlDeviceGetUtilizationRates(h)),
+    ),
+    "memory": (
+        _Query(
+            "nvmlDeviceGetMemoryInfo_v2",
+            lambda n, h: n.nvmlDeviceGetMemoryInfo(h, n.nvmlMemory_v2),
+        ),
+        # v1 (before R510): `used` includes the memory the driver reserves.
+        _Query("nvmlDeviceGetMemoryInfo", lambda n, h: n.nvmlDeviceGetMemoryInfo(h)),
+    ),
+    "power": (_Query("nvmlDeviceGetPowerUsage", lambda n, h: n.nvmlDeviceGetPowerUsage(h)),),
+    "energy": (
+        _Query(
+            "nvmlDeviceGetTotalEnergyConsumption",
+            lambda n, h: n.nvmlDeviceGetTotalEnergyConsumption(h),
+        ),
+    ),
+    "temperature": (
+        _Query(
+            "nvmlDeviceGetTemperatureV",
+            lambda n, h: n.nvmlDeviceGetTemperatureV(h, n.NVML_TEMPERATURE_GPU),
+        ),
+        _Query(
+            "nvmlDeviceGetTemperature",
+            lambda n, h: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU),
+        ),
+    ),
+    "sm_clock": (
+        _Query("nvmlDeviceGetClockInfo", lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
+    ),
+    "clock_events": (
+        _Query(
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            lambda n, h: n.nvmlDeviceGetCurrentClocksEventReasons(h),
+        ),
+        # The same bits under their pre-R535 name.
+        _Query(
+            "nvmlDeviceGetCurrentClocksThrottleReasons",
+            lambda n, h: n.nvmlDeviceGetCurrentClocksThrottleReasons(h),
+        ),
+    ),
+    "gpm": (_Query("nvmlGpmQueryDeviceSupport", lambda n, h: n.nvmlGpmQueryDeviceSupport(h)),),
+    "mig": (_Query("nvmlDeviceGetMigMode", lambda n, h: n.nvmlDeviceGetMigMode(h)),),
+}
+"""Per feature, the NVML calls that read it, newest first."""
 
 LOST_RETRY_FIRST = 1.0
 LOST_RETRY_MAX = 60.0
@@ -79,6 +144,11 @@ class NvmlCollector:
         self._unidentified: dict[int, tuple[float, float]] = {}
         """NVML indices whose GPU could not be named: when to ask again, and the back-off."""
         self._driver_version = ""
+        self._missing: set[str] = set()
+        """Entry points this driver lacks (FUNCTION_NOT_FOUND): never asked again."""
+        self._listed = 0
+        """How many GPUs NVML counted at start, those it could not identify included."""
+        self._sm_activity_gaps: list[tuple[int, str, str]] = []
         self._unavailable_reason: str | None = None
         self._retry_init_at = 0.0
         self._metrics_request: Any = None
@@ -103,7 +173,9 @@ class NvmlCollector:
             self._driver_version = _text(pynvml.nvmlSystemGetDriverVersion())
         except pynvml.NVMLError:
             self._driver_version = ""
+        self._missing = set()
         self._devices = self._discover()
+        self._sm_activity_gaps = self._probe_sm_activity()
         self._unavailable_reason = None
         self._metrics_request = None
         log.info(
@@ -144,7 +216,8 @@ class NvmlCollector:
         self._unidentified = {}
         devices = []
         now = self._clock()
-        for index in range(self._nvml.nvmlDeviceGetCount()):
+        self._listed = self._nvml.nvmlDeviceGetCount()
+        for index in range(self._listed):
             device = self._identify(index, now)
             if device is not None:
                 devices.append(device)
@@ -262,7 +335,7 @@ class NvmlCollector:
         nvml = self._nvml
         try:
             return function(*args)
-        except nvml.NVMLError_NotSupported:
+        except (nvml.NVMLError_NotSupported, nvml.NVMLError_FunctionNotFound):
             device.unsupported.add(feature)
             log.debug("GPU %d (%s): %s not supported", device.index, device.uuid, feature)
         except nvml.NVMLError_GpuIsLost:
@@ -281,10 +354,36 @@ class NvmlCollector:
             )
         return None
 
-    def _read_into(self, device: _Device, reading: GpuReading, now: float) -> None:
+    def _query(self, device: _Device, feature: str) -> Any:
+        """The feature's reading on the GPU through the newest call the driver has."""
+        return self._call(device, feature, self._newest, feature, device.handle)
+
+    def _newest(self, feature: str, handle: Any) -> Any:
+        """Ask the first of the feature's QUERIES the driver has; raises FUNCTION_NOT_FOUND
+        when it has none of them."""
         nvml = self._nvml
-        handle = device.handle
-        mig = self._call(device, "mig", nvml.nvmlDeviceGetMigMode, handle)
+        queries = QUERIES[feature]
+        for position, query in enumerate(queries):
+            if query.symbol in self._missing:
+                continue
+            try:
+                return query.call(nvml, handle)
+            except nvml.NVMLError_FunctionNotFound:
+                self._missing.add(query.symbol)
+                instead = next(
+                    (q.symbol for q in queries[position + 1 :] if q.symbol not in self._missing),
+                    None,
+                )
+                log.info(
+                    "NVML driver %s lacks %s: %s",
+                    self._driver_version or "(unknown version)",
+                    query.symbol,
+                    f"reading {feature} with {instead}" if instead else f"no {feature} reading",
+                )
+        raise nvml.NVMLError(nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    def _read_into(self, device: _Device, reading: GpuReading, now: float) -> None:
+        mig = self._query(device, "mig")
         if mig is not None:
             enabled = bool(mig[0])
             if device.mig_enabled is not None and enabled != device.mig_enabled:
@@ -292,40 +391,26 @@ class NvmlCollector:
                 self._drop_gpm(device)
             device.mig_enabled = enabled
             reading.mig_enabled = enabled
-        utilization = self._call(
-            device, "busy_utilization", nvml.nvmlDeviceGetUtilizationRates, handle
-        )
+        utilization = self._query(device, "busy_utilization")
         if utilization is not None:
             reading.busy_utilization = utilization.gpu / 100.0
-        memory = self._call(
-            device, "memory", nvml.nvmlDeviceGetMemoryInfo, handle, nvml.nvmlMemory_v2
-        )
+        memory = self._query(device, "memory")
         if memory is not None:
             reading.memory_used_bytes = float(memory.used)
             reading.memory_total_bytes = float(memory.total)
-        power = self._call(device, "power", nvml.nvmlDeviceGetPowerUsage, handle)
+        power = self._query(device, "power")
         if power is not None:
             reading.power_watts = power / 1000.0
-        energy = self._call(device, "energy", nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
+        energy = self._query(device, "energy")
         if energy is not None:
             reading.energy_joules = energy / 1000.0
-        temperature = self._call(
-            device,
-            "temperature",
-            nvml.nvmlDeviceGetTemperatureV,
-            handle,
-            nvml.NVML_TEMPERATURE_GPU,
-        )
+        temperature = self._query(device, "temperature")
         if temperature is not None:
             reading.temperature_celsius = float(temperature)
-        clock = self._call(
-            device, "sm_clock", nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_SM
-        )
+        clock = self._query(device, "sm_clock")
         if clock is not None:
             reading.sm_clock_hertz = clock * 1e6
-        reading.clock_event_reasons = self._call(
-            device, "clock_events", nvml.nvmlDeviceGetCurrentClocksEventReasons, handle
-        )
+        reading.clock_event_reasons = self._query(device, "clock_events")
         self._read_gpm(device, reading, now)
         if reading.mig_enabled:
             reading.mig_instances = self._mig_instances(device)
@@ -333,16 +418,7 @@ class NvmlCollector:
     def _read_gpm(self, device: _Device, reading: GpuReading, now: float) -> None:
         """SM activity and occupancy between this cycle's GPM sample and the last one."""
         nvml = self._nvml
-        if device.mig_enabled:
-            # Device-level GPM samples are refused in MIG mode; per-instance GPM is not read.
-            device.unsupported.add("gpm")
-        if device.gpm_samples is None and "gpm" not in device.unsupported:
-            support = self._call(device, "gpm", nvml.nvmlGpmQueryDeviceSupport, device.handle)
-            if support is None or not support.isSupportedDevice:
-                device.unsupported.add("gpm")
-                return
-            device.gpm_samples = [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()]
-        if device.gpm_samples is None or "gpm" in device.unsupported:
+        if not self._has_gpm(device) or device.gpm_samples is None:
             return
         previous, current = device.gpm_samples
         if device.gpm_taken_at is not None and now - device.gpm_taken_at < GPM_MIN_SAMPLE_GAP:
@@ -369,6 +445,52 @@ class NvmlCollector:
             elif metric.metricId == GPM_SM_OCCUPANCY:
                 reading.sm_occupancy = metric.value / 100.0
         device.gpm_last = (reading.sm_activity, reading.sm_occupancy)
+
+    def _has_gpm(self, device: _Device) -> bool:
+        """Whether the GPU gives GPM samples: asked once, its two sample buffers then kept."""
+        if device.mig_enabled:
+            # Device-level GPM samples are refused in MIG mode; per-instance GPM is not read.
+            device.unsupported.add("gpm")
+        if "gpm" in device.unsupported:
+            return False
+        if device.gpm_samples is not None:
+            return True
+        support = self._query(device, "gpm")
+        if support is None or not support.isSupportedDevice:
+            device.unsupported.add("gpm")
+            return False
+        samples = [self._call(device, "gpm", self._nvml.nvmlGpmSampleAlloc) for _ in range(2)]
+        if None in samples:
+            for sample in samples:
+                if sample is not None:
+                    _quietly(self._nvml.nvmlGpmSampleFree, sample)
+            device.unsupported.add("gpm")
+            return False
+        device.gpm_samples = samples
+        return True
+
+    def _probe_sm_activity(self) -> list[tuple[int, str, str]]:
+        """(index, name, why) of each GPU that cannot give SM activity, asked at start."""
+        gaps = []
+        for device in self._devices:
+            try:
+                mig = self._query(device, "mig")
+                if mig is not None:
+                    device.mig_enabled = bool(mig[0])
+                if self._has_gpm(device):
+                    continue
+            except _GpuLost:
+                continue  # read, and reported lost, by the first collection
+            if "nvmlGpmQueryDeviceSupport" in self._missing:
+                why = f"NVML driver {self._driver_version or '(unknown)'} has no GPM (R520+)"
+            elif "gpm" in device.failing:
+                why = "its GPM query failed"
+            elif device.mig_enabled:
+                why = "it runs in MIG mode, where NVML gives no device-wide SM activity"
+            else:
+                why = "NVML reports no GPM on it (Hopper or newer)"
+            gaps.append((device.index, device.name, why))
+        return gaps
 
     def _drop_gpm(self, device: _Device) -> None:
         for sample in device.gpm_samples or ():
@@ -417,7 +539,7 @@ class NvmlCollector:
             except nvml.NVMLError:
                 return None
 
-        memory = ask(nvml.nvmlDeviceGetMemoryInfo, nvml.nvmlMemory_v2)
+        memory = ask(lambda h: self._newest("memory", h))
         return MigInstance(
             uuid=_text(ask(nvml.nvmlDeviceGetUUID) or ""),
             gpu_instance_id=ask(nvml.nvmlDeviceGetGpuInstanceId),
@@ -430,6 +552,16 @@ class NvmlCollector:
     def inventory(self) -> list[tuple[int, str, str]]:
         """(index, UUID, name) of every GPU NVML listed at start."""
         return [(d.index, d.uuid, d.name) for d in self._devices]
+
+    @property
+    def listed(self) -> int:
+        """How many GPUs NVML counted at start, those it could not identify included."""
+        return self._listed
+
+    @property
+    def sm_activity_gaps(self) -> list[tuple[int, str, str]]:
+        """(index, name, why) of each GPU on which NVML gave no SM activity at start."""
+        return list(self._sm_activity_gaps)
 
 
 def _text(value: Any) -> str:

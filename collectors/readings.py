@@ -95,10 +95,15 @@ class GpuReading:
         """The utilization figure to alert on, and its source.
 
         `auto` takes SM activity where the GPU reports it, busy time otherwise.
+        `sm_activity` takes busy time only on a GPU without GPM, so that choosing
+        it never leaves a GPU without the figure its alert reads.
         """
         if preferred in ("auto", "sm_activity") and self.sm_activity is not None:
             return self.sm_activity, "sm_activity"
-        if preferred in ("auto", "busy_time") and self.busy_utilization is not None:
+        without_gpm = self.supported.get("gpm") is False
+        if preferred == "sm_activity" and not without_gpm:
+            return None
+        if self.busy_utilization is not None:
             return self.busy_utilization, "busy_time"
         return None
 

@@ -147,12 +147,18 @@ def test_eight_gpus_of_two_models(rig: Rig) -> None:
 
 def test_gpm_needs_two_samples_apart(rig: Rig) -> None:
     """SM activity comes from two GPM samples >= 0.1 s apart, only on GPUs with GPM."""
+    rig.reset_counts()
     collector, gpus = rig.started(fleet(sm_base=20.0))
+    assert rig.count("nvmlGpmQueryDeviceSupport") == 8, "support is asked at start"
+    assert collector.sm_activity_gaps == [
+        (i, A100, "NVML reports no GPM on it (Hopper or newer)") for i in range(4, 8)
+    ]
     rig.reset_counts()
     first = collector.read()
     assert all(r.sm_activity is None and r.sm_occupancy is None for r in first.gpus)
     assert [r.supported["gpm"] for r in first.gpus] == [True] * 4 + [False] * 4
     assert first.gpus[0].utilization("auto") == (gpus[0].util_gpu / 100, "busy_time")
+    assert first.gpus[0].utilization("sm_activity") is None, "one GPM sample: no figure yet"
     assert rig.count("nvmlGpmSampleGet") == 4
     assert rig.count("nvmlGpmMetricsGet") == 0, "one sample holds no metrics yet"
 
@@ -171,7 +177,7 @@ def test_gpm_needs_two_samples_apart(rig: Rig) -> None:
         assert (reading.sm_activity, reading.sm_occupancy) == (None, None)
         assert reading.supported["gpm"] is False
         assert reading.utilization("auto") == (gpu.util_gpu / 100, "busy_time")
-        assert reading.utilization("sm_activity") is None
+        assert reading.utilization("sm_activity") == (gpu.util_gpu / 100, "busy_time")
 
     rig.clock.advance(0.05)
     close = collector.read()
@@ -180,7 +186,7 @@ def test_gpm_needs_two_samples_apart(rig: Rig) -> None:
     rig.clock.advance(0.06)
     collector.read()
     assert rig.count("nvmlGpmSampleGet") == 12
-    assert rig.count("nvmlGpmQueryDeviceSupport") == 8, "support is asked once per GPU"
+    assert rig.count("nvmlGpmQueryDeviceSupport") == 0, "support is asked once per GPU"
 
     collector.close()
     assert rig.count("nvmlGpmSampleFree") == 8
@@ -358,8 +364,8 @@ def test_lost_gpu_backoff_doubles_up_to_a_minute(rig: Rig) -> None:
 def test_mig_toggle_keeps_gpm_samples_balanced(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     """Leaving and re-entering MIG mode must neither leak GPM samples nor misuse them."""
     caplog.set_level(logging.DEBUG, logger="llm_cost_exporter.collectors.nvml")
-    collector, _ = rig.started([FakeGpu(gpm_supported=True, sm_activity=50.0)])
     rig.reset_counts()
+    collector, _ = rig.started([FakeGpu(gpm_supported=True, sm_activity=50.0)])
     activity = []
     for mig_mode in (0, 0, 1, 0, 0):
         rig.write([FakeGpu(gpm_supported=True, sm_activity=50.0, mig_mode=mig_mode)])
@@ -441,3 +447,121 @@ def test_energy_survives_a_driver_reload(rig: Rig) -> None:
     assert totals == [1000.0, 1500.0, 1700.0, 1760.0]
     assert unbilled == [0.0, 500.0, 200.0, 60.0]
     assert sum(unbilled) == 760.0
+
+
+# --- older drivers ------------------------------------------------------------------------
+
+# Per driver branch: the memory call's `used` (v2 leaves the reserved memory out), whether
+# GPM answers, and the calls asked once and then never again because the driver lacks them.
+DRIVERS = [
+    (470, "v1", False, {"nvmlDeviceGetMemoryInfo_v2", "nvmlGpmQueryDeviceSupport",
+                        "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetTemperatureV"}),
+    (510, "v2", False, {"nvmlGpmQueryDeviceSupport", "nvmlDeviceGetCurrentClocksEventReasons",
+                        "nvmlDeviceGetTemperatureV"}),
+    (520, "v2", True, {"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetTemperatureV"}),
+    (535, "v2", True, {"nvmlDeviceGetTemperatureV"}),
+    (570, "v2", True, set()),
+]  # fmt: skip
+LACKED = {
+    "nvmlDeviceGetMemoryInfo_v2": ("memory", "nvmlDeviceGetMemoryInfo"),
+    "nvmlDeviceGetCurrentClocksEventReasons": (
+        "clock_events",
+        "nvmlDeviceGetCurrentClocksThrottleReasons",
+    ),
+    "nvmlDeviceGetTemperatureV": ("temperature", "nvmlDeviceGetTemperature"),
+    "nvmlGpmQueryDeviceSupport": ("gpm", None),
+}
+"""What each newer call reads, and the older call that reads it instead."""
+
+
+@pytest.mark.parametrize(("branch", "memory_call", "gpm", "lacks"), DRIVERS)
+def test_an_older_driver_is_read_with_the_calls_it_has(
+    rig: Rig,
+    caplog: pytest.LogCaptureFixture,
+    branch: int,
+    memory_call: str,
+    gpm: bool,
+    lacks: set[str],
+) -> None:
+    """A call the driver lacks is asked once, the older one answers from then on, and
+    nothing is counted as a failure or warned about."""
+    caplog.set_level(logging.INFO, logger="llm_cost_exporter.collectors.nvml")
+    gpus = [g for g in fleet() if g.name == H100][:2]
+    state = FakeNvmlState(gpus, driver_version=f"{branch}.1.2", driver_branch=branch)
+    state.write(rig.path)
+    rig.reset_counts()
+    collector = rig.collector()
+    assert collector.start() is None
+    snapshots = []
+    for _ in range(4):
+        snapshots.append(collector.read())
+        rig.clock.advance(1.0)
+    for snapshot in snapshots:
+        assert snapshot.driver_version == f"{branch}.1.2"
+        assert [r.error for r in snapshot.gpus] == [None, None]
+    last = snapshots[-1]
+    for reading, gpu in zip(last.gpus, state.gpus, strict=True):
+        used = gpu.memory_used + (gpu.memory_reserved if memory_call == "v1" else 0)
+        assert reading.memory_used_bytes == float(used)
+        assert reading.memory_total_bytes == float(gpu.memory_total)
+        assert reading.temperature_celsius == float(gpu.temperature)
+        assert reading.clock_event_reasons == gpu.clock_event_reasons
+        assert reading.power_watts == gpu.power_mw / 1000
+        assert reading.supported == {**dict.fromkeys(reading.supported, True), "gpm": gpm}
+        assert (reading.sm_activity is not None) is gpm
+        assert reading.utilization("sm_activity") == (
+            (gpu.sm_activity / 100, "sm_activity") if gpm else (gpu.util_gpu / 100, "busy_time")
+        )
+    expected_lines = []
+    for symbol in lacks:
+        feature, instead = LACKED[symbol]
+        assert rig.count(symbol) == 1, f"{symbol} is asked once for the whole driver"
+        if instead is not None:
+            assert rig.count(instead) == 4 * 2
+        reads = f"reading {feature} with {instead}" if instead else f"no {feature} reading"
+        expected_lines.append(f"NVML driver {branch}.1.2 lacks {symbol}: {reads}")
+    assert rig.count("nvmlGpmSampleGet") == (4 * 2 if gpm else 0)
+    lines = [r.getMessage() for r in caplog.records if "lacks" in r.getMessage()]
+    assert sorted(lines) == sorted(expected_lines)
+    assert warnings_or_worse(caplog) == []
+    gaps = collector.sm_activity_gaps
+    assert gaps == ([] if gpm else [(i, H100, f"NVML driver {branch}.1.2 has no GPM (R520+)")
+                                    for i in range(2)])  # fmt: skip
+
+
+def test_mig_instances_on_an_old_driver_read_memory_with_v1(rig: Rig) -> None:
+    migs = [
+        FakeMig("MIG-old-0001", gpu_instance_id=1, memory_total=40 * GiB, memory_used=3 * GiB),
+        FakeMig("MIG-old-0002", gpu_instance_id=2, memory_total=40 * GiB, memory_used=GiB),
+    ]
+    gpu = FakeGpu(name=A100, mig_mode=1, migs=migs, memory_used=5 * GiB, memory_reserved=GiB)
+    FakeNvmlState([gpu], driver_version="470.256.02", driver_branch=470).write(rig.path)
+    rig.reset_counts()
+    collector = rig.collector()
+    assert collector.start() is None
+    for _ in range(3):
+        (reading,) = collector.read().gpus
+        rig.clock.advance(1.0)
+    assert reading.error is None
+    assert reading.memory_used_bytes == 6 * GiB, "v1: the driver's reserved memory included"
+    assert reading.mig_instances == (
+        MigInstance("MIG-old-0001", 1, float(3 * GiB), float(40 * GiB)),
+        MigInstance("MIG-old-0002", 2, float(GiB), float(40 * GiB)),
+    )
+    assert rig.count("nvmlDeviceGetMemoryInfo_v2") == 1
+    assert collector.sm_activity_gaps == [
+        (0, A100, "it runs in MIG mode, where NVML gives no device-wide SM activity")
+    ]
+
+
+def test_a_driver_loaded_again_is_asked_afresh(rig: Rig) -> None:
+    """What one driver lacked is forgotten when NVML starts again (a driver upgrade)."""
+    FakeNvmlState([FakeGpu(memory_reserved=GiB)], driver_branch=470).write(rig.path)
+    collector = rig.collector()
+    assert collector.start() is None
+    assert collector.read().gpus[0].memory_used_bytes == GiB
+    collector.close()
+    FakeNvmlState([FakeGpu(memory_reserved=GiB)]).write(rig.path)
+    collector = rig.collector()
+    assert collector.start() is None
+    assert collector.read().gpus[0].memory_used_bytes == 0.0

@@ -21,7 +21,7 @@ READING_GAUGES = (
     (
         "gpu_memory_used_bytes",
         "memory_used_bytes",
-        "GPU memory in use (NVML v2: excludes reserved).",
+        "GPU memory in use, without what the driver reserves (drivers before R510: with it).",
     ),
     ("gpu_memory_total_bytes", "memory_total_bytes", "GPU memory installed."),
     ("gpu_power_watts", "power_watts", "Power draw (a 1 s average on Ampere and newer)."),
@@ -90,7 +90,8 @@ def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
     )
     supported = gauge(
         "gpu_feature_supported",
-        "1 if NVML supports reading the feature on this GPU, 0 if it answers NOT_SUPPORTED.",
+        "1 if NVML reads the feature on this GPU, 0 if it answers NOT_SUPPORTED or the "
+        "driver lacks the call (FUNCTION_NOT_FOUND).",
         (*GPU_LABELS, "feature"),
     )
     for status in statuses:
@@ -116,7 +117,8 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
     selected = gauge(
         "gpu_selected_utilization_ratio",
         "The GPU utilization alerts and dashboards use, from the source that "
-        "nvml.utilization_source selects (auto: SM activity where available).",
+        "nvml.utilization_source selects (auto: SM activity where available; "
+        "sm_activity: busy time on GPUs without GPM).",
         (*GPU_LABELS, "source"),
     )
     gauges = [(gauge(name, doc, GPU_LABELS), attr) for name, attr, doc in READING_GAUGES]
