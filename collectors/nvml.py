@@ -152,6 +152,7 @@ class NvmlCollector:
         self._unavailable_reason: str | None = None
         self._retry_init_at = 0.0
         self._metrics_request: Any = None
+        self._started = False
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class NvmlCollector:
         self._missing = set()
         self._devices = self._discover()
         self._sm_activity_gaps = self._probe_sm_activity()
+        self._started = True
         self._unavailable_reason = None
         self._metrics_request = None
         log.info(
@@ -206,7 +208,8 @@ class NvmlCollector:
 
     @property
     def available(self) -> bool:
-        return self._nvml is not None
+        """True once `start()` has listed the GPUs (never while it is still listing them)."""
+        return self._nvml is not None and self._started
 
     @property
     def unavailable_reason(self) -> str | None:

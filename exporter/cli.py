@@ -182,18 +182,26 @@ def _check_config(path: str) -> int:
 
 
 def _gpus_to_bill(config: Config) -> list[str]:
-    """What the daemon would bill on this machine, each GPU with its matched price key."""
+    """What the daemon would bill on this machine, each GPU with its matched price key.
+
+    Refuses, as the daemon's start does, GPU claims and a utilization source that
+    the GPUs NVML lists contradict.
+    """
     from llm_cost_exporter.collectors.nvml import NvmlCollector
-    from llm_cost_exporter.daemon.assembly import billed_gpus
+    from llm_cost_exporter.daemon.assembly import billed_gpus, check_against_nvml, one_line
 
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     unavailable = nvml.start() if nvml is not None else "disabled (nvml.enabled: false)"
     try:
         inventory = billed_gpus(config, nvml)
+        findings = check_against_nvml(config, nvml, inventory)
     finally:
         if nvml is not None:
             nvml.close()
-    lines = [f"# NVML: {unavailable or 'available'}; GPUs to bill:"]
+    if findings.problems:
+        raise ConfigError(one_line(findings.problems))
+    lines = [f"# Not checked: {note}" for note in findings.unchecked]
+    lines.append(f"# NVML: {unavailable or 'available'}; GPUs to bill:")
     for gpu in inventory:
         lines.append(
             f"#   gpu {gpu.label} {gpu.uuid or '(no UUID)'} {gpu.name!r} -> price key "

@@ -7,6 +7,7 @@ import pytest
 from llm_cost_exporter.accounting.gpu_inventory import (
     UnpricedGpu,
     build_inventory,
+    check_claims,
     match_gpu_price_key,
     resolve_claims,
 )
@@ -68,3 +69,49 @@ def test_claims_resolve_by_index_and_uuid() -> None:
     owners, problems = resolve_claims({"a": [0, 1], "b": ["gpu-2", 9]}, inventory)
     assert owners == {"GPU-0": "a", "GPU-1": "a", "GPU-2": "b"}
     assert problems == ["engine b claims GPU 9, which is not on this node"]
+
+
+FOUR = [(i, f"GPU-{i}aaa", "NVIDIA L40S") for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("claims", "listed", "counted", "unlisted", "problems", "unverifiable"),
+    [
+        ([[0, 1], ["GPU-2AAA"], None], FOUR, 4, 0, [], []),
+        ([[0], [7]], FOUR, 4, 0,
+         ["engines[1].gpus[0]: GPU 7 is not on this node (NVML lists 0-3)"], []),
+        ([[4]], FOUR[:1], 1, 0,
+         ["engines[0].gpus[0]: GPU 4 is not on this node (NVML lists GPU 0)"], []),
+        ([[0]], [], 0, 0,
+         ["engines[0].gpus[0]: GPU 0 is not on this node (NVML lists no GPU)"], []),
+        ([[1, "GPU-9"]], FOUR[:2], 2, 0, [
+            "engines[0].gpus[1]: no GPU on this node has UUID GPU-9 (NVML lists GPU-0aaa, GPU-1aaa)"
+        ], []),
+        # The same GPU by index and by UUID, from two engines.
+        ([[0, 1], ["GPU-1aaa"]], FOUR, 4, 0, [
+            "engines[1].gpus[0]: 'GPU-1aaa' is GPU 1, already claimed by engines[0]; "
+            "each engine runs on its own GPUs"
+        ], []),
+        # GPU 3 is counted but cannot be identified (lost before start): its index holds,
+        # and an unknown UUID may be it.
+        ([[3], ["GPU-3aaa"]], FOUR[:3], 4, 0, [], [
+            "engines[1].gpus[0]: GPU-3aaa is not listed by NVML; it may be one of the 1 GPU(s) "
+            "NVML could not identify or does not list"
+        ]),
+        # cost.gpus declares two GPUs NVML does not list: GPU 5 may be one of them.
+        ([[5]], FOUR, 4, 2, [], [
+            "engines[0].gpus[0]: GPU 5 is not listed by NVML; it may be one of the 2 GPU(s) "
+            "cost.gpus declares that NVML does not list"
+        ]),
+    ],
+)  # fmt: skip
+def test_claims_are_checked_against_what_nvml_lists(
+    claims: list[list[int | str] | None],
+    listed: list[tuple[int, str, str]],
+    counted: int,
+    unlisted: int,
+    problems: list[str],
+    unverifiable: list[str],
+) -> None:
+    check = check_claims(claims, listed, counted, unlisted)
+    assert (check.problems, check.unverifiable) == (problems, unverifiable)

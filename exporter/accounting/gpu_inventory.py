@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 UNCLAIMED = "(unclaimed)"
@@ -149,3 +149,75 @@ def resolve_claims(
                 continue
             owners[key] = target
     return owners, problems
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """engines[].gpus held against the GPUs NVML lists."""
+
+    problems: list[str]
+    """Claims that name no GPU of the node, each naming its field."""
+    unverifiable: list[str]
+    """Claims NVML cannot confirm nor refute: a GPU it could not identify, or one
+    cost.gpus declares that NVML does not list, may be the one meant."""
+
+
+def check_claims(
+    claims: Sequence[Sequence[int | str] | None],
+    listed: Iterable[tuple[int, str, str]],
+    counted: int,
+    declared_unlisted: int,
+    where: str = "engines",
+) -> ClaimCheck:
+    """Each engine's GPU claims (in `engines` order) against NVML's GPUs.
+
+    `listed` are the (index, UUID, name) NVML identified among the `counted` GPUs
+    it reports; `declared_unlisted` is how many GPUs cost.gpus declares beyond them.
+    """
+    listed = list(listed)
+    by_uuid = {uuid.lower(): index for index, uuid, _ in listed}
+    unidentified = counted - len(listed)
+    check = ClaimCheck([], [])
+    owner: dict[int, str] = {}
+    for engine, refs in enumerate(claims):
+        for position, ref in enumerate(refs or ()):
+            at = f"{where}[{engine}].gpus[{position}]"
+            if isinstance(ref, int):
+                index: int | None = ref if ref < counted else None
+                if index is None and declared_unlisted:
+                    check.unverifiable.append(
+                        f"{at}: GPU {ref} is not listed by NVML; it may be one of the "
+                        f"{declared_unlisted} GPU(s) cost.gpus declares that NVML does not list"
+                    )
+                    continue
+                if index is None:
+                    check.problems.append(
+                        f"{at}: GPU {ref} is not on this node (NVML lists {_indices(counted)})"
+                    )
+                    continue
+            else:
+                index = by_uuid.get(ref.lower())
+                if index is None and (unidentified or declared_unlisted):
+                    check.unverifiable.append(
+                        f"{at}: {ref} is not listed by NVML; it may be one of the "
+                        f"{unidentified + declared_unlisted} GPU(s) NVML could not identify "
+                        "or does not list"
+                    )
+                    continue
+                if index is None:
+                    known = ", ".join(uuid for _, uuid, _ in listed) or "none"
+                    check.problems.append(
+                        f"{at}: no GPU on this node has UUID {ref} (NVML lists {known})"
+                    )
+                    continue
+            if index in owner and owner[index] != f"{where}[{engine}]":
+                check.problems.append(
+                    f"{at}: {ref!r} is GPU {index}, already claimed by {owner[index]}; "
+                    "each engine runs on its own GPUs"
+                )
+            owner.setdefault(index, f"{where}[{engine}]")
+    return check
+
+
+def _indices(counted: int) -> str:
+    return {0: "no GPU", 1: "GPU 0"}.get(counted, f"0-{counted - 1}")

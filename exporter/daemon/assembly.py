@@ -6,12 +6,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
-from llm_cost_exporter.accounting.gpu_inventory import BilledGpu, UnpricedGpu, build_inventory
+from llm_cost_exporter.accounting.gpu_inventory import (
+    BilledGpu,
+    UnpricedGpu,
+    build_inventory,
+    check_claims,
+)
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
 from llm_cost_exporter.collectors.http_page import HttpPage
@@ -67,6 +73,66 @@ def billed_gpus(config: Config, nvml: NvmlCollector | None) -> list[BilledGpu]:
     return inventory
 
 
+@dataclass(frozen=True)
+class NvmlFindings:
+    """The configuration held against what NVML lists: shared by check-config and start."""
+
+    claims: list[str] = field(default_factory=list)
+    """engines[].gpus naming no GPU of the node: the daemon refuses to start."""
+    utilization: list[str] = field(default_factory=list)
+    """nvml.utilization_source sm_activity on GPUs without GPM: the daemon uses busy
+    time on them (source label busy_time) and says so once."""
+    unchecked: list[str] = field(default_factory=list)
+    """What could not be checked, and why."""
+
+    @property
+    def problems(self) -> list[str]:
+        return self.claims + self.utilization
+
+
+def check_against_nvml(
+    config: Config, nvml: NvmlCollector | None, billed: list[BilledGpu]
+) -> NvmlFindings:
+    """engines[].gpus and nvml.utilization_source against the GPUs NVML listed at start.
+
+    `billed` is `billed_gpus`'s answer. Reads only what the collector learned at
+    start: safe on the event loop.
+    """
+    claims = [engine.gpus for engine in config.engines]
+    wants_sm = config.nvml.utilization_source == "sm_activity"
+    asked = [
+        *(["engines[].gpus"] if any(claims) else []),
+        *(["nvml.utilization_source"] if wants_sm else []),
+    ]
+    if nvml is None or not nvml.available:
+        if not asked:
+            return NvmlFindings()
+        why = (
+            "NVML is disabled"
+            if nvml is None
+            else f"NVML is unavailable ({nvml.unavailable_reason or 'not initialized in time'})"
+        )
+        return NvmlFindings(unchecked=[f"{' and '.join(asked)} against the node's GPUs: {why}"])
+    missing = sum(1 for gpu in billed if gpu.source == "missing")
+    claim_check = check_claims(claims, nvml.inventory(), nvml.listed, missing)
+    utilization = []
+    gaps = nvml.sm_activity_gaps
+    if wants_sm and gaps:
+        index, name, why = gaps[0]
+        more = f" (and {len(gaps) - 1} more GPU(s))" if len(gaps) > 1 else ""
+        utilization.append(
+            f"nvml.utilization_source: sm_activity, but GPU {index} ({name}) has no SM "
+            f"activity{more}: {why}; use auto or busy_time"
+        )
+    return NvmlFindings(claim_check.problems, utilization, claim_check.unverifiable)
+
+
+def one_line(problems: list[str]) -> str:
+    """The first problem, and how many more there are."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem(s))" if more else "")
+
+
 async def serve(
     config: Config, model_prices: dict[str, ApiPrices], default_price: ApiPrices | None
 ) -> None:
@@ -94,7 +160,15 @@ async def _serve(
     default_price: ApiPrices | None,
     nvml: NvmlCollector | None,
 ) -> None:
-    state = NodeState(config, model_prices, default_price, gpus=billed_gpus(config, nvml))
+    gpus = billed_gpus(config, nvml)
+    findings = check_against_nvml(config, nvml, gpus)
+    if findings.claims:
+        raise ConfigError(one_line(findings.claims))
+    for problem in findings.utilization:
+        log.error("%s; meanwhile busy time stands in on those GPUs", problem)
+    for note in findings.unchecked:
+        log.warning("not checked: %s", note)
+    state = NodeState(config, model_prices, default_price, gpus=gpus)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
