@@ -513,3 +513,152 @@ async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
     assert value(late, "llmcost_collector_up", collector="nvml") == 1
     assert value(late, "llmcost_hourly_cost", component="gpu") == pytest.approx(2 * 2.99)
     assert "NVML did not initialize within 0.3s" in caplog.text
+
+
+# --- configuration held against what NVML lists -------------------------------------------
+
+
+def engines_on(*claims: list[int | str] | None) -> list[dict[str, Any]]:
+    engines = []
+    for gpus in claims:
+        engine: dict[str, Any] = {"url": f"http://127.0.0.1:{free_port()}/metrics"}
+        if gpus is not None:
+            engine["gpus"] = gpus
+        engines.append(engine)
+    return engines
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+    """The one line a configuration error leaves on stderr, without its prefix."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    prefix = "llm-cost-exporter: configuration error: "
+    assert lines[-1].startswith(prefix), lines
+    return lines[-1].removeprefix(prefix)
+
+
+@pytest.mark.parametrize(
+    ("claims", "line"),
+    [
+        (
+            [[0, 1], [7]],
+            "engines[1].gpus[0]: GPU 7 is not on this node (NVML lists 0-3)",
+        ),
+        (
+            [[0], [1, "GPU-deadbeef-0000-0000-0000-000000000000"]],
+            "engines[1].gpus[1]: no GPU on this node has UUID "
+            "GPU-deadbeef-0000-0000-0000-000000000000 (NVML lists "
+            + ", ".join(default_gpu_uuid(i) for i in range(4))
+            + ")",
+        ),
+        (
+            [[0, 2], [default_gpu_uuid(2).upper()]],
+            f"engines[1].gpus[0]: '{default_gpu_uuid(2).upper()}' is GPU 2, already claimed "
+            "by engines[0]; each engine runs on its own GPUs",
+        ),
+    ],
+    ids=["index", "uuid", "same-gpu-twice"],
+)
+def test_check_config_and_the_daemon_refuse_a_claim_nvml_contradicts(
+    node: GpuNode, claims: list[list[int | str]], line: str
+) -> None:
+    """Both run the same check: the same one line, exit 2, and the daemon never serves."""
+    node.write([a100() for _ in range(4)])
+    config = rented(engines=engines_on(*claims))
+    assert refusal(run_cli(node, config, "check-config")) == line
+    assert refusal(run_cli(node, config, "--config")) == line
+
+
+def test_claims_nvml_confirms_pass_and_say_nothing_unchecked(node: GpuNode) -> None:
+    node.write([a100() for _ in range(4)])
+    config = rented(engines=engines_on([0, 1], [default_gpu_uuid(2).upper(), 3]))
+    result = run_cli(node, config, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "Not checked" not in result.stdout
+
+
+def test_claims_of_gpus_nvml_cannot_name_are_left_unchecked_not_refused(node: GpuNode) -> None:
+    """A GPU lost before start, or declared but not listed, may be the one a claim names."""
+    node.write([a100(), a100(lost=True)])
+    config = rented(engines=engines_on([0], [1, "GPU-00000000-0000-4000-8000-00000000abcd"], [3]))
+    config["cost"]["gpus"] = [{"model": "A100*80GB*", "count": 4}]
+    result = run_cli(node, config, "check-config")
+    assert result.returncode == 0, result.stderr
+    unchecked = [line for line in result.stdout.splitlines() if line.startswith("# Not checked")]
+    assert unchecked == [
+        "# Not checked: engines[1].gpus[1]: GPU-00000000-0000-4000-8000-00000000abcd is not "
+        "listed by NVML; it may be one of the 3 GPU(s) NVML could not identify or does not list",
+        "# Not checked: engines[2].gpus[0]: GPU 3 is not listed by NVML; it may be one of the "
+        "2 GPU(s) cost.gpus declares that NVML does not list",
+    ]
+
+
+def test_sm_activity_on_a_gpu_without_gpm(node: GpuNode) -> None:
+    """check-config refuses it; the daemon says it once and alerts on busy time there, the
+    source label telling which figure each GPU's alert reads."""
+    node.write([h100(), a100()])
+    config = rented(engines=dead_engine(), nvml={"utilization_source": "sm_activity"})
+    line = (
+        f"nvml.utilization_source: sm_activity, but GPU 1 ({A100}) has no SM activity: "
+        "NVML reports no GPM on it (Hopper or newer); use auto or busy_time"
+    )
+    assert refusal(run_cli(node, config, "check-config")) == line
+    with node.exporter(config) as exporter:
+        samples = eventually(
+            lambda: (
+                (s := exporter.samples())
+                and value(s, "llmcost_gpu_selected_utilization_ratio", gpu="0") is not None
+                and s
+            )
+        )
+    selected = "llmcost_gpu_selected_utilization_ratio"
+    assert value(samples, selected, gpu="0", source="sm_activity") == 0.23
+    assert value(samples, selected, gpu="1", source="busy_time") == 0.8
+    errors = [entry for entry in exporter.log().splitlines() if " ERROR " in entry]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"{line}; meanwhile busy time stands in on those GPUs"
+    ), errors
+    assert "Traceback" not in exporter.log()
+
+
+def test_sm_activity_on_gpus_with_gpm_is_valid(node: GpuNode) -> None:
+    node.write([h100(), h100()])
+    config = rented(engines=dead_engine(), nvml={"utilization_source": "sm_activity"})
+    result = run_cli(node, config, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "Not checked" not in result.stdout
+
+
+def test_sm_activity_on_a_driver_without_gpm(old_driver_lib_dir: Path, tmp_path: Path) -> None:
+    """H100s under an R470 library: pynvml finds no GPM entry point at all."""
+    old = GpuNode(old_driver_lib_dir, tmp_path)
+    old.write([h100(), h100()], driver_version="470.256.02")
+    config = rented(engines=dead_engine(), nvml={"utilization_source": "sm_activity"})
+    assert refusal(run_cli(old, config, "check-config")) == (
+        f"nvml.utilization_source: sm_activity, but GPU 0 ({H100}) has no SM activity "
+        "(and 1 more GPU(s)): NVML driver 470.256.02 has no GPM (R520+); use auto or busy_time"
+    )
+    config["nvml"] = {"utilization_source": "auto"}
+    assert run_cli(old, config, "check-config").returncode == 0
+
+
+@pytest.mark.parametrize("absence", ["unavailable", "disabled"])
+def test_without_nvml_check_config_says_what_it_could_not_check(
+    node: GpuNode, absence: str
+) -> None:
+    node.write([a100()], init_error=9)
+    config = minimal_config_dict(
+        engines=engines_on([0], ["GPU-00000000-0000-4000-8000-00000000abcd"]),
+        nvml={"utilization_source": "sm_activity", "enabled": absence == "unavailable"},
+    )
+    result = run_cli(node, config, "check-config")
+    assert result.returncode == 0, result.stderr
+    why = {
+        "unavailable": "NVML is unavailable (NVML cannot initialize: Driver Not Loaded)",
+        "disabled": "NVML is disabled",
+    }[absence]
+    unchecked = [line for line in result.stdout.splitlines() if line.startswith("# Not checked")]
+    assert unchecked == [
+        "# Not checked: engines[].gpus and nvml.utilization_source against the node's GPUs: " + why
+    ]

@@ -113,8 +113,11 @@ def check_against_nvml(
             else f"NVML is unavailable ({nvml.unavailable_reason or 'not initialized in time'})"
         )
         return NvmlFindings(unchecked=[f"{' and '.join(asked)} against the node's GPUs: {why}"])
+    listed = nvml.inventory()
+    # cost.gpus declared beyond what NVML identified, less those it counted unnamed.
     missing = sum(1 for gpu in billed if gpu.source == "missing")
-    claim_check = check_claims(claims, nvml.inventory(), nvml.listed, missing)
+    beyond_count = max(missing - (nvml.listed - len(listed)), 0)
+    claim_check = check_claims(claims, listed, nvml.listed, beyond_count)
     utilization = []
     gaps = nvml.sm_activity_gaps
     if wants_sm and gaps:
