@@ -170,7 +170,7 @@ async def _serve(
     for problem in findings.utilization:
         log.error("%s; meanwhile busy time stands in on those GPUs", problem)
     for note in findings.unchecked:
-        log.warning("not checked: %s", note)
+        log.info("not checked: %s", note)
     state = NodeState(config, model_prices, default_price, gpus=gpus)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
     connector = aiohttp.TCPConnector(limit=64)
