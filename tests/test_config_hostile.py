@@ -49,7 +49,7 @@ def nested(opening: str, closing: str, depth: int) -> str:
 
 BOMB = "".join(
     f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
-    for prev, name in zip(["", *"abcdefgh"], "abcdefghi")
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
 )
 """A billion laughs: nine levels of nine aliases each, 9^9 strings once expanded."""
 
