@@ -21,9 +21,12 @@ from conftest import minimal_config_dict
 from realparts.timeouts import scaled
 
 from llm_cost_exporter import cli
+from llm_cost_exporter.config.loading import MAX_FILE_BYTES
+from llm_cost_exporter.config.safe_yaml import MAX_VALUES
 from llm_cost_exporter.daemon import assembly
 
 SECRET = "hunter2-do-not-show"
+TOO_LARGE = f"larger than {MAX_FILE_BYTES // 1024} KiB"
 
 
 def config_text(**changes: object) -> str:
@@ -67,11 +70,12 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("a list", "- cost\n- api_prices\n", "top level must be a mapping"),
     ("a scalar", "just words\n", "top level must be a mapping"),
     ("tabs", "cost:\n\tgpus: []\n", "line 2"),
-    ("larger than 1 MiB", BASE + "#" * (1024 * 1024) + "\n", "larger than 1024 KiB"),
+    ("larger than the bound", BASE + "#" * MAX_FILE_BYTES + "\n", TOO_LARGE),
+    ("too many values", BASE + f"windows: [{', '.join(['5m'] * MAX_VALUES)}]\n", "windows["),
     ("deep lists", nested("[", "]", 5000), "windows[0][0]"),
     ("deep mappings", nested("{a: ", "}", 5000), "windows.a.a"),
-    ("alias bomb under an unknown key", BOMB, "more than 100000 values"),
-    ("alias bomb under a field", BOMB_UNDER_A_FIELD + "windows: *i\n", "more than 100000"),
+    ("alias bomb under an unknown key", BOMB, f"more than {MAX_VALUES} values"),
+    ("alias bomb under a field", BOMB_UNDER_A_FIELD + "windows: *i\n", f"more than {MAX_VALUES}"),
     ("alias that contains itself", BASE + "windows: &w [*w]\n", "windows[0]: an alias"),
     (
         "aliases nesting deeper",
@@ -269,7 +273,7 @@ def test_hostile_file_exits_2_with_one_line(
     [
         (lambda tmp: tmp, "cannot read (Is a directory)"),
         (lambda tmp: tmp / "absent.yml", "cannot read (No such file or directory)"),
-        (lambda tmp: Path("/dev/zero"), "larger than 1024 KiB"),
+        (lambda tmp: Path("/dev/zero"), TOO_LARGE),
     ],
     ids=["a directory", "a missing file", "an endless device"],
 )
@@ -320,7 +324,7 @@ def test_an_unreadable_file_exits_2_naming_it(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         (nested("[", "]", 100_000), "nested deeper than 32"),
-        (BOMB_UNDER_A_FIELD + "windows: *i\n", "more than 100000"),
+        (BOMB_UNDER_A_FIELD + "windows: *i\n", f"more than {MAX_VALUES}"),
         (priced("9" * 5000), "cost.gpu_prices_per_hour.A100-80GB"),
     ],
     ids=["deep nesting", "alias bomb", "huge integer"],

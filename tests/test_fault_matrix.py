@@ -21,6 +21,8 @@ from realparts.exporter_process import ExporterProcess
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
+from llm_cost_exporter.config.safe_yaml import MAX_VALUES
+
 pytestmark = pytest.mark.realparts
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -68,7 +70,7 @@ HOSTILE_CONFIGS: dict[str, tuple[str | bytes, str]] = {
             f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)
         )
         + "windows: *l8\n",
-        "more than 100000 values",
+        f"more than {MAX_VALUES} values",
     ),
     "integer beyond float range": (
         _PRICED.replace("3.2\n", "1" + "0" * 400 + "\n"),

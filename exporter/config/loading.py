@@ -19,7 +19,7 @@ from llm_cost_exporter.config.errors import ConfigError, child
 from llm_cost_exporter.config.schema import MapOf, Section, default_text
 from llm_cost_exporter.config.settings import CONFIG, Config, ModelPrice
 
-MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 256 * 1024
 
 
 def config_from_mapping(data: Mapping[str, Any]) -> Config:

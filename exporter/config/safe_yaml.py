@@ -25,7 +25,7 @@ from llm_cost_exporter.config.errors import ConfigError, child
 
 MAX_DEPTH = 32
 """The configuration nests five levels deep; this leaves room for anchors."""
-MAX_VALUES = 100_000
+MAX_VALUES = 20_000
 MAX_INT_DIGITS = 30
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -38,6 +38,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._path: list[str] = []
         """Where the node being composed sits, as parts of a dotted path."""
+        self._composed = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if parent is None:
@@ -53,6 +54,9 @@ class _Loader(yaml.SafeLoader):
                 raise ConfigError(
                     f"{self.path()}: nested deeper than {MAX_DEPTH} levels (line {line})"
                 )
+            self._composed += 1
+            if self._composed > MAX_VALUES:
+                raise ConfigError(f"{self.path()}: more than {MAX_VALUES} values")
             return super().compose_node(parent, index)
         finally:
             self._path.pop()
