@@ -14,6 +14,7 @@ from conftest import minimal_config_dict
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.collectors.credentials import BasicAuth
 from llm_cost_exporter.config import Config, config_from_mapping, effective_config_dict
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -208,3 +209,40 @@ def test_the_readme_states_every_money_default() -> None:
         field, default = line.split(": ")
         assert f"{field.rsplit('.', 1)[-1]}`" in notes, field
     assert "**0.3**" in notes and "**730 h**" in notes
+
+
+INLINE_SECRET = "s3cr3t-Pa55"
+
+
+def test_the_printout_hides_inline_secrets_and_still_loads(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(INLINE_SECRET)
+    config = config_from_mapping(
+        minimal_config_dict(
+            engines=[
+                f"http://u:{INLINE_SECRET}@127.0.0.1:8000/metrics",
+                {"url": "http://127.0.0.1:8001/metrics", "bearer_token_file": str(token)},
+                {
+                    "url": "http://127.0.0.1:8002/metrics",
+                    "basic_auth": {"username": "v", "password": INLINE_SECRET},
+                },
+            ]
+        )
+    )
+    text = yaml.safe_dump(effective_config_dict(config, {}, None))
+    assert INLINE_SECRET not in text and INLINE_SECRET not in repr(config)
+    printed = yaml.safe_load(text)
+    assert printed["engines"][0]["url"] == "http://127.0.0.1:8000/metrics"
+    assert printed["engines"][0]["basic_auth"] == {
+        "username": "u",
+        "password": "<secret>",
+        "password_file": None,
+    }
+    assert printed["engines"][1]["bearer_token_file"] == str(token)
+    reloaded = config_from_mapping(printed)
+    assert reloaded.engines[1] == config.engines[1]
+    assert [e.basic_auth for e in reloaded.engines] == [
+        BasicAuth("u", "<secret>"),
+        None,
+        BasicAuth("v", "<secret>"),
+    ]

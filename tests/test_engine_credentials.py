@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import minimal_config_dict
 
 from llm_cost_exporter.collectors.base import CollectorError
@@ -18,7 +17,7 @@ from llm_cost_exporter.collectors.credentials import (
     BearerTokenFile,
     read_secret_file,
 )
-from llm_cost_exporter.config import ConfigError, config_from_mapping, effective_config_dict
+from llm_cost_exporter.config import ConfigError, config_from_mapping
 from llm_cost_exporter.config.urls import first_duplicate, redacted, split_userinfo
 
 SECRET = "s3cr3t-Pa55"
@@ -166,37 +165,3 @@ def test_secret_files_are_checked_when_the_file_is_loaded(tmp_path: Path) -> Non
             engine_config(url="http://127.0.0.1:8000/metrics", **engine)
         assert field in str(error.value)
         assert SECRET not in str(error.value)
-
-
-def test_the_printout_hides_inline_secrets_and_still_loads(tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text(SECRET)
-    config = config_from_mapping(
-        minimal_config_dict(
-            engines=[
-                f"http://u:{SECRET}@127.0.0.1:8000/metrics",
-                {"url": "http://127.0.0.1:8001/metrics", "bearer_token_file": str(token)},
-                {
-                    "url": "http://127.0.0.1:8002/metrics",
-                    "basic_auth": {"username": "v", "password": SECRET},
-                },
-            ]
-        )
-    )
-    text = yaml.safe_dump(effective_config_dict(config, {}, None))
-    assert SECRET not in text and SECRET not in repr(config)
-    printed = yaml.safe_load(text)
-    assert printed["engines"][0]["url"] == "http://127.0.0.1:8000/metrics"
-    assert printed["engines"][0]["basic_auth"] == {
-        "username": "u",
-        "password": "<secret>",
-        "password_file": None,
-    }
-    assert printed["engines"][1]["bearer_token_file"] == str(token)
-    reloaded = config_from_mapping(printed)
-    assert reloaded.engines[1] == config.engines[1]
-    assert [e.basic_auth for e in reloaded.engines] == [
-        BasicAuth("u", "<secret>"),
-        None,
-        BasicAuth("v", "<secret>"),
-    ]
