@@ -17,6 +17,7 @@ REASONS = (
     "connection",
     "timeout",
     "http_status",
+    "credentials",
     "too_large",
     "not_metrics",
     "no_engine_metrics",

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 
 from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.credentials import Credentials
 
 TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 """Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
@@ -17,12 +18,24 @@ class HttpPage:
     """A PageSource that GETs `url` through a shared session."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        timeout: float,
+        max_bytes: int,
+        credentials: Credentials | None = None,
     ) -> None:
         self.url = url
         self._session = session
         self._timeout = timeout
         self._max_bytes = max_bytes
+        self._credentials = credentials
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": TEXT_FORMAT_ACCEPT}
+        if self._credentials is not None:
+            headers["Authorization"] = self._credentials.authorization()
+        return headers
 
     async def fetch(self) -> str:
         try:
@@ -38,7 +51,10 @@ class HttpPage:
 
     async def _get(self) -> str:
         max_bytes = self._max_bytes
-        async with self._session.get(self.url, headers={"Accept": TEXT_FORMAT_ACCEPT}) as response:
+        async with self._session.get(self.url, headers=self._headers()) as response:
+            if response.status in (401, 403):
+                refused = "refused the credentials" if self._credentials else "asks for credentials"
+                raise CollectorError("credentials", f"HTTP {response.status}: the page {refused}")
             if response.status != 200:
                 raise CollectorError("http_status", f"HTTP {response.status} {response.reason}")
             content_type = response.headers.get("Content-Type", "")

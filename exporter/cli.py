@@ -19,16 +19,16 @@ from pathlib import Path
 import yaml
 
 from llm_cost_exporter import __version__
+from llm_cost_exporter.accounting.costmodel import HOURS_PER_MONTH
 from llm_cost_exporter.config import (
     DEFAULT_LISTEN_ADDRESS,
     LOG_LEVELS,
     Config,
     ConfigError,
-    apply_overrides,
-    config_from_mapping,
     effective_config_dict,
-    load_yaml,
+    money_defaults,
     parse_currency,
+    read_config,
 )
 from llm_cost_exporter.environment import env
 
@@ -155,8 +155,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def load_config(path: str | None, overrides: dict[str, object]) -> Config:
-    data = load_yaml(Path(path)) if path else {}
-    return config_from_mapping(apply_overrides(data, overrides))
+    return read_config(path, overrides)[0]
 
 
 def _setup_logging(level: str) -> None:
@@ -170,12 +169,16 @@ def _setup_logging(level: str) -> None:
 def _check_config(path: str) -> int:
     from llm_cost_exporter.daemon.assembly import resolve_prices
 
-    config = load_config(path, {})
+    config, given = read_config(path, {})
     model_prices, default = resolve_prices(config)
     gpu_lines = _gpus_to_bill(config)
     print(f"# {path}: valid.")
     print("\n".join(gpu_lines))
-    print("# Effective configuration:")
+    print(f"# A month is {HOURS_PER_MONTH:g} h: cost.fixed_per_month and the amortized")
+    print("# purchase (cost.owned.amortization_months) are spread over it.")
+    print("# Defaults in effect that change what is billed:")
+    print("\n".join(f"#   {line}" for line in money_defaults(given) or ["none"]))
+    print("# Effective configuration (secrets given inline print as <secret>):")
     effective = effective_config_dict(config, model_prices, default)
     print(yaml.safe_dump(effective, sort_keys=False), end="")
     return 0

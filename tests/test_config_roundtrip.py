@@ -14,6 +14,7 @@ from conftest import minimal_config_dict
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.collectors.credentials import BasicAuth
 from llm_cost_exporter.config import Config, config_from_mapping, effective_config_dict
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -157,3 +158,91 @@ def test_check_config_output_is_itself_a_valid_file(tmp_path: Path) -> None:
     second = tmp_path / "second.yml"
     second.write_text(check(first))
     assert check(second) == second.read_text()
+
+
+def check_config_comments(tmp_path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
+    """check-config's comment lines, and the YAML it prints after them."""
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_cost_exporter", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    return comments, "\n".join(line for line in lines if not line.startswith("#"))
+
+
+def test_check_config_states_the_money_defaults_in_effect(tmp_path: Path) -> None:
+    rented = minimal_config_dict(nvml={"enabled": False})
+    del rented["cost"]["overhead_ratio"]
+    rented["api_prices"]["default"].pop("cached_input")
+    comments, printout = check_config_comments(tmp_path, rented)
+    assert "# A month is 730 h: cost.fixed_per_month and the amortized" in comments
+    defaults = comments[comments.index("# Defaults in effect that change what is billed:") + 1 :]
+    assert defaults[:4] == [
+        "#   cost.node_extra_per_hour: 0",
+        "#   cost.overhead_ratio: 0.3",
+        "#   cost.fixed_per_month: 0",
+        "#   api_prices.default.cached_input: the input price",
+    ]
+    assert yaml.safe_load(printout)["cost"]["overhead_ratio"] == 0.3
+    assert config_from_mapping(yaml.safe_load(printout)).cost.overhead_ratio == 0.3
+
+    owned = CONFIGS["owned"] | {"nvml": {"enabled": False}}
+    del owned["cost"]["owned"]["pue"], owned["cost"]["owned"]["amortization_months"]
+    comments, _ = check_config_comments(tmp_path, owned)
+    assert "#   cost.owned.amortization_months: 36" in comments
+    assert "#   cost.owned.pue: 1" in comments
+    assert not any("overhead_ratio" in line for line in comments)  # given: 0.25
+
+
+def test_the_readme_states_every_money_default() -> None:
+    """The defaults check-config can list are the ones the README's notes name."""
+    from llm_cost_exporter.config.loading import money_defaults
+
+    notes = README[README.index("- **Money defaults.**") :].split("\n- ", 1)[0]
+    for line in money_defaults(minimal_config_dict(cost={"owned": {}}, api_prices={"default": {}})):
+        field, default = line.split(": ")
+        assert f"{field.rsplit('.', 1)[-1]}`" in notes, field
+    assert "**0.3**" in notes and "**730 h**" in notes
+
+
+INLINE_SECRET = "s3cr3t-Pa55"
+
+
+def test_the_printout_hides_inline_secrets_and_still_loads(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(INLINE_SECRET)
+    config = config_from_mapping(
+        minimal_config_dict(
+            engines=[
+                f"http://u:{INLINE_SECRET}@127.0.0.1:8000/metrics",
+                {"url": "http://127.0.0.1:8001/metrics", "bearer_token_file": str(token)},
+                {
+                    "url": "http://127.0.0.1:8002/metrics",
+                    "basic_auth": {"username": "v", "password": INLINE_SECRET},
+                },
+            ]
+        )
+    )
+    text = yaml.safe_dump(effective_config_dict(config, {}, None))
+    assert INLINE_SECRET not in text and INLINE_SECRET not in repr(config)
+    printed = yaml.safe_load(text)
+    assert printed["engines"][0]["url"] == "http://127.0.0.1:8000/metrics"
+    assert printed["engines"][0]["basic_auth"] == {
+        "username": "u",
+        "password": "<secret>",
+        "password_file": None,
+    }
+    assert printed["engines"][1]["bearer_token_file"] == str(token)
+    reloaded = config_from_mapping(printed)
+    assert reloaded.engines[1] == config.engines[1]
+    assert [e.basic_auth for e in reloaded.engines] == [
+        BasicAuth("u", "<secret>"),
+        None,
+        BasicAuth("v", "<secret>"),
+    ]

@@ -149,7 +149,7 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"engines": [{"url": "http://a/metrics", "gpu": [0]}]},
             "engines[0].gpu: unknown field; did you mean gpus? "
-            "(allowed: capacity_tokens_per_second, gpus, type, url)",
+            "(allowed: basic_auth, bearer_token_file, capacity_tokens_per_second, gpus, type, url)",
         ),
         (
             {"projection": {"token_mix": {"promt": 1}}},
@@ -185,7 +185,10 @@ def test_unknown_field_suggests_the_closest_known_one(changes: dict, message: st
             {"nvml": {"enabled": False}, "cost": RENTED},
             "cost.gpus: nothing to bill on this node: NVML is disabled and cost.gpus declares none",
         ),
-        ({"web": {"listen_address": "0.0.0.0:0"}}, "web.listen_address: '0.0.0.0:0' is not"),
+        (
+            {"web": {"listen_address": "0.0.0.0:0"}},
+            "web.listen_address: '0.0.0.0:0': port 0 is out of range 1-65535",
+        ),
         ({"web": {"listen_address": "[::1]"}}, "web.listen_address: '[::1]' is not HOST:PORT"),
         (
             {"cost": {"gpu_prices_per_hour": {"A100": float("inf")}}},

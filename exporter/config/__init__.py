@@ -15,6 +15,8 @@ from llm_cost_exporter.config.loading import (
     config_from_mapping,
     effective_config_dict,
     load_yaml,
+    money_defaults,
+    read_config,
 )
 from llm_cost_exporter.config.scalars import parse_currency, parse_duration, split_listen_address
 from llm_cost_exporter.config.settings import (
@@ -56,6 +58,8 @@ __all__ = [
     "config_from_mapping",
     "effective_config_dict",
     "load_yaml",
+    "money_defaults",
+    "read_config",
     "parse_currency",
     "parse_duration",
     "split_listen_address",

@@ -67,6 +67,8 @@ class Setting:
     """Computes the default from the settings loaded before this one."""
     default_doc: str | None = None
     """The default as the reference table shows it, where derived."""
+    money: bool = False
+    """Its default changes what is billed: check-config says when the default is used."""
 
     @property
     def required(self) -> bool:
@@ -258,15 +260,19 @@ class ListOf:
     non_empty: bool = False
     check: Callable[[tuple[Any, ...], str], None] | None = None
     """A rule over the whole list, given the loaded items and the list's path."""
+    max_items: int | None = None
 
     @property
     def type_name(self) -> str:
-        return f"list of {self.item.type_name}"
+        most = f" (at most {self.max_items})" if self.max_items is not None else ""
+        return f"list of {self.item.type_name}{most}"
 
     def load(self, value: Any, where: str) -> tuple[Any, ...]:
         if not isinstance(value, list) or (self.non_empty and not value):
             kind = "non-empty list" if self.non_empty else "list"
             raise ConfigError(f"{where}: must be a {kind} of {self.describe}")
+        if self.max_items is not None and len(value) > self.max_items:
+            raise ConfigError(f"{where}: at most {self.max_items} items, got {len(value)}")
         items = tuple(self.item.load(item, f"{where}[{i}]") for i, item in enumerate(value))
         if self.check is not None:
             self.check(items, where)

@@ -8,14 +8,16 @@ README's reference table are all derived from these declarations.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from llm_cost_exporter.accounting import costmodel
-from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS, ApiPrices
+from llm_cost_exporter.accounting.costmodel import HOURS_PER_MONTH, TOKEN_KINDS, ApiPrices
 from llm_cost_exporter.accounting.gpu_inventory import match_gpu_price_key
+from llm_cost_exporter.collectors.credentials import BasicAuth, BearerTokenFile, Credentials
 from llm_cost_exporter.collectors.registry import DEFAULT_ENGINE_TYPE, ENGINE_TYPES
 from llm_cost_exporter.config.errors import ConfigError, child
 from llm_cost_exporter.config.scalars import (
@@ -28,10 +30,13 @@ from llm_cost_exporter.config.scalars import (
     HttpUrl,
     ListenAddress,
     Number,
+    Secret,
+    SecretFile,
     Size,
     Text,
     Whole,
     WindowName,
+    format_duration,
     parse_duration,
 )
 from llm_cost_exporter.config.schema import (
@@ -43,6 +48,7 @@ from llm_cost_exporter.config.schema import (
     dataclass_section,
     setting,
 )
+from llm_cost_exporter.config.urls import first_duplicate, split_userinfo
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9478"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000/metrics"
@@ -52,6 +58,20 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 PRICE = Number()
 SHARE = Number(0.0, 1.0)
+MONTH = f"{HOURS_PER_MONTH:g} h"
+
+MAX_GPUS = 64
+"""GPUs one node may declare or claim: far above any real node, low enough that a
+mistyped count cannot hang the start."""
+MAX_ENGINES = 64
+MAX_WINDOWS = 8
+"""Each window is a label value of the windowed gauges."""
+LONGEST_WINDOW = 86400.0
+"""Longer spans belong to Prometheus (`increase()` over the counters)."""
+MAX_HISTORY_POINTS = 100_000
+"""Collection cycles the longest window (or learn_window) may span: the history
+holds one point per cycle, per node and per model."""
+MAX_PAGE_BYTES = 256 * 1024**2
 
 
 # --- cost -------------------------------------------------------------------------
@@ -62,7 +82,7 @@ class GpuGroup:
     model: str = setting(
         Text(), "GPU model, matched against the price keys", missing="missing; give the GPU model"
     )
-    count: int = setting(Whole(1), "How many GPUs of this model", 1)
+    count: int = setting(Whole(1, MAX_GPUS), "How many GPUs of this model", 1)
 
 
 GPU_GROUP = dataclass_section(GpuGroup)
@@ -86,7 +106,10 @@ class OwnedHardware:
         missing=_NO_PURCHASE_PRICES,
     )
     amortization_months: float = setting(
-        Number(above=True), "The purchase is spread evenly over this many months of 730 h", 36.0
+        Number(above=True),
+        f"The purchase is spread evenly over this many months of {MONTH}",
+        36.0,
+        money=True,
     )
     energy_price_per_kwh: float = setting(
         PRICE,
@@ -95,7 +118,10 @@ class OwnedHardware:
         kw_only=True,
     )
     pue: float = setting(
-        Number(1.0, 5.0), "Facility power over IT power (cooling etc.), applied to energy", 1.0
+        Number(1.0, 5.0),
+        "Facility power over IT power (cooling etc.), applied to energy",
+        1.0,
+        money=True,
     )
 
 
@@ -126,6 +152,12 @@ def _declared_gpus_priced(loaded: Loaded) -> None:
             )
 
 
+def _gpus_within_bound(loaded: Loaded) -> None:
+    total = sum(group.count for group in loaded["gpus"])
+    if total > MAX_GPUS:
+        raise ConfigError(f"{loaded.path('gpus')}: {total} GPUs; a node has at most {MAX_GPUS}")
+
+
 def _some_hourly_cost(loaded: Loaded) -> None:
     owned = loaded["owned"]
     keys = owned.purchase_prices if owned is not None else loaded["gpu_prices_per_hour"]
@@ -145,16 +177,21 @@ class CostConfig:
         OWNED, "GPUs the team bought, instead of gpu_prices_per_hour", None
     )
     gpus: tuple[GpuGroup, ...] = setting(
-        ListOf(GPU_GROUP, "{model, count}"),
+        ListOf(GPU_GROUP, "{model, count}", max_items=MAX_GPUS),
         "The node's GPUs, billed when NVML cannot list them",
         (),
     )
-    node_extra_per_hour: float = setting(PRICE, "CPU, RAM, disk and network of the node", 0.0)
+    node_extra_per_hour: float = setting(
+        PRICE, "CPU, RAM, disk and network of the node", 0.0, money=True
+    )
     overhead_ratio: float = setting(
-        Number(0.0, 10.0), "Ops, safety margin, evals, storage, on top of the hourly cost", 0.3
+        Number(0.0, 10.0),
+        "Ops, safety margin, evals, storage, on top of the hourly cost",
+        0.3,
+        money=True,
     )
     fixed_per_month: float = setting(
-        PRICE, "Engineering time etc., amortized over 730 h a month", 0.0
+        PRICE, f"Engineering time etc., amortized over {MONTH} a month", 0.0, money=True
     )
 
     @property
@@ -170,7 +207,7 @@ class CostConfig:
 
 COST = dataclass_section(
     CostConfig,
-    rules=(_rented_or_owned, _declared_gpus_priced, _some_hourly_cost),
+    rules=(_rented_or_owned, _gpus_within_bound, _declared_gpus_priced, _some_hourly_cost),
 )
 
 
@@ -253,6 +290,7 @@ MODEL_PRICE = Section(
             "Per 1M prompt tokens read from the cache",
             None,
             default_doc="the input price",
+            money=True,
         ),
         Setting(
             "output", PRICE, "Per 1M generated tokens", None, default_doc="required without catalog"
@@ -298,7 +336,9 @@ class CapacityConfig:
         Number(above=True), "The node's throughput at 100% load; unset to learn it", None
     )
     learn: bool = setting(Flag(), "Learn the sustained peak as well", True)
-    learn_window: float = setting(Duration(), "A peak must last this long to count", 300.0)
+    learn_window: float = setting(
+        Duration(maximum=LONGEST_WINDOW), "A peak must last this long to count", 300.0
+    )
 
 
 CAPACITY = dataclass_section(CapacityConfig)
@@ -337,20 +377,59 @@ PROJECTION = dataclass_section(Projection)
 # --- engines ----------------------------------------------------------------------
 
 
+def _one_password(loaded: Loaded) -> None:
+    if ":" in loaded["username"]:
+        raise ConfigError(f"{loaded.path('username')}: a basic-auth user name has no colon")
+    if loaded["password"] is not None and loaded["password_file"] is not None:
+        raise ConfigError(f"{loaded.where}: give either password or password_file, not both")
+
+
+BASIC_AUTH = Section(
+    settings=(
+        Setting("username", Text(), "User name", missing="missing; give the user name"),
+        Setting(
+            "password",
+            Secret(),
+            "Password given inline (password_file is safer); check-config prints <secret>",
+            None,
+        ),
+        Setting(
+            "password_file",
+            SecretFile(),
+            "File holding the password, read at every collection (rotation needs no restart)",
+            None,
+        ),
+    ),
+    build=BasicAuth,
+    unbuild=lambda auth: {
+        "username": auth.username,
+        "password": auth.password,
+        "password_file": auth.password_file,
+    },
+    rules=(_one_password,),
+)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
-    """One inference engine this node runs: where to read it, and what it runs on."""
+    """One inference engine this node runs: where to read it, and what it runs on.
+
+    `url` never holds credentials: userinfo written in the file's URL is moved
+    into `basic_auth` when the file is loaded, so the URL can be shown anywhere.
+    """
 
     url: str = setting(
-        HttpUrl(), "The engine's metrics page", missing="missing; give the engine's metrics URL"
+        HttpUrl(),
+        "The engine's metrics page; a user:password@ in it is sent as basic auth and never shown",
+        missing="missing; give the engine's metrics URL",
     )
     type: str = setting(
-        Choice(tuple(sorted(ENGINE_TYPES)), error="unknown engine type {value!r} (known: {known})"),
+        Choice(tuple(sorted(ENGINE_TYPES)), error="unknown engine type {value} (known: {known})"),
         "Which collector reads it",
         DEFAULT_ENGINE_TYPE,
     )
     gpus: tuple[int | str, ...] | None = setting(
-        ListOf(GpuRef(), "GPU indices or UUIDs", non_empty=True),
+        ListOf(GpuRef(MAX_GPUS), "GPU indices or UUIDs", non_empty=True, max_items=MAX_GPUS),
         "The GPUs it runs on (index in nvidia-smi order, or UUID); its GPUs' cost is its own",
         None,
     )
@@ -358,18 +437,66 @@ class EngineConfig:
     capacity_tokens_per_second: float | None = setting(
         Number(above=True), "This engine's throughput at 100% load", None
     )
+    bearer_token_file: str | None = setting(
+        SecretFile(),
+        "File holding a bearer token for the page, read at every collection",
+        None,
+    )
+    basic_auth: BasicAuth | None = setting(
+        BASIC_AUTH, "Basic auth for the page (as Prometheus's scrape configuration)", None
+    )
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """What the engine's page is read with: an Authorization header, or None."""
+        if self.bearer_token_file is not None:
+            return BearerTokenFile(self.bearer_token_file)
+        return self.basic_auth
 
 
-ENGINE = dataclass_section(EngineConfig, shorthand="url", type_name="mapping or URL")
+def _one_kind_of_credentials(loaded: Loaded) -> None:
+    _, userinfo = split_userinfo(loaded["url"])
+    if userinfo is not None and "basic_auth" in loaded.given:
+        raise ConfigError(f"{loaded.path('url')}: give user:password in the URL or basic_auth")
+    if "bearer_token_file" in loaded.given and (
+        userinfo is not None or "basic_auth" in loaded.given
+    ):
+        raise ConfigError(
+            f"{loaded.path('bearer_token_file')}: give a bearer token or basic auth, not both"
+        )
+
+
+def _engine(url: str, basic_auth: BasicAuth | None, **settings: Any) -> EngineConfig:
+    """The engine with its URL's userinfo moved into basic_auth."""
+    bare, userinfo = split_userinfo(url)
+    if userinfo is not None:
+        basic_auth = BasicAuth(userinfo.username, userinfo.password)
+    return EngineConfig(url=bare, basic_auth=basic_auth, **settings)
+
+
+ENGINE = dataclasses.replace(
+    dataclass_section(
+        EngineConfig,
+        rules=(_one_kind_of_credentials,),
+        shorthand="url",
+        type_name="mapping or URL",
+    ),
+    build=_engine,
+)
 
 
 def _engines_apart(engines: tuple[EngineConfig, ...], where: str) -> None:
     """Each engine once, each on its own GPUs: a GPU's cost goes to one engine."""
+    duplicate = first_duplicate([engine.url for engine in engines])
+    if duplicate is not None:
+        first, second = duplicate
+        raise ConfigError(
+            f"{where}[{second}].url: {engines[second].url} is the same engine as "
+            f"{where}[{first}] ({engines[first].url})"
+        )
     claimed: dict[int | str, int] = {}
     for index, engine in enumerate(engines):
         at = f"{where}[{index}]"
-        if any(other.url == engine.url for other in engines[:index]):
-            raise ConfigError(f"{at}.url: {engine.url} is listed twice")
         for position, ref in enumerate(engine.gpus or ()):
             key = ref.lower() if isinstance(ref, str) else ref
             if key in claimed:
@@ -393,6 +520,28 @@ def _timeout_within_interval(loaded: Loaded) -> None:
         raise ConfigError(
             f"{loaded.path('timeout')}: {timeout:g}s must be shorter than "
             f"{loaded.path('interval')} ({interval:g}s), or a slow engine would delay every cycle"
+        )
+
+
+def _windows_apart(windows: tuple[str, ...], where: str) -> None:
+    """A window name is a label value: the same one twice would repeat series."""
+    for index, name in enumerate(windows):
+        if name in windows[:index]:
+            raise ConfigError(f"{where}[{index}]: {name} is listed twice")
+
+
+def _history_within_bound(loaded: Loaded) -> None:
+    """The longest window, in cycles, is how many points each history keeps."""
+    interval = loaded["interval"]
+    longest = max(parse_duration(name, "windows") for name in loaded["windows"])
+    learn_window = child(loaded.path("capacity"), "learn_window")
+    seconds, where = max(
+        (longest, loaded.path("windows")), (loaded["capacity"].learn_window, learn_window)
+    )
+    if seconds / interval > MAX_HISTORY_POINTS:
+        raise ConfigError(
+            f"{where}: {format_duration(seconds)} spans {seconds / interval:.0f} collection "
+            f"intervals of {format_duration(interval)}; at most {MAX_HISTORY_POINTS}"
         )
 
 
@@ -433,10 +582,13 @@ class Config:
         group="web",
     )
     interval: float = setting(
-        Duration(), "Engines are read in the background on this interval", 5.0, group="collection"
+        Duration(0.1, 3600.0),
+        "Engines are read in the background on this interval",
+        5.0,
+        group="collection",
     )
     timeout: float = setting(
-        Duration(),
+        Duration(maximum=3600.0),
         "Per engine; must be shorter than the interval",
         3.0,
         group="collection",
@@ -444,10 +596,13 @@ class Config:
         default_doc="`3s`, or 80% of a shorter interval",
     )
     max_page_bytes: int = setting(
-        Size(), "A larger page marks the engine down (too_large)", 16 * 1024**2, group="collection"
+        Size(MAX_PAGE_BYTES),
+        "A larger page marks the engine down (too_large)",
+        16 * 1024**2,
+        group="collection",
     )
     engines: tuple[EngineConfig, ...] = setting(
-        ListOf(ENGINE, "{url: ...}", non_empty=True, check=_engines_apart),
+        ListOf(ENGINE, "{url: ...}", non_empty=True, check=_engines_apart, max_items=MAX_ENGINES),
         "The inference engines on this node",
         (EngineConfig(DEFAULT_ENGINE_URL),),
         default_doc=f"one, at `{DEFAULT_ENGINE_URL}`",
@@ -470,7 +625,13 @@ class Config:
         PROJECTION, "What the self-hosting decision assumed", Projection()
     )
     windows: tuple[str, ...] = setting(
-        ListOf(WindowName(), "durations like 5m, 1h", non_empty=True),
+        ListOf(
+            WindowName(LONGEST_WINDOW),
+            "durations like 5m, 1h",
+            non_empty=True,
+            check=_windows_apart,
+            max_items=MAX_WINDOWS,
+        ),
         "Windows of the live gauges",
         DEFAULT_WINDOWS,
     )
@@ -485,6 +646,11 @@ class Config:
 
 CONFIG = dataclass_section(
     Config,
-    rules=(_timeout_within_interval, _catalog_in_its_currency, _something_to_bill),
+    rules=(
+        _timeout_within_interval,
+        _history_within_bound,
+        _catalog_in_its_currency,
+        _something_to_bill,
+    ),
 )
 """The schema of the whole configuration file."""

@@ -179,7 +179,13 @@ async def _serve(
             engine_collector(
                 engine.type,
                 engine.url,
-                HttpPage(session, engine.url, config.timeout, config.max_page_bytes),
+                HttpPage(
+                    session,
+                    engine.url,
+                    config.timeout,
+                    config.max_page_bytes,
+                    credentials=engine.credentials,
+                ),
             )
             for engine in config.engines
         ]

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_cost_exporter.collectors.base import REASONS
 from llm_cost_exporter.generators.rules import RUNBOOK_URL
 
 SCHEMA_VERSION = 39
@@ -537,9 +538,7 @@ def _node_panels(currency: str) -> list[Panel]:
         ),
         Panel(
             "Collection failures by reason",
-            "Failed collections per 5 minutes by source and reason (connection, timeout, "
-            "http_status, too_large, not_metrics, no_engine_metrics, parse, unavailable, "
-            "internal).",
+            f"Failed collections per 5 minutes by source and reason ({', '.join(REASONS)}).",
             [
                 (
                     f"sum by (collector, target, reason) (increase(llmcost_collector_errors_total"

@@ -1,10 +1,12 @@
-"""A reverse proxy in front of a real Prometheus that demands credentials.
+"""A reverse proxy that demands credentials, in front of a real Prometheus or a
+real engine page.
 
 Prometheus itself only speaks basic auth and TLS; teams reach it through an
 authenticating proxy (OAuth2 proxy, an ingress, Grafana Cloud's gateway), so
-the review is tested through one: requests with the expected Authorization
-header are forwarded unchanged, others get 401, and every request's headers
-are recorded for assertions.
+the review is tested through one; engines whose metrics need credentials sit
+behind one too. Requests (GET or POST) with the expected Authorization header
+are forwarded, others get 401, and every request's headers are recorded for
+assertions.
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ from .timeouts import scaled
 
 
 class _Handler(QuietHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        self._forward(None)
+
     def do_POST(self) -> None:  # noqa: N802 - http.server API
+        self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _forward(self, body: bytes | None) -> None:
         proxy: AuthProxy = self.server.owner
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         proxy.seen_headers.append(dict(self.headers.items()))
         if self.headers.get("Authorization") != proxy.expected_authorization:
             self._reply(401, b"unauthorized\n", "text/plain")
             return
+        headers = {
+            name: self.headers[name] for name in ("Content-Type", "Accept") if name in self.headers
+        }
         request = urllib.request.Request(
-            proxy.upstream + self.path,
-            body,
-            {"Content-Type": self.headers.get("Content-Type", "")},
-            method="POST",
+            proxy.upstream + self.path, body, headers, method="GET" if body is None else "POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=scaled(60)) as response:
