@@ -128,16 +128,20 @@ class Number:
 
 @dataclass(frozen=True)
 class Whole:
-    """A whole number, at least `minimum`."""
+    """A whole number, at least `minimum` and, where given, at most `maximum`."""
 
     minimum: int = 0
+    maximum: int | None = None
 
     @property
     def type_name(self) -> str:
+        if self.maximum is not None:
+            return f"whole number {self.minimum} to {self.maximum}"
         return f"whole number >= {self.minimum}"
 
     def load(self, value: Any, where: str) -> int:
-        number = Number(self.minimum).load(value, where)
+        maximum = math.inf if self.maximum is None else self.maximum
+        number = Number(self.minimum, maximum).load(value, where)
         if not number.is_integer():
             raise ConfigError(f"{where}: must be a whole number, got {value!r}")
         return int(number)
