@@ -71,6 +71,13 @@ class ExporterProcess(ChildProcess):
         with urllib.request.urlopen(self.url + path, timeout=scaled(timeout)) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
 
+    def rss_bytes(self) -> int:
+        """The daemon's resident memory now (VmRSS of /proc/PID/status)."""
+        assert self._proc is not None
+        status = Path(f"/proc/{self._proc.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
+
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, keyed by (name, sorted labels)."""
         _, _, body = self.get("/metrics")
