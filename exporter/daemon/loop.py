@@ -127,9 +127,6 @@ class CollectionLoop:
             return LoopHealth("stalled", age)
         return LoopHealth("starting" if self.last_cycle_at is None else "ok", age)
 
-    def healthy(self) -> bool:
-        return self.health().alive
-
     async def run_forever(self) -> None:
         """One cycle at once, then one every interval; a late cycle skips ahead instead
         of piling up."""
