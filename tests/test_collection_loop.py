@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from conftest import fixture_page, minimal_config_dict
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from realparts.ports import free_port
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
@@ -17,6 +22,7 @@ from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot
 from llm_cost_exporter.collectors.registry import ENGINE_COLLECTORS, engine_collector
 from llm_cost_exporter.config import config_from_mapping
+from llm_cost_exporter.daemon import assembly
 from llm_cost_exporter.daemon.loop import BACKSTOP_GRACE, CollectionLoop
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
@@ -203,3 +209,103 @@ def test_an_unknown_engine_type_is_a_one_line_error_naming_the_known_ones() -> N
     message = str(caught.value)
     assert message.startswith("engines[0].type: unknown engine type 'nope'")
     assert "vllm" in message and "\n" not in message
+
+
+async def test_each_window_exports_the_span_it_really_covers() -> None:
+    page = PrometheusPage()
+    engine = FakeEngine("http://e/metrics", [[reading(10 * n)] for n in range(30)])
+    loop, clock = make_loop([engine], [page], engines=["http://e/metrics"], windows=["1m", "5m"])
+
+    def spans() -> dict[tuple, float]:
+        found = samples(page.body)
+        return {
+            (name, labels): value
+            for (name, labels), value in found.items()
+            if name.endswith("window_span_seconds")
+        }
+
+    await loop.run_once()
+    assert spans() == {}  # one point: no window yet, so no span either
+    for _ in range(2):
+        clock.now += 5
+        await loop.run_once()
+    node = "llmcost_window_span_seconds"
+    model = "llmcost_model_window_span_seconds"
+    assert spans() == {
+        (node, (("window", "1m"),)): 10.0,
+        (node, (("window", "5m"),)): 10.0,
+        (model, (("model", "m"), ("window", "1m"))): 10.0,
+        (model, (("model", "m"), ("window", "5m"))): 10.0,
+    }
+    for _ in range(20):
+        clock.now += 5
+        await loop.run_once()
+    found = spans()
+    assert found[(node, (("window", "1m"),))] == 60.0
+    assert found[(node, (("window", "5m"),))] == 110.0
+    assert found[(model, (("model", "m"), ("window", "1m")))] == 60.0
+
+
+async def test_the_daemon_listens_before_its_first_cycle_then_runs_one_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real assembly: the port is bound and /healthz answers `starting` when the
+    first cycle begins; then exactly one cycle runs before the loop waits an interval."""
+    requests = []
+
+    async def engine_page(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(text=fixture_page("vllm-0.32.0-cpu-busy.prom"))
+
+    engine_app = web.Application()
+    engine_app.router.add_get("/metrics", engine_page)
+    engine = TestServer(engine_app)
+    await engine.start_server()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = config_from_mapping(
+        minimal_config_dict(
+            engines=[str(engine.make_url("/metrics"))],
+            nvml={"enabled": False},
+            web={"listen_address": f"127.0.0.1:{port}"},
+            collection={"interval": "1h"},
+        )
+    )
+    events: list[tuple] = []
+    waiting = asyncio.Event()
+
+    class RecordingLoop(CollectionLoop):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs, sleep=self.wait)
+
+        async def run_once(self) -> None:
+            async with aiohttp.ClientSession() as client:
+                async with client.get(base + "/healthz") as health:
+                    said = (health.status, await health.text())
+                async with client.get(base + "/metrics") as metrics:
+                    page = samples(await metrics.read())
+            events.append(("cycle", said, page))
+            await super().run_once()
+
+        async def wait(self, seconds: float) -> None:
+            events.append(("sleep", seconds))
+            waiting.set()
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(assembly, "CollectionLoop", RecordingLoop)
+    daemon = asyncio.ensure_future(assembly.serve(config, {}, API))
+    try:
+        await asyncio.wait_for(waiting.wait(), scaled(60))
+    finally:
+        daemon.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await daemon
+        await engine.close()
+    assert [event[0] for event in events] == ["cycle", "sleep"]
+    _, said, page = events[0]
+    assert said == (200, "starting\n")
+    # Before the first collection: the node's cost is known, nothing of the engines.
+    assert page[("llmcost_hourly_cost", (("component", "gpu"),))] == 3.20
+    assert not any(name == "llmcost_collector_up" for name, _ in page)
+    assert requests == ["/metrics"]
+    assert 0 < events[1][1] <= 3600

@@ -20,6 +20,7 @@ from realparts import free_port
 from realparts.auth_proxy import AuthProxy
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
+from realparts.many_models import GENERATION_STEP, ManyModelsEngine
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
@@ -389,4 +390,202 @@ def test_an_engine_asking_for_credentials_is_down_with_that_reason(tmp_path: Pat
     assert value(samples, "llmcost_collector_up", target=locked) == 0
     assert value(samples, "llmcost_collector_up", target=open_engine) == 1
     assert "HTTP 401: the page asks for credentials" in log
+    assert "Traceback" not in log
+
+
+# --- cardinality and start-up ----------------------------------------------------------
+#
+# An engine page naming 10,000 models (the real 0.32 capture with its series repeated
+# per name, 8.7 MB), once or with new names every cycle. With the default limits (4
+# models per engine, 16 per node) the daemon must keep serving, export at most the
+# admitted models plus "(overflow)", count the folded names, and stay within these
+# bounds:
+
+SERIES_BOUND = 300
+"""Series of our own on /metrics (process_* aside) of this one-engine node at the
+default limits: at most 17 model names (16 + overflow), about 12 series each once
+off the page (tokens, prices, API-equivalent, cost, window figures), and the node's
+own. Measured: 140 for a page of 10,000 fixed names (4 admitted), 248 once new names
+every cycle have filled the node's 16 slots."""
+RSS_BOUND = 256 * 1024**2
+"""Resident memory of the daemon reading such a page every cycle. Measured: 88 MB
+with fixed names; 85 MB after 3 cycles and 109 MB after 10 with new names every
+cycle (the Python heap held between cycles stays at 12.5 MB: the raw counters of
+the names on the last page)."""
+MANY = 10_000
+PER_ENGINE = 4
+PER_NODE = 16
+
+
+def many_models_config(engine_url: str, **collection: str) -> dict:
+    return minimal_config_dict(
+        engines=[engine_url],
+        nvml={"enabled": False},
+        collection={"interval": "5s", "timeout": "4s", **collection},
+    )
+
+
+def series(found: dict) -> dict:
+    return {key: value for key, value in found.items() if not key[0].startswith("process_")}
+
+
+def models_exported(found: dict) -> set[str]:
+    """The `model` label values (llmcost_gpu_info's lists a GPU's owners)."""
+    return {
+        dict(labels)["model"]
+        for name, labels in found
+        if "model" in dict(labels) and name != "llmcost_gpu_info"
+    }
+
+
+def overflow_counted(found: dict) -> bool:
+    return (value(found, "llmcost_tokens_total", model="(overflow)", kind="generation") or 0) > 0
+
+
+def wait_for_samples(exporter: ExporterProcess, done, what: str, timeout: float = 120.0) -> dict:
+    """Scrape until `done(samples)`; the daemon must answer every scrape meanwhile."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        found = exporter.samples()
+        if done(found):
+            return found
+        assert time.monotonic() < deadline, f"{what}:\n{exporter.log()[-3000:]}"
+        time.sleep(0.5)
+
+
+def test_ten_thousand_models_fold_into_one_overflow_series(tmp_path) -> None:
+    with ManyModelsEngine(MANY) as engine:
+        exporter = ExporterProcess(many_models_config(engine.url), tmp_path)
+        target = {"collector": "vllm", "target": engine.url}
+        with exporter:
+            found = wait_for_samples(
+                exporter,
+                lambda f: overflow_counted(f) and engine.requests >= 3,
+                "no overflow tokens counted",
+            )
+            rss = exporter.rss_bytes()
+            health = exporter.health()
+        log = exporter.log()
+    ours = series(found)
+    print(f"10,000 fixed models: {len(ours)} series, RSS {rss / 1024**2:.0f} MB")
+    assert len(ours) <= SERIES_BOUND
+    assert rss <= RSS_BOUND
+    admitted = {f"model-{i:05d}" for i in range(PER_ENGINE)}
+    assert models_exported(ours) == admitted | {"(overflow)"}
+    assert value(ours, "llmcost_model_limit_exceeded_total", **target) == MANY - PER_ENGINE
+    assert value(ours, "llmcost_collector_up", **target) == 1
+    # Every folded name's tokens are counted under "(overflow)", as each admitted one's are.
+    one = value(ours, "llmcost_tokens_total", model="model-00000", kind="generation")
+    overflow = value(ours, "llmcost_tokens_total", model="(overflow)", kind="generation")
+    assert one is not None and one > 0 and one % GENERATION_STEP == 0
+    assert overflow == (MANY - PER_ENGINE) * one
+    assert value(ours, "llmcost_api_equivalent_cost_total", model="(overflow)") > 0
+    assert health == "ok"
+    assert sum("counted as model='(overflow)'" in line for line in log.splitlines()) == 1
+    assert "Traceback" not in log
+
+
+def test_new_model_names_every_cycle_stay_bounded(tmp_path) -> None:
+    with ManyModelsEngine(MANY, fresh_names=True) as engine:
+        exporter = ExporterProcess(many_models_config(engine.url), tmp_path)
+        target = {"collector": "vllm", "target": engine.url}
+        with exporter:
+            wait_for_samples(exporter, lambda f: engine.requests >= 3, "fewer than 3 cycles", 180)
+            rss_early = exporter.rss_bytes()
+            found = wait_for_samples(
+                exporter,
+                lambda f: (
+                    engine.requests >= 10
+                    and (value(f, "llmcost_model_limit_exceeded_total", **target) or 0) >= 8 * MANY
+                ),
+                "fewer than 10 cycles",
+                300,
+            )
+            rss = exporter.rss_bytes()
+            health = exporter.health()
+        log = exporter.log()
+    ours = series(found)
+    print(
+        f"new names every cycle: {len(ours)} series, RSS {rss_early / 1024**2:.0f} MB after "
+        f"3 cycles, {rss / 1024**2:.0f} MB after {engine.requests}"
+    )
+    assert len(ours) <= SERIES_BOUND
+    assert rss <= RSS_BOUND
+    exported = models_exported(ours)
+    assert "(overflow)" in exported and len(exported) == PER_NODE + 1
+    assert value(ours, "llmcost_tokens_total", model="(overflow)", kind="generation") > 0
+    assert health == "ok"
+    assert sum("counted as model='(overflow)'" in line for line in log.splitlines()) == 1
+    assert "Traceback" not in log
+
+
+def test_the_port_and_healthz_answer_before_the_first_collection(tmp_path) -> None:
+    """The engine holds its 10,000-model page until the test releases it: meanwhile the
+    daemon listens, /healthz says `starting`, /metrics and / answer."""
+    interval = f"{scaled(60):.0f}s"
+    with ManyModelsEngine(MANY, hold_first=True) as engine:
+        url = engine.url
+        config = many_models_config(url, interval=interval, timeout=f"{scaled(50):.0f}s")
+        exporter = ExporterProcess(config, tmp_path, first_cycle=False)
+        with exporter:
+            assert engine.first_request.wait(scaled(30)), exporter.log()
+            before = series(exporter.samples())
+            said = exporter.health()
+            _, _, landing = exporter.get("/")
+            assert engine.requests == 1 and not engine.release.is_set()
+            engine.release.set()
+            exporter.wait_health("ok")
+            after = series(exporter.samples())
+            requests = engine.requests
+        log = exporter.log()
+    assert said == "starting"
+    assert "Starting: the first collection has not finished yet." in landing.decode()
+    assert value(before, "llmcost_hourly_cost", component="gpu") == 3.20
+    assert not any(name == "llmcost_collector_up" for name, _ in before)
+    assert value(after, "llmcost_collector_up", collector="vllm", target=url) == 1
+    assert requests == 1  # one cycle at start; the next one an interval later
+    assert "Traceback" not in log
+
+
+# --- honest status ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_good_engine", [False, True])
+def test_the_landing_page_names_dead_sources_and_gives_no_verdict_without_one(
+    tmp_path, with_good_engine: bool
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    with ManyModelsEngine(1) as good:
+        engines = [{"url": dead, "gpus": [0]}]
+        if with_good_engine:
+            engines.append({"url": good.url, "gpus": [1]})
+        config = minimal_config_dict(
+            engines=engines,
+            nvml={"enabled": False},
+            cost={"gpus": [{"model": "A100", "count": 2}], "gpu_prices_per_hour": {"A100": 2.0}},
+            collection={"interval": "1s", "timeout": "500ms"},
+            windows=["1m"],
+        )
+        exporter = ExporterProcess(config, tmp_path)
+        with exporter:
+            found = wait_for_samples(
+                exporter,
+                lambda f: (f.get(("llmcost_window_span_seconds", (("window", "1m"),))) or 0) >= 2,
+                "no window yet",
+            )
+            _, _, page = exporter.get("/")
+            health = exporter.health()
+        log = exporter.log()
+    html = page.decode()
+    errors = value(found, "llmcost_collector_errors_total", collector="vllm", target=dead,
+                   reason="connection")  # fmt: skip
+    assert errors is not None and errors >= 2
+    assert health == "ok"  # the loop is alive; the sources are what is down
+    if with_good_engine:
+        assert f"Partially up: 1 of 2 sources down (vllm {dead})." in html
+        assert "self-hosting is cheaper" in html or "the API would be cheaper" in html
+    else:
+        assert "All sources down: no figure below is current." in html
+        assert "self-hosting is cheaper" not in html and "the API would be cheaper" not in html
+        assert "unknown (no engine answers)" in html
     assert "Traceback" not in log

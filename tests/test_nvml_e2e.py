@@ -494,6 +494,11 @@ async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
             await asyncio.sleep(0.05)
             early = await samples()
         served_after = time.monotonic() - started
+        # It listens before its first collection: wait for that one's page.
+        while early is None or value(early, "llmcost_collector_up", collector="nvml") is None:
+            assert time.monotonic() - started < scaled(30), "no first collection"
+            await asyncio.sleep(0.05)
+            early = await samples()
         late = None
         while time.monotonic() - started < hang + scaled(30):
             await asyncio.sleep(0.1)

@@ -16,7 +16,7 @@ from llm_cost_exporter.collectors.vllm import VllmCollector
 from llm_cost_exporter.config import config_from_mapping
 from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.landing import render_landing
-from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.daemon.loop import CollectionLoop, LoopHealth
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
 from llm_cost_exporter.tools.simulator.profiles import make_profile
@@ -74,12 +74,24 @@ def families(text: str) -> dict:
 async def test_health_before_and_after_the_first_cycle(node) -> None:
     clock, loop, client = node
     response = await client.get("/healthz")
-    assert response.status == 503
+    assert (response.status, await response.text()) == (200, "starting\n")
     await loop.run_once()
     response = await client.get("/healthz")
-    assert response.status == 200
+    assert (response.status, await response.text()) == (200, "ok\n")
     clock.now += 60  # the loop stalls for far more than three intervals
-    assert (await client.get("/healthz")).status == 503
+    response = await client.get("/healthz")
+    assert response.status == 503
+    assert await response.text() == "collection loop stalled: no cycle for 60s\n"
+
+
+async def test_a_first_cycle_that_never_ends_is_a_stall(node) -> None:
+    clock, loop, client = node
+    clock.now += 3 * loop.interval  # within the grace period of three intervals and a second
+    assert (await client.get("/healthz")).status == 200
+    clock.now += 1
+    response = await client.get("/healthz")
+    assert response.status == 503
+    assert "no cycle for 16s" in await response.text()
 
 
 async def test_metrics_reflect_both_engines_and_page_formats(node) -> None:
@@ -148,9 +160,9 @@ def test_landing_page_shows_cost_by_model_and_each_gpu() -> None:
     busy = GpuReading(0, "GPU-0", "NVIDIA H100 PCIe", busy_utilization=1.0, sm_activity=0.25)
     state.record_gpu_snapshot("nvml", "local", GpuSnapshot("550", (busy, lost)), 0.001, 0.0)
     state.advance(0.0)
-    html = render_landing(state, healthy=True)
+    html = render_landing(state, LoopHealth("ok", 0.0))
     assert "<td>0</td><td>NVIDIA H100 PCIe</td><td>(unclaimed)</td><td>healthy</td>" in html
     assert "<td>25.0% (sm_activity)</td>" in html
     assert "<b class=bad>unhealthy</b>" in html
     # Not every engine names its GPUs: no per-model split, the node's cost is unclaimed.
-    assert "<tr><td>(unclaimed)</td><td>6.50 USD</td><td colspan=3>–</td></tr>" in html
+    assert "<tr><td>(unclaimed)</td><td>6.50 USD</td><td colspan=4>–</td></tr>" in html

@@ -52,9 +52,19 @@ class CostAccrual:
             for component in self.components:
                 self.spend[component] += parts[component]
             self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + sum(parts.values())
+        self.reprice(gpu_owners, idle, energy_hourly)
+
+    def reprice(
+        self,
+        gpu_owners: GpuOwners,
+        idle_owners: Iterable[str],
+        energy_hourly: Mapping[str, float] | None = None,
+    ) -> None:
+        """Recompute the current hourly rate, energy at `energy_hourly` per GPU."""
+        idle = tuple(idle_owners)
         self.hourly = dict.fromkeys(self.components, 0.0)
         self.owner_hourly = {}
-        hourly = self._shares(costmodel.SECONDS_PER_HOUR, energy_hourly, gpu_owners, idle)
+        hourly = self._shares(costmodel.SECONDS_PER_HOUR, energy_hourly or {}, gpu_owners, idle)
         for owner, parts in hourly.items():
             for component in self.components:
                 self.hourly[component] += parts[component]

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from llm_cost_exporter.accounting.accrual import CostAccrual
@@ -26,6 +26,7 @@ from llm_cost_exporter.accounting.gpu_inventory import (
     resolve_claims,
 )
 from llm_cost_exporter.accounting.history import History, Totals
+from llm_cost_exporter.accounting.model_limits import OVERFLOW, ModelLimits
 from llm_cost_exporter.accounting.tokens import TokenLedger
 from llm_cost_exporter.accounting.windows import (
     WindowFigures,
@@ -57,6 +58,8 @@ class TargetStatus:
     readings: list[EngineReading] = field(default_factory=list)
     models: tuple[str, ...] = ()
     """Models the target served when it last answered: the owners of its GPUs."""
+    folded: set[tuple[str, str]] = field(default_factory=set)
+    """(rank, model) of its last reading counted as OVERFLOW (see model_limits)."""
 
     @property
     def ever_failed(self) -> bool:
@@ -92,6 +95,13 @@ class NodeState:
         self._retention = max([*windows.values(), config.capacity.learn_window])
         self.history = History(self._retention)
         self.model_history: dict[str, History] = {}
+        limits = config.limits
+        self.model_limits = ModelLimits(
+            limits.models_per_engine, limits.models_per_node, model_prices.keys()
+        )
+        self.model_seen: dict[str, float] = {}
+        """Live models: those an engine served within limits.model_idle_timeout, by when
+        (monotonic) one last did. Only they have per-model gauges and history."""
         self.learned = (
             LearnedCapacity(config.capacity.learn_window, config.state_file)
             if config.capacity.learn
@@ -119,6 +129,7 @@ class NodeState:
         self._resolve_claims()
         self.gpu_owners: dict[str, tuple[str, ...]] = self.owners()
         """Who each GPU's cost went to in the last cycle (see `owners`)."""
+        self.accrual.reprice(self.gpu_owners, self._idle_owners())
 
     def _resolve_claims(self) -> None:
         """Which engine target owns each GPU of the inventory."""
@@ -183,14 +194,21 @@ class NodeState:
         status.up = True
         status.duration_seconds = duration
         status.last_error = ""
-        status.readings = readings
-        models = tuple(sorted({r.model for r in readings}))
+        exported = self.model_limits.names(target, (r.model for r in readings), self.tokens.models)
+        folded = {(r.engine, r.model) for r in readings if exported[r.model] == OVERFLOW}
+        self.tokens.forget(target, status.folded - folded)
+        status.folded = folded
+        status.readings = [
+            r if exported[r.model] == r.model else replace(r, model=exported[r.model])
+            for r in readings
+        ]
+        models = tuple(sorted(set(exported.values())))
         if models:
             status.models = models
-        for reading in readings:
-            if self.tokens.add(target, reading):
-                status.restarts += 1
-                log.info("engine %s (rank %r) restarted: counters reset", target, reading.engine)
+        restarted = {r.engine for r in readings if self.tokens.add(target, r, exported[r.model])}
+        for rank in sorted(restarted):
+            status.restarts += 1
+            log.info("engine %s (rank %r) restarted: counters reset", target, rank)
 
     # --- time -----------------------------------------------------------------
 
@@ -212,11 +230,22 @@ class NodeState:
         served = {m for s in self.targets.values() for m in s.models}
         return sorted(served if self.per_model_split and served else {UNCLAIMED})
 
+    def _track_live_models(self, now: float) -> None:
+        """Mark the models engines serve as seen; drop the live state of idle ones."""
+        for status in self.targets.values():
+            for model in status.models:
+                self.model_seen[model] = now
+        timeout = self.config.limits.model_idle_timeout
+        for model in [m for m, seen in self.model_seen.items() if now - seen >= timeout]:
+            del self.model_seen[model]
+            self.model_history.pop(model, None)
+
     def advance(self, now: float) -> None:
         """Accrue spend up to `now` (monotonic seconds) and record the totals."""
         elapsed = max(now - self._last_time, 0.0) if self._last_time is not None else 0.0
         self._last_time = now
         self.gpu_owners = self.owners()
+        self._track_live_models(now)
         self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners())
         wall = self._wall_clock()
         day = self._utc_day(wall)
@@ -236,7 +265,10 @@ class NodeState:
             )
         )
         if self.per_model_split:
-            for model, totals in tokens.models.items():
+            for model in self.model_seen:
+                totals = tokens.models.get(model)
+                if totals is None:
+                    continue
                 history = self.model_history.setdefault(model, History(self._retention))
                 history.append(
                     Totals(
@@ -277,7 +309,7 @@ class NodeState:
     def model_capacity(self, model: str) -> tuple[float, str] | None:
         """A model's capacity and its source: the node's when it is the only model, else
         its engines' configured capacities, else its own learned sustained peak."""
-        if len(self.tokens.models) == 1 and model in self.tokens.models:
+        if len(self.model_seen) == 1 and model in self.model_seen:
             return self.capacity
         configured = self._engine_capacity
         urls = [s.target for s in self.targets.values() if s.engine and model in s.models]

@@ -11,7 +11,7 @@ price; a model without a price is flagged once, loudly, and never priced at 0.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from llm_cost_exporter.accounting import costmodel
@@ -122,8 +122,13 @@ class TokenLedger:
             )
         return price
 
-    def add(self, target: str, reading: EngineReading) -> bool:
-        """Count one reading of the engine at `target`; True if that engine restarted."""
+    def add(self, target: str, reading: EngineReading, model: str | None = None) -> bool:
+        """Count one reading of the engine at `target`; True if that engine restarted.
+
+        `model` is the series its tokens go to when not the reading's own (see
+        model_limits); its raw counters stay apart under the reading's own name.
+        """
+        model = model or reading.model
         key = (target, reading.engine, reading.model)
         engine = self._engines.setdefault(key, EngineCounters())
         started_after_us = reading.started_at is not None and reading.started_at > self.started_wall
@@ -136,7 +141,7 @@ class TokenLedger:
             reading.started_at,
             count_from_zero=started_after_us,
         )
-        totals = self.models.setdefault(reading.model, ModelTotals())
+        totals = self.models.setdefault(model, ModelTotals())
         totals.prompt_all += increases["prompt"]
         totals.prompt_cached += increases["cached"]
         uncached, cached = split_prompt_tokens(
@@ -152,10 +157,16 @@ class TokenLedger:
         }
         for kind, count in added.items():
             totals.tokens[kind] += count
-        price = self._price_or_flag(reading.model)
+        price = self._price_or_flag(model)
         if price is not None:
             totals.api_equivalent += costmodel.api_equivalent_cost(added, price)
         return restarted
+
+    def forget(self, target: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Drop the raw counters of `target`'s (rank, model) `pairs`: folded names that
+        left its page, so a page naming new models every cycle costs no memory."""
+        for engine, model in pairs:
+            self._engines.pop((target, engine, model), None)
 
     @property
     def tokens_total(self) -> float:

@@ -374,6 +374,38 @@ class Projection:
 PROJECTION = dataclass_section(Projection)
 
 
+# --- limits -----------------------------------------------------------------------
+
+MAX_MODELS_PER_ENGINE = 256
+MAX_MODELS_PER_NODE = 1024
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on what an engine page can make the exporter keep and export."""
+
+    models_per_engine: int = setting(
+        Whole(1, MAX_MODELS_PER_ENGINE),
+        "Models with series of their own per engine; more are counted as model=(overflow)",
+        4,
+    )
+    models_per_node: int = setting(
+        Whole(1, MAX_MODELS_PER_NODE),
+        "Models with series of their own on the node, for the life of their counters; "
+        "more are counted as model=(overflow)",
+        16,
+    )
+    model_idle_timeout: float = setting(
+        Duration(),
+        "A model no engine has served for this long leaves the live per-model gauges "
+        "(its counters stay)",
+        3600.0,
+    )
+
+
+LIMITS = dataclass_section(LimitsConfig)
+
+
 # --- engines ----------------------------------------------------------------------
 
 
@@ -634,6 +666,9 @@ class Config:
         ),
         "Windows of the live gauges",
         DEFAULT_WINDOWS,
+    )
+    limits: LimitsConfig = setting(
+        LIMITS, "Bounds on the models an engine page can add", LimitsConfig()
     )
     state_file: str | None = setting(
         Text(), "Where the learned capacity is kept across restarts", None

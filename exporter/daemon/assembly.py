@@ -26,6 +26,7 @@ from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import Config, ConfigError, ModelPrice, split_listen_address
 from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.outputs.node_families import node_families
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
 log = logging.getLogger("llm-cost-exporter")
@@ -191,7 +192,9 @@ async def _serve(
         ]
         page = PrometheusPage()
         loop = CollectionLoop(state, engines, nvml, [page], config.interval, config.timeout)
-        await loop.run_once()
+        # Listen before the first collection, however long it takes: /metrics serves
+        # the state as it is (no I/O to compute) and /healthz says "starting".
+        page.publish(node_families(state))
         runner = web.AppRunner(build_app(loop, page), access_log=None)
         await runner.setup()
         host, port = split_listen_address(config.listen_address)

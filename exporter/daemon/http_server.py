@@ -23,15 +23,19 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    if request.app[LOOP_KEY].healthy():
-        return web.Response(text="ok\n")
-    return web.Response(status=503, text="collection loop stalled\n")
+    """200 `ok`, or `starting` until the first cycle ends; 503 once the loop stalls."""
+    health = request.app[LOOP_KEY].health()
+    if health.alive:
+        return web.Response(text=f"{health.state}\n")
+    return web.Response(
+        status=503, text=f"collection loop stalled: no cycle for {health.age_seconds:.0f}s\n"
+    )
 
 
 async def _landing(request: web.Request) -> web.Response:
     loop = request.app[LOOP_KEY]
     return web.Response(
-        text=render_landing(loop.state, loop.healthy()), content_type="text/html", charset="utf-8"
+        text=render_landing(loop.state, loop.health()), content_type="text/html", charset="utf-8"
     )
 
 

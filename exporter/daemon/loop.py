@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.base import CollectorError, EngineCollector, GpuCollector
@@ -23,6 +24,25 @@ log = logging.getLogger(__name__)
 
 BACKSTOP_GRACE = 1.0
 """Seconds a collector may overrun its own timeout before the loop gives up on it."""
+
+STALL_INTERVALS = 3
+"""A loop that has not finished a cycle for this many intervals (plus a second) is
+stalled; a starting loop has as long to finish its first one."""
+
+
+@dataclass(frozen=True)
+class LoopHealth:
+    """What `/healthz` and the landing page say about the collection loop."""
+
+    state: str
+    """`ok`, `starting` (no cycle finished yet, still within the grace period) or
+    `stalled`."""
+    age_seconds: float
+    """Since the last cycle finished, or since the loop started when none has."""
+
+    @property
+    def alive(self) -> bool:
+        return self.state != "stalled"
 
 
 class CollectionLoop:
@@ -35,8 +55,10 @@ class CollectionLoop:
         interval: float,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """`timeout` is the collectors' own; the backstop allows BACKSTOP_GRACE more."""
+        """`timeout` is the collectors' own; the backstop allows BACKSTOP_GRACE more.
+        `clock` and `sleep` are the loop's time, replaced together in tests."""
         self.state = state
         self.engines = list(engines)
         self.gpus = gpus
@@ -44,6 +66,8 @@ class CollectionLoop:
         self.interval = interval
         self.backstop = timeout + BACKSTOP_GRACE
         self._clock = clock
+        self._sleep = sleep
+        self.started_at = clock()
         self.last_cycle_at: float | None = None
 
     async def _isolated(
@@ -94,14 +118,18 @@ class CollectionLoop:
             output.publish(families)
         self.last_cycle_at = now
 
-    def healthy(self) -> bool:
-        """The loop is alive if it finished a cycle within three intervals."""
-        if self.last_cycle_at is None:
-            return False
-        return self._clock() - self.last_cycle_at < 3 * self.interval + 1
+    def health(self) -> LoopHealth:
+        """Alive if it finished a cycle within STALL_INTERVALS intervals, or, before its
+        first cycle, if it started less than that long ago."""
+        since = self.started_at if self.last_cycle_at is None else self.last_cycle_at
+        age = self._clock() - since
+        if age >= STALL_INTERVALS * self.interval + 1:
+            return LoopHealth("stalled", age)
+        return LoopHealth("starting" if self.last_cycle_at is None else "ok", age)
 
     async def run_forever(self) -> None:
-        """Cycles at a fixed rate; a late cycle skips ahead instead of piling up."""
+        """One cycle at once, then one every interval; a late cycle skips ahead instead
+        of piling up."""
         next_at = self._clock()
         while True:
             next_at += self.interval
@@ -113,4 +141,4 @@ class CollectionLoop:
             if delay < 0:
                 next_at = self._clock()
                 delay = 0
-            await asyncio.sleep(delay)
+            await self._sleep(delay)

@@ -150,6 +150,10 @@ def _tokens(state: NodeState) -> Iterator[Metric]:
         for kind in TOKEN_KINDS:
             tokens.add_metric([model, kind], totals.tokens[kind])
         price = state.tokens.price_for(model)
+        if model not in state.model_seen:  # idle: its counters stay, its gauges leave
+            if price is not None:
+                api.add_metric([model], totals.api_equivalent)
+            continue
         if price is None:
             missing.add_metric([model], 1)
             continue
@@ -175,8 +179,16 @@ def _tokens(state: NodeState) -> Iterator[Metric]:
         yield family
 
 
+WINDOW_SPAN = (
+    "seconds",
+    "Time the window's figures really cover: the window, or less while the history "
+    "since start is shorter.",
+)
+
+
 def _windows(state: NodeState) -> Iterator[Metric]:
     families = {
+        "window_span_seconds": WINDOW_SPAN,
         "throughput_tokens_per_second": (
             "tokens_per_second",
             "Tokens served per second over the window.",
@@ -243,6 +255,7 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
             capacity.add_metric([model, known_capacity[1]], known_capacity[0])
     yield capacity
     families = {
+        "model_window_span_seconds": WINDOW_SPAN,
         "model_effective_cost_per_million_tokens": (
             "effective_cost_per_million",
             "A model's spend over its tokens in the window, per 1M tokens.",
@@ -289,6 +302,13 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
         "Engine restarts detected (counters went down or _created changed).",
         ("collector", "target"),
     )
+    exceeded = counter(
+        "model_limit_exceeded",
+        "Model names an engine served beyond limits.models_per_engine or "
+        "limits.models_per_node, each counted when it appears; their tokens are counted "
+        'as model="(overflow)".',
+        ("collector", "target"),
+    )
     for (collector, target), status in sorted(state.targets.items()):
         up.add_metric([collector, target], 1 if status.up else 0)
         duration.add_metric([collector, target], status.duration_seconds)
@@ -296,4 +316,5 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
             errors.add_metric([collector, target, reason], count)
         if status.engine:
             restarts.add_metric([collector, target], status.restarts)
-    yield from (up, duration, errors, restarts)
+            exceeded.add_metric([collector, target], state.model_limits.exceeded.get(target, 0))
+    yield from (up, duration, errors, restarts, exceeded)
