@@ -137,6 +137,7 @@ def test_an_old_driver_keeps_every_reading_it_has(old_driver_lib_dir: Path, tmp_
             engines=[{"url": simulator.engine_url(0)}],
             cost={"gpu_prices_per_hour": {"A100": 1.79, "H100": 2.99}, "overhead_ratio": 0.0},
             collection=FAST,
+            state_file=str(tmp_path / "state.json"),  # without one, a warning says so
         )
         exporter, write = old_driver_exporter(old_driver_lib_dir, tmp_path, config)
         with exporter:
