@@ -129,7 +129,8 @@ class NodeState:
         self.downtime_billed_cost = 0.0
         self.resumed_targets: dict[tuple[str, str], TargetStatus] = {}
         """Counters of targets saved before a restart, resumed when each reports."""
-        self._day = self._utc_day()
+        self.day = self._utc_day()
+        """The UTC day `spend_at_day_start` belongs to."""
         self.spend_at_day_start = 0.0
         self.day_started_wall = self.started_wall
         engines = config.engines
@@ -297,8 +298,8 @@ class NodeState:
         self._track_live_models(now)
         self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners())
         day = self._utc_day(wall)
-        if day != self._day:
-            self._day = day
+        if day != self.day:
+            self.day = day
             self.spend_at_day_start = self.accrual.spend_total
             self.day_started_wall = wall
         tokens = self.tokens

@@ -65,7 +65,7 @@ def snapshot(state: NodeState) -> dict[str, Any]:
             "billed_cost": state.downtime_billed_cost,
         },
         "day": {
-            "day": state._day,
+            "day": state.day,
             "spend_at_start": state.spend_at_day_start,
             "started_wall": state.day_started_wall,
         },
@@ -131,11 +131,11 @@ def restore(state: NodeState, data: Any, saved_at: float) -> None:
     if learned is not None:
         state.learned = learned
     state.downtime_billed_seconds, state.downtime_billed_cost = billed_seconds, billed_cost
-    if day_name == state._day:
+    if day_name == state.day:
         state.spend_at_day_start, state.day_started_wall = day_spend, day_started
     else:
         state.spend_at_day_start = accrual.spend_total
-        state.day_started_wall = max(saved_at, _day_start(state._day))
+        state.day_started_wall = max(saved_at, _day_start(state.day))
 
 
 def _day_start(day: str) -> float:
