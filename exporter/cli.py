@@ -72,7 +72,8 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         dest="state_file",
         metavar="FILE",
         default=env("STATE_FILE"),
-        help="where learned capacity is kept across restarts [LLMCOST_STATE_FILE]",
+        help="where the counters and learned capacity are kept across restarts "
+        "[LLMCOST_STATE_FILE]",
     )
     parser.add_argument(
         "--log.level",

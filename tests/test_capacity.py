@@ -13,6 +13,7 @@ from llm_cost_exporter.accounting.history import History, Totals
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.readings import EngineReading
 from llm_cost_exporter.config import config_from_mapping
+from llm_cost_exporter.daemon.state_file import StateFile
 
 
 def point(t: float, tokens: float) -> Totals:
@@ -26,7 +27,7 @@ def test_a_short_burst_does_not_count_as_capacity() -> None:
         rate = 5000 if 100 <= second < 130 else 1000  # a 30 s burst
         history.append(point(second, tokens))
         tokens += rate * 5
-    learned = LearnedCapacity(300, None)
+    learned = LearnedCapacity(300)
     learned.observe(history)
     assert learned.peak is not None and learned.peak < 1500
 
@@ -53,21 +54,25 @@ def test_learned_peak_is_persisted_and_reloaded(tmp_path) -> None:
         state.record_engine_readings("vllm", "t", [reading(step * 5 * 1200.0)], 0.0)
         state.advance(step * 5.0)
     assert state.capacity == (1200.0, "learned")
-    assert json.loads(state_file.read_text()) == {
+    StateFile(state_file).save_now(state)
+    assert json.loads(state_file.read_text())["node"]["capacity"] == {
         "learned_capacity_tokens_per_second": 1200.0,
         "models": {"m": 1200.0},
     }
     restarted = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
+    assert StateFile(state_file).resume(restarted) == "resumed"
     assert restarted.capacity == (1200.0, "learned")
 
 
 def test_configured_capacity_wins_over_learned(tmp_path) -> None:
+    """Also: the capacity-only state file of earlier versions is still read."""
     state_file = tmp_path / "s.json"
     state_file.write_text(json.dumps({"learned_capacity_tokens_per_second": 999.0}))
     config = config_from_mapping(
         minimal_config_dict(state_file=str(state_file), capacity={"tokens_per_second": 4000})
     )
     state = NodeState(config, {}, ApiPrices(1, 1, 1))
+    assert StateFile(state_file).resume(state) == "capacity"
     assert state.capacity == (4000, "configured")
     assert state.learned.peak == 999.0
 
@@ -77,6 +82,7 @@ def test_a_corrupt_state_file_is_not_fatal(tmp_path, caplog) -> None:
     state_file.write_text("{not json")
     config = config_from_mapping(minimal_config_dict(state_file=str(state_file)))
     state = NodeState(config, {}, ApiPrices(1, 1, 1))
+    assert StateFile(state_file).resume(state) == "unreadable"
     assert state.capacity is None
     assert "unreadable" in caplog.text
 
@@ -118,5 +124,7 @@ def test_each_model_of_a_shared_node_learns_its_own_capacity(tmp_path) -> None:
     # a: $3.60/h on 1,000 tok/s at full load against $1 per 1M: break-even at 100%.
     assert state.model_window("a", 60).breakeven_utilization == pytest.approx(1.0)
     assert state.model_window("b", 60).utilization == pytest.approx(300 / 900)
+    StateFile(state_file).save_now(state)
     restarted = NodeState(config, {}, ApiPrices(1, 1, 1), wall_clock=lambda: 10.0)
+    StateFile(state_file).resume(restarted)
     assert restarted.learned.model_peaks == {"a": 1000.0, "b": 300.0, "c": 300.0}

@@ -5,6 +5,7 @@ is counted, and that no traceback reaches its log. One section per area."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import minimal_config_dict
-from realparts import free_port
+from realparts import PrometheusServer, free_port
 from realparts.auth_proxy import AuthProxy
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
@@ -136,6 +137,7 @@ def test_an_old_driver_keeps_every_reading_it_has(old_driver_lib_dir: Path, tmp_
             engines=[{"url": simulator.engine_url(0)}],
             cost={"gpu_prices_per_hour": {"A100": 1.79, "H100": 2.99}, "overhead_ratio": 0.0},
             collection=FAST,
+            state_file=str(tmp_path / "state.json"),  # without one, a warning says so
         )
         exporter, write = old_driver_exporter(old_driver_lib_dir, tmp_path, config)
         with exporter:
@@ -589,3 +591,264 @@ def test_the_landing_page_names_dead_sources_and_gives_no_verdict_without_one(
         assert "self-hosting is cheaper" not in html and "the API would be cheaper" not in html
         assert "unknown (no engine answers)" in html
     assert "Traceback" not in log
+
+
+# --- restarts: the state file --------------------------------------------------------
+
+
+def wait_until(condition, what: str, timeout: float = 30.0, interval: float = 0.1):
+    """Poll `condition` until it returns a true value; return that value."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {scaled(timeout):g}s")
+        time.sleep(interval)
+
+
+INTERVAL = 0.5
+"""Seconds between the exporter's cycles."""
+GPU_HOURLY = 3.20
+LEVEL = 0.5
+CAPACITY = 2000.0
+ENGINES = 2
+
+
+def page_tokens(truth: dict[str, Any]) -> float:
+    """Tokens the simulator's engines show on their pages right now, every kind."""
+    return sum(
+        e["page"]["prompt_tokens_total"] + e["page"]["generation_tokens_total"]
+        for e in truth["engines"]
+    )
+
+
+def served(truth: dict[str, Any]) -> float:
+    return sum(e["tokens"]["total"] for e in truth["engines"])
+
+
+class Restarts:
+    """One exporter, restarted in several ways over one state file, scraped throughout."""
+
+    def __init__(self, tmp_path: Path, simulator: SimulatorProcess) -> None:
+        self.simulator = simulator
+        self.state_path = tmp_path / "state" / "state.json"
+        config = minimal_config_dict(
+            engines=[{"url": simulator.engine_url(i)} for i in range(ENGINES)],
+            nvml={"enabled": False},
+            collection={"interval": f"{INTERVAL * 1000:g}ms", "timeout": "400ms"},
+            state_file=str(self.state_path),
+            windows=["1m"],
+        )
+        self.exporter = ExporterProcess(config, tmp_path)
+        self.logs: list[str] = []
+
+    def tokens_counted(self, prometheus: PrometheusServer) -> float | None:
+        return prometheus.query_scalar("sum(llmcost_tokens_total)")
+
+    def restart(self, how: str, while_down=None) -> tuple[float, float]:
+        """Stop the exporter (SIGTERM or SIGKILL), let the engines serve meanwhile, start it
+        again; return (stopped at, answering again at), wall times."""
+        before = served(self.simulator.ground_truth())
+        stopped_at = time.time()
+        if how == "SIGKILL":
+            self.exporter.kill()
+        else:
+            self.exporter.stop()
+        self.logs.append(self.exporter.log())
+        if while_down is not None:
+            while_down()
+        else:
+            wait_until(
+                lambda: served(self.simulator.ground_truth()) > before + 2000,
+                "the engines serve while the exporter is down",
+            )
+        self.exporter.start()
+        return stopped_at, time.time()
+
+
+def spend_lost(
+    prometheus: PrometheusServer, stopped_at: float, started_at: float
+) -> tuple[float, float]:
+    """Seconds of GPU spend `increase()` misses over a window around one restart, and
+    the window; negative when it billed more than the wall time.
+
+    The window runs from a scrape two seconds before the stop to one two seconds after
+    the restart, so `increase()` needs no extrapolation: it is the counter's rise
+    between two scrapes, against the time between them. Each scrape shows the cycle
+    before it, so the figure is exact to within one collection interval.
+    """
+    selector = 'llmcost_cost_total{component="gpu"}'
+    around = round((started_at - stopped_at + 4.0) * 1000)
+    samples = prometheus.query(f"{selector}[{around}ms]", time=started_at + 2.0)[0]["values"]
+    first, last = float(samples[0][0]), float(samples[-1][0])
+    milliseconds = round((last - first) * 1000)
+    increase = prometheus.query_scalar(f"increase({selector}[{milliseconds}ms])", time=last)
+    assert increase is not None
+    window = milliseconds / 1000
+    return window - increase / GPU_HOURLY * 3600, window
+
+
+def test_restarts_lose_no_tokens_and_at_most_an_interval_of_spend(tmp_path) -> None:
+    """SIGTERM, SIGKILL, and engines that restart while the exporter is down: over one
+    state file, Prometheus sees no reset of any llmcost counter, `increase()` over each
+    restart misses at most one collection interval of spend, and every token the
+    engines served (the exporter down or not) is counted, exactly."""
+    simulator = SimulatorProcess(
+        tmp_path,
+        "--engines", str(ENGINES),
+        "--profile", "steady",
+        "--level", "0",
+        "--capacity", str(CAPACITY),
+    )  # fmt: skip
+    with simulator:
+        run = Restarts(tmp_path, simulator)
+        with (
+            run.exporter,
+            PrometheusServer(
+                [f"127.0.0.1:{run.exporter.port}"], scrape_interval="500ms"
+            ) as prometheus,
+        ):
+            started = time.time()
+            prometheus.wait_until_scraped()
+            simulator.control(profile="steady", level=LEVEL)
+            prometheus.wait_for_scalar("sum(llmcost_tokens_total)", lambda v: v > 2000)
+            sigterm = run.restart("SIGTERM")
+            prometheus.wait_for_scalar("sum(llmcost_tokens_total)", lambda v: v > 10000)
+            sigkill = run.restart("SIGKILL")
+            prometheus.wait_for_scalar("sum(llmcost_tokens_total)", lambda v: v > 18000)
+
+            # The engines stop serving, and the exporter reads their last count; then,
+            # while it is down, they restart (counters from zero, a newer _created).
+            simulator.control(profile="steady", level=0)
+            first_life = page_tokens(simulator.ground_truth())
+            wait_until(
+                lambda: (
+                    sum(
+                        v
+                        for (n, _), v in run.exporter.samples().items()
+                        if n == "llmcost_tokens_total"
+                    )
+                    == first_life
+                ),
+                "the exporter reads the engines' last count",
+            )
+
+            def engines_restart() -> None:
+                simulator.stop()
+                simulator.start()
+                simulator.control(profile="steady", level=LEVEL)
+                wait_until(
+                    lambda: page_tokens(simulator.ground_truth()) > 2000,
+                    "the restarted engines serve while the exporter is down",
+                )
+
+            engines_restarted = run.restart("SIGTERM", while_down=engines_restart)
+            prometheus.wait_for_scalar("sum(llmcost_tokens_total)", lambda v: v > first_life + 6000)
+            simulator.control(profile="steady", level=0)
+            expected = first_life + page_tokens(simulator.ground_truth())
+            counted = prometheus.wait_for_scalar(
+                "sum(llmcost_tokens_total)", lambda v: v >= expected
+            )
+            prometheus.wait_for(
+                f'timestamp(llmcost_cost_total{{component="gpu"}}) > {engines_restarted[1] + 3}'
+            )
+            span = f"{time.time() - started + 5:.0f}s"
+            families = {
+                name
+                for name, _ in run.exporter.samples()
+                if name.startswith("llmcost_") and name.endswith("_total")
+            }
+            resets = {name: prometheus.query(f"resets({name}[{span}]) > 0") for name in families}
+            restarts = prometheus.query_scalar("sum(llmcost_engine_restarts_total)")
+            dips = prometheus.query_scalar("sum(llmcost_engine_dips_total)")
+            downtime = prometheus.query_scalar("llmcost_downtime_billed_seconds_total")
+            losses = {
+                name: spend_lost(prometheus, *when)
+                for name, when in (
+                    ("SIGTERM", sigterm),
+                    ("SIGKILL", sigkill),
+                    ("SIGTERM, engines restarted meanwhile", engines_restarted),
+                )
+            }
+        run.logs.append(run.exporter.log())
+
+    for name, (lost, window) in losses.items():
+        print(f"{name}: spend lost over a {window:.1f}s window: {lost:+.3f}s")
+    print(f"tokens: counted {counted:.0f}, served {expected:.0f}; downtime billed {downtime}s")
+    assert len(families) >= 8, families
+    assert {name: found for name, found in resets.items() if found} == {}
+    assert counted == expected
+    assert restarts == ENGINES  # the engines' restart while the exporter was down
+    assert dips == 0
+    for name, (lost, _) in losses.items():
+        assert -INTERVAL <= lost <= INTERVAL, (name, lost)
+    assert downtime is not None and downtime > 0
+    for log in run.logs:
+        assert "Traceback" not in log, log
+    lines = [line for log in run.logs for line in log.splitlines() if "state file" in line]
+    assert len(lines) == 4, lines  # missing at first, then one line per restart
+    assert "does not exist yet" in lines[0]
+    assert all("resumed the counters of the state file" in line for line in lines[1:]), lines
+
+
+def _state_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "state file" in line or "state_file" in line]
+
+
+def _serves(exporter: ExporterProcess) -> dict:
+    samples = exporter.samples()
+    assert ("llmcost_cost_total", (("component", "gpu"),)) in samples
+    return samples
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "foreign", "unwritable"])
+def test_a_bad_state_file_is_one_line_and_the_daemon_serves(tmp_path, fault) -> None:
+    simulator = SimulatorProcess(tmp_path, "--profile", "steady", "--level", "0.2")
+    state_path = tmp_path / "state.json"
+    config = minimal_config_dict(
+        engines=[{"url": simulator.engine_url(0)}],
+        nvml={"enabled": False},
+        collection={"interval": "200ms", "timeout": "150ms"},
+        state_file=str(state_path),
+    )
+    if fault == "corrupt":
+        state_path.write_bytes(b'{"format": "llm-cost-exporter state", "version": 1, "node": \xff')
+    elif fault == "foreign":
+        # The state of an exporter whose money was in euros.
+        with simulator, ExporterProcess({**config, "currency": "EUR"}, tmp_path) as euros:
+            wait_until(state_path.exists, "the first state file")
+            euros.stop()
+    else:
+        (tmp_path / "blocker").write_text("")
+        config["state_file"] = str(tmp_path / "blocker" / "state.json")
+    with simulator, ExporterProcess(config, tmp_path) as exporter:
+        _serves(exporter)
+        # Several cycles later, still one line.
+        first = exporter.samples()[("llmcost_cost_total", (("component", "gpu"),))]
+        wait_until(
+            lambda: (
+                _serves(exporter)[("llmcost_cost_total", (("component", "gpu"),))]
+                > first * 1.5 + 1e-6
+            ),
+            "more cycles",
+        )
+        if fault != "unwritable":
+            wait_until(state_path.exists, "a fresh state file")
+            assert json.loads(state_path.read_text())["format"] == "llm-cost-exporter state"
+        log = exporter.log()
+    lines = _state_lines(log)
+    assert "Traceback" not in log, log
+    if fault == "unwritable":
+        # One line at start (the file cannot be read either), one for every failed write.
+        assert len(lines) == 2, lines
+        assert "cannot write state file" in lines[1]
+        return
+    assert len(lines) == 1, lines
+    if fault == "corrupt":
+        assert "is unreadable" in lines[0], lines
+        assert state_path.with_name("state.json.unreadable").exists()
+    else:
+        assert "is not this node's (its money is in EUR" in lines[0], lines
+        assert state_path.with_name("state.json.foreign").exists()

@@ -175,7 +175,8 @@ def test_busy_time_can_be_chosen_over_sm_activity(node: GpuNode) -> None:
 def test_a_gpu_in_mig_mode_is_reported_without_errors(node: GpuNode) -> None:
     migs = [FakeMig(f"MIG-{i}-aaaa", i + 1, 10 * 1024**3, 1024**3 * i) for i in range(3)]
     node.write([h100(mig_mode=1, migs=migs, power_mw=400_000), h100()])
-    with node.exporter(rented(engines=dead_engine())) as exporter:
+    state_file = str(node.workdir / "state.json")  # without one, a warning says so
+    with node.exporter(rented(engines=dead_engine(), state_file=state_file)) as exporter:
         samples = eventually(
             lambda: (
                 (s := exporter.samples())

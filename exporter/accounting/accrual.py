@@ -9,14 +9,30 @@ current hourly rate is computed the same way, so the two always agree.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting import costmodel, persisted
 from llm_cost_exporter.accounting.costmodel import COST_COMPONENTS
 from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
 from llm_cost_exporter.config import CostConfig
 
 GpuOwners = Mapping[str, tuple[str, ...]]
 """GPU key -> the owners its cost is split evenly among."""
+
+
+@dataclass(frozen=True)
+class Downtime:
+    """When the exporter last saved its state, and the hourly rates it saw then: its
+    downtime until the first cycle after a restart is billed at those rates."""
+
+    saved_at: float
+    hourly: Mapping[str, float]
+    owner_hourly: Mapping[str, float]
+
+    @property
+    def hourly_total(self) -> float:
+        return sum(self.hourly.values())
 
 
 class CostAccrual:
@@ -69,6 +85,47 @@ class CostAccrual:
             for component in self.components:
                 self.hourly[component] += parts[component]
             self.owner_hourly[owner] = sum(parts.values())
+
+    def bill_downtime(
+        self, seconds: float, hourly: Mapping[str, float], owner_hourly: Mapping[str, float]
+    ) -> float:
+        """Accrue `seconds` the exporter was down at the hourly rates it last saw; the cost.
+
+        A component the node no longer has (energy after a switch to rented GPUs)
+        is left out, and the owners' shares shrink with it, so per-owner spend
+        still sums to the node's.
+        """
+        by_component = costmodel.downtime_cost(
+            {c: rate for c, rate in hourly.items() if c in self.spend}, seconds
+        )
+        billed = sum(by_component.values())
+        by_owner = costmodel.downtime_cost(owner_hourly, seconds)
+        owners_total = sum(by_owner.values())
+        scale = billed / owners_total if owners_total > 0 else 0.0
+        for component, cost in by_component.items():
+            self.spend[component] += cost
+        for owner, cost in by_owner.items():
+            self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + cost * scale
+        return billed
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "spend": dict(self.spend),
+            "owner_spend": dict(self.owner_spend),
+            "hourly": dict(self.hourly),
+            "owner_hourly": dict(self.owner_hourly),
+        }
+
+    def restore(self, data: Any) -> None:
+        """Resume the spend of `to_state`'s output; nothing changes if it is malformed.
+
+        A component the node no longer has is dropped (its series ends); the
+        saved hourly rates are the caller's, to bill the downtime with.
+        """
+        spend = persisted.amounts(persisted.mapping(data).get("spend"), "spend")
+        owner_spend = persisted.amounts(data.get("owner_spend"), "owner_spend")
+        self.spend = {c: spend.get(c, 0.0) for c in self.components}
+        self.owner_spend = owner_spend
 
     def _shares(
         self,

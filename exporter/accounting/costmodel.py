@@ -88,6 +88,17 @@ def accrued_cost(hourly_cost: float, seconds: float) -> float:
     return hourly_cost * seconds / SECONDS_PER_HOUR
 
 
+def downtime_seconds(saved_at: float, now: float, max_gap: float) -> float:
+    """Seconds of downtime to bill: from the last save to now, at most `max_gap`, and
+    nothing when the clock went back."""
+    return min(max(now - saved_at, 0.0), max_gap)
+
+
+def downtime_cost(hourly: Mapping[str, float], seconds: float) -> dict[str, float]:
+    """The cost of `seconds` of downtime at each of the hourly rates last seen."""
+    return {key: accrued_cost(rate, seconds) for key, rate in hourly.items()}
+
+
 def api_equivalent_cost(tokens_by_kind: Mapping[str, float], prices: ApiPrices) -> float:
     """What the same tokens would have cost on the API."""
     return sum(count * prices.for_kind(kind) for kind, count in tokens_by_kind.items()) / MILLION

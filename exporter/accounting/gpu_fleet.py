@@ -3,7 +3,7 @@
 Billing follows the inventory, not the readings: a GPU that fails or falls
 off the bus keeps its row and keeps being billed; it is only marked
 unhealthy. Energy is kept as a monotonic counter across driver reloads, which
-zero NVML's own counter.
+zero NVML's own counter, and across exporter restarts (the state file).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from llm_cost_exporter.accounting import persisted
 from llm_cost_exporter.accounting.counters import RawCounter
 from llm_cost_exporter.accounting.gpu_inventory import (
     BilledGpu,
@@ -46,9 +48,11 @@ class GpuStatus:
             self.errors[reading.error] = self.errors.get(reading.error, 0) + 1
         if reading.energy_joules is not None:
             first = self._energy_raw.last is None
-            added = self._energy_raw.increase(reading.energy_joules, restarted=False)
+            added = self._energy_raw.increase(reading.energy_joules)
             if first:
-                self.energy_joules_total = reading.energy_joules
+                # NVML's value at first sight, unless resumed from the state file.
+                if self.energy_joules_total is None:
+                    self.energy_joules_total = reading.energy_joules
             else:
                 self.energy_joules_total = (self.energy_joules_total or 0.0) + added
                 self.energy_joules_unbilled += added
@@ -67,6 +71,31 @@ class GpuStatus:
         joules, self.energy_joules_unbilled = self.energy_joules_unbilled, 0.0
         return joules
 
+    def to_state(self) -> dict[str, Any]:
+        return {"errors": dict(self.errors), "energy_joules_total": self.energy_joules_total}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Resume the exported counters; NVML's next reading is a new energy baseline
+        (the downtime's energy is billed at the last hourly rate instead)."""
+        for reason, count in data["errors"].items():
+            self.errors[reason] = count
+        self.energy_joules_total = data["energy_joules_total"]
+
+
+def parse_gpu_state(data: Any) -> dict[str, dict[str, Any]]:
+    """Validated `GpuFleet.to_state` output, by GPU key."""
+    parsed = {}
+    for key, entry in persisted.mapping(data).items():
+        where = f"gpus.{persisted.text(key, 'gpus')}"
+        errors = persisted.amounts(persisted.mapping(entry).get("errors"), f"{where}.errors")
+        parsed[key] = {
+            "errors": {reason: persisted.whole(count, where) for reason, count in errors.items()},
+            "energy_joules_total": persisted.optional_amount(
+                entry.get("energy_joules_total"), f"{where}.energy_joules_total"
+            ),
+        }
+    return parsed
+
 
 class GpuFleet:
     """Every GPU the node pays for, keyed like the inventory (UUID for NVML GPUs)."""
@@ -82,6 +111,25 @@ class GpuFleet:
         self._declared = list(declared)
         self.unpriced: dict[str, GpuReading] = {}
         """GPUs NVML listed after start whose model has no price."""
+        self._resumed: dict[str, dict[str, Any]] = {}
+        """Saved counters of GPUs not billed yet, applied when NVML lists them."""
+
+    def to_state(self) -> dict[str, Any]:
+        saved = {key: dict(entry) for key, entry in self._resumed.items()}
+        saved.update({key: status.to_state() for key, status in self.gpus.items()})
+        return saved
+
+    def restore(self, parsed: Mapping[str, dict[str, Any]]) -> None:
+        """Resume the counters of `parse_gpu_state`'s output, now or when the GPU appears."""
+        self._resumed = dict(parsed)
+        for key, status in self.gpus.items():
+            self._resume(key, status)
+
+    def _resume(self, key: str, status: GpuStatus) -> GpuStatus:
+        saved = self._resumed.pop(key, None)
+        if saved is not None:
+            status.restore(saved)
+        return status
 
     def observe(self, readings: Iterable[GpuReading], now: float) -> bool:
         """Record one NVML snapshot; True if the inventory changed."""
@@ -121,7 +169,9 @@ class GpuFleet:
             nvml_available=True,
         )
         previous = self.gpus
-        self.gpus = {g.key: previous.get(g.key) or GpuStatus(g) for g in inventory}
+        self.gpus = {
+            g.key: previous.get(g.key) or self._resume(g.key, GpuStatus(g)) for g in inventory
+        }
         log.info(
             "now billing GPU %d (%s, %s) seen through NVML",
             reading.index,

@@ -15,7 +15,7 @@ admitted: the file bounds them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from llm_cost_exporter.accounting.gpu_inventory import UNCLAIMED
 
@@ -42,6 +42,14 @@ class ModelLimits:
         """Per engine target: names folded into OVERFLOW, each counted when it appears."""
         self._folded: dict[str, frozenset[str]] = {}
         self._logged: set[str] = set()
+
+    def to_state(self) -> dict[str, int]:
+        """The exported counts; which names were folded is not kept (a restart counts
+        the names still folded once more)."""
+        return dict(self.exceeded)
+
+    def restore(self, exceeded: Mapping[str, int]) -> None:
+        self.exceeded = dict(exceeded)
 
     def names(
         self, target: str, served: Iterable[str], node_models: Collection[str]

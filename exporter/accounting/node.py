@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from llm_cost_exporter.accounting.accrual import CostAccrual
+from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting.accrual import CostAccrual, Downtime
 from llm_cost_exporter.accounting.capacity import LearnedCapacity
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
@@ -54,6 +55,8 @@ class TargetStatus:
     """Failed collections by reason, every reason from 0 so that Prometheus's
     increase() sees the first failure too."""
     restarts: int = 0
+    dips: int = 0
+    """Readings whose counters stepped back without evidence of a restart (ignored)."""
     last_error: str = ""
     readings: list[EngineReading] = field(default_factory=list)
     models: tuple[str, ...] = ()
@@ -64,6 +67,21 @@ class TargetStatus:
     @property
     def ever_failed(self) -> bool:
         return any(self.errors.values())
+
+    def to_state(self) -> dict[str, object]:
+        return {
+            "collector": self.collector,
+            "target": self.target,
+            "errors": dict(self.errors),
+            "restarts": self.restarts,
+            "dips": self.dips,
+            "models": list(self.models),
+        }
+
+    def restore(self, saved: TargetStatus) -> None:
+        """Resume the counters (and GPU owners) of a target seen before a restart."""
+        self.errors.update(saved.errors)
+        self.restarts, self.dips, self.models = saved.restarts, saved.dips, saved.models
 
 
 class NodeState:
@@ -103,11 +121,16 @@ class NodeState:
         """Live models: those an engine served within limits.model_idle_timeout, by when
         (monotonic) one last did. Only they have per-model gauges and history."""
         self.learned = (
-            LearnedCapacity(config.capacity.learn_window, config.state_file)
-            if config.capacity.learn
-            else None
+            LearnedCapacity(config.capacity.learn_window) if config.capacity.learn else None
         )
-        self._day = self._utc_day()
+        self.downtime: Downtime | None = None
+        """Set when resumed from a state file: billed by the first cycle."""
+        self.downtime_billed_seconds = 0.0
+        self.downtime_billed_cost = 0.0
+        self.resumed_targets: dict[tuple[str, str], TargetStatus] = {}
+        """Counters of targets saved before a restart, resumed when each reports."""
+        self.day = self._utc_day()
+        """The UTC day `spend_at_day_start` belongs to."""
         self.spend_at_day_start = 0.0
         self.day_started_wall = self.started_wall
         engines = config.engines
@@ -149,6 +172,8 @@ class NodeState:
         key = (collector, target)
         if key not in self.targets:
             self.targets[key] = TargetStatus(collector, target, engine)
+            if key in self.resumed_targets:
+                self.targets[key].restore(self.resumed_targets.pop(key))
         return self.targets[key]
 
     def _engine_status(self, target: str) -> TargetStatus | None:
@@ -205,16 +230,37 @@ class NodeState:
         models = tuple(sorted(set(exported.values())))
         if models:
             status.models = models
-        restarted = {r.engine for r in readings if self.tokens.add(target, r, exported[r.model])}
+        wall = self._wall_clock()
+        restarted: set[str] = set()
+        dipped: set[str] = set()
+        for reading in readings:
+            observation = self.tokens.add(target, reading, exported[reading.model], wall)
+            if observation.restarted:
+                restarted.add(reading.engine)
+            if observation.anomaly:
+                dipped.add(reading.engine)
         for rank in sorted(restarted):
             status.restarts += 1
             log.info("engine %s (rank %r) restarted: counters reset", target, rank)
+        for rank in sorted(dipped):
+            if not status.dips:
+                log.warning(
+                    "engine %s (rank %r): a token counter stepped back without a restart "
+                    "signal; ignored, and counted in llmcost_engine_dips_total from now on",
+                    target,
+                    rank,
+                )
+            status.dips += 1
 
     # --- time -----------------------------------------------------------------
 
     @staticmethod
     def _utc_day(when: float | None = None) -> str:
         return datetime.fromtimestamp(when or time.time(), timezone.utc).strftime("%Y-%m-%d")
+
+    def wall_now(self) -> float:
+        """Wall time on the node's clock (the state file's saved_at uses it too)."""
+        return self._wall_clock()
 
     def owners(self) -> dict[str, tuple[str, ...]]:
         """Models each GPU's cost goes to; unclaimed GPUs go to UNCLAIMED."""
@@ -244,13 +290,16 @@ class NodeState:
         """Accrue spend up to `now` (monotonic seconds) and record the totals."""
         elapsed = max(now - self._last_time, 0.0) if self._last_time is not None else 0.0
         self._last_time = now
+        wall = self._wall_clock()
+        if self.downtime is not None:
+            self._bill_downtime(self.downtime, wall)
+            self.downtime = None
         self.gpu_owners = self.owners()
         self._track_live_models(now)
         self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners())
-        wall = self._wall_clock()
         day = self._utc_day(wall)
-        if day != self._day:
-            self._day = day
+        if day != self.day:
+            self.day = day
             self.spend_at_day_start = self.accrual.spend_total
             self.day_started_wall = wall
         tokens = self.tokens
@@ -283,6 +332,41 @@ class NodeState:
                     self.learned.observe_model(model, history)
         if self.learned is not None:
             self.learned.observe(self.history)
+
+    def _bill_downtime(self, downtime: Downtime, wall: float) -> None:
+        """Bill the time the exporter was down at the rates it last saw, in one log line."""
+        max_gap = self.config.state_max_gap
+        gap = wall - downtime.saved_at
+        seconds = costmodel.downtime_seconds(downtime.saved_at, wall, max_gap)
+        cost = self.accrual.bill_downtime(seconds, downtime.hourly, downtime.owner_hourly)
+        self.downtime_billed_seconds += seconds
+        self.downtime_billed_cost += cost
+        currency = self.config.currency
+        billed = (
+            f"billed {seconds:.1f}s of downtime at {downtime.hourly_total:.4f} {currency}/h: "
+            f"{cost:.4f} {currency}"
+        )
+        if gap < 0:
+            log.warning(
+                "resumed the counters of a state file saved %.1fs in the future (the clock "
+                "went back): no downtime billed",
+                -gap,
+            )
+        elif gap > max_gap:
+            log.warning(
+                "resumed the counters of a state file saved %.0fs ago, more than state_max_gap "
+                "(%.0fs): %s; engines' tokens served meanwhile are counted",
+                gap,
+                max_gap,
+                billed,
+            )
+        else:
+            log.info(
+                "resumed the counters of the state file saved %.1fs ago: %s; engines' tokens "
+                "served meanwhile are counted",
+                gap,
+                billed,
+            )
 
     # --- derived figures ------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 An engine restart zeroes its counters. Prometheus copes with that for its own
 series, but we sum several engines into one per-model counter, so we take
-increases ourselves: a counter that went down (or whose `_created` time
-changed) restarted, and its new value is the whole increase since then. Each
-increase is split into the exported token kinds and priced at the model's API
-price; a model without a price is flagged once, loudly, and never priced at 0.
+increases ourselves, and a drop counts as a restart only with evidence (see
+EngineCounters). Each increase is split into the exported token kinds and
+priced at the model's API price; a model without a price is flagged once,
+loudly, and never priced at 0.
 """
 
 from __future__ import annotations
@@ -13,52 +13,165 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from llm_cost_exporter.accounting import costmodel
+from llm_cost_exporter.accounting import costmodel, persisted
 from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS, ApiPrices
-from llm_cost_exporter.accounting.counters import RawCounter
+from llm_cost_exporter.accounting.counters import is_restart_drop
 from llm_cost_exporter.collectors.readings import EngineReading
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EngineCounters:
-    """Raw counters of one engine process, with its restart detection."""
+class CounterLife:
+    """One process lifetime of an engine: its `_created` time and the highest values seen."""
 
-    started_at: float | None = None
-    counters: dict[str, RawCounter] = field(default_factory=dict)
+    created: float | None
+    high: dict[str, float]
 
-    def increases(
-        self, values: dict[str, float], started_at: float | None, count_from_zero: bool = False
-    ) -> tuple[dict[str, float], bool]:
-        """Return per-counter increases and whether the engine restarted.
+    @property
+    def size(self) -> float:
+        return sum(self.high.values())
 
-        `count_from_zero` makes a first observation count in full: used when
-        the engine is known to have started after we began watching it.
-        """
-        first_seen = not self.counters
-        restarted = (
-            not first_seen
-            and started_at is not None
-            and self.started_at is not None
-            and started_at != self.started_at
-        )
-        if not first_seen and not restarted:
-            restarted = any(
-                name in self.counters
-                and self.counters[name].last is not None
-                and value < self.counters[name].last
-                for name, value in values.items()
-            )
-        self.started_at = started_at
-        result: dict[str, float] = {}
+    def advance(self, values: Mapping[str, float]) -> tuple[dict[str, float], bool]:
+        """Increases above the highest values, and whether a counter dipped below its own."""
+        increases: dict[str, float] = {}
+        dipped = False
         for name, value in values.items():
-            counter = self.counters.setdefault(name, RawCounter())
-            if first_seen and count_from_zero:
-                counter.last = 0.0
-            result[name] = counter.increase(value, restarted)
-        return result, restarted
+            high = self.high.get(name)
+            if high is None or value >= high:
+                increases[name] = 0.0 if high is None else value - high
+                self.high[name] = value
+            else:
+                increases[name] = 0.0
+                dipped = True
+        return increases, dipped
+
+    def to_state(self) -> dict[str, Any]:
+        return {"created": self.created, "high": dict(self.high)}
+
+    @classmethod
+    def from_state(cls, data: Any) -> CounterLife:
+        data = persisted.mapping(data)
+        created = persisted.optional_amount(data.get("created"), "created")
+        return cls(created, persisted.amounts(data.get("high"), "high"))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one reading of an engine added, and what it said about the engine."""
+
+    increases: dict[str, float]
+    restarted: bool = False
+    anomaly: bool = False
+    """A counter stepped back, or the page switched `_created`, without evidence of a
+    restart: ignored, and counted in llmcost_engine_dips_total."""
+
+
+_UNTRUSTED = CounterLife(None, {})
+"""A `_created` older than the newest seen: not a restart, and not a life we know."""
+
+
+@dataclass
+class EngineCounters:
+    """The raw counters of one engine (rank, model), with restart detection that needs evidence.
+
+    A restart is counted only on evidence: a `_created` newer than any seen and
+    later than our previous reading (the process began after we last read it,
+    so all it counted is new), or, without that, counters summed below
+    RESTART_DROP_RATIO of the highest sum seen. A smaller dip is ignored (the
+    highest values are kept) and reported as an anomaly; a `_created` that goes
+    back to an unknown earlier value is ignored the same way.
+
+    The life before the last restart is kept too: pages that alternate between
+    two processes (two replicas behind one URL, a page replayed late) are
+    matched to the life they continue, by `_created` where the page has it, else
+    by value (the highest life the values do not fall below), so alternation
+    never counts the same tokens twice.
+    """
+
+    life: CounterLife | None = None
+    previous: CounterLife | None = None
+    read_at: float | None = None
+    """Wall time of the last reading (None where the caller keeps no clock)."""
+
+    def observe(
+        self,
+        values: Mapping[str, float],
+        created: float | None,
+        now: float | None = None,
+        count_from_zero: bool = False,
+    ) -> Observation:
+        """Count one reading. `count_from_zero` makes a first reading count in full:
+        used when the engine is known to have started after we began watching it."""
+        values = dict(values)
+        zero = dict.fromkeys(values, 0.0)
+        if self.life is None:
+            self.life = CounterLife(created, zero if count_from_zero else dict(values))
+            self.read_at = now
+            return Observation(dict(values) if count_from_zero else zero)
+        life = self._life_of(values, created)
+        self.read_at = now if now is not None else self.read_at
+        if life is None:
+            self.previous, self.life = self.life, CounterLife(created, dict(values))
+            return Observation(dict(values), restarted=True)
+        if life is _UNTRUSTED:
+            return Observation(zero, anomaly=True)
+        switched = life is self.previous
+        if switched:
+            self.previous, self.life = self.life, life
+        if created is not None and (life.created is None or created > life.created):
+            life.created = created
+        increases, dipped = life.advance(values)
+        self._forget_merged_lives()
+        return Observation(increases, anomaly=dipped or switched)
+
+    def _life_of(self, values: Mapping[str, float], created: float | None) -> CounterLife | None:
+        """The life this reading continues; None for a restart, _UNTRUSTED to ignore it."""
+        life, previous = self.life, self.previous
+        assert life is not None
+        if created is not None and life.created is not None:
+            if created == life.created:
+                return life
+            if previous is not None and created == previous.created:
+                return previous
+            newest = max(c for c in (life.created, previous and previous.created) if c is not None)
+            if created < newest:
+                return _UNTRUSTED
+            if self.read_at is not None and created > self.read_at:
+                return None
+        size = sum(values.values())
+        lives = [x for x in (life, previous) if x is not None]
+        continued = [x for x in lives if x.size <= size]
+        if continued:
+            return max(continued, key=lambda x: x.size)
+        dipped = [x for x in lives if not is_restart_drop(size, x.size)]
+        return min(dipped, key=lambda x: x.size) if dipped else None
+
+    def _forget_merged_lives(self) -> None:
+        """Drop the previous life (without `_created`) once the current one has grown to
+        meet it: a reading between the two is then a dip of either, never a restart."""
+        life, previous = self.life, self.previous
+        if previous is None or previous.created is not None or life is None:
+            return
+        low, high = sorted((life.size, previous.size))
+        if not is_restart_drop(low, high):
+            self.previous = None
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "read_at": self.read_at,
+            "lives": [x.to_state() for x in (self.life, self.previous) if x is not None],
+        }
+
+    @classmethod
+    def from_state(cls, data: Any) -> EngineCounters:
+        lives = [CounterLife.from_state(x) for x in persisted.items(data, "lives")]
+        if not 1 <= len(lives) <= 2:
+            raise persisted.StateError("lives: expected one or two")
+        read_at = persisted.optional_amount(persisted.mapping(data).get("read_at"), "read_at")
+        return cls(lives[0], lives[1] if len(lives) > 1 else None, read_at)
 
 
 def split_prompt_tokens(
@@ -87,6 +200,27 @@ class ModelTotals:
     @property
     def tokens_total(self) -> float:
         return sum(self.tokens.values())
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "tokens": dict(self.tokens),
+            "prompt_all": self.prompt_all,
+            "prompt_cached": self.prompt_cached,
+            "api_equivalent": self.api_equivalent,
+        }
+
+    @classmethod
+    def from_state(cls, data: Any) -> ModelTotals:
+        data = persisted.mapping(data)
+        tokens = persisted.amounts(data.get("tokens"), "tokens")
+        if set(tokens) != set(TOKEN_KINDS):
+            raise persisted.StateError(f"tokens: expected the kinds {', '.join(TOKEN_KINDS)}")
+        return cls(
+            tokens={kind: tokens[kind] for kind in TOKEN_KINDS},
+            prompt_all=persisted.amount(data.get("prompt_all"), "prompt_all"),
+            prompt_cached=persisted.amount(data.get("prompt_cached"), "prompt_cached"),
+            api_equivalent=persisted.amount(data.get("api_equivalent"), "api_equivalent"),
+        )
 
 
 class TokenLedger:
@@ -122,8 +256,14 @@ class TokenLedger:
             )
         return price
 
-    def add(self, target: str, reading: EngineReading, model: str | None = None) -> bool:
-        """Count one reading of the engine at `target`; True if that engine restarted.
+    def add(
+        self,
+        target: str,
+        reading: EngineReading,
+        model: str | None = None,
+        now: float | None = None,
+    ) -> Observation:
+        """Count one reading of the engine at `target`, read at wall time `now`.
 
         `model` is the series its tokens go to when not the reading's own (see
         model_limits); its raw counters stay apart under the reading's own name.
@@ -132,15 +272,17 @@ class TokenLedger:
         key = (target, reading.engine, reading.model)
         engine = self._engines.setdefault(key, EngineCounters())
         started_after_us = reading.started_at is not None and reading.started_at > self.started_wall
-        increases, restarted = engine.increases(
+        observation = engine.observe(
             {
                 "prompt": reading.prompt_tokens,
                 "cached": reading.cached_prompt_tokens,
                 "generation": reading.generation_tokens,
             },
             reading.started_at,
+            now,
             count_from_zero=started_after_us,
         )
+        increases = observation.increases
         totals = self.models.setdefault(model, ModelTotals())
         totals.prompt_all += increases["prompt"]
         totals.prompt_cached += increases["cached"]
@@ -160,7 +302,7 @@ class TokenLedger:
         price = self._price_or_flag(model)
         if price is not None:
             totals.api_equivalent += costmodel.api_equivalent_cost(added, price)
-        return restarted
+        return observation
 
     def forget(self, target: str, pairs: Iterable[tuple[str, str]]) -> None:
         """Drop the raw counters of `target`'s (rank, model) `pairs`: folded names that
@@ -180,3 +322,34 @@ class TokenLedger:
     def unpriced_tokens(self) -> float:
         """Tokens of models without an API price: they withhold the node's comparisons."""
         return sum(self.models[m].tokens_total for m in self.unpriced)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "watching_since": self.started_wall,
+            "models": {name: totals.to_state() for name, totals in self.models.items()},
+            "engines": [
+                {"target": target, "engine": rank, "model": model, **counters.to_state()}
+                for (target, rank, model), counters in self._engines.items()
+            ],
+        }
+
+    def restore(self, data: Any) -> None:
+        """Resume from `to_state`'s output; nothing changes if it is malformed (StateError)."""
+        models = {
+            persisted.text(name, "models"): ModelTotals.from_state(totals)
+            for name, totals in persisted.section(data, "models").items()
+        }
+        engines = {
+            (
+                persisted.text(entry.get("target"), "target"),
+                persisted.text(entry.get("engine"), "engine"),
+                persisted.text(entry.get("model"), "model"),
+            ): EngineCounters.from_state(entry)
+            for entry in persisted.items(data, "engines")
+        }
+        since = persisted.amount(persisted.mapping(data).get("watching_since"), "watching_since")
+        self.models, self._engines = models, engines
+        self.started_wall = min(since, self.started_wall)
+        self.unpriced = set()
+        for model in models:
+            self._price_or_flag(model)

@@ -671,7 +671,12 @@ class Config:
         LIMITS, "Bounds on the models an engine page can add", LimitsConfig()
     )
     state_file: str | None = setting(
-        Text(), "Where the learned capacity is kept across restarts", None
+        Text(), "Where the counters and learned capacity are kept across restarts", None
+    )
+    state_max_gap: float = setting(
+        Duration(),
+        "Downtime billed at the last hourly cost on restart, at most (see State file)",
+        3600.0,
     )
     log_level: str = setting(Choice(LOG_LEVELS, lower=True), "Log verbosity", "info")
 

@@ -26,6 +26,7 @@ from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import Config, ConfigError, ModelPrice, split_listen_address
 from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.daemon.state_file import open_state_file
 from llm_cost_exporter.outputs.node_families import node_families
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
@@ -173,6 +174,7 @@ async def _serve(
     for note in findings.unchecked:
         log.info("not checked: %s", note)
     state = NodeState(config, model_prices, default_price, gpus=gpus)
+    state_file = open_state_file(config.state_file, state)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -191,9 +193,12 @@ async def _serve(
             for engine in config.engines
         ]
         page = PrometheusPage()
-        loop = CollectionLoop(state, engines, nvml, [page], config.interval, config.timeout)
+        loop = CollectionLoop(
+            state, engines, nvml, [page], config.interval, config.timeout, state_file=state_file
+        )
         # Listen before the first collection, however long it takes: /metrics serves
-        # the state as it is (no I/O to compute) and /healthz says "starting".
+        # the state as it is (no I/O to compute; resumed from the state file, its
+        # counters are the ones last saved) and /healthz says "starting".
         page.publish(node_families(state))
         runner = web.AppRunner(build_app(loop, page), access_log=None)
         await runner.setup()
@@ -228,5 +233,6 @@ async def _serve(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            loop.finish()
             await runner.cleanup()
             log.info("stopped")

@@ -3,8 +3,10 @@
 Each collector runs concurrently and isolated: its own timeout bounds its I/O,
 and the loop's backstop timeout bounds the whole collect whatever the collector
 does, so one dead, slow or buggy source costs at most the backstop and never
-hides the others. The metric families are computed once per cycle and handed
-to every output; scrapes never wait on this loop.
+hides the others. The state file is written before the cycle is published, so
+a page never shows counters that a restart would take back. The metric
+families are computed once per cycle and handed to every output; scrapes
+never wait on this loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.base import CollectorError, EngineCollector, GpuCollector
+from llm_cost_exporter.daemon.state_file import StateFile
 from llm_cost_exporter.outputs.base import Output
 from llm_cost_exporter.outputs.node_families import node_families
 
@@ -56,6 +59,7 @@ class CollectionLoop:
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        state_file: StateFile | None = None,
     ) -> None:
         """`timeout` is the collectors' own; the backstop allows BACKSTOP_GRACE more.
         `clock` and `sleep` are the loop's time, replaced together in tests."""
@@ -68,6 +72,7 @@ class CollectionLoop:
         self._clock = clock
         self._sleep = sleep
         self.started_at = clock()
+        self.state_file = state_file
         self.last_cycle_at: float | None = None
 
     async def _isolated(
@@ -113,6 +118,8 @@ class CollectionLoop:
         await asyncio.gather(*collections)
         now = self._clock()
         self.state.advance(now)
+        if self.state_file is not None:
+            await self.state_file.save(self.state, timeout=self.interval)
         families = node_families(self.state)
         for output in self.outputs:
             output.publish(families)
@@ -126,6 +133,12 @@ class CollectionLoop:
         if age >= STALL_INTERVALS * self.interval + 1:
             return LoopHealth("stalled", age)
         return LoopHealth("starting" if self.last_cycle_at is None else "ok", age)
+
+    def finish(self) -> None:
+        """Accrue spend up to now and write the state file at once: the last act on shutdown."""
+        if self.state_file is not None:
+            self.state.advance(self._clock())
+            self.state_file.save_now(self.state)
 
     async def run_forever(self) -> None:
         """One cycle at once, then one every interval; a late cycle skips ahead instead

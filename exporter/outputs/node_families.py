@@ -99,8 +99,8 @@ def _cost(state: NodeState) -> Iterator[Metric]:
     )
     spend = counter(
         "cost",
-        "Money spent on this node since the exporter started, by component; "
-        "accrues with wall time whether or not tokens flow (energy: as metered).",
+        "Money spent on this node, by component, resumed across restarts from the state "
+        "file; accrues with wall time whether or not tokens flow (energy: as metered).",
         ("component",),
     )
     accrual = state.accrual
@@ -109,6 +109,18 @@ def _cost(state: NodeState) -> Iterator[Metric]:
         spend.add_metric([component], accrual.spend[component])
     yield hourly
     yield spend
+    downtime = counter(
+        "downtime_billed_seconds",
+        "Time the exporter was down, billed at restart at the hourly cost it last saw "
+        "(at most state_max_gap per restart); included in llmcost_cost_total.",
+    )
+    downtime.add_metric([], state.downtime_billed_seconds)
+    downtime_cost = counter(
+        "downtime_billed_cost", "What the downtime billed at restart cost; in llmcost_cost_total."
+    )
+    downtime_cost.add_metric([], state.downtime_billed_cost)
+    yield downtime
+    yield downtime_cost
     capacity = gauge(
         "capacity_tokens_per_second",
         "Tokens per second this node serves at 100% load (configured, or learned "
@@ -299,7 +311,14 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
     )
     restarts = counter(
         "engine_restarts",
-        "Engine restarts detected (counters went down or _created changed).",
+        "Engine restarts detected: a newer _created, or (without one) token counters "
+        "fallen below half their highest value.",
+        ("collector", "target"),
+    )
+    dips = counter(
+        "engine_dips",
+        "Readings whose token counters stepped back without a restart signal (or switched "
+        "to an older _created): ignored, the highest values kept.",
         ("collector", "target"),
     )
     exceeded = counter(
@@ -317,4 +336,5 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
         if status.engine:
             restarts.add_metric([collector, target], status.restarts)
             exceeded.add_metric([collector, target], state.model_limits.exceeded.get(target, 0))
-    yield from (up, duration, errors, restarts, exceeded)
+            dips.add_metric([collector, target], status.dips)
+    yield from (up, duration, errors, restarts, exceeded, dips)

@@ -89,6 +89,13 @@ class ChildProcess:
             self._proc.kill()
             self._proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.kill()
+        self._proc.wait()
+
     def __enter__(self):
         return self.start()
 
