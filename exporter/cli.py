@@ -52,6 +52,14 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         "[LLMCOST_WEB_LISTEN_ADDRESS]",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        default=env("WEB_CONFIG_FILE"),
+        help="TLS, basic auth and headers, in Prometheus's web configuration format "
+        "[LLMCOST_WEB_CONFIG_FILE]",
+    )
+    parser.add_argument(
         "--vllm.target",
         dest="targets",
         metavar="URL",
@@ -243,19 +251,23 @@ def _write_rules(overrides: list[str], directory: Path) -> int:
 
 def _run_daemon(args: argparse.Namespace) -> int:
     from llm_cost_exporter.daemon.assembly import resolve_prices, serve
+    from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 
     if args.demo:
         from llm_cost_exporter.daemon.demo import run_demo
 
         if args.config:
             raise ConfigError("--demo: runs its own built-in node; do not combine with --config")
+        if args.web_config_file:
+            raise ConfigError("--demo: serves plain HTTP; do not combine with --web.config.file")
         _setup_logging(args.log_level or "info")
         return run_demo(args.listen_address)
     config = load_config(args.config, _overrides(args))
+    web_config = LiveWebConfig(Path(args.web_config_file) if args.web_config_file else None)
     _setup_logging(config.log_level)
     model_prices, default = resolve_prices(config)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, model_prices, default))
+        asyncio.run(serve(config, model_prices, default, web_config))
     return 0
 
 

@@ -9,7 +9,6 @@ import signal
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiohttp import web
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.gpu_inventory import (
@@ -24,9 +23,10 @@ from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.nvml import NvmlCollector
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import Config, ConfigError, ModelPrice, split_listen_address
-from llm_cost_exporter.daemon.http_server import build_app
+from llm_cost_exporter.daemon.http_server import HttpServer
 from llm_cost_exporter.daemon.loop import CollectionLoop
 from llm_cost_exporter.daemon.state_file import open_state_file
+from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 from llm_cost_exporter.outputs.node_families import node_families
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
@@ -139,9 +139,13 @@ def one_line(problems: list[str]) -> str:
 
 
 async def serve(
-    config: Config, model_prices: dict[str, ApiPrices], default_price: ApiPrices | None
+    config: Config,
+    model_prices: dict[str, ApiPrices],
+    default_price: ApiPrices | None,
+    web_config: LiveWebConfig | None = None,
 ) -> None:
-    """Run collection and HTTP serving until cancelled or signalled."""
+    """Run collection and HTTP serving until cancelled or signalled; `web_config` (the
+    `--web.config.file`) adds TLS, basic auth and headers."""
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     if nvml is not None:
         try:
@@ -153,7 +157,7 @@ async def serve(
                 NVML_START_TIMEOUT,
             )
     try:
-        await _serve(config, model_prices, default_price, nvml)
+        await _serve(config, model_prices, default_price, nvml, web_config or LiveWebConfig(None))
     finally:
         if nvml is not None:
             nvml.close()
@@ -164,6 +168,7 @@ async def _serve(
     model_prices: dict[str, ApiPrices],
     default_price: ApiPrices | None,
     nvml: NvmlCollector | None,
+    web_config: LiveWebConfig,
 ) -> None:
     gpus = billed_gpus(config, nvml)
     findings = check_against_nvml(config, nvml, gpus)
@@ -200,22 +205,20 @@ async def _serve(
         # the state as it is (no I/O to compute; resumed from the state file, its
         # counters are the ones last saved) and /healthz says "starting".
         page.publish(node_families(state))
-        runner = web.AppRunner(build_app(loop, page), access_log=None)
-        await runner.setup()
+        server = HttpServer(loop, page, web_config)
         host, port = split_listen_address(config.listen_address)
-        site = web.TCPSite(runner, host, port)
         try:
-            await site.start()
+            await server.start(host, port)
         except OSError as error:
-            await runner.cleanup()
             raise SystemExit(
                 f"web.listen_address: cannot listen on {config.listen_address}: "
                 f"{error.strerror or error}"
             ) from None
         log.info(
-            "listening on %s, watching %d engine(s) and %d billed GPU(s) every %gs, "
+            "listening on %s (%s), watching %d engine(s) and %d billed GPU(s) every %gs, "
             "node cost %.4f %s/h",
             config.listen_address,
+            "TLS" if web_config.tls_enabled else "plain HTTP",
             len(config.engines),
             len(state.fleet.gpus),
             config.interval,
@@ -234,5 +237,5 @@ async def _serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             loop.finish()
-            await runner.cleanup()
+            await server.stop()
             log.info("stopped")
