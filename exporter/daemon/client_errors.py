@@ -58,7 +58,9 @@ class RateLimitedLog:
 
     def flush(self) -> None:
         """Write the summary of the held-back errors, if any."""
-        self._flush = None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if not self._held:
             return
         total = sum(self._held.values())
@@ -74,6 +76,4 @@ class RateLimitedLog:
         self._held.clear()
 
     def close(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
         self.flush()

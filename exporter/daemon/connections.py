@@ -38,9 +38,9 @@ from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 
 SERVER_NAME = "llm-cost-exporter"
 """The `Server` header: no library or Python version."""
-KEEPALIVE_TIMEOUT = 75.0
-"""Seconds an idle keep-alive connection is kept: longer than Prometheus's default 1m
-scrape interval, so a scraper keeps its connection."""
+KEEPALIVE_TIMEOUT = 45.0
+"""Seconds an idle keep-alive connection is kept: longer than the usual 15 s and 30 s
+scrape intervals, so such a scraper keeps its connection."""
 FIRST_REQUEST_TIMEOUT = 10.0
 """Seconds a new connection has to finish the TLS handshake and send a whole request."""
 HANDSHAKE_TIMEOUT = FIRST_REQUEST_TIMEOUT
@@ -85,7 +85,8 @@ def process_connection_limit() -> int:
     except OSError:
         open_fds = 16
     limit = connection_limit(soft, open_fds)
-    if limit == MIN_CONNECTIONS:
+    log.info("at most %d HTTP connections at once (file descriptor limit %d)", limit, soft)
+    if limit < 64:
         log.warning(
             "the file descriptor limit (%d) leaves room for only %d HTTP connections; "
             "raise it (ulimit -n, LimitNOFILE=) to at least 1024",

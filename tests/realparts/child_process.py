@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,11 @@ class ChildProcess:
     startup_timeout = 60.0
     """Seconds (before scaling) the child may take to answer `ready_path`."""
 
+    tls_client: ssl.SSLContext | None = None
+    """Set to serve (and be waited for) over HTTPS with this client context."""
+    fd_limit: int | None = None
+    """Set to run the child under this soft and hard RLIMIT_NOFILE (`ulimit -n`)."""
+
     def __init__(self, workdir: Path, log_name: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log_path = workdir / log_name
@@ -34,7 +41,8 @@ class ChildProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_client is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -53,12 +61,14 @@ class ChildProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+                    preexec_fn=self._limit_fds if self.fd_limit is not None else None,
                 )
             try:
                 wait_http_ok(
                     self.url + self.ready_path,
                     timeout=self.startup_timeout,
                     check=self._check_alive,
+                    context=self.tls_client,
                 )
                 return self
             except RuntimeError:
@@ -69,6 +79,9 @@ class ChildProcess:
                 self.stop()
                 raise
         raise AssertionError("unreachable")
+
+    def _limit_fds(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:

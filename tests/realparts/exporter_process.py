@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -29,8 +30,10 @@ class ExporterProcess(ChildProcess):
         *args: str,
         env: dict[str, str] | None = None,
         first_cycle: bool = True,
+        tls_client: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(workdir, "exporter.log", env)
+        self.tls_client = tls_client
         self.config = dict(config)
         self.config_path = workdir / "exporter.yml"
         self._args = args
@@ -67,8 +70,13 @@ class ExporterProcess(ChildProcess):
     def command(self) -> list[str]:
         return ["--config", str(self.config_path), *self._args]
 
-    def get(self, path: str, timeout: float = 10.0) -> tuple[int, str, bytes]:
-        with urllib.request.urlopen(self.url + path, timeout=scaled(timeout)) as response:
+    def get(
+        self, path: str, timeout: float = 10.0, headers: dict[str, str] | None = None
+    ) -> tuple[int, str, bytes]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        with urllib.request.urlopen(
+            request, timeout=scaled(timeout), context=self.tls_client
+        ) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
 
     def rss_bytes(self) -> int:

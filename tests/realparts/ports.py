@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -28,8 +29,10 @@ def wait_http_ok(
     timeout: float = 30.0,
     interval: float = 0.1,
     check: Callable[[], None] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> None:
-    """Poll ``url`` until it answers HTTP 200, or raise ``TimeoutError``.
+    """Poll ``url`` until it answers HTTP 200, or raise ``TimeoutError``; ``context``
+    is the TLS client context for an ``https`` URL.
 
     ``timeout`` is scaled by ``LLMCOST_TEST_TIMEOUT_SCALE`` (see ``timeouts``).
 
@@ -44,7 +47,9 @@ def wait_http_ok(
         if check is not None:
             check()
         try:
-            with urllib.request.urlopen(url, timeout=scaled(max(interval, 5.0))) as resp:
+            with urllib.request.urlopen(
+                url, timeout=scaled(max(interval, 5.0)), context=context
+            ) as resp:
                 if resp.status == 200:
                     return
                 last_error = f"HTTP {resp.status}"

@@ -54,6 +54,10 @@ class PrometheusServer(BinaryServer):
     (config, TSDB, log) lives in one temporary directory that is removed on a
     clean stop unless ``keep_workdir`` is set or ``workdir`` was supplied.
 
+    ``scheme``, ``tls_config`` (``ca_file``, ``cert_file``, ``key_file``,
+    ``server_name``...) and ``basic_auth`` (``username``, ``password``) go into the
+    main job as Prometheus reads them, to scrape a target over HTTPS with credentials.
+
     With ``alertmanager_url`` set, alerts from the rule files go to that
     Alertmanager. ``alert_resend_delay`` (Prometheus default 1m) bounds how often
     a still-firing alert is re-sent, and Alertmanager's ``endsAt`` for it is four
@@ -77,6 +81,9 @@ class PrometheusServer(BinaryServer):
         evaluation_interval: str | None = None,
         scrape_timeout: str | None = None,
         extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+        scheme: str = "http",
+        tls_config: Mapping[str, Any] | None = None,
+        basic_auth: Mapping[str, Any] | None = None,
         alertmanager_url: str | None = None,
         alert_resend_delay: str = "1s",
         workdir: Path | None = None,
@@ -92,6 +99,9 @@ class PrometheusServer(BinaryServer):
         self.evaluation_interval = evaluation_interval or scrape_interval
         self.scrape_timeout = scrape_timeout
         self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
+        self.scheme = scheme
+        self.tls_config = dict(tls_config) if tls_config else None
+        self.basic_auth = dict(basic_auth) if basic_auth else None
         self.alertmanager_url = alertmanager_url
         self.alert_resend_delay = alert_resend_delay
         super().__init__(
@@ -114,13 +124,17 @@ class PrometheusServer(BinaryServer):
         }
         if self.scrape_timeout is not None:
             global_cfg["scrape_timeout"] = self.scrape_timeout
-        scrape_configs: list[dict[str, Any]] = [
-            {
-                "job_name": self.job_name,
-                "metrics_path": self.metrics_path,
-                "static_configs": [{"targets": self.targets}],
-            }
-        ]
+        job: dict[str, Any] = {
+            "job_name": self.job_name,
+            "scheme": self.scheme,
+            "metrics_path": self.metrics_path,
+            "static_configs": [{"targets": self.targets}],
+        }
+        if self.tls_config is not None:
+            job["tls_config"] = self.tls_config
+        if self.basic_auth is not None:
+            job["basic_auth"] = self.basic_auth
+        scrape_configs: list[dict[str, Any]] = [job]
         scrape_configs.extend(self.extra_scrape_configs)
         config: dict[str, Any] = {
             "global": global_cfg,
