@@ -5,7 +5,10 @@ is counted, and that no traceback reaches its log. One section per area."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +29,12 @@ from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.config.safe_yaml import MAX_VALUES
+from llm_cost_exporter.daemon.connections import (
+    FIRST_REQUEST_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_HEADERS,
+    MAX_REQUEST_LINE,
+)
 
 pytestmark = pytest.mark.realparts
 
@@ -852,3 +861,133 @@ def test_a_bad_state_file_is_one_line_and_the_daemon_serves(tmp_path, fault) -> 
     else:
         assert "is not this node's (its money is in EUR" in lines[0], lines
         assert state_path.with_name("state.json.foreign").exists()
+
+
+# --- HTTP server -----------------------------------------------------------------------
+# Abusive clients: oversized request lines and headers, idle connections, more
+# connections than the descriptor limit allows.
+
+BAD_REQUESTS = (
+    b"GET /" + b"a" * (MAX_REQUEST_LINE + 100) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (MAX_REQUEST_LINE + 100) + b"\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\n"
+    + b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 10))
+    + b"\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+)
+
+
+def _engine_config(simulator: SimulatorProcess, engines: int) -> dict:
+    return minimal_config_dict(
+        engines=[{"url": simulator.engine_url(i)} for i in range(engines)],
+        collection={"interval": "1s"},
+    )
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """Send `request` on a new connection; the whole answer, until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(30)) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _closed_by_server(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server closes `sock` (which expects no data) within `timeout`."""
+    sock.settimeout(scaled(timeout))
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _scrape(conn: http.client.HTTPConnection) -> int:
+    """GET /metrics on a kept-alive connection; the status (a closed connection raises)."""
+    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def _tokens(exporter: ExporterProcess) -> float:
+    return sum(v for (name, _), v in exporter.samples().items() if name == "llmcost_tokens_total")
+
+
+def test_http_bad_requests_are_answered_4xx_in_a_bounded_log_and_idle_ones_closed(
+    tmp_path,
+) -> None:
+    with (
+        SimulatorProcess(tmp_path, "--engines", "1", "--profile", "steady") as simulator,
+        ExporterProcess(_engine_config(simulator, 1), tmp_path) as exporter,
+    ):
+        idle = socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
+        kept = socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        lines_before = len(exporter.log().splitlines())
+
+        statuses = set()
+        for i in range(1000):
+            answer = _exchange(exporter.port, BAD_REQUESTS[i % len(BAD_REQUESTS)])
+            statuses.add(answer.split(b" ", 2)[1])
+            assert b"Server: llm-cost-exporter" in answer
+        assert statuses == {b"400"}
+        assert exporter.get("/metrics")[0] == 200
+
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # still kept alive
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _closed_by_server(idle, FIRST_REQUEST_TIMEOUT + 30)  # never sent a request
+        assert _closed_by_server(kept, KEEPALIVE_TIMEOUT + 30)  # idle past the keep-alive
+        idle.close()
+        kept.close()
+        flood_lines = exporter.log().splitlines()[lines_before:]
+    log = exporter.log()
+    assert "Traceback" not in log
+    assert len(flood_lines) <= 8, "\n".join(flood_lines)
+    # Every bad request is counted: the first in its own line, the rest in summaries.
+    single = sum(1 for line in log.splitlines() if re.search(r"client error: 400 to ", line))
+    summed = sum(int(n) for n in re.findall(r"bad request: (\d+)", log))
+    assert single + summed == 1000
+
+
+def test_http_more_connections_than_the_limit_leave_metrics_answering(tmp_path) -> None:
+    with SimulatorProcess(tmp_path, "--engines", "4", "--profile", "steady") as simulator:
+        exporter = ExporterProcess(_engine_config(simulator, 4), tmp_path)
+        exporter.fd_limit = 256
+        with exporter:
+            limit = int(re.search(r"at most (\d+) HTTP connections", exporter.log()).group(1))
+            assert limit < 256 - 64  # the engines' pool and the state file keep their share
+            scraper = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=scaled(30))
+            assert _scrape(scraper) == 200  # connected and answered, as Prometheus is
+            tokens_before = _tokens(exporter)
+            crowd = []
+            try:
+                for _ in range(300):
+                    crowd.append(socket.create_connection(("127.0.0.1", exporter.port)))
+                # The scraper's connection, older but used, is kept; new ones get in too.
+                for _ in range(3):
+                    assert _scrape(scraper) == 200
+                    assert exporter.get("/metrics")[0] == 200
+                deadline = time.monotonic() + scaled(60)
+                while _tokens(exporter) <= tokens_before:  # the engines are still read
+                    assert time.monotonic() < deadline, "collection stopped"
+                    time.sleep(0.2)
+                up = exporter.samples()
+                assert all(
+                    v == 1 for (name, labels), v in up.items()
+                    if name == "llmcost_collector_up" and ("collector", "vllm") in labels
+                )  # fmt: skip
+                closed = sum(_closed_by_server(sock, 0.01) for sock in crowd[:50])
+                assert closed > 0  # the oldest idle ones made room
+            finally:
+                for sock in crowd:
+                    sock.close()
+                scraper.close()
+    log = exporter.log()
+    assert f"connection limit {limit} reached" in log
+    assert "accepting a connection failed" not in log  # never out of descriptors
+    assert "Traceback" not in log

@@ -23,6 +23,7 @@ import os
 import resource
 import socket
 import ssl
+import sys
 from collections import OrderedDict
 from http import HTTPStatus
 from typing import Any
@@ -47,6 +48,9 @@ HANDSHAKE_TIMEOUT = FIRST_REQUEST_TIMEOUT
 SEND_TIMEOUT = 30.0
 """Seconds a response may sit unread by its client before the connection is closed."""
 TLS_SHUTDOWN_TIMEOUT = 5.0
+_TLS_SHUTDOWN = (
+    {"ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT} if sys.version_info >= (3, 11) else {}
+)
 MAX_REQUEST_LINE = 8190
 MAX_HEADER_FIELD = 8190
 MAX_HEADERS = 32
@@ -206,20 +210,26 @@ class GuardedRequestHandler(RequestHandler):
                 self._guard_live.ssl_context(),
                 server_side=True,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
+                **_TLS_SHUTDOWN,
             )
-        except OSError as error:  # ssl.SSLError, a reset, the handshake timeout
-            self._guard_conns.release(self)
-            raw.abort()
-            if self._guard_lost:
-                return  # closed on purpose (connection limit)
-            self._guard_errors.note("tls handshake", f"TLS handshake from {peer} failed: "
-                                    f"{printable(_tls_reason(error))}")  # fmt: skip
-            return
-        except BaseException:
-            self._guard_conns.release(self)
+        except asyncio.CancelledError:
+            self._guard_forget()
             raw.abort()
             raise
+        except Exception as error:  # ssl.SSLError, a reset, the handshake timeout
+            closed_on_purpose = self._guard_lost  # for the connection limit
+            self._guard_forget()
+            raw.abort()
+            if closed_on_purpose:
+                return
+            if isinstance(error, OSError):
+                reason = _tls_reason(error)
+            else:
+                reason = f"{type(error).__name__}: {error}"
+            self._guard_errors.note(
+                "tls handshake", f"TLS handshake from {peer} failed: {printable(reason)}"
+            )
+            return
         self._guard_pending = False
         if self._guard_lost or tls is None:
             return
@@ -244,12 +254,16 @@ class GuardedRequestHandler(RequestHandler):
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._guard_forget()
+        super().connection_lost(exc)
+
+    def _guard_forget(self) -> None:
+        """The connection is gone (or never got past TLS): uncount it, stop its timers."""
         self._guard_lost = True
         self._guard_conns.release(self)
         for timer in (self._guard_send_timer, self._guard_first_request):
             if timer is not None:
                 timer.cancel()
-        super().connection_lost(exc)
 
     def _first_request_timed_out(self) -> None:
         self._guard_first_request = None
@@ -356,7 +370,10 @@ class _Listener:
     def close(self) -> None:
         for task in self.tasks:
             task.cancel()
+        loop = asyncio.get_running_loop()
         for sock in self.sockets:
+            if sock.fileno() >= 0:
+                loop.remove_reader(sock.fileno())
             sock.close()
 
 

@@ -98,6 +98,8 @@ def _pem_file(inline: str | None, path: Path | None) -> Iterator[str]:
     if inline is None:
         yield str(path)
         return
+    if not hasattr(os, "memfd_create"):
+        raise OSError("inline PEM needs Linux; use cert_file and key_file")
     fd = os.memfd_create("tls-pem", flags=os.MFD_CLOEXEC)
     try:
         os.write(fd, inline.encode())
