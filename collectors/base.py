@@ -9,6 +9,7 @@ collection loop runs each one isolated, under its own timeout as a backstop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot
@@ -40,9 +41,24 @@ class CollectorError(Exception):
 class PageSource(Protocol):
     """Where an engine's metrics page comes from: HTTP in the daemon, a file in tests."""
 
-    async def fetch(self) -> str:
-        """The page's text, or CollectorError."""
+    async def read(self, feed: Callable[[bytes], None]) -> None:
+        """Hand the page to `feed` piece by piece as it arrives, or raise CollectorError.
+
+        A large page is never held whole, and the event loop serves scrapes
+        between pieces. Whatever `feed` raises (a CollectorError for a malformed
+        page) ends the read and reaches the caller unchanged.
+        """
         ...
+
+
+class StaticPage:
+    """A PageSource holding a whole page: a file, a fixture."""
+
+    def __init__(self, text: str | bytes) -> None:
+        self.page = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+
+    async def read(self, feed: Callable[[bytes], None]) -> None:
+        feed(self.page)
 
 
 class EngineCollector(Protocol):
@@ -54,7 +70,10 @@ class EngineCollector(Protocol):
     def __init__(self, target: str, page: PageSource) -> None: ...
 
     async def collect(self) -> list[EngineReading]:
-        """A reading per model and rank the engine serves, or CollectorError."""
+        """A reading per model and rank the engine serves, or CollectorError.
+
+        An EngineReadings (a list) also says which series of the page were
+        rejected, by reason (readings.REJECT_REASONS)."""
         ...
 
 

@@ -1,8 +1,9 @@
-"""An engine's metrics page over HTTP, bounded in time and size."""
+"""An engine's metrics page over HTTP, bounded in time and size, streamed as it arrives."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 
@@ -12,6 +13,10 @@ from llm_cost_exporter.collectors.credentials import Credentials
 TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 """Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
 prometheus_client versions rewrite `vllm:` sample names to `vllm_`."""
+
+CHUNK_BYTES = 1 << 16
+"""The most of the page parsed at once: it bounds how long a large page holds
+the event loop (about a millisecond) and how much of it is in memory."""
 
 
 class HttpPage:
@@ -37,9 +42,9 @@ class HttpPage:
             headers["Authorization"] = self._credentials.authorization()
         return headers
 
-    async def fetch(self) -> str:
+    async def read(self, feed: Callable[[bytes], None]) -> None:
         try:
-            return await asyncio.wait_for(self._get(), self._timeout)
+            await asyncio.wait_for(self._read(feed), self._timeout)
         except asyncio.TimeoutError:
             raise CollectorError(
                 "timeout", f"no complete answer within {self._timeout:g}s"
@@ -49,7 +54,7 @@ class HttpPage:
         except OSError as error:
             raise CollectorError("connection", str(error)) from None
 
-    async def _get(self) -> str:
+    async def _read(self, feed: Callable[[bytes], None]) -> None:
         max_bytes = self._max_bytes
         async with self._session.get(self.url, headers=self._headers()) as response:
             if response.status in (401, 403):
@@ -66,11 +71,11 @@ class HttpPage:
                 raise CollectorError(
                     "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
                 )
-            chunks: list[bytes] = []
             size = 0
-            async for chunk in response.content.iter_chunked(1 << 16):
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                 size += len(chunk)
                 if size > max_bytes:
                     raise CollectorError("too_large", f"page exceeds the {max_bytes}-byte limit")
-                chunks.append(chunk)
-            return b"".join(chunks).decode("utf-8", errors="replace")
+                feed(chunk)
+                # A chunk already buffered is handed over without a pause: let scrapes in.
+                await asyncio.sleep(0)

@@ -7,6 +7,7 @@ source does not give or could not be read, never zero.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -27,6 +28,37 @@ class EngineReading:
     kv_tokens: float | None
     started_at: float | None
     """The counters' `_created` time; it changes when the engine restarts."""
+
+
+REJECT_REASONS = ("non_finite", "negative", "out_of_range", "malformed", "duplicate")
+"""Why a series of an otherwise sound page was left out: a value that is NaN or
+infinite, below zero, beyond what the quantity can be (a count above 2**53, a
+ratio above 1), a number label that is not a number, or a repeat of an earlier
+series."""
+
+
+class EngineReadings(list[EngineReading]):
+    """One collect's readings, and the series of the page that were left out of them.
+
+    A series whose value cannot be used is rejected alone: a gauge is then
+    unknown, and a token counter keeps its model and rank out of this cycle
+    (its tokens are counted on the next sound read, from the last good value).
+    """
+
+    def __init__(
+        self,
+        readings: Iterable[EngineReading] = (),
+        rejected: Mapping[str, int] | None = None,
+        first_rejected: str = "",
+    ) -> None:
+        super().__init__(readings)
+        self.rejected = {reason: n for reason, n in (rejected or {}).items() if n}
+        """Rejected series by reason (REJECT_REASONS)."""
+        self.first_rejected = first_rejected
+        """The first rejected series and why, for the log."""
+        unknown = set(self.rejected) - set(REJECT_REASONS)
+        if unknown:
+            raise ValueError(f"unknown series reject reasons {sorted(unknown)}")
 
 
 UTILIZATION_SOURCES = ("busy_time", "sm_activity")

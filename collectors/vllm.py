@@ -3,16 +3,22 @@
 Understands the V0 engine's names (0.6 era) and the V1 names through 0.32,
 including renames, and data-parallel pages where every series carries an
 `engine` rank label.
+
+The page is read as it streams in. Whatever it holds yields readings or a
+CollectorError: a page that is not vLLM's or is malformed fails whole, while a
+series of a sound page whose value cannot be used (NaN, infinite, negative,
+beyond what it can count) is rejected alone and counted by reason.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from llm_cost_exporter.collectors.base import CollectorError, PageSource
-from llm_cost_exporter.collectors.promtext import ExpositionError, Sample, parse_selected
-from llm_cost_exporter.collectors.readings import EngineReading
+from llm_cost_exporter.collectors.promtext import ExpositionError, Sample, SelectiveParser
+from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 
 PROMPT = "vllm:prompt_tokens_total"
 GENERATION = "vllm:generation_tokens_total"
@@ -29,93 +35,157 @@ WANTED += KV_USAGE + CREATED
 # Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
 UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
 _READ_FROM_PAGE = frozenset((*WANTED, *UNDERSCORED))
+PAGE_PREFIX = "vllm"
+
+MAX_COUNT = float(2**53)
+"""Largest token count, request count or KV block count taken: beyond it a float
+no longer counts in ones (at a million tokens a second, 285 years of traffic)."""
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    **dict.fromkeys((PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING), (0, MAX_COUNT)),
+    **dict.fromkeys(KV_USAGE, (0, 1.0)),
+    **dict.fromkeys(CREATED, (0, math.inf)),
+}
+"""The range of each summed metric's series; a value outside it is rejected."""
+
+Key = tuple[str, str]
+"""(model, engine rank): what one reading is about."""
+
+
+def _problem(value: float, upper: float) -> str | None:
+    """Why a value cannot be used (a REJECT_REASONS entry), or None."""
+    if math.isnan(value) or math.isinf(value):
+        return "non_finite"
+    if value < 0:
+        return "negative"
+    if value > upper:
+        return "out_of_range"
+    return None
+
+
+@dataclass
+class _Summed:
+    """One metric's series summed per (model, rank); a rejected series spoils its key."""
+
+    values: dict[Key, float] = field(default_factory=dict)
+    rejected: set[Key] = field(default_factory=set)
+
+    def keys(self) -> set[Key]:
+        return self.values.keys() | self.rejected
+
+    def get(self, key: Key) -> float | None:
+        return None if key in self.rejected else self.values.get(key)
+
+
+@dataclass(frozen=True)
+class _CacheConfig:
+    """The labels of one `vllm:cache_config_info` series that give KV geometry."""
+
+    engine: str
+    num_gpu_blocks: str | None
+    block_size: str | None
+    reserves_a_block: bool
 
 
 @dataclass(frozen=True)
 class _KvGeometry:
     usable_blocks: float
-    block_size: int
+    block_size: float
 
 
-def _series_key(sample: Sample) -> tuple[str, str]:
-    return sample.labels.get("model_name", ""), sample.labels.get("engine", "")
+class VllmPageReader:
+    """Reads one vLLM page fed in chunks: readings per model and rank, and rejections."""
 
+    def __init__(self) -> None:
+        self._parser = SelectiveParser(_READ_FROM_PAGE, PAGE_PREFIX)
+        self._summed: dict[str, _Summed] = {}
+        """By the name on the page (`vllm:` or `vllm_`)."""
+        self._configs: dict[str, list[_CacheConfig]] = {}
+        self._rejected: Counter[str] = Counter()
+        self._first_rejected = ""
 
-def _by_engine(samples: list[Sample] | None) -> dict[tuple[str, str], float]:
-    result: dict[tuple[str, str], float] = {}
-    for sample in samples or ():
-        key = _series_key(sample)
-        result[key] = result.get(key, 0.0) + sample.value
-    return result
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the page; CollectorError if it is malformed."""
+        try:
+            found = self._parser.feed(chunk)
+        except ExpositionError as error:
+            raise CollectorError("parse", str(error)) from None
+        self._take(found)
 
+    def readings(self) -> EngineReadings:
+        """The page's readings once it is all fed, or CollectorError."""
+        try:
+            found = self._parser.close()
+        except ExpositionError as error:
+            raise CollectorError("parse", str(error)) from None
+        self._take(found)
+        self._rejected["duplicate"] += self._parser.duplicates
+        if self._parser.duplicates and not self._first_rejected:
+            self._first_rejected = "a series repeated on the page (duplicate)"
+        return EngineReadings(self._interpret(), self._rejected, self._first_rejected)
 
-def _as_int(text: str | None) -> int | None:
-    try:
-        return int(float(text)) if text not in (None, "None", "") else None
-    except ValueError:
-        return None
+    def _reject(self, reason: str, name: str, sample: Sample, shown: object) -> None:
+        self._rejected[reason] += 1
+        if not self._first_rejected:
+            labels = ",".join(f"{k}={v!r}" for k, v in sorted(sample.labels.items())[:4])
+            self._first_rejected = f"{name}{{{labels}}} {shown} ({reason})"
 
+    def _take(self, found: list[tuple[str, Sample]]) -> None:
+        for page_name, sample in found:
+            name = UNDERSCORED.get(page_name, page_name)
+            if name == CACHE_CONFIG:
+                self._take_cache_config(page_name, sample)
+                continue
+            summed = self._summed.setdefault(page_name, _Summed())
+            key = (sample.labels.get("model_name", ""), sample.labels.get("engine", ""))
+            problem = _problem(sample.value, BOUNDS[name][1])
+            if problem is not None:
+                self._reject(problem, page_name, sample, sample.value)
+                summed.rejected.add(key)
+            else:
+                summed.values[key] = summed.values.get(key, 0.0) + sample.value
 
-def _kv_geometry(samples: list[Sample] | None) -> dict[str, _KvGeometry]:
-    """KV-cache block geometry per engine rank, from `vllm:cache_config_info`.
-
-    With data parallelism the front end labels one summed CacheConfig once per
-    rank, so `num_gpu_blocks` is divided by the number of ranks. Pages that
-    carry `kv_cache_size_tokens` (0.32+) compute usage over num_gpu_blocks-1
-    (one block is reserved); older ones over num_gpu_blocks.
-    """
-    configs = samples or []
-    ranks = max(len(configs), 1)
-    geometry: dict[str, _KvGeometry] = {}
-    for sample in configs:
-        blocks = _as_int(sample.labels.get("num_gpu_blocks"))
-        block_size = _as_int(sample.labels.get("block_size"))
-        if not blocks or not block_size:
-            continue
-        per_rank = blocks / ranks
-        if "kv_cache_size_tokens" in sample.labels:
-            per_rank -= 1
-        geometry[sample.labels.get("engine", "")] = _KvGeometry(per_rank, block_size)
-    return geometry
-
-
-def _check_counter(name: str, value: float) -> float:
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ExpositionError(f"{name} has the impossible value {value}")
-    return value
-
-
-def parse_vllm_page(text: str) -> list[EngineReading]:
-    """Read every engine on a vLLM page; raise CollectorError if it is not one."""
-    try:
-        found = parse_selected(text, _READ_FROM_PAGE)
-    except ExpositionError as error:
-        raise CollectorError("parse", str(error)) from None
-    for underscored, name in UNDERSCORED.items():
-        if underscored in found:
-            found.setdefault(name, found.pop(underscored))
-    prompt = _by_engine(found.get(PROMPT))
-    generation = _by_engine(found.get(GENERATION))
-    if not prompt and not generation:
-        raise CollectorError(
-            "no_engine_metrics",
-            "no vllm:* token counters on the page "
-            "(wrong URL, or vLLM run with --disable-log-stats?)",
+    def _take_cache_config(self, page_name: str, sample: Sample) -> None:
+        labels = sample.labels
+        self._configs.setdefault(page_name, []).append(
+            _CacheConfig(
+                labels.get("engine", ""),
+                labels.get("num_gpu_blocks"),
+                labels.get("block_size"),
+                "kv_cache_size_tokens" in labels,
+            )
         )
-    if prompt.keys() != generation.keys():
-        raise CollectorError(
-            "parse", "page has prompt and generation counters for different engines"
-        )
-    cached = _by_engine(found.get(CACHED) or found.get(PREFIX_HITS))
-    running = _by_engine(found.get(RUNNING))
-    waiting = _by_engine(found.get(WAITING))
-    kv_name = next((name for name in KV_USAGE if name in found), None)
-    kv_usage = _by_engine(found.get(kv_name)) if kv_name else {}
-    created = _by_engine(next((found[name] for name in CREATED if name in found), None))
-    geometry = _kv_geometry(found.get(CACHE_CONFIG))
-    readings = []
-    try:
-        for key in sorted(prompt):
+
+    def _metric(self, name: str) -> _Summed | None:
+        """A metric under its `vllm:` name, else its `vllm_` one, else None."""
+        return self._summed.get(name) or self._summed.get(name.replace("vllm:", "vllm_", 1))
+
+    def _first_of(self, names: tuple[str, ...]) -> _Summed:
+        return next((m for m in map(self._metric, names) if m is not None), _Summed())
+
+    def _interpret(self) -> list[EngineReading]:
+        prompt = self._metric(PROMPT) or _Summed()
+        generation = self._metric(GENERATION) or _Summed()
+        if not prompt.keys() and not generation.keys():
+            raise CollectorError(
+                "no_engine_metrics",
+                "no vllm:* token counters on the page "
+                "(wrong URL, or vLLM run with --disable-log-stats?)",
+            )
+        if prompt.keys() != generation.keys():
+            raise CollectorError(
+                "parse", "page has prompt and generation counters for different engines"
+            )
+        cached = self._first_of((CACHED, PREFIX_HITS))
+        running = self._first_of((RUNNING,))
+        waiting = self._first_of((WAITING,))
+        kv_usage = self._first_of(KV_USAGE)
+        created = self._first_of(CREATED)
+        geometry = self._kv_geometry()
+        # A partial token count would read as a drop, hence as an engine restart.
+        unusable = prompt.rejected | generation.rejected | cached.rejected
+        readings = []
+        for key in sorted(prompt.keys() - unusable):
             model, engine = key
             usage = kv_usage.get(key)
             kv = geometry.get(engine)
@@ -123,14 +193,14 @@ def parse_vllm_page(text: str) -> list[EngineReading]:
             if kv is not None:
                 kv_capacity = kv.usable_blocks * kv.block_size
                 if usage is not None:
-                    kv_tokens = round(usage * kv.usable_blocks) * kv.block_size
+                    kv_tokens = float(round(usage * kv.usable_blocks)) * kv.block_size
             readings.append(
                 EngineReading(
                     model=model,
                     engine=engine,
-                    prompt_tokens=_check_counter(PROMPT, prompt[key]),
-                    cached_prompt_tokens=_check_counter(CACHED, cached.get(key, 0.0)),
-                    generation_tokens=_check_counter(GENERATION, generation[key]),
+                    prompt_tokens=prompt.values[key],
+                    cached_prompt_tokens=cached.values.get(key, 0.0),
+                    generation_tokens=generation.values[key],
                     running=running.get(key),
                     waiting=waiting.get(key),
                     kv_usage_ratio=usage,
@@ -139,9 +209,63 @@ def parse_vllm_page(text: str) -> list[EngineReading]:
                     started_at=created.get(key),
                 )
             )
-    except ExpositionError as error:
-        raise CollectorError("parse", str(error)) from None
-    return readings
+        return readings
+
+    def _kv_geometry(self) -> dict[str, _KvGeometry]:
+        """KV-cache block geometry per engine rank, from `vllm:cache_config_info`.
+
+        With data parallelism the front end labels one summed CacheConfig once per
+        rank, so `num_gpu_blocks` is divided by the number of ranks. Pages that
+        carry `kv_cache_size_tokens` (0.32+) compute usage over num_gpu_blocks-1
+        (one block is reserved); older ones over num_gpu_blocks.
+        """
+        page_name = CACHE_CONFIG if CACHE_CONFIG in self._configs else UNDERSCORED_CACHE_CONFIG
+        configs = self._configs.get(page_name, [])
+        ranks = max(len(configs), 1)
+        geometry: dict[str, _KvGeometry] = {}
+        for config in configs:
+            blocks = self._geometry_number(config, "num_gpu_blocks", config.num_gpu_blocks)
+            block_size = self._geometry_number(config, "block_size", config.block_size)
+            if not blocks or not block_size:
+                continue
+            per_rank = blocks / ranks - (1 if config.reserves_a_block else 0)
+            if per_rank <= 0:
+                self._reject_config("out_of_range", config, "num_gpu_blocks", blocks)
+                continue
+            geometry[config.engine] = _KvGeometry(per_rank, block_size)
+        return geometry
+
+    def _geometry_number(self, config: _CacheConfig, label: str, text: str | None) -> float | None:
+        """A block count or size from its label; None when vLLM left it unset or it is unusable."""
+        if text in (None, "", "None"):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            self._reject_config("malformed", config, label, text)
+            return None
+        problem = _problem(value, MAX_COUNT)
+        if problem is not None:
+            self._reject_config(problem, config, label, text)
+            return None
+        return math.floor(value)
+
+    def _reject_config(self, reason: str, config: _CacheConfig, label: str, shown: object) -> None:
+        self._rejected[reason] += 1
+        if not self._first_rejected:
+            self._first_rejected = (
+                f"{CACHE_CONFIG}{{engine={config.engine!r}}} {label}={shown!r} ({reason})"
+            )
+
+
+UNDERSCORED_CACHE_CONFIG = CACHE_CONFIG.replace("vllm:", "vllm_", 1)
+
+
+def parse_vllm_page(page: str | bytes) -> EngineReadings:
+    """Read every engine on a whole vLLM page; raise CollectorError if it is not one."""
+    reader = VllmPageReader()
+    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
+    return reader.readings()
 
 
 class VllmCollector:
@@ -153,5 +277,7 @@ class VllmCollector:
         self.target = target
         self._page = page
 
-    async def collect(self) -> list[EngineReading]:
-        return parse_vllm_page(await self._page.fetch())
+    async def collect(self) -> EngineReadings:
+        reader = VllmPageReader()
+        await self._page.read(reader.feed)
+        return reader.readings()

@@ -58,8 +58,8 @@ class _FixturePages:
         self._answers = answers
         self.cycle = 0
 
-    async def fetch(self) -> str:
-        return self._answers[self.cycle]()
+    async def read(self, feed: Callable[[bytes], None]) -> None:
+        feed(self._answers[self.cycle]().encode())
 
 
 class _FixedGpus:

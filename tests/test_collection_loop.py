@@ -18,7 +18,7 @@ from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot
 from llm_cost_exporter.collectors.registry import ENGINE_COLLECTORS, engine_collector
 from llm_cost_exporter.config import config_from_mapping
@@ -181,19 +181,11 @@ async def test_the_gpu_collector_feeds_the_fleet_and_its_failures_are_not_an_eng
     }
 
 
-class FixturePage:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def fetch(self) -> str:
-        return self.text
-
-
 @pytest.mark.parametrize("engine_type", sorted(ENGINE_COLLECTORS))
 async def test_every_registered_engine_is_named_by_its_type_and_reads_through_its_page(
     engine_type: str,
 ) -> None:
-    source = FixturePage(fixture_page("vllm-0.32.0-cpu-busy.prom"))
+    source = StaticPage(fixture_page("vllm-0.32.0-cpu-busy.prom"))
     collector = engine_collector(engine_type, "http://e/metrics", source)
     assert collector.name == engine_type and collector.target == "http://e/metrics"
     if engine_type == "vllm":

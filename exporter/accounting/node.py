@@ -35,7 +35,12 @@ from llm_cost_exporter.accounting.windows import (
     window_figures,
 )
 from llm_cost_exporter.collectors.base import REASONS
-from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot
+from llm_cost_exporter.collectors.readings import (
+    REJECT_REASONS,
+    EngineReading,
+    EngineReadings,
+    GpuSnapshot,
+)
 from llm_cost_exporter.config import Config
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,10 @@ class TargetStatus:
     restarts: int = 0
     dips: int = 0
     """Readings whose counters stepped back without evidence of a restart (ignored)."""
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    """Series of the engine's pages left out, by reason (an engine's only)."""
+    rejecting: bool = False
+    """The last page had rejected series (logged once until it has none)."""
     last_error: str = ""
     readings: list[EngineReading] = field(default_factory=list)
     models: tuple[str, ...] = ()
@@ -213,9 +222,12 @@ class NodeState:
     def record_engine_readings(
         self, collector: str, target: str, readings: list[EngineReading], duration: float
     ) -> None:
+        """`readings` may be EngineReadings: its rejected series are counted too."""
         status = self.status(collector, target, engine=True)
         if not status.up and status.ever_failed:
             log.info("%s target %s is up again", collector, target)
+        if isinstance(readings, EngineReadings):
+            self._count_rejected(status, readings)
         status.up = True
         status.duration_seconds = duration
         status.last_error = ""
@@ -251,6 +263,23 @@ class NodeState:
                     rank,
                 )
             status.dips += 1
+
+    @staticmethod
+    def _count_rejected(status: TargetStatus, readings: EngineReadings) -> None:
+        """Count the series a page had rejected; log when that starts and when it stops."""
+        if readings.rejected and not status.rejecting:
+            log.warning(
+                "%s target %s: %d series rejected, e.g. %s",
+                status.collector,
+                status.target,
+                sum(readings.rejected.values()),
+                readings.first_rejected,
+            )
+        elif status.rejecting and not readings.rejected:
+            log.info("%s target %s: no series rejected any more", status.collector, status.target)
+        status.rejecting = bool(readings.rejected)
+        for reason, count in readings.rejected.items():
+            status.rejected[reason] += count
 
     # --- time -----------------------------------------------------------------
 

@@ -328,6 +328,12 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
         'as model="(overflow)".',
         ("collector", "target"),
     )
+    rejected = counter(
+        "collector_rejected_series",
+        "Series of an engine's pages left out while the rest was read, by reason "
+        "(non_finite, negative, out_of_range, malformed, duplicate).",
+        ("collector", "target", "reason"),
+    )
     for (collector, target), status in sorted(state.targets.items()):
         up.add_metric([collector, target], 1 if status.up else 0)
         duration.add_metric([collector, target], status.duration_seconds)
@@ -337,4 +343,6 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
             restarts.add_metric([collector, target], status.restarts)
             exceeded.add_metric([collector, target], state.model_limits.exceeded.get(target, 0))
             dips.add_metric([collector, target], status.dips)
-    yield from (up, duration, errors, restarts, exceeded, dips)
+            for reason, count in status.rejected.items():
+                rejected.add_metric([collector, target, reason], count)
+    yield from (up, duration, errors, restarts, exceeded, dips, rejected)
