@@ -4,6 +4,7 @@ is counted, and that no traceback reaches its log. One section per area."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import minimal_config_dict
-from realparts import PrometheusServer, free_port
+from realparts import PrometheusServer, free_port, hostile_engine
 from realparts.auth_proxy import AuthProxy
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
@@ -990,4 +991,97 @@ def test_http_more_connections_than_the_limit_leave_metrics_answering(tmp_path) 
     log = exporter.log()
     assert f"connection limit {limit} reached" in log
     assert "accepting a connection failed" not in log  # never out of descriptors
+
+
+# --- engine pages ---------------------------------------------------------------------------
+# One daemon watches one engine per hostile page and a good one. A page whose values alone
+# are bad keeps its target up with those series rejected and counted; a page that cannot be
+# read marks only its own target down with the reason.
+
+PAGE_LIMIT = 4 * 1024 * 1024
+CYCLES = 3
+DOWN = {
+    "invalid_utf8": "parse",
+    "over_limit": "too_large",
+    "gzip_bomb": "too_large",
+    "slow_drip": "timeout",
+}
+REJECTED = {
+    "good": 0,
+    "non_finite": len(hostile_engine.NON_FINITE),
+    "huge_config": 1,
+    "near_limit": 0,
+}
+"""Series rejected per page of each readable engine (all non_finite)."""
+
+
+async def test_hostile_engine_pages_cost_only_their_own_series_or_target(tmp_path) -> None:
+    engine = hostile_engine.HostileEngine(PAGE_LIMIT)
+    await asyncio.to_thread(engine.start)
+    urls = {path: engine.url(path) for path in hostile_engine.HostileEngine.PATHS}
+    config = minimal_config_dict(
+        engines=[{"url": url} for url in urls.values()],
+        collection={"interval": "2s", "timeout": "1s", "max_page_bytes": "4MiB"},
+    )
+    exporter = ExporterProcess(config, tmp_path)
+    samples: dict = {}
+
+    def sample(name: str, **labels: str) -> float | None:
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    def collector(name: str, path: str, **labels: str) -> float | None:
+        return sample(name, collector="vllm", target=urls[path], **labels)
+
+    def generation(path: str) -> float:
+        return sample("llmcost_tokens_total", model=path, kind="generation") or 0
+
+    def cycles_seen() -> bool:
+        failed = all(
+            (collector("llmcost_collector_errors_total", p, reason=r) or 0) >= CYCLES
+            for p, r in DOWN.items()
+        )
+        # The first page is a baseline: CYCLES more pages counted.
+        counted = all(
+            generation(p) >= CYCLES * hostile_engine.GENERATION_STEP
+            for p in hostile_engine.READABLE
+        )
+        return failed and counted
+
+    try:
+        await asyncio.to_thread(exporter.start)
+        deadline = time.monotonic() + scaled(90)
+        while True:
+            samples = await asyncio.to_thread(exporter.samples)  # /metrics keeps answering
+            if cycles_seen() or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        log = exporter.log()
+    finally:
+        await asyncio.to_thread(exporter.stop)
+        await asyncio.to_thread(engine.stop)
+
+    for path in hostile_engine.READABLE:
+        assert collector("llmcost_collector_up", path) == 1, path
+        assert generation(path) >= CYCLES * hostile_engine.GENERATION_STEP, path
+        pages = engine.requests[path]
+        rejected = collector("llmcost_collector_rejected_series_total", path, reason="non_finite")
+        # Every page read so far, and perhaps one more read after the last scrape.
+        assert REJECTED[path] * (pages - 1) <= rejected <= REJECTED[path] * pages, path
+        for reason in ("negative", "out_of_range", "malformed", "duplicate"):
+            assert collector("llmcost_collector_rejected_series_total", path, reason=reason) == 0
+    # The NaN gauges of /non_finite are absent, not zero; its KV capacity is still known.
+    assert sample("llmcost_requests_running", model="non_finite") is None
+    assert sample("llmcost_requests_running", model="good") == 45
+    assert sample("llmcost_kv_cache_capacity_tokens", model="non_finite") == 16_383 * 128
+    # 1e400 KV blocks: the KV capacity is unknown, the rest of the page is read.
+    assert sample("llmcost_kv_cache_capacity_tokens", model="huge_config") is None
+    assert sample("llmcost_requests_running", model="huge_config") == 45
+
+    for path, reason in DOWN.items():
+        assert collector("llmcost_collector_up", path) == 0, path
+        errors = collector("llmcost_collector_errors_total", path, reason=reason)
+        assert errors is not None and errors >= CYCLES, (path, reason, errors)
+        down = [line for line in log.splitlines() if f"target {urls[path]} is down" in line]
+        assert len(down) == 1 and reason in down[0], (path, down)
+        assert sample("llmcost_tokens_total", model=path, kind="generation") is None
     assert "Traceback" not in log
