@@ -2,10 +2,9 @@
 
 An engine page has hundreds of lines (histogram buckets, Python runtime, HTTP
 middleware) of which we need a couple of dozen. The generic parser in
-prometheus_client builds objects for every line; this one skips unwanted lines
-with a prefix check on the raw bytes and only decodes and parses the samples
-whose metric name we asked for, which keeps an 8-engine node's scrape cost
-negligible.
+prometheus_client builds objects for every line; this one finds the lines of
+the metric names we asked for in the raw bytes and only decodes and parses
+those, which keeps an 8-engine node's scrape cost negligible.
 
 The page is fed in chunks as they arrive, so a large page is never held whole:
 only the unfinished line at the end of a chunk is kept, and an unwanted line
@@ -84,41 +83,47 @@ def _parse_labels(line: str, start: int) -> tuple[Labels, int]:
     raise ExpositionError(f"unterminated label set in line: {_shown(line)}")
 
 
-def _parse_line(raw: bytes, name: str, brace: int, space: int) -> Sample:
-    """One wanted sample line: `name{labels} value [timestamp]` or `name value`."""
+def _parse_line(raw: bytes, name: str, name_end: int) -> Sample:
+    """One wanted sample line, `name{labels} value [timestamp]` or `name value`, whose
+    name ends at `name_end`."""
     if len(raw) > MAX_LINE_BYTES:
         raise ExpositionError(f"a {name} line is longer than {MAX_LINE_BYTES} bytes")
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ExpositionError(f"invalid UTF-8 in line: {_shown(raw)}") from None
-    if brace != -1:
-        labels, end = _parse_labels(line, brace)
+    if line.startswith("{", name_end):
+        labels, end = _parse_labels(line, name_end)
         return Sample(labels, _parse_value(line[end:].strip(), line))
-    if space == -1:
+    if not line.startswith(" ", name_end):
         raise ExpositionError(f"sample without value: {_shown(line)}")
-    return Sample({}, _parse_value(line[space + 1 :].strip(), line))
+    return Sample({}, _parse_value(line[name_end + 1 :].strip(), line))
 
 
 class SelectiveParser:
     """Reads the samples of the `wanted` metric names from a page fed in chunks.
 
-    Lines not starting with `prefix` are skipped without further inspection.
-    Comments, blank lines and unwanted names are ignored; a wanted line that is
-    malformed raises ExpositionError, because a half-read page would give wrong
-    token counts. A sample repeating an earlier one's name and labels is
-    dropped and counted in `duplicates`, as Prometheus keeps the first.
+    A regular expression finds the lines that start with a wanted name, so the
+    lines in between are skipped without leaving C. Comments, blank lines and
+    unwanted names are ignored; a wanted line that is malformed raises
+    ExpositionError, because a half-read page would give wrong token counts. A
+    sample repeating an earlier one's name and labels is dropped and counted in
+    `duplicates`, as Prometheus keeps the first.
     """
 
-    def __init__(self, wanted: Iterable[str], prefix: str = "") -> None:
+    def __init__(self, wanted: Iterable[str]) -> None:
         self._wanted = {name.encode(): name for name in wanted}
         self._longest_name = max(map(len, self._wanted), default=0)
-        self._prefix = prefix.encode()
+        names = b"|".join(re.escape(n) for n in sorted(self._wanted, key=len, reverse=True))
+        # A name ends at a brace, a space, or the line's end; the leading newline lets
+        # the search skip to candidate lines by its literal prefix.
+        self._next_wanted = re.compile(rb"\n(" + names + rb")(?=[{ \n]|\Z)")
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._skipping = False
         """The unfinished line is unwanted and too long to keep: drop it up to its end."""
         self._seen: set[int] = set()
+        """Hashes of the series read: a page of many series costs no copy of their labels."""
         self.duplicates = 0
 
     def feed(self, chunk: bytes) -> list[tuple[str, Sample]]:
@@ -137,7 +142,7 @@ class SelectiveParser:
         if last < start:
             self._hold(chunk[start:])
             return found
-        self._lines(chunk[start:last].split(b"\n"), found)
+        self._scan(chunk, start, last, found)
         self._hold(chunk[last + 1 :])
         return found
 
@@ -146,6 +151,33 @@ class SelectiveParser:
         found: list[tuple[str, Sample]] = []
         self._finish_partial(found)
         return found
+
+    def _scan(self, chunk: bytes, start: int, end: int, found: list[tuple[str, Sample]]) -> None:
+        """The wanted samples among the whole lines in chunk[start:end]."""
+        first_end = chunk.find(b"\n", start, end)
+        self._line(chunk[start : end if first_end == -1 else first_end], found)
+        if first_end == -1:
+            return
+        wanted = self._wanted
+        for match in self._next_wanted.finditer(chunk, first_end, end):
+            line_start = match.start() + 1
+            line_end = chunk.find(b"\n", line_start, end)
+            line = chunk[line_start : end if line_end == -1 else line_end]
+            self._take(wanted[match.group(1)], line, len(match.group(1)), found)
+
+    def _line(self, line: bytes, found: list[tuple[str, Sample]]) -> None:
+        name = self._wanted_name(line)
+        if name is not None:
+            self._take(name, line, len(name.encode()), found)
+
+    def _take(self, name: str, line: bytes, name_end: int, found: list[tuple[str, Sample]]):
+        sample = _parse_line(line, name, name_end)
+        identity = hash((name, *sorted(sample.labels.items())))
+        if identity in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(identity)
+        found.append((name, sample))
 
     def _hold(self, piece: bytes) -> None:
         if self._skipping or not piece:
@@ -162,48 +194,22 @@ class SelectiveParser:
 
     def _finish_partial(self, found: list[tuple[str, Sample]]) -> None:
         if self._partial:
-            self._lines([b"".join(self._partial)], found)
+            self._line(b"".join(self._partial), found)
         self._partial.clear()
         self._partial_size = 0
         self._skipping = False
 
     def _wanted_name(self, line: bytes) -> str | None:
         """The wanted metric a line (or its start) is a sample of, if any."""
-        if not line.startswith(self._prefix) or line.startswith(b"#"):
-            return None
         head = line[: self._longest_name + 1]
         for delimiter in (b"{", b" "):
             head = head.split(delimiter, 1)[0]
         return self._wanted.get(head)
 
-    def _lines(self, lines: list[bytes], found: list[tuple[str, Sample]]) -> None:
-        prefix, wanted = self._prefix, self._wanted
-        for line in lines:
-            if not line.startswith(prefix) or line.startswith(b"#"):
-                continue
-            brace = line.find(b"{")
-            space = line.find(b" ")
-            if brace != -1 and (space == -1 or brace < space):
-                name = wanted.get(line[:brace])
-            else:
-                brace = -1
-                name = wanted.get(line[:space] if space != -1 else line)
-            if name is None:
-                continue
-            sample = _parse_line(line, name, brace, space)
-            identity = hash((name, *sorted(sample.labels.items())))
-            if identity in self._seen:
-                self.duplicates += 1
-                continue
-            self._seen.add(identity)
-            found.append((name, sample))
 
-
-def parse_selected(
-    text: str | bytes, wanted: Iterable[str], prefix: str = ""
-) -> dict[str, list[Sample]]:
+def parse_selected(text: str | bytes, wanted: Iterable[str]) -> dict[str, list[Sample]]:
     """Return the samples of the `wanted` metric names found in a whole page."""
-    parser = SelectiveParser(wanted, prefix)
+    parser = SelectiveParser(wanted)
     page = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     found: dict[str, list[Sample]] = {}
     for name, sample in (*parser.feed(page), *parser.close()):

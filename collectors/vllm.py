@@ -35,7 +35,6 @@ WANTED += KV_USAGE + CREATED
 # Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
 UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
 _READ_FROM_PAGE = frozenset((*WANTED, *UNDERSCORED))
-PAGE_PREFIX = "vllm"
 
 MAX_COUNT = float(2**53)
 """Largest token count, request count or KV block count taken: beyond it a float
@@ -97,7 +96,7 @@ class VllmPageReader:
     """Reads one vLLM page fed in chunks: readings per model and rank, and rejections."""
 
     def __init__(self) -> None:
-        self._parser = SelectiveParser(_READ_FROM_PAGE, PAGE_PREFIX)
+        self._parser = SelectiveParser(_READ_FROM_PAGE)
         self._summed: dict[str, _Summed] = {}
         """By the name on the page (`vllm:` or `vllm_`)."""
         self._configs: dict[str, list[_CacheConfig]] = {}

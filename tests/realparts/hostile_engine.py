@@ -13,6 +13,9 @@ prompt and 100 generation tokens per request. The others misbehave:
 - `/gzip_bomb`: half a megabyte of gzip that inflates to 512 MiB;
 - `/slow_drip`: the page one line every 50 ms, never finishing in time.
 
+`/current` serves the page of the path last set with `POST /mode/<path>`
+(`good` at first), so one engine can turn hostile and back.
+
 Run standalone for benchmarks: `python -m realparts.hostile_engine --max-bytes N`
 (with tests/ on the path) prints the base URL and serves until stopped.
 """
@@ -107,9 +110,22 @@ def gzip_bomb() -> bytes:
 
 
 class _Handler(QuietHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        """`POST /mode/<path>`: `/current` serves that path's page from now on."""
+        engine: HostileEngine = self.server.owner
+        mode = self.path.removeprefix("/mode/")
+        if mode not in HostileEngine.PATHS:
+            self.send_error(404)
+            return
+        engine.mode = mode
+        self.send_response(204)
+        self.end_headers()
+
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         engine: HostileEngine = self.server.owner
         name = self.path.strip("/")
+        if name == "current":
+            name = engine.mode
         serve = getattr(self, f"serve_{name}", None)
         if serve is None:
             self.send_error(404)
@@ -173,6 +189,8 @@ class HostileEngine:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
+        self.mode = "good"
+        """What `/current` serves."""
         self.requests: dict[str, int] = {}
         self.lock = threading.Lock()
         self._http = LoopbackHttp(_Handler, self, "hostile-engine")
