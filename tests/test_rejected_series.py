@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from conftest import fixture_page, minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,3 +124,12 @@ async def test_a_rank_sending_nan_for_a_cycle_loses_no_token_and_counts_none_twi
     assert len([m for m in logged if "series rejected, e.g." in m]) == 1
     assert "vllm:" in next(m for m in logged if "series rejected, e.g." in m)
     assert len([m for m in logged if "no series rejected any more" in m]) == 1
+
+
+def test_documented_reject_reasons_are_the_real_ones() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    row = next(
+        line for line in readme.splitlines() if "`llmcost_collector_rejected_series_total`" in line
+    )
+    documented = re.findall(r"`(\w+)`", row.split("|")[4])
+    assert documented == list(REJECT_REASONS)
