@@ -34,18 +34,20 @@ WANTED = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING, CACHE_CONFI
 WANTED += KV_USAGE + CREATED
 # Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
 UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
+UNDERSCORED_CACHE_CONFIG = CACHE_CONFIG.replace("vllm:", "vllm_", 1)
 _READ_FROM_PAGE = frozenset((*WANTED, *UNDERSCORED))
 
 MAX_COUNT = float(2**53)
 """Largest token count, request count or KV block count taken: beyond it a float
 no longer counts in ones (at a million tokens a second, 285 years of traffic)."""
 
-BOUNDS: dict[str, tuple[float, float]] = {
-    **dict.fromkeys((PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING), (0, MAX_COUNT)),
-    **dict.fromkeys(KV_USAGE, (0, 1.0)),
-    **dict.fromkeys(CREATED, (0, math.inf)),
+UPPER_BOUNDS: dict[str, float] = {
+    **dict.fromkeys((PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING), MAX_COUNT),
+    **dict.fromkeys(KV_USAGE, 1.0),
+    **dict.fromkeys(CREATED, math.inf),
 }
-"""The range of each summed metric's series; a value outside it is rejected."""
+"""The largest value of each summed metric's series; every one must also be finite
+and not negative."""
 
 Key = tuple[str, str]
 """(model, engine rank): what one reading is about."""
@@ -126,7 +128,7 @@ class VllmPageReader:
     def _reject(self, reason: str, name: str, sample: Sample, shown: object) -> None:
         self._rejected[reason] += 1
         if not self._first_rejected:
-            labels = ",".join(f"{k}={v!r}" for k, v in sorted(sample.labels.items())[:4])
+            labels = ",".join(f"{k}={v[:80]!r}" for k, v in sorted(sample.labels.items())[:4])
             self._first_rejected = f"{name}{{{labels}}} {shown} ({reason})"
 
     def _take(self, found: list[tuple[str, Sample]]) -> None:
@@ -137,7 +139,7 @@ class VllmPageReader:
                 continue
             summed = self._summed.setdefault(page_name, _Summed())
             key = (sample.labels.get("model_name", ""), sample.labels.get("engine", ""))
-            problem = _problem(sample.value, BOUNDS[name][1])
+            problem = _problem(sample.value, UPPER_BOUNDS[name])
             if problem is not None:
                 self._reject(problem, page_name, sample, sample.value)
                 summed.rejected.add(key)
@@ -229,7 +231,7 @@ class VllmPageReader:
                 continue
             per_rank = blocks / ranks - (1 if config.reserves_a_block else 0)
             if per_rank <= 0:
-                self._reject_config("out_of_range", config, "num_gpu_blocks", blocks)
+                self._reject_config("out_of_range", config, "num_gpu_blocks", str(blocks))
                 continue
             geometry[config.engine] = _KvGeometry(per_rank, block_size)
         return geometry
@@ -249,15 +251,12 @@ class VllmPageReader:
             return None
         return math.floor(value)
 
-    def _reject_config(self, reason: str, config: _CacheConfig, label: str, shown: object) -> None:
+    def _reject_config(self, reason: str, config: _CacheConfig, label: str, shown: str) -> None:
         self._rejected[reason] += 1
         if not self._first_rejected:
             self._first_rejected = (
-                f"{CACHE_CONFIG}{{engine={config.engine!r}}} {label}={shown!r} ({reason})"
+                f"{CACHE_CONFIG}{{engine={config.engine[:80]!r}}} {label}={shown[:80]!r} ({reason})"
             )
-
-
-UNDERSCORED_CACHE_CONFIG = CACHE_CONFIG.replace("vllm:", "vllm_", 1)
 
 
 def parse_vllm_page(page: str | bytes) -> EngineReadings:
