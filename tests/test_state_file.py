@@ -22,7 +22,7 @@ from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
 from llm_cost_exporter.accounting.gpu_inventory import build_inventory
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot
+from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings, GpuSnapshot
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
 from llm_cost_exporter.config import config_from_mapping
 from llm_cost_exporter.daemon.assembly import resolve_prices
@@ -128,6 +128,7 @@ def run_cycles(state: NodeState, wall: Wall, start: int, cycles: int) -> None:
             engine = grown(BUSY, 1 + cycle)
         else:
             engine = grown(BUSY, (cycle - 3) / 10, created=WALL + 3.5 * 5.0)
+        engine = EngineReadings(engine, {"non_finite": cycle % 2})  # a NaN gauge now and then
         state.record_engine_readings("vllm", "http://127.0.0.1:8000/metrics", engine, 0.01)
         if cycle % 3 == 2:
             state.record_failure(

@@ -84,12 +84,14 @@ class TargetStatus:
             "errors": dict(self.errors),
             "restarts": self.restarts,
             "dips": self.dips,
+            "rejected": dict(self.rejected),
             "models": list(self.models),
         }
 
     def restore(self, saved: TargetStatus) -> None:
         """Resume the counters (and GPU owners) of a target seen before a restart."""
         self.errors.update(saved.errors)
+        self.rejected.update(saved.rejected)
         self.restarts, self.dips, self.models = saved.restarts, saved.dips, saved.models
 
 

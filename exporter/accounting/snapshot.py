@@ -2,9 +2,10 @@
 
 Every exported counter is in it (spend by component and owner, tokens and
 API-equivalent by model and kind, collector errors, engine restarts and dips,
-GPU errors and energy, the downtime billed), with what resuming needs: each
-engine's last raw counter values and `_created` time, the hourly rates to bill
-the downtime at, learned capacity, and the identity of the node it belongs to.
+rejected series, GPU errors and energy, the downtime billed), with what
+resuming needs: each engine's last raw counter values and `_created` time, the
+hourly rates to bill the downtime at, learned capacity, and the identity of
+the node it belongs to.
 Each part serializes itself (`to_state`/`restore` beside the state it holds);
 this module only gathers them. Restoring is all or nothing: a malformed
 snapshot raises StateError before anything changes.
@@ -82,6 +83,10 @@ def _target(data: Mapping[str, Any]) -> TargetStatus:
     status.errors.update({reason: persisted.whole(n, "errors") for reason, n in errors.items()})
     status.restarts = persisted.whole(data.get("restarts"), "restarts")
     status.dips = persisted.whole(data.get("dips"), "dips")
+    rejected = persisted.amounts(data.get("rejected", {}), "rejected")
+    status.rejected.update(
+        {r: persisted.whole(n, "rejected") for r, n in rejected.items() if r in status.rejected}
+    )
     models = data.get("models")
     if not isinstance(models, list):
         raise StateError("models: expected a list")
