@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="validate a configuration file and print the effective settings"
     )
     check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="also validate this web configuration file (TLS, basic auth, headers) "
+        "[LLMCOST_WEB_CONFIG_FILE]",
+    )
     simulate = commands.add_parser(
         "simulate", help="serve vLLM-compatible /metrics pages driven by traffic profiles"
     )
@@ -175,13 +183,15 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, web_config_file: str | None) -> int:
     from llm_cost_exporter.daemon.assembly import resolve_prices
 
     config, given = read_config(path, {})
     model_prices, default = resolve_prices(config)
     gpu_lines = _gpus_to_bill(config)
+    web_line = _check_web_config(web_config_file)
     print(f"# {path}: valid.")
+    print(web_line)
     print("\n".join(gpu_lines))
     print(f"# A month is {HOURS_PER_MONTH:g} h: cost.fixed_per_month and the amortized")
     print("# purchase (cost.owned.amortization_months) are spread over it.")
@@ -193,6 +203,20 @@ def _check_config(path: str) -> int:
     return 0
 
 
+def _check_web_config(path: str | None) -> str:
+    """What the daemon would serve with this web configuration (certificates loaded)."""
+    if path is None:
+        return "# Web: plain HTTP, no authentication (no --web.config.file)."
+    from llm_cost_exporter.daemon.web_reload import LiveWebConfig
+
+    web = LiveWebConfig(Path(path))
+    users = len(web.config.users)
+    return (
+        f"# Web: {path}: valid; {'TLS' if web.tls_enabled else 'plain HTTP'}, "
+        f"{f'basic auth for {users} user(s)' if users else 'no authentication'}."
+    )
+
+
 def _gpus_to_bill(config: Config) -> list[str]:
     """What the daemon would bill on this machine, each GPU with its matched price key.
 
@@ -200,7 +224,7 @@ def _gpus_to_bill(config: Config) -> list[str]:
     the GPUs NVML lists contradict.
     """
     from llm_cost_exporter.collectors.nvml import NvmlCollector
-    from llm_cost_exporter.daemon.assembly import billed_gpus, check_against_nvml, one_line
+    from llm_cost_exporter.daemon.gpu_checks import billed_gpus, check_against_nvml, one_line
 
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     unavailable = nvml.start() if nvml is not None else "disabled (nvml.enabled: false)"
@@ -275,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
-            return _check_config(args.file)
+            return _check_config(args.file, args.web_config_file)
         if args.command == "dashboards":
             return _write_dashboards(args.currency, Path(args.output_dir))
         if args.command == "rules":

@@ -26,6 +26,7 @@ from realparts.auth_proxy import AuthProxy
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
 from realparts.many_models import GENERATION_STEP, ManyModelsEngine
+from realparts.samples import Samples, eventually, total, value
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
@@ -38,34 +39,6 @@ from llm_cost_exporter.daemon.connections import (
 )
 
 pytestmark = pytest.mark.realparts
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    """The one sample of `name` whose labels include `labels`, or None."""
-    found = [
-        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
-    ]
-    assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
-    return found[0] if found else None
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(
-        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
-    )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll `check` until it returns a truthy value (`timeout` scaled)."""
-    deadline = time.monotonic() + scaled(timeout)
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            assert result, "condition not reached in time"
-            return result
-        time.sleep(0.1)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -606,18 +579,6 @@ def test_the_landing_page_names_dead_sources_and_gives_no_verdict_without_one(
 # --- restarts: the state file --------------------------------------------------------
 
 
-def wait_until(condition, what: str, timeout: float = 30.0, interval: float = 0.1):
-    """Poll `condition` until it returns a true value; return that value."""
-    deadline = time.monotonic() + scaled(timeout)
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {scaled(timeout):g}s")
-        time.sleep(interval)
-
-
 INTERVAL = 0.5
 """Seconds between the exporter's cycles."""
 GPU_HOURLY = 3.20
@@ -670,9 +631,9 @@ class Restarts:
         if while_down is not None:
             while_down()
         else:
-            wait_until(
+            eventually(
                 lambda: served(self.simulator.ground_truth()) > before + 2000,
-                "the engines serve while the exporter is down",
+                what="the engines serve while the exporter is down",
             )
         self.exporter.start()
         return stopped_at, time.time()
@@ -733,7 +694,7 @@ def test_restarts_lose_no_tokens_and_at_most_an_interval_of_spend(tmp_path) -> N
             # while it is down, they restart (counters from zero, a newer _created).
             simulator.control(profile="steady", level=0)
             first_life = page_tokens(simulator.ground_truth())
-            wait_until(
+            eventually(
                 lambda: (
                     sum(
                         v
@@ -742,16 +703,16 @@ def test_restarts_lose_no_tokens_and_at_most_an_interval_of_spend(tmp_path) -> N
                     )
                     == first_life
                 ),
-                "the exporter reads the engines' last count",
+                what="the exporter reads the engines' last count",
             )
 
             def engines_restart() -> None:
                 simulator.stop()
                 simulator.start()
                 simulator.control(profile="steady", level=LEVEL)
-                wait_until(
+                eventually(
                     lambda: page_tokens(simulator.ground_truth()) > 2000,
-                    "the restarted engines serve while the exporter is down",
+                    what="the restarted engines serve while the exporter is down",
                 )
 
             engines_restarted = run.restart("SIGTERM", while_down=engines_restart)
@@ -828,7 +789,7 @@ def test_a_bad_state_file_is_one_line_and_the_daemon_serves(tmp_path, fault) -> 
     elif fault == "foreign":
         # The state of an exporter whose money was in euros.
         with simulator, ExporterProcess({**config, "currency": "EUR"}, tmp_path) as euros:
-            wait_until(state_path.exists, "the first state file")
+            eventually(state_path.exists, what="the first state file")
             euros.stop()
     else:
         (tmp_path / "blocker").write_text("")
@@ -837,15 +798,15 @@ def test_a_bad_state_file_is_one_line_and_the_daemon_serves(tmp_path, fault) -> 
         _serves(exporter)
         # Several cycles later, still one line.
         first = exporter.samples()[("llmcost_cost_total", (("component", "gpu"),))]
-        wait_until(
+        eventually(
             lambda: (
                 _serves(exporter)[("llmcost_cost_total", (("component", "gpu"),))]
                 > first * 1.5 + 1e-6
             ),
-            "more cycles",
+            what="more cycles",
         )
         if fault != "unwritable":
-            wait_until(state_path.exists, "a fresh state file")
+            eventually(state_path.exists, what="a fresh state file")
             assert json.loads(state_path.read_text())["format"] == "llm-cost-exporter state"
         log = exporter.log()
     lines = _state_lines(log)

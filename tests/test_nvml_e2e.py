@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from realparts.fake_nvml import (
     default_gpu_uuid,
     subprocess_env,
 )
+from realparts.samples import Samples, eventually, total, value
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
@@ -47,8 +47,6 @@ A100 = "NVIDIA A100-SXM4-80GB"
 RENTED = {"H100": 2.99, "A100*80GB*": 1.79}
 FAST = {"interval": "250ms", "timeout": "200ms"}
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
 
 def h100(**fields: Any) -> FakeGpu:
     return FakeGpu(name=H100, gpm_supported=True, util_gpu=100, sm_activity=23.0, **fields)
@@ -56,32 +54,6 @@ def h100(**fields: Any) -> FakeGpu:
 
 def a100(**fields: Any) -> FakeGpu:
     return FakeGpu(name=A100, util_gpu=80, **fields)
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    """The one sample of `name` whose labels include `labels`, or None."""
-    found = [
-        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
-    ]
-    assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
-    return found[0] if found else None
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(
-        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
-    )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll `check` until it returns a truthy value (`timeout` scaled, see realparts.timeouts)."""
-    deadline = time.monotonic() + scaled(timeout)
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            assert result, "condition not reached in time"
-            return result
-        time.sleep(0.1)
 
 
 class GpuNode:

@@ -254,6 +254,28 @@ def test_a_bad_web_config_file_exits_2_with_one_line(tmp_path, capsys, monkeypat
     assert err.count("\n") == 1 and "missing.yml: cannot read" in err
 
 
+def test_check_config_validates_the_web_configuration_as_the_daemon_would(
+    tmp_path, pki, capsys
+) -> None:
+    config = write(tmp_path / "c.yml", minimal_config_dict())
+    web = write(
+        tmp_path / "web.yml",
+        {"tls_server_config": tls_section(pki), "basic_auth_users": {"prometheus": HASH}},
+    )
+    assert main(["check-config", str(config), "--web.config.file", str(web)]) == 0
+    out = capsys.readouterr().out
+    assert f"# Web: {web}: valid; TLS, basic auth for 1 user(s)." in out
+    assert main(["check-config", str(config)]) == 0
+    assert "# Web: plain HTTP, no authentication" in capsys.readouterr().out
+    unmatched = tls_section(pki, key_file=str(pki["client"].key))
+    write(web, {"tls_server_config": unmatched})
+    assert main(["check-config", str(config), "--web.config.file", str(web)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "tls_server_config" in captured.err
+    assert "Traceback" not in captured.err
+
+
 # -- reloading ------------------------------------------------------------------------
 
 

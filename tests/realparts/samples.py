@@ -1,0 +1,46 @@
+"""Reading a real daemon's /metrics samples in end-to-end tests, and waiting for them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .timeouts import scaled
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""Every sample of a page, keyed by (name, sorted labels): `ExporterProcess.samples()`."""
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    """The one sample of `name` whose labels include `labels`, or None."""
+    found = [
+        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
+    ]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
+    return found[0] if found else None
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 if none)."""
+    return sum(
+        v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items()
+    )
+
+
+def eventually(
+    check: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.1,
+) -> Any:
+    """Poll `check` until it returns a truthy value and return it; fail after `timeout`
+    (scaled) seconds, naming `what`."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {scaled(timeout):g}s")
+        time.sleep(interval)
