@@ -56,6 +56,7 @@ def build_node(path: Path, engines: int, models: int) -> NodeState:
             },
             "api_prices": {"default": {"input": 0.8, "output": 4.0}},
             "windows": ["5m", "1h"],
+            "limits": {"models_per_node": max(engines * models, 16)},
             "state_file": str(path),
         }
     )
@@ -165,7 +166,9 @@ def main() -> int:
         quiet, busy = [], []
         for _ in range(5):  # alternating, so load from elsewhere weighs on both alike
             quiet.append(asyncio.run(idle(100)))
-            busy.append(asyncio.run(longest_stall(lambda: state_file.save(state), 100)))
+            busy.append(
+                asyncio.run(longest_stall(lambda: state_file.save(state, timeout=1.0), 100))
+            )
 
     print(f"node: {args.engines} engines x {args.models} models, {GPUS} GPUs")
     print(f"state file: {len(text):,} bytes")
