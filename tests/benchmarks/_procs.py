@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,15 @@ class ProcessGroup:
         self._procs.clear()
 
 
-def start_simulator(group: ProcessGroup, engines: int) -> int:
-    """Start the simulator with ``engines`` steady half-loaded engines; return its port."""
+STEADY_HALF_LOAD = ("--profile", "steady", "--level", "0.5", "--capacity", "2000")
+"""The simulator's traffic unless a benchmark asks for another."""
+
+
+def start_simulator(
+    group: ProcessGroup, engines: int, options: Sequence[str] = STEADY_HALF_LOAD
+) -> int:
+    """Start the simulator with ``engines`` engines driven by ``options`` (its command-line
+    flags; steady half-loaded engines by default); return its port."""
     port = free_port()
     proc = group.spawn(
         "simulator",
@@ -102,12 +109,7 @@ def start_simulator(group: ProcessGroup, engines: int) -> int:
             f"127.0.0.1:{port}",
             "--engines",
             str(engines),
-            "--profile",
-            "steady",
-            "--level",
-            "0.5",
-            "--capacity",
-            "2000",
+            *options,
         ],
     )
     group.wait_ready("simulator", proc, f"http://127.0.0.1:{port}/ground-truth")
@@ -137,15 +139,28 @@ def start_exporter(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the exporter daemon against the simulator; return it and its port."""
     port = free_port()
-    config_path = group.workdir / "exporter.yml"
-    config_path.write_text(yaml.safe_dump(exporter_config(port, sim_port, engines, interval)))
-    proc = group.spawn(
-        "exporter",
-        [sys.executable, "-m", "llm_cost_exporter", "--config", str(config_path)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    group.wait_ready("exporter", proc, f"http://127.0.0.1:{port}/healthz")
+    proc = spawn_exporter(group, exporter_config(port, sim_port, engines, interval))
     return proc, port
+
+
+def spawn_exporter(
+    group: ProcessGroup,
+    config: dict[str, Any],
+    name: str = "exporter",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start the daemon on ``config`` (written to ``<name>.yml``) and wait for its /healthz
+    on the configured listen address."""
+    port = int(config["web"]["listen_address"].rpartition(":")[2])
+    path = group.workdir / f"{name}.yml"
+    path.write_text(yaml.safe_dump(config))
+    proc = group.spawn(
+        name,
+        [sys.executable, "-m", "llm_cost_exporter", "--config", str(path)],
+        env=env if env is not None else {**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    group.wait_ready(name, proc, f"http://127.0.0.1:{port}/healthz")
+    return proc
 
 
 def start_node_exporter(group: ProcessGroup) -> tuple[subprocess.Popen[bytes], int] | None:

@@ -34,8 +34,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from _procs import TESTS_DIR, ProcessGroup, cpu_seconds, fmt_ratio, run_main, status_kb
+from _procs import (
+    TESTS_DIR,
+    ProcessGroup,
+    cpu_seconds,
+    fmt_ratio,
+    run_main,
+    spawn_exporter,
+    status_kb,
+)
 from realparts.ports import free_port
 
 TARGET_P99_RATIO = 2.0
@@ -85,15 +92,7 @@ def start_daemon(
         "cost": {"gpus": [{"model": "H100", "count": 1}], "gpu_prices_per_hour": {"H100": 2.5}},
         "api_prices": {"default": {"input": 0.8, "cached_input": 0.08, "output": 4.0}},
     }
-    path = group.workdir / "exporter.yml"
-    path.write_text(yaml.safe_dump(config))
-    proc = group.spawn(
-        "exporter",
-        [sys.executable, "-m", "llm_cost_exporter", "--config", str(path)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    group.wait_ready("exporter", proc, f"http://127.0.0.1:{port}/healthz")
-    return proc, port
+    return spawn_exporter(group, config), port
 
 
 @dataclass

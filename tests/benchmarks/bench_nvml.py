@@ -21,7 +21,6 @@ import asyncio
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 import urllib.request
@@ -32,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import pynvml
-import yaml
 from _procs import (
     ProcessGroup,
     exporter_config,
     fmt_ratio,
     run_main,
+    spawn_exporter,
     start_simulator,
     wait_seconds,
 )
@@ -280,14 +279,8 @@ def start_daemon(
     group: ProcessGroup, name: str, config: dict[str, Any], env: dict[str, str]
 ) -> tuple[int, int]:
     """Start `python -m exporter` with `config`; return its pid and port."""
-    port = int(config["web"]["listen_address"].rpartition(":")[2])
-    path = group.workdir / f"{name}.yml"
-    path.write_text(yaml.safe_dump(config))
-    proc = group.spawn(
-        name, [sys.executable, "-m", "llm_cost_exporter", "--config", str(path)], env=env
-    )
-    group.wait_ready(name, proc, f"http://127.0.0.1:{port}/healthz")
-    return proc.pid, port
+    proc = spawn_exporter(group, config, name, env)
+    return proc.pid, int(config["web"]["listen_address"].rpartition(":")[2])
 
 
 def nvml_page_check(port: int) -> tuple[int, float | None]:

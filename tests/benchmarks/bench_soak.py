@@ -22,7 +22,6 @@ import http.client
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 import urllib.error
@@ -33,8 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from _procs import ProcessGroup, cpu_seconds, run_main, status_kb, wait_seconds
+from _procs import (
+    ProcessGroup,
+    cpu_seconds,
+    run_main,
+    spawn_exporter,
+    start_simulator,
+    status_kb,
+    wait_seconds,
+)
 from realparts.ports import free_port
 
 from llm_cost_exporter.config import ConfigError, parse_duration
@@ -156,32 +162,13 @@ def fresh_get(url: str) -> int:
         return error.code
 
 
-def start_simulator(group: ProcessGroup, args: argparse.Namespace) -> int:
-    """Start the simulator: bursty engines, several models, periodic restarts; return its port."""
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "llm_cost_exporter",
-        "simulate",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--engines",
-        str(args.engines),
-        "--profile",
-        args.profile,
-        "--capacity",
-        "2000",
-        "--restart-every",
-        f"{args.restart_every:g}",
-        "--seed",
-        "1",
-    ]
+def simulator_options(args: argparse.Namespace) -> list[str]:
+    """Bursty engines, several models, periodic restarts."""
+    options = ["--profile", args.profile, "--capacity", "2000"]
+    options += ["--restart-every", f"{args.restart_every:g}", "--seed", "1"]
     for index in range(args.models):
-        argv += ["--model", f"soak/model-{index}"]
-    proc = group.spawn("simulator", argv)
-    group.wait_ready("simulator", proc, f"http://127.0.0.1:{port}/ground-truth")
-    return port
+        options += ["--model", f"soak/model-{index}"]
+    return options
 
 
 def exporter_config(args: argparse.Namespace, port: int, sim_port: int, state: Path) -> dict:
@@ -594,16 +581,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         group = ProcessGroup(workdir)
         try:
-            sim_port = start_simulator(group, args)
+            sim_port = start_simulator(group, args.engines, simulator_options(args))
             port = free_port()
             config = exporter_config(args, port, sim_port, workdir / "state.json")
-            config_path = workdir / "exporter.yml"
-            config_path.write_text(yaml.safe_dump(config))
-            daemon = group.spawn(
-                "exporter",
-                [sys.executable, "-m", "llm_cost_exporter", "--config", str(config_path)],
-            )
-            group.wait_ready("exporter", daemon, f"http://127.0.0.1:{port}/healthz")
+            daemon = spawn_exporter(group, config)
             kept = f"; logs in {workdir}" if args.workdir else ""
             print(
                 f"soaking {args.minutes:g} min (history full at {args.fill_minutes:g} min){kept}",
