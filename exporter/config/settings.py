@@ -406,6 +406,99 @@ class LimitsConfig:
 LIMITS = dataclass_section(LimitsConfig)
 
 
+# --- kubernetes -------------------------------------------------------------------
+
+DEFAULT_POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+DISCOVERY_ANNOTATION_PREFIX = "llm-cost-exporter.io"
+"""Pod annotations `<prefix>/scrape`, `/port`, `/path`, `/scheme` and `/engine`."""
+
+
+@dataclass(frozen=True)
+class PodResourcesConfig:
+    """Which pod holds each GPU, from the kubelet: how costs reach pods and namespaces."""
+
+    enabled: bool = setting(
+        Flag(),
+        "Ask the kubelet which pod, namespace and container hold each GPU "
+        "(where its socket is absent nothing changes and one line says so)",
+        True,
+    )
+    socket: str = setting(
+        Text(), "The kubelet's pod-resources API socket", DEFAULT_POD_RESOURCES_SOCKET
+    )
+
+
+POD_RESOURCES = dataclass_section(PodResourcesConfig)
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Engines found among the pods of this node through the Kubernetes API, watched so
+    that pods which come and go become and stop being targets (beside engines[])."""
+
+    enabled: bool = setting(Flag(), "Find engine pods on this node", False)
+    node_name: str | None = setting(
+        Text(),
+        "This node's name (pods with spec.nodeName equal to it are candidates)",
+        None,
+        default_doc="the `NODE_NAME` environment variable",
+    )
+    label_selector: str | None = setting(
+        Text(),
+        "Pods matching this label selector are engines; without one, pods annotated "
+        f'`{DISCOVERY_ANNOTATION_PREFIX}/scrape: "true"` are',
+        None,
+    )
+    port: int = setting(
+        Whole(1, 65535),
+        f"Metrics port of a pod without a `{DISCOVERY_ANNOTATION_PREFIX}/port` annotation",
+        8000,
+    )
+    path: str = setting(
+        Text(),
+        f"Metrics path of a pod without a `{DISCOVERY_ANNOTATION_PREFIX}/path` annotation",
+        "/metrics",
+    )
+    type: str = setting(
+        Choice(tuple(sorted(ENGINE_TYPES)), error="unknown engine type {value} (known: {known})"),
+        f"Engine type of a pod without a `{DISCOVERY_ANNOTATION_PREFIX}/engine` annotation",
+        DEFAULT_ENGINE_TYPE,
+    )
+    api_server: str | None = setting(
+        HttpUrl(),
+        "The Kubernetes API server",
+        None,
+        default_doc="in-cluster (`KUBERNETES_SERVICE_HOST` and `_PORT`)",
+    )
+    token_file: str = setting(
+        Text(),
+        "Service account token, read again when it rotates",
+        f"{SERVICE_ACCOUNT_DIR}/token",
+    )
+    ca_file: str = setting(
+        Text(), "CA bundle that signs the API server's certificate", f"{SERVICE_ACCOUNT_DIR}/ca.crt"
+    )
+
+
+DISCOVERY = dataclass_section(DiscoveryConfig)
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """Where the node runs Kubernetes: GPU-to-pod attribution and engine discovery."""
+
+    pod_resources: PodResourcesConfig = setting(
+        POD_RESOURCES, "GPU-to-pod attribution from the kubelet", PodResourcesConfig()
+    )
+    discovery: DiscoveryConfig = setting(
+        DISCOVERY, "Engine pods found through the Kubernetes API", DiscoveryConfig()
+    )
+
+
+KUBERNETES = dataclass_section(KubernetesConfig)
+
+
 # --- engines ----------------------------------------------------------------------
 
 
@@ -669,6 +762,11 @@ class Config:
     )
     limits: LimitsConfig = setting(
         LIMITS, "Bounds on the models an engine page can add", LimitsConfig()
+    )
+    kubernetes: KubernetesConfig = setting(
+        KUBERNETES,
+        "Pods and namespaces on a Kubernetes node (nothing changes elsewhere)",
+        KubernetesConfig(),
     )
     state_file: str | None = setting(
         Text(), "Where the counters and learned capacity are kept across restarts", None
