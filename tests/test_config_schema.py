@@ -134,7 +134,7 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"cosst": {}},
             "cosst: unknown field; did you mean cost? (allowed: api_prices, capacity, collection, "
-            "cost, currency, engines, limits, log_level, nvml, projection, state_file, "
+            "cost, currency, engines, kubernetes, limits, log_level, nvml, projection, state_file, "
             "state_max_gap, web, windows)",
         ),
         (
