@@ -1,5 +1,5 @@
 """Command line: the daemon, `check-config`, `simulate`, `rules`, `dashboards`, `report`,
-and `--demo`.
+`systemd-unit`, and `--demo`.
 
 Flag names follow Prometheus exporter convention; each has an `LLMCOST_`
 environment variable. Precedence: flag, then environment, then the file,
@@ -155,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     dashboards.add_argument(
         "--output-dir", required=True, help="directory to write the dashboards into"
     )
+    unit = commands.add_parser(
+        "systemd-unit",
+        help="print the hardened systemd unit, ExecStart pointing at this installation",
+    )
+    unit.add_argument(
+        "--exec",
+        dest="exec_path",
+        metavar="PATH",
+        default=None,
+        help="absolute path of the llm-cost-exporter command "
+        "(default: the one installed beside this Python)",
+    )
     return parser
 
 
@@ -273,6 +285,19 @@ def _write_rules(overrides: list[str], directory: Path) -> int:
     return 0
 
 
+def _print_systemd_unit(exec_path: str | None) -> int:
+    from llm_cost_exporter.generators.systemd_unit import installed_command, render_unit
+
+    command = Path(exec_path) if exec_path else installed_command()
+    if command is None:
+        raise ConfigError("--exec: llm-cost-exporter is not on PATH; give its absolute path")
+    try:
+        print(render_unit(command), end="")
+    except ValueError as error:
+        raise ConfigError(f"--exec: {error}") from None
+    return 0
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     from llm_cost_exporter.daemon.assembly import resolve_prices, serve
     from llm_cost_exporter.daemon.web_reload import LiveWebConfig
@@ -304,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _write_dashboards(args.currency, Path(args.output_dir))
         if args.command == "rules":
             return _write_rules(args.rule_overrides, Path(args.output_dir))
+        if args.command == "systemd-unit":
+            return _print_systemd_unit(args.exec_path)
         if args.command == "report":
             from llm_cost_exporter.tools.report.command import run_report
 

@@ -21,6 +21,8 @@ fi
 have prometheus-alertmanager || have alertmanager || apt_pkgs+=(prometheus-alertmanager)
 have prometheus-node-exporter || have node_exporter || apt_pkgs+=(prometheus-node-exporter)
 have gcc || apt_pkgs+=(gcc)
+# systemd-analyze checks the systemd unit (no systemd needs to run).
+have systemd-analyze || apt_pkgs+=(systemd)
 if ! have python3; then
   apt_pkgs+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -123,19 +123,19 @@ def test_wheel_holds_one_package_and_its_metadata(wheel: zipfile.ZipFile) -> Non
 
 
 @pytest.mark.realparts
-def test_wheel_holds_every_module_and_the_simulator_templates(wheel: zipfile.ZipFile) -> None:
+def test_wheel_holds_every_module_and_data_file(wheel: zipfile.ZipFile) -> None:
+    """Modules, and the files they read at run time (simulator templates, the systemd
+    unit, ...): a data file left out of package-data would be missing only once installed."""
     names = set(wheel.namelist())
-    modules = {
+    files = {
         "/".join([*_import_name(path.parent).split("."), path.name])
         for top in PACKAGE_DIRS.values()
-        for path in (ROOT / top).rglob("*.py")
-        if "__pycache__" not in path.parts
+        for path in (ROOT / top).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
     }
-    assert modules - names == set(), f"modules missing from the wheel: {sorted(modules - names)}"
-    templates = sorted((ROOT / "exporter" / "tools" / "simulator" / "templates").glob("*.prom"))
-    assert templates
-    for template in templates:
-        assert f"{PACKAGE}/tools/simulator/templates/{template.name}" in names
+    assert any(name.endswith(".prom") for name in files)
+    assert f"{PACKAGE}/deploy/llm-cost-exporter.service" in files
+    assert files - names == set(), f"missing from the wheel: {sorted(files - names)}"
 
 
 @pytest.mark.realparts
