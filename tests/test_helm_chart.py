@@ -5,14 +5,17 @@ check-config, its rules and dashboards equal to the committed ones."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import json
 import os
 import shutil
 import ssl
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from realparts.helm import (
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.timeouts import scaled
 
-from llm_cost_exporter import __version__
+from llm_cost_exporter import __version__, cli
 from llm_cost_exporter.generators import dashboards, helm_chart, rules
 
 VARIANTS = (
@@ -196,19 +199,39 @@ def test_no_price_refuses_to_render_naming_the_value(
 # --- the exporter's configuration -------------------------------------------------------
 
 
-def check_config(config_text: str, workdir: Path, web_files: dict[str, str] | None = None):
+@dataclass
+class Checked:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def check_config(
+    config_text: str, workdir: Path, web: dict[str, str] | None = None, *, process: bool = False
+) -> Checked:
+    """`llm-cost-exporter check-config` on the rendered file (and web configuration):
+    in this process (the CLI's own main), or with `process` as a command."""
     config = workdir / "config.yml"
     config.write_text(config_text)
-    command = [sys.executable, "-m", "llm_cost_exporter", "check-config", str(config)]
-    if web_files is not None:
-        web = workdir / "web"
-        web.mkdir()
-        for name, text in web_files.items():
-            (web / name).write_text(text)
-        command.append(f"--web.config.file={web / 'web-config.yml'}")
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=scaled(120), check=False, cwd=workdir
-    )
+    args = ["check-config", str(config)]
+    if web is not None:
+        (workdir / "web").mkdir()
+        for name, text in web.items():
+            (workdir / "web" / name).write_text(text)
+        args.append(f"--web.config.file={workdir / 'web' / 'web-config.yml'}")
+    if process:
+        done = subprocess.run(
+            [sys.executable, "-m", "llm_cost_exporter", *args],
+            capture_output=True,
+            text=True,
+            timeout=scaled(120),
+            check=False,
+        )
+        return Checked(done.returncode, done.stdout, done.stderr)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(args)
+    return Checked(code, out.getvalue(), err.getvalue())
 
 
 def web_files(rendered: Rendered) -> dict[str, str]:
@@ -231,7 +254,7 @@ def test_a_typo_in_config_passes_the_chart_and_check_config_names_it(
     values: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     typo = with_values(values["minimal"], **{"config.cost.gpu_price_per_hour": {"H100": 2.49}})
-    done = check_config(render(typo).config_text, tmp_path)
+    done = check_config(render(typo).config_text, tmp_path, process=True)
     assert done.returncode == 2
     assert "gpu_price_per_hour" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -326,9 +349,7 @@ def test_the_state_directory_is_handed_to_the_exporter_by_chown_alone(
     state = tmp_path / "state"
     state.mkdir()
     (state / "state.json").write_text("{}")
-    subprocess.run(
-        [sys.executable, *command[1:], str(state), uid], check=True, timeout=scaled(60)
-    )
+    subprocess.run([sys.executable, *command[1:], str(state), uid], check=True, timeout=scaled(60))
     assert (state.stat().st_uid, (state / "state.json").stat().st_gid) == (65532, 65532)
 
 
@@ -400,7 +421,9 @@ def test_discovery_brings_the_token_and_read_only_pod_access(
     result = rendered["discovery"]
     assert pod_spec(result)["automountServiceAccountToken"] is True
     role = result.one("ClusterRole")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
     binding = result.one("ClusterRoleBinding")
     account = result.one("ServiceAccount")["metadata"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -538,7 +561,9 @@ def test_rule_parameters_from_values_render_as_the_generator_does(
     ]
     groups = rendered["rule-params"].one("PrometheusRule")["spec"]["groups"]
     assert groups == wanted
-    low = next(r for g in groups for r in g["rules"] if r.get("alert") == "LLMCostGpuUtilizationLow")
+    low = next(
+        r for g in groups for r in g["rules"] if r.get("alert") == "LLMCostGpuUtilizationLow"
+    )
     assert low["expr"].endswith(") < 0.5")
     assert "under 50% busy" in low["annotations"]["summary"]
 
@@ -596,7 +621,11 @@ def test_keda_scales_the_engine_on_tokens_in_flight(rendered: dict[str, Rendered
     scaled_object = rendered["keda"].one("ScaledObject")
     assert scaled_object["metadata"]["namespace"] == "inference"
     spec = scaled_object["spec"]
-    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm-llama"}
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "vllm-llama",
+    }
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 6)
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metricType"] == "Value"

@@ -117,7 +117,9 @@ def _rule_items(rule_list: list[dict[str, Any]], tokens: _Tokens) -> str:
     for rule in rule_list:
         item = _template(_dump([rule], 4), tokens)
         condition = next((c for t, c in guards if t in rule.get("record", "")), None)
-        out.append(item if condition is None else f"{{{{- if {condition} }}}}\n{item}{{{{- end }}}}\n")
+        out.append(
+            item if condition is None else f"{{{{- if {condition} }}}}\n{item}{{{{- end }}}}\n"
+        )
     return "".join(out)
 
 

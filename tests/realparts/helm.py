@@ -13,6 +13,7 @@ from typing import Any
 import helm_python as helm
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -97,6 +98,12 @@ def lint(values: dict[str, Any], kube_version: str) -> list[str]:
     )
     messages = [f"{m['path']}: {m['error']}" for m in report["messages"] if m["severity"] >= 2]
     return messages + list(report["errors"])
+
+
+# kubernetes-validate parses a version's definitions (megabytes of JSON) on every call:
+# parse each file once (its validation itself is unchanged).
+if not hasattr(kubernetes_validate.utils.schema_contents, "cache_info"):
+    kubernetes_validate.utils.schema_contents = cache(kubernetes_validate.utils.schema_contents)
 
 
 @cache
