@@ -1,5 +1,5 @@
-"""Command line: the daemon, `check-config`, `simulate`, `rules`, `dashboards`, `report`,
-`systemd-unit`, and `--demo`.
+"""Command line: the daemon, `check-config`, `simulate`, `rules`, `dashboards`, `chart`,
+`report`, `systemd-unit`, and `--demo`.
 
 Flag names follow Prometheus exporter convention; each has an `LLMCOST_`
 environment variable. Precedence: flag, then environment, then the file,
@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     dashboards.add_argument(
         "--output-dir", required=True, help="directory to write the dashboards into"
     )
+    chart = commands.add_parser(
+        "chart",
+        help="write the Helm chart's generated files: its PrometheusRule template "
+        "(the rules of `rules`, parameters from values) and its dashboards",
+    )
+    chart.add_argument(
+        "--output-dir", required=True, help="the chart's directory (helm/llm-cost-exporter)"
+    )
     unit = commands.add_parser(
         "systemd-unit",
         help="print the hardened systemd unit, ExecStart pointing at this installation",
@@ -271,6 +279,17 @@ def _write_dashboards(currency: str, directory: Path) -> int:
     return 0
 
 
+def _write_chart(directory: Path) -> int:
+    from llm_cost_exporter.generators.helm_chart import render
+
+    for name, text in render().items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(path)
+    return 0
+
+
 def _write_rules(overrides: list[str], directory: Path) -> int:
     from llm_cost_exporter.generators.rules import params_with, parse_overrides, render
 
@@ -327,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.file, args.web_config_file)
         if args.command == "dashboards":
             return _write_dashboards(args.currency, Path(args.output_dir))
+        if args.command == "chart":
+            return _write_chart(Path(args.output_dir))
         if args.command == "rules":
             return _write_rules(args.rule_overrides, Path(args.output_dir))
         if args.command == "systemd-unit":
