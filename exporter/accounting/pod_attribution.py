@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
-from llm_cost_exporter.collectors.readings import DeviceHold, PodDevices, PodHolder
+from llm_cost_exporter.collectors.readings import DeviceHold, GpuReading, PodDevices, PodHolder
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,18 @@ UNALLOCATED_GPU = GpuPods({UNALLOCATED_POD: 1.0}, (UNALLOCATED_HOLDER,))
 
 
 def split_gpus(
-    gpus: Mapping[str, GpuStatus], devices: PodDevices
+    gpus: Mapping[str, GpuStatus],
+    devices: PodDevices,
+    mig_readings: Mapping[str, GpuReading] | None = None,
 ) -> tuple[dict[str, GpuPods], set[str]]:
-    """Each GPU's pods (by GPU key), and the device IDs that match none of the GPUs."""
-    parents = _parents(gpus)
+    """Each GPU's pods (by GPU key), and the device IDs that match none of the GPUs.
+
+    `mig_readings` are the last readings that listed each GPU's MIG devices, for a GPU
+    whose reading of this cycle does not (it fell off the bus)."""
+    readings = {
+        key: _mig_reading(status, (mig_readings or {}).get(key)) for key, status in gpus.items()
+    }
+    parents = _parents(gpus, readings)
     whole: dict[str, list[DeviceHold]] = {}
     mig: dict[str, dict[str, list[DeviceHold]]] = {}
     unknown = set()
@@ -77,9 +85,9 @@ def split_gpus(
             continue
         mig.setdefault(key, {})[device] = list(holds)
     result = {}
-    for key, status in gpus.items():
+    for key in gpus:
         if key in mig:
-            result[key] = _by_slices(status, mig[key])
+            result[key] = _by_slices(readings[key], mig[key])
         elif key in whole:
             result[key] = _evenly(whole[key])
         else:
@@ -87,7 +95,16 @@ def split_gpus(
     return result, unknown
 
 
-def _parents(gpus: Mapping[str, GpuStatus]) -> dict[str, str]:
+def _mig_reading(status: GpuStatus, last: GpuReading | None) -> GpuReading | None:
+    reading = status.reading
+    if reading is not None and (reading.mig_instances or reading.healthy):
+        return reading
+    return last or reading
+
+
+def _parents(
+    gpus: Mapping[str, GpuStatus], readings: Mapping[str, GpuReading | None]
+) -> dict[str, str]:
     """GPU key by each ID a device plugin may list the GPU or its MIG devices by."""
     parents = {}
     for key, status in gpus.items():
@@ -96,7 +113,8 @@ def _parents(gpus: Mapping[str, GpuStatus]) -> dict[str, str]:
             continue
         parents[gpu.uuid] = key
         parents[str(gpu.index)] = key
-        for instance in status.reading.mig_instances if status.reading else ():
+        reading = readings[key]
+        for instance in reading.mig_instances if reading else ():
             if instance.uuid:
                 parents[instance.uuid] = key
     return parents
@@ -118,8 +136,7 @@ def _evenly(holds: list[DeviceHold]) -> GpuPods:
     return GpuPods(shares, _holders(holds))
 
 
-def _by_slices(status: GpuStatus, devices: Mapping[str, list[DeviceHold]]) -> GpuPods:
-    reading = status.reading
+def _by_slices(reading: GpuReading | None, devices: Mapping[str, list[DeviceHold]]) -> GpuPods:
     slices = reading.mig_slices if reading is not None else None
     instances = max(len(reading.mig_instances) if reading is not None else 0, len(devices))
     shares: dict[PodKey, float] = {}
@@ -151,6 +168,8 @@ class PodAttribution:
         """None until the kubelet first answered: then nothing is attributed to pods."""
         self.read_at = 0.0
         self._unknown: set[str] = set()
+        self._mig_readings: dict[str, GpuReading] = {}
+        """The last reading of each GPU that listed its MIG devices."""
 
     @property
     def active(self) -> bool:
@@ -170,7 +189,10 @@ class PodAttribution:
                 now - self.read_at,
             )
             self.devices = PodDevices()
-        pods, unknown = split_gpus(gpus, self.devices)
+        for key, status in gpus.items():
+            if status.reading is not None and status.reading.mig_instances:
+                self._mig_readings[key] = status.reading
+        pods, unknown = split_gpus(gpus, self.devices, self._mig_readings)
         for device in sorted(unknown - self._unknown)[: MAX_UNKNOWN - len(self._unknown)]:
             log.warning("the kubelet lists GPU device %s, which is none of this node's", device)
             self._unknown.add(device)
