@@ -416,7 +416,7 @@ class NvmlCollector:
         reading.clock_event_reasons = self._query(device, "clock_events")
         self._read_gpm(device, reading, now)
         if reading.mig_enabled:
-            reading.mig_instances = self._mig_instances(device)
+            reading.mig_instances, reading.mig_slices = self._mig_instances(device)
 
     def _read_gpm(self, device: _Device, reading: GpuReading, now: float) -> None:
         """SM activity and occupancy between this cycle's GPM sample and the last one."""
@@ -517,7 +517,8 @@ class NvmlCollector:
         request.metrics[1].metricId = GPM_SM_OCCUPANCY
         return request
 
-    def _mig_instances(self, device: _Device) -> tuple[MigInstance, ...]:
+    def _mig_instances(self, device: _Device) -> tuple[tuple[MigInstance, ...], int | None]:
+        """The GPU's MIG devices, and how many it can hold (its compute slices)."""
         nvml = self._nvml
         count = self._call(device, "mig", nvml.nvmlDeviceGetMaxMigDeviceCount, device.handle) or 0
         instances = []
@@ -529,7 +530,7 @@ class NvmlCollector:
             except nvml.NVMLError:
                 continue
             instances.append(self._mig_instance(handle))
-        return tuple(instances)
+        return tuple(instances), count or None
 
     def _mig_instance(self, handle: Any) -> MigInstance:
         nvml = self._nvml

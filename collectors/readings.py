@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class GpuReading:
     sm_occupancy: float | None = None
     mig_enabled: bool | None = None
     mig_instances: tuple[MigInstance, ...] = ()
+    mig_slices: int | None = None
+    """MIG devices the GPU can hold at most (NVML's max MIG device count): its compute
+    slices, 7 on A100 and H100, 4 on A30. None outside MIG mode."""
     supported: dict[str, bool] = field(default_factory=dict)
 
     def utilization(self, preferred: str) -> tuple[float, str] | None:
@@ -146,3 +150,44 @@ class GpuSnapshot:
 
     driver_version: str
     gpus: tuple[GpuReading, ...]
+
+
+@dataclass(frozen=True)
+class PodHolder:
+    """A container the kubelet assigned a device to."""
+
+    namespace: str
+    pod: str
+    container: str
+
+
+@dataclass(frozen=True)
+class DeviceHold:
+    """One device assignment, as the kubelet's pod-resources API lists it."""
+
+    device: str
+    """The GPU or MIG device: its UUID (`GPU-...`, `MIG-...`), or its NVML index
+    (`0`, or `0:1` for a MIG device) under the device plugin's index strategy;
+    without the `::N` a shared (time-sliced) device's replicas carry."""
+    replica: str
+    """The device ID as assigned: one holder per replica of a shared device."""
+    slices: int | None
+    """Compute slices of the MIG profile the resource names (`nvidia.com/mig-3g.40gb`:
+    3); None for a whole GPU, or a MIG device under the single strategy (`nvidia.com/gpu`)."""
+    holder: PodHolder
+
+
+@dataclass(frozen=True)
+class PodDevices:
+    """Who holds the node's GPUs at one time, from the kubelet: device -> its holds."""
+
+    holds: Mapping[str, tuple[DeviceHold, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    @classmethod
+    def of(cls, holds: Iterable[DeviceHold]) -> PodDevices:
+        by_device: dict[str, list[DeviceHold]] = {}
+        for hold in holds:
+            by_device.setdefault(hold.device, []).append(hold)
+        return cls(MappingProxyType({d: tuple(h) for d, h in by_device.items()}))

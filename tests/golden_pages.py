@@ -1,9 +1,10 @@
 """Deterministic `/metrics` pages for the golden tests.
 
-Two nodes, each driven through the real collection loop with a fixed clock
+Three nodes, each driven through the real collection loop with a fixed clock
 and fixed inputs (real vLLM pages, fixed NVML readings): a rented node with
-two engines, an unpriced model and a dead engine, and an owned node with
-GPUs read through NVML. The page is what `/metrics` serves, less the process
+two engines, an unpriced model and a dead engine, an owned node with GPUs
+read through NVML, and that node on Kubernetes, the kubelet naming the pods
+that hold its GPUs. The page is what `/metrics` serves, less the process
 metrics (they describe the test process) and with the build version replaced
 by a placeholder.
 
@@ -24,14 +25,22 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
 from conftest import fixture_page  # noqa: E402
+from realparts.kubelet import Pod, pod, response  # noqa: E402
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices  # noqa: E402
 from llm_cost_exporter.accounting.gpu_inventory import build_inventory  # noqa: E402
 from llm_cost_exporter.accounting.node import NodeState  # noqa: E402
 from llm_cost_exporter.collectors.base import CollectorError  # noqa: E402
-from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot, MigInstance  # noqa: E402
+from llm_cost_exporter.collectors.kubelet.devices import pod_devices  # noqa: E402
+from llm_cost_exporter.collectors.readings import (  # noqa: E402
+    GpuReading,
+    GpuSnapshot,
+    MigInstance,
+    PodDevices,
+)
 from llm_cost_exporter.collectors.vllm import VllmCollector  # noqa: E402
 from llm_cost_exporter.config import config_from_mapping  # noqa: E402
+from llm_cost_exporter.config.settings import DEFAULT_POD_RESOURCES_SOCKET  # noqa: E402
 from llm_cost_exporter.daemon.assembly import resolve_prices  # noqa: E402
 from llm_cost_exporter.daemon.loop import CollectionLoop  # noqa: E402
 from llm_cost_exporter.outputs.prometheus import PrometheusPage  # noqa: E402
@@ -76,6 +85,27 @@ class _FixedGpus:
         return self._snapshots[self.cycle]
 
 
+class _FixedPods:
+    """A pod-resources collector whose kubelet answers each cycle with fixed pods, or
+    fails."""
+
+    name = "pod_resources"
+    target = DEFAULT_POD_RESOURCES_SOCKET
+
+    def __init__(self, answers: list[list[Pod] | CollectorError]) -> None:
+        self._answers = answers
+        self.cycle = 0
+
+    def wanted(self) -> bool:
+        return True
+
+    async def collect(self) -> PodDevices:
+        answer = self._answers[self.cycle]
+        if isinstance(answer, CollectorError):
+            raise answer
+        return pod_devices(response(answer))
+
+
 def _page(name: str) -> Callable[[], str]:
     text = fixture_page(name)
     return lambda: text
@@ -103,15 +133,18 @@ def _run(
     state: NodeState,
     engines: dict[str, list[Callable[[], str]]],
     gpus: _FixedGpus | None = None,
+    pods: _FixedPods | None = None,
 ) -> bytes:
     clock = _Clock()
     sources = {url: _FixturePages(answers) for url, answers in engines.items()}
     collectors = [VllmCollector(url, source) for url, source in sources.items()]
     page = PrometheusPage()
-    loop = CollectionLoop(state, collectors, gpus, [page], interval=5.0, timeout=3.0, clock=clock)
+    loop = CollectionLoop(
+        state, collectors, gpus, [page], interval=5.0, timeout=3.0, clock=clock, pods=pods
+    )
     for cycle, now in enumerate(CYCLE_TIMES):
         clock.now = now
-        for source in [*sources.values(), *([gpus] if gpus else [])]:
+        for source in [*sources.values(), *[s for s in (gpus, pods) if s]]:
             source.cycle = cycle
         asyncio.run(loop.run_once())
     return page.body
@@ -197,13 +230,13 @@ def _snapshot(cycle: int) -> GpuSnapshot:
         MigInstance("MIG-aaaaaaaa-0000-1111-2222-333333333333", 1, 10e9, 20e9),
         MigInstance("MIG-bbbbbbbb-0000-1111-2222-333333333333", 2, None, 20e9),
     )
-    gpus = [_gpu(0, cycle), _gpu(1, cycle, mig_enabled=True, mig_instances=mig)]
+    gpus = [_gpu(0, cycle), _gpu(1, cycle, mig_enabled=True, mig_instances=mig, mig_slices=7)]
     if cycle == 2:
         gpus[1] = _gpu(1, cycle, healthy=False, error="gpu_lost", busy_utilization=None)
     return GpuSnapshot("550.54.15", tuple(gpus))
 
 
-def owned_node() -> bytes:
+def owned_node(pods: _FixedPods | None = None) -> bytes:
     """Two bought H100s read through NVML (one lost in the last cycle), one engine."""
     config = config_from_mapping(
         {
@@ -243,12 +276,26 @@ def owned_node() -> bytes:
             _grown("vllm-0.32.0-cpu-busy.prom", 2.0),
         ]
     }
-    return _run(state, engines, _FixedGpus([_snapshot(c) for c in range(3)]))
+    return _run(state, engines, _FixedGpus([_snapshot(c) for c in range(3)]), pods)
+
+
+def kubernetes_node() -> bytes:
+    """The owned node on Kubernetes: GPU 0 held by the engine's pod, GPU 1's MIG devices
+    by a 3g notebook and, from the second cycle, a 2g job; the kubelet does not
+    answer in the last cycle (its last answer stands)."""
+    gpu0, gpu1 = (g.uuid for g in _snapshot(0).gpus)
+    mig_a, mig_b = (m.uuid for m in _snapshot(0).gpus[1].mig_instances)
+    serving = pod("serving", "vllm-0", gpu0)
+    notebook = pod("research", "notebook-7", mig_a, resource="nvidia.com/mig-3g.40gb")
+    job = pod("research", "eval-job", mig_b, resource="nvidia.com/mig-2g.20gb")
+    restarting = CollectorError("connection", "UNAVAILABLE: the kubelet is restarting")
+    return owned_node(_FixedPods([[serving, notebook], [serving, notebook, job], restarting]))
 
 
 SCENARIOS: dict[str, Callable[[], bytes]] = {
     "rented-node.prom": rented_node,
     "owned-node.prom": owned_node,
+    "kubernetes-node.prom": kubernetes_node,
 }
 
 

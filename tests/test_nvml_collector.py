@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from realparts.fake_nvml import STATE_ENV, FakeGpu, FakeMig, FakeNvmlState, call_count
+from realparts.fake_nvml import (
+    MAX_MIGS,
+    STATE_ENV,
+    FakeGpu,
+    FakeMig,
+    FakeNvmlState,
+    call_count,
+)
 
 from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
 from llm_cost_exporter.accounting.gpu_inventory import BilledGpu
@@ -261,6 +268,7 @@ def test_mig_gpu(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
         MigInstance("MIG-aaaa-0001", 1, float(3 * GiB), float(40 * GiB)),
         MigInstance("MIG-aaaa-0002", 5, 0.0, float(20 * GiB)),
     )
+    assert reading.mig_slices == MAX_MIGS  # the fake's max MIG device count, as an H100's
     assert (reading.busy_utilization, reading.sm_activity, reading.sm_occupancy) == (
         None,
         None,

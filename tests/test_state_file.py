@@ -15,6 +15,7 @@ import pytest
 from conftest import fixture_page, minimal_config_dict
 from golden_pages import GOLDEN, _gpu, _snapshot
 from prometheus_client.parser import text_string_to_metric_families
+from realparts.kubelet import pod, response
 
 from llm_cost_exporter.accounting import costmodel
 from llm_cost_exporter.accounting.accrual import CostAccrual
@@ -22,6 +23,7 @@ from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
 from llm_cost_exporter.accounting.gpu_inventory import build_inventory
 from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.kubelet.devices import pod_devices
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings, GpuSnapshot
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
 from llm_cost_exporter.config import config_from_mapping
@@ -121,7 +123,8 @@ B = "http://127.0.0.1:8001/metrics"
 
 def run_cycles(state: NodeState, wall: Wall, start: int, cycles: int) -> None:
     """Engines that grow, restart and dip, an NVML whose GPUs draw energy (one is lost
-    now and then), an engine that fails now and then: every counter moves."""
+    now and then), an engine that fails now and then, a kubelet whose pods take turns
+    on a GPU: every counter moves."""
     for cycle in range(start, start + cycles):
         wall.now = WALL + cycle * 5.0
         if cycle < 4:  # then it restarts, and counts from 0.1 of the page's values again
@@ -140,6 +143,9 @@ def run_cycles(state: NodeState, wall: Wall, start: int, cycles: int) -> None:
                 "vllm", "http://127.0.0.1:8001/metrics", grown(OTHER, factor), 0.01
             )
         state.record_gpu_snapshot("nvml", "local", gpus(cycle), 0.01, cycle * 5.0)
+        holder = pod("ns", f"pod-{cycle % 2}", gpus(cycle).gpus[0].uuid)
+        devices = pod_devices(response([holder]))
+        state.record_pod_devices("pod_resources", "kubelet.sock", devices, 0.01, cycle * 5.0)
         state.advance(cycle * 5.0)
 
 
@@ -233,7 +239,7 @@ def test_a_resumed_node_counts_like_one_that_never_stopped(tmp_path: Path) -> No
     assert joules == interval
 
 
-COST_FAMILIES = {"llmcost_cost_total", "llmcost_model_cost_total"}
+COST_FAMILIES = {"llmcost_cost_total", "llmcost_model_cost_total", "llmcost_pod_cost_total"}
 
 
 # --- the downtime ------------------------------------------------------------------

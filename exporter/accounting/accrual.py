@@ -1,24 +1,35 @@
-"""Cost accrual: the node's spend over wall time, by component and by owner.
+"""Cost accrual: the node's spend over wall time, by component, by owner and by pod.
 
 Spend accrues whether or not tokens flow: idle GPUs cost money. Each cycle the
 elapsed time is priced through the pure cost model and split among the GPUs'
 owners (the models their engines serve, or (unclaimed) idle capacity); the
 current hourly rate is computed the same way, so the two always agree.
+
+Where the kubelet says which pods hold the GPUs, each owner's share of a GPU is
+split further among those pods, and the one split runs over (model, pod) pairs:
+a model's spend is the sum of its pairs', so its pods' spend adds up to it.
+Without pods the pairs are (model, None), and the split is the per-model one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llm_cost_exporter.accounting import costmodel, persisted
 from llm_cost_exporter.accounting.costmodel import COST_COMPONENTS
 from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
+from llm_cost_exporter.accounting.pod_attribution import UNALLOCATED_POD
 from llm_cost_exporter.config import CostConfig
 
 GpuOwners = Mapping[str, tuple[str, ...]]
 """GPU key -> the owners its cost is split evenly among."""
+PodShares = Mapping[str, Mapping[tuple[str, str], float]]
+"""GPU key -> the pods (namespace, pod) holding it and each one's share (summing to 1)."""
+PodOwner = tuple[str, str, str]
+"""(model, namespace, pod): an owner's spend on the GPUs one pod holds."""
+_NO_POD = {None: 1.0}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class Downtime:
     saved_at: float
     hourly: Mapping[str, float]
     owner_hourly: Mapping[str, float]
+    pod_hourly: Mapping[PodOwner, float] = field(default_factory=dict)
 
     @property
     def hourly_total(self) -> float:
@@ -48,6 +60,9 @@ class CostAccrual:
         self.hourly = dict.fromkeys(self.components, 0.0)
         self.owner_spend: dict[str, float] = {}
         self.owner_hourly: dict[str, float] = {}
+        self.pod_spend: dict[PodOwner, float] = {}
+        self.pod_hourly: dict[PodOwner, float] = {}
+        """Owners' spend and hourly cost by pod: empty while no pod holds GPUs."""
 
     @property
     def spend_total(self) -> float:
@@ -57,43 +72,73 @@ class CostAccrual:
     def hourly_total(self) -> float:
         return sum(self.hourly.values())
 
-    def advance(self, seconds: float, gpu_owners: GpuOwners, idle_owners: Iterable[str]) -> None:
+    def advance(
+        self,
+        seconds: float,
+        gpu_owners: GpuOwners,
+        idle_owners: Iterable[str],
+        pods: PodShares | None = None,
+    ) -> None:
         """Accrue `seconds` of spend and recompute the hourly rate.
 
         `idle_owners` take the node's cost when it has no GPU to split it by.
+        `pods` splits each GPU's cost among the pods holding it (a GPU it leaves out
+        is (unallocated)); None where nothing says which pods hold the GPUs.
         """
         idle = tuple(idle_owners)
         energy_spent, energy_hourly = self._energy_costs()
-        for owner, parts in self._shares(seconds, energy_spent, gpu_owners, idle).items():
+        shares = self._shares(seconds, energy_spent, gpu_owners, idle, pods)
+        for (owner, pod), parts in shares.items():
             for component in self.components:
                 self.spend[component] += parts[component]
-            self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + sum(parts.values())
-        self.reprice(gpu_owners, idle, energy_hourly)
+            cost = sum(parts.values())
+            self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + cost
+            if pod is not None:
+                key = (owner, *pod)
+                self.pod_spend[key] = self.pod_spend.get(key, 0.0) + cost
+        self.reprice(gpu_owners, idle, energy_hourly, pods)
 
     def reprice(
         self,
         gpu_owners: GpuOwners,
         idle_owners: Iterable[str],
         energy_hourly: Mapping[str, float] | None = None,
+        pods: PodShares | None = None,
     ) -> None:
         """Recompute the current hourly rate, energy at `energy_hourly` per GPU."""
         idle = tuple(idle_owners)
         self.hourly = dict.fromkeys(self.components, 0.0)
         self.owner_hourly = {}
-        hourly = self._shares(costmodel.SECONDS_PER_HOUR, energy_hourly or {}, gpu_owners, idle)
-        for owner, parts in hourly.items():
+        self.pod_hourly = {}
+        hourly = self._shares(
+            costmodel.SECONDS_PER_HOUR, energy_hourly or {}, gpu_owners, idle, pods
+        )
+        for (owner, pod), parts in hourly.items():
             for component in self.components:
                 self.hourly[component] += parts[component]
-            self.owner_hourly[owner] = sum(parts.values())
+            cost = sum(parts.values())
+            self.owner_hourly[owner] = self.owner_hourly.get(owner, 0.0) + cost
+            if pod is not None:
+                key = (owner, *pod)
+                self.pod_hourly[key] = self.pod_hourly.get(key, 0.0) + cost
+
+    def forget_pods(self, owners: Iterable[PodOwner]) -> None:
+        """Stop keeping the spend of pods gone for good (their series end)."""
+        for owner in owners:
+            self.pod_spend.pop(owner, None)
 
     def bill_downtime(
-        self, seconds: float, hourly: Mapping[str, float], owner_hourly: Mapping[str, float]
+        self,
+        seconds: float,
+        hourly: Mapping[str, float],
+        owner_hourly: Mapping[str, float],
+        pod_hourly: Mapping[PodOwner, float] | None = None,
     ) -> float:
         """Accrue `seconds` the exporter was down at the hourly rates it last saw; the cost.
 
         A component the node no longer has (energy after a switch to rented GPUs)
         is left out, and the owners' shares shrink with it, so per-owner spend
-        still sums to the node's.
+        still sums to the node's; the pods' shares shrink alike.
         """
         by_component = costmodel.downtime_cost(
             {c: rate for c, rate in hourly.items() if c in self.spend}, seconds
@@ -106,15 +151,21 @@ class CostAccrual:
             self.spend[component] += cost
         for owner, cost in by_owner.items():
             self.owner_spend[owner] = self.owner_spend.get(owner, 0.0) + cost * scale
+        for pod, cost in costmodel.downtime_cost(pod_hourly or {}, seconds).items():
+            self.pod_spend[pod] = self.pod_spend.get(pod, 0.0) + cost * scale
         return billed
 
     def to_state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "spend": dict(self.spend),
             "owner_spend": dict(self.owner_spend),
             "hourly": dict(self.hourly),
             "owner_hourly": dict(self.owner_hourly),
         }
+        if self.pod_spend or self.pod_hourly:
+            state["pod_spend"] = _pod_amounts(self.pod_spend)
+            state["pod_hourly"] = _pod_amounts(self.pod_hourly)
+        return state
 
     def restore(self, data: Any) -> None:
         """Resume the spend of `to_state`'s output; nothing changes if it is malformed.
@@ -124,8 +175,10 @@ class CostAccrual:
         """
         spend = persisted.amounts(persisted.mapping(data).get("spend"), "spend")
         owner_spend = persisted.amounts(data.get("owner_spend"), "owner_spend")
+        pod_spend = parse_pod_amounts(data.get("pod_spend", []), "pod_spend")
         self.spend = {c: spend.get(c, 0.0) for c in self.components}
         self.owner_spend = owner_spend
+        self.pod_spend = pod_spend
 
     def _shares(
         self,
@@ -133,19 +186,29 @@ class CostAccrual:
         energy_by_gpu: Mapping[str, float],
         gpu_owners: GpuOwners,
         idle_owners: tuple[str, ...],
-    ) -> dict[str, dict[str, float]]:
-        """The node's cost over `seconds` by owner and component."""
-        gpu_hourly: dict[str, float] = {}
-        energy: dict[str, float] = {}
+        pods: PodShares | None,
+    ) -> dict[tuple[str, tuple[str, str] | None], dict[str, float]]:
+        """The node's cost over `seconds` by (owner, pod) and component; pod None
+        where nothing says which pods hold the GPUs."""
+        gpu_hourly: dict[tuple[str, tuple[str, str] | None], float] = {}
+        energy: dict[tuple[str, tuple[str, str] | None], float] = {}
+        unallocated = {UNALLOCATED_POD: 1.0}
         for key, owners in gpu_owners.items():
             share = 1.0 / len(owners)
+            held = _NO_POD if pods is None else pods.get(key, unallocated)
             for owner in owners:
-                gpu_hourly[owner] = (
-                    gpu_hourly.get(owner, 0.0) + self.fleet.gpus[key].gpu.hourly * share
-                )
-                energy[owner] = energy.get(owner, 0.0) + energy_by_gpu.get(key, 0.0) * share
+                for pod, pod_share in held.items():
+                    pair = (owner, pod)
+                    gpu_hourly[pair] = (
+                        gpu_hourly.get(pair, 0.0)
+                        + self.fleet.gpus[key].gpu.hourly * share * pod_share
+                    )
+                    energy[pair] = (
+                        energy.get(pair, 0.0) + energy_by_gpu.get(key, 0.0) * share * pod_share
+                    )
         if not gpu_hourly:
-            gpu_hourly = dict.fromkeys(idle_owners, 0.0)
+            idle_pod = None if pods is None else UNALLOCATED_POD
+            gpu_hourly = {(owner, idle_pod): 0.0 for owner in idle_owners}
         cost = self.cost
         return costmodel.allocate_cost(
             seconds,
@@ -172,3 +235,24 @@ class CostAccrual:
                     power * costmodel.SECONDS_PER_HOUR, owned.energy_price_per_kwh, owned.pue
                 )
         return spent, hourly
+
+
+def _pod_amounts(amounts: Mapping[PodOwner, float]) -> list[dict[str, Any]]:
+    return [
+        {"model": model, "namespace": namespace, "pod": pod, "amount": amount}
+        for (model, namespace, pod), amount in amounts.items()
+    ]
+
+
+def parse_pod_amounts(data: Any, where: str) -> dict[PodOwner, float]:
+    """`_pod_amounts`' output read back (absent from state files of earlier versions)."""
+    if not isinstance(data, list):
+        raise persisted.StateError(f"{where}: expected a list")
+    parsed = {}
+    for entry in data:
+        entry = persisted.mapping(entry)
+        model, namespace, pod = (
+            persisted.text(entry.get(k), f"{where}.{k}") for k in ("model", "namespace", "pod")
+        )
+        parsed[(model, namespace, pod)] = persisted.amount(entry.get("amount"), f"{where}.amount")
+    return parsed

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from llm_cost_exporter.accounting import costmodel
-from llm_cost_exporter.accounting.accrual import CostAccrual, Downtime
+from llm_cost_exporter.accounting.accrual import CostAccrual, Downtime, PodOwner
 from llm_cost_exporter.accounting.capacity import LearnedCapacity
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.gpu_fleet import GpuFleet
@@ -28,6 +28,7 @@ from llm_cost_exporter.accounting.gpu_inventory import (
 )
 from llm_cost_exporter.accounting.history import History, Totals
 from llm_cost_exporter.accounting.model_limits import OVERFLOW, ModelLimits
+from llm_cost_exporter.accounting.pod_attribution import GpuPods, PodAttribution
 from llm_cost_exporter.accounting.tokens import TokenLedger
 from llm_cost_exporter.accounting.windows import (
     WindowFigures,
@@ -40,10 +41,15 @@ from llm_cost_exporter.collectors.readings import (
     EngineReading,
     EngineReadings,
     GpuSnapshot,
+    PodDevices,
 )
 from llm_cost_exporter.config import Config
 
 log = logging.getLogger(__name__)
+
+MAX_POD_SERIES = 512
+"""(model, namespace, pod) spend series kept at most: beyond, those of the pods gone
+longest leave first (pods holding GPUs now never do)."""
 
 
 @dataclass
@@ -163,6 +169,12 @@ class NodeState:
         self._resolve_claims()
         self.gpu_owners: dict[str, tuple[str, ...]] = self.owners()
         """Who each GPU's cost went to in the last cycle (see `owners`)."""
+        self.pods = PodAttribution()
+        self.gpu_pods: dict[str, GpuPods] | None = None
+        """Which pods held each GPU in the last cycle; None while the kubelet never answered."""
+        self.pod_seen: dict[PodOwner, float] = {}
+        """When (monotonic) each (model, namespace, pod) last held GPUs: its spend series
+        ends limits.model_idle_timeout later."""
         self.accrual.reprice(self.gpu_owners, self._idle_owners())
 
     def _resolve_claims(self) -> None:
@@ -220,6 +232,18 @@ class NodeState:
         status.last_error = ""
         if self.fleet.observe(snapshot.gpus, now):
             self._resolve_claims()
+
+    def record_pod_devices(
+        self, collector: str, target: str, devices: PodDevices, duration: float, now: float
+    ) -> None:
+        """The kubelet's answer: which pods hold which GPUs from now on."""
+        status = self.status(collector, target, engine=False)
+        if not status.up and status.ever_failed:
+            log.info("%s target %s answers again", collector, target)
+        status.up = True
+        status.duration_seconds = duration
+        status.last_error = ""
+        self.pods.observe(devices, now)
 
     def record_engine_readings(
         self, collector: str, target: str, readings: list[EngineReading], duration: float
@@ -317,6 +341,30 @@ class NodeState:
             del self.model_seen[model]
             self.model_history.pop(model, None)
 
+    def _track_pods(self, now: float) -> None:
+        """Mark the pods holding GPUs as seen; end the spend series of pods gone for
+        limits.model_idle_timeout (or the oldest gone beyond MAX_POD_SERIES)."""
+        current = self.accrual.pod_hourly
+        for owner in current:
+            self.pod_seen[owner] = now
+        for owner in self.accrual.pod_spend:
+            self.pod_seen.setdefault(owner, now)  # resumed from the state file
+        timeout = self.config.limits.model_idle_timeout
+        gone = [
+            o for o, seen in self.pod_seen.items() if o not in current and now - seen >= timeout
+        ]
+        excess = len(self.pod_seen) - len(gone) - MAX_POD_SERIES
+        if excess > 0:
+            idle = sorted(
+                (seen, owner)
+                for owner, seen in self.pod_seen.items()
+                if owner not in current and owner not in gone
+            )
+            gone += [owner for _, owner in idle[:excess]]
+        for owner in gone:
+            del self.pod_seen[owner]
+        self.accrual.forget_pods(gone)
+
     def advance(self, now: float) -> None:
         """Accrue spend up to `now` (monotonic seconds) and record the totals."""
         elapsed = max(now - self._last_time, 0.0) if self._last_time is not None else 0.0
@@ -327,7 +375,12 @@ class NodeState:
             self.downtime = None
         self.gpu_owners = self.owners()
         self._track_live_models(now)
-        self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners())
+        self.gpu_pods = self.pods.split(self.fleet.gpus, now)
+        shares = None
+        if self.gpu_pods is not None:
+            shares = {key: pods.shares for key, pods in self.gpu_pods.items()}
+        self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners(), shares)
+        self._track_pods(now)
         day = self._utc_day(wall)
         if day != self.day:
             self.day = day
@@ -369,7 +422,9 @@ class NodeState:
         max_gap = self.config.state_max_gap
         gap = wall - downtime.saved_at
         seconds = costmodel.downtime_seconds(downtime.saved_at, wall, max_gap)
-        cost = self.accrual.bill_downtime(seconds, downtime.hourly, downtime.owner_hourly)
+        cost = self.accrual.bill_downtime(
+            seconds, downtime.hourly, downtime.owner_hourly, downtime.pod_hourly
+        )
         self.downtime_billed_seconds += seconds
         self.downtime_billed_cost += cost
         currency = self.config.currency

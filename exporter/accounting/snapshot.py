@@ -1,6 +1,6 @@
 """The node's counters as one JSON-able snapshot, and back: what the state file holds.
 
-Every exported counter is in it (spend by component and owner, tokens and
+Every exported counter is in it (spend by component, owner and pod, tokens and
 API-equivalent by model and kind, collector errors, engine restarts and dips,
 rejected series, GPU errors and energy, the downtime billed), with what
 resuming needs: each engine's last raw counter values and `_created` time, the
@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llm_cost_exporter.accounting import persisted
-from llm_cost_exporter.accounting.accrual import CostAccrual, Downtime
+from llm_cost_exporter.accounting.accrual import CostAccrual, Downtime, parse_pod_amounts
 from llm_cost_exporter.accounting.capacity import LearnedCapacity
 from llm_cost_exporter.accounting.gpu_fleet import parse_gpu_state
 from llm_cost_exporter.accounting.node import NodeState, TargetStatus
@@ -109,6 +109,7 @@ def restore(state: NodeState, data: Any, saved_at: float) -> None:
         saved_at,
         persisted.amounts(cost.get("hourly"), "hourly"),
         persisted.amounts(cost.get("owner_hourly"), "owner_hourly"),
+        parse_pod_amounts(cost.get("pod_hourly", []), "pod_hourly"),
     )
     tokens = TokenLedger(state.tokens.model_prices, state.tokens.default_price, state.started_wall)
     tokens.restore(persisted.section(data, "tokens"))

@@ -13,6 +13,7 @@ from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
 from llm_cost_exporter.collectors.http_page import HttpPage
+from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
 from llm_cost_exporter.collectors.nvml import NvmlCollector
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import Config, ConfigError, ModelPrice, split_listen_address
@@ -102,8 +103,17 @@ async def _serve(
             for engine in config.engines
         ]
         page = PrometheusPage()
+        pod_resources = config.kubernetes.pod_resources
+        pods = PodResourcesCollector(pod_resources.socket, config.timeout)
         loop = CollectionLoop(
-            state, engines, nvml, [page], config.interval, config.timeout, state_file=state_file
+            state,
+            engines,
+            nvml,
+            [page],
+            config.interval,
+            config.timeout,
+            state_file=state_file,
+            pods=pods if pod_resources.enabled else None,
         )
         # Listen before the first collection, however long it takes: /metrics serves
         # the state as it is (no I/O to compute; resumed from the state file, its

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.base import CollectorError, EngineCollector, GpuCollector
+from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
 from llm_cost_exporter.daemon.state_file import StateFile
 from llm_cost_exporter.outputs.base import Output
 from llm_cost_exporter.outputs.node_families import node_families
@@ -60,9 +61,11 @@ class CollectionLoop:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         state_file: StateFile | None = None,
+        pods: PodResourcesCollector | None = None,
     ) -> None:
         """`timeout` is the collectors' own; the backstop allows BACKSTOP_GRACE more.
-        `clock` and `sleep` are the loop's time, replaced together in tests."""
+        `clock` and `sleep` are the loop's time, replaced together in tests. `pods`
+        (the kubelet's pod-resources API) is collected beside the GPUs while it is wanted."""
         self.state = state
         self.engines = list(engines)
         self.gpus = gpus
@@ -74,9 +77,10 @@ class CollectionLoop:
         self.started_at = clock()
         self.state_file = state_file
         self.last_cycle_at: float | None = None
+        self.pods = pods
 
     async def _isolated(
-        self, collector: EngineCollector | GpuCollector, engine: bool
+        self, collector: EngineCollector | GpuCollector | PodResourcesCollector, engine: bool
     ) -> tuple[object, float]:
         """The collector's result (None after recording why it failed) and its duration."""
         started = self._clock()
@@ -110,11 +114,20 @@ class CollectionLoop:
                 collector.name, collector.target, snapshot, duration, self._clock()
             )
 
+    async def _collect_pods(self, collector: PodResourcesCollector) -> None:
+        devices, duration = await self._isolated(collector, engine=False)
+        if devices is not None:
+            self.state.record_pod_devices(
+                collector.name, collector.target, devices, duration, self._clock()
+            )
+
     async def run_once(self) -> None:
         """One cycle: collect everything, accrue spend, publish the families."""
         collections = [self._collect_engine(c) for c in self.engines]
         if self.gpus is not None:
             collections.append(self._collect_gpus(self.gpus))
+        if self.pods is not None and self.pods.wanted():
+            collections.append(self._collect_pods(self.pods))
         await asyncio.gather(*collections)
         now = self._clock()
         self.state.advance(now)

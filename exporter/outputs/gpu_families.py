@@ -12,10 +12,17 @@ from prometheus_client.core import Metric
 
 from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
 from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.accounting.pod_attribution import UNALLOCATED_GPU
 from llm_cost_exporter.collectors.readings import CLOCK_EVENT_REASONS, FEATURES, GpuReading
 from llm_cost_exporter.outputs.families import counter, gauge
 
 GPU_LABELS = ("gpu", "uuid")
+POD_LABELS = ("namespace", "pod", "container")
+POD_INFO_HELP = (
+    " `namespace`, `pod` and `container` hold it, from the kubelet: one series per "
+    "container holding it or one of its MIG devices (several for a shared GPU), "
+    "(unallocated) when none does."
+)
 
 READING_GAUGES = (
     (
@@ -43,13 +50,17 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
     fleet = state.fleet
     owners = state.gpu_owners
     statuses = list(fleet.gpus.values())
-    info = gauge(
-        "gpu_info",
+    info_help = (
         "A GPU this node pays for; always 1. `source` is nvml, declared (cost.gpus, "
         "NVML unavailable) or missing (declared but not listed by NVML); `model` is "
-        "what it serves, (unclaimed) for idle capacity.",
-        (*GPU_LABELS, "name", "price_key", "source", "model"),
+        "what it serves, (unclaimed) for idle capacity."
     )
+    info_labels = (*GPU_LABELS, "name", "price_key", "source", "model")
+    pods = state.gpu_pods
+    if pods is not None:
+        info_help += POD_INFO_HELP
+        info_labels += POD_LABELS
+    info = gauge("gpu_info", info_help, info_labels)
     hourly = gauge(
         "gpu_hourly_cost",
         "What one GPU costs per hour before overhead: rental price, or amortized purchase.",
@@ -58,7 +69,12 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
     for status in statuses:
         gpu = status.gpu
         owner = ",".join(owners.get(gpu.key, ()))
-        info.add_metric([*_labels(status), gpu.name, gpu.price_key, gpu.source, owner], 1)
+        labels = [*_labels(status), gpu.name, gpu.price_key, gpu.source, owner]
+        if pods is None:
+            info.add_metric(labels, 1)
+        else:
+            for holder in pods.get(gpu.key, UNALLOCATED_GPU).holders:
+                info.add_metric([*labels, holder.namespace, holder.pod, holder.container], 1)
         hourly.add_metric(_labels(status), gpu.hourly)
     yield info
     yield hourly

@@ -255,6 +255,7 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
             hourly.add_metric([owner], accrual.owner_hourly[owner])
     yield spend
     yield hourly
+    yield from _pod_costs(state)
     capacity = gauge(
         "model_capacity_tokens_per_second",
         "Tokens per second a model serves at 100% load: the node's when it is the only "
@@ -295,6 +296,25 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
         for window, seconds in state.windows.items()
     }
     yield from _window_families(families, figures, ("model", "window"))
+
+
+def _pod_costs(state: NodeState) -> Iterator[Metric]:
+    """Spend by the pods holding the GPUs: only where the kubelet says which ones do."""
+    spend = state.accrual.pod_spend
+    if not spend:
+        return
+    family = counter(
+        "pod_cost",
+        "Spend attributed to each pod holding the node's GPUs (from the kubelet), by the "
+        "model they serve: its share of each GPU it holds and of the node's shared and "
+        "overhead costs; (unallocated) for GPUs no pod holds. Sums by model to "
+        "llmcost_model_cost_total; a pod's series ends limits.model_idle_timeout after it "
+        "last held a GPU.",
+        ("model", "namespace", "pod"),
+    )
+    for (model, namespace, pod), amount in sorted(spend.items()):
+        family.add_metric([model, namespace, pod], amount)
+    yield family
 
 
 def _collectors(state: NodeState) -> Iterator[Metric]:
