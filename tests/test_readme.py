@@ -17,6 +17,7 @@ from llm_cost_exporter.collectors.vllm import parse_vllm_page
 from llm_cost_exporter.config import config_from_mapping
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def readme_metric_table() -> dict[str, tuple[str, frozenset[str]]]:
@@ -57,7 +58,10 @@ def gpu_snapshot(energy_joules: float) -> GpuSnapshot:
 
 
 def render_families(state: NodeState) -> dict[str, tuple[str, frozenset[str]]]:
-    page = render_page(state)
+    return page_families(render_page(state))
+
+
+def page_families(page: str) -> dict[str, tuple[str, frozenset[str]]]:
     families = {}
     for family in text_string_to_metric_families(page):
         if family.name.startswith("process_"):
@@ -110,7 +114,10 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     state.record_engine_readings("vllm", "http://a/metrics", busy, 0.01)
     state.record_gpu_snapshot("nvml", "local", gpu_snapshot(8000.0), 0.001, 10.0)
     state.advance(10.0)
-    for name, (kind, labels) in render_families(state).items():
+    # On Kubernetes the kubelet names the pods: its golden page is what the code renders
+    # (test_golden_metrics), with the pod labels and the per-pod cost.
+    kubernetes = page_families((GOLDEN / "kubernetes-node.prom").read_text())
+    for name, (kind, labels) in [*render_families(state).items(), *kubernetes.items()]:
         previous = families.get(name, (kind, frozenset()))
         families[name] = (kind, labels | previous[1])
     return families
