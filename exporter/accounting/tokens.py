@@ -111,7 +111,7 @@ class EngineCounters:
         values = dict(values)
         zero = dict.fromkeys(values, 0.0)
         if self.life is None:
-            self.life = CounterLife(created, zero if count_from_zero else dict(values))
+            self.life = CounterLife(created, dict(values))
             self.read_at = now
             return Observation(dict(values) if count_from_zero else zero)
         life = self._life_of(values, created)
