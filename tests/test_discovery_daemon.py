@@ -21,6 +21,7 @@ from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.tokens import TokenLedger
 from llm_cost_exporter.collectors.readings import EngineReading
+from llm_cost_exporter.config import ConfigError, config_from_mapping
 
 NODE = "gpu-node-1"
 
@@ -157,3 +158,23 @@ def test_a_target_that_comes_back_counts_only_what_is_new(
     before = ledger.tokens_total
     ledger.add("http://10.0.0.5:8000/metrics", reading(40.0, created), now=300.0, started_hint=hint)
     assert ledger.tokens_total - before == counted
+
+
+def test_with_discovery_no_engine_is_assumed_and_check_config_says_where_they_come_from(
+    tmp_path: Path,
+) -> None:
+    discovery = {"kubernetes": {"discovery": {"enabled": True, "node_name": NODE}}}
+    assert config_from_mapping(minimal_config_dict(**discovery)).engines == ()
+    assert config_from_mapping(minimal_config_dict(**discovery, engines=[])).engines == ()
+    with pytest.raises(ConfigError, match=r"^engines: must be a non-empty list"):
+        config_from_mapping(minimal_config_dict(engines=[]))
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(minimal_config_dict(nvml={"enabled": False}, **discovery)))
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_cost_exporter", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"# Engines: discovered from the pods on node {NODE}" in done.stdout

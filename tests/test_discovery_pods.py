@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from lightkube.codecs import from_dict
 from realparts.fake_kubernetes import ANNOTATION, pod_object
 
 from llm_cost_exporter.config.settings import DiscoveryConfig
@@ -17,22 +16,16 @@ BY_ANNOTATION = DiscoveryConfig(enabled=True, node_name="gpu-node-1")
 BY_LABEL = DiscoveryConfig(enabled=True, node_name="gpu-node-1", label_selector="app=vllm")
 
 
-def pod(annotations: dict[str, str] | None = None, **options: Any) -> Any:
-    return from_dict(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            **pod_object("vllm-0", annotations=annotations, **options),
-        }
-    )
+def pod(annotations: dict[str, str] | None = None, **options: Any) -> dict[str, Any]:
+    return pod_object("vllm-0", annotations=annotations, **options)
 
 
 def annotated(**values: str) -> dict[str, str]:
     return {**SCRAPE, **{f"{ANNOTATION}/{key}": value for key, value in values.items()}}
 
 
-def terminating(p: Any) -> Any:
-    p.metadata.deletionTimestamp = datetime.now().astimezone()
+def terminating(p: dict[str, Any]) -> dict[str, Any]:
+    p["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
     return p
 
 
@@ -55,7 +48,8 @@ def test_a_running_candidate_is_a_target_where_its_annotations_say(
     target = engine_target(p, config)
     assert isinstance(target, EngineTarget)
     assert (target.url, target.engine_type) == (url, engine_type)
-    assert (target.namespace, target.pod, target.uid) == ("inference", "vllm-0", p.metadata.uid)
+    assert (target.namespace, target.pod) == ("inference", "vllm-0")
+    assert target.uid == p["metadata"]["uid"]
 
 
 NOT_TARGETS = [
@@ -107,6 +101,6 @@ def test_the_engine_start_is_its_own_containers() -> None:
     sidecar["state"] = {"running": {"startedAt": "2025-03-01T09:00:00Z"}}
     data["status"]["containerStatuses"].append(sidecar)
     data["spec"]["containers"].append({"name": "proxy", "image": "envoy"})
-    target = engine_target(from_dict({"apiVersion": "v1", "kind": "Pod", **data}), BY_ANNOTATION)
+    target = engine_target(data, BY_ANNOTATION)
     assert isinstance(target, EngineTarget)
     assert target.started_at == datetime.fromisoformat("2025-03-01T10:00:00+00:00").timestamp()

@@ -6,27 +6,27 @@ bounded set of targets is republished. A watch that ends is resumed from the las
 version seen; an expired version (410 Gone, as a status or as an ERROR event) is
 answered by listing again, which replaces every pod known, so nothing is lost or
 counted twice. Any other failure keeps the last known targets, is recorded as the
-source's health (reason as a collector's), and is retried with a growing delay; the
-credentials and the CA are read again at each reconnection (and the token on a 401).
+source's health (reason as a collector's), and is retried with a growing delay. The
+token file is read for every request (the kubelet rotates it), the CA at each
+reconnection. Spoken over the daemon's own HTTP client: the two requests need nothing
+more, and a Kubernetes client library would cost the daemon megabytes of memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-import httpx2
-from lightkube import ALL_NS, ApiError, AsyncClient, ConfigError
-from lightkube.config.kubeconfig import KubeConfig
-from lightkube.config.models import Cluster, User
-from lightkube.core.exceptions import NotReadyError
-from lightkube.operators import exists
-from lightkube.resources.core_v1 import Pod
+import aiohttp
 
 from llm_cost_exporter.config.settings import DiscoveryConfig
 from llm_cost_exporter.discovery.connection import Connection
@@ -41,6 +41,9 @@ WATCH_GRACE = 30.0
 """A watch silent for WATCH_SECONDS and this much more is dead: reconnect."""
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
+MAX_EVENT_BYTES = 8 * 1024**2
+"""One watch event (one pod) larger than this is refused: the stream is not trusted."""
+MAX_LIST_BYTES = 64 * 1024**2
 
 
 @dataclass
@@ -63,36 +66,116 @@ class SourceHealth:
         return failures
 
 
-class _Expired(Exception):
-    """The watch's resourceVersion is too old: list again."""
+class ApiFailure(Exception):
+    """The API server answered with a failure (an HTTP status or a Status object)."""
 
-
-def _status_code(error: BaseException) -> int | None:
-    if isinstance(error, ApiError) and error.status is not None and error.status.code:
-        return int(error.status.code)
-    if isinstance(error, httpx2.HTTPStatusError):
-        return error.response.status_code
-    return None
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"HTTP {code}: {message}")
+        self.code = code
 
 
 def failure_reason(error: BaseException) -> tuple[str, str]:
     """The collector reason and one-line message of a failed list or watch."""
-    code = _status_code(error)
-    message = f"{type(error).__name__}: {error}".splitlines()[0]
-    if code in (401, 403):
-        return "credentials", f"HTTP {code}: the token was refused ({message})"
-    if code is not None:
-        return "http_status", f"HTTP {code}: {message}"
-    if isinstance(error, ConfigError):
-        return "credentials", message
-    if isinstance(error, (httpx2.TimeoutException, asyncio.TimeoutError)):
-        return "timeout", message
-    if isinstance(error, httpx2.TransportError):
-        cause = error.__cause__ or error.__context__
-        if isinstance(cause, ssl.SSLError) or "CERTIFICATE" in message.upper():
-            return "connection", f"TLS: {message}"
+    message = (f"{type(error).__name__}: {error}".splitlines() or [""])[0]
+    if isinstance(error, ApiFailure):
+        if error.code in (401, 403):
+            return "credentials", f"the token was refused ({error})"
+        return "http_status", str(error)
+    if isinstance(error, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return "connection", f"TLS: {message}"
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout", f"no answer within {REQUEST_TIMEOUT:g}s"
+    if isinstance(error, (aiohttp.ClientError, ConnectionError)):
         return "connection", message
+    if isinstance(error, OSError):  # the token or CA file
+        return "credentials", message
+    if isinstance(error, ValueError):
+        return "http_status", f"not a Kubernetes answer: {message}"
     return "internal", repr(error)
+
+
+def _status_failure(status: Any, fallback: int) -> ApiFailure:
+    """The failure a Status object (or an unexpected body) describes."""
+    if isinstance(status, dict):
+        code = status.get("code") if isinstance(status.get("code"), int) else fallback
+        return ApiFailure(code, str(status.get("message") or status.get("reason") or ""))
+    return ApiFailure(fallback, "unexpected answer")
+
+
+class _Api:
+    """The two requests, authenticated and verified, over one session."""
+
+    def __init__(self, connection: Connection, session: aiohttp.ClientSession) -> None:
+        self.connection = connection
+        self.session = session
+        self.tls: ssl.SSLContext | None = None
+        if connection.api_server.startswith("https:"):
+            self.tls = ssl.create_default_context(cafile=connection.ca_file)
+
+    def _headers(self) -> dict[str, str]:
+        token = Path(self.connection.token_file).read_text().strip()
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def _url(self, selector: str | None, **params: str) -> str:
+        query = {"fieldSelector": f"spec.nodeName={self.connection.node_name}", **params}
+        if selector:
+            query["labelSelector"] = selector
+        encoded = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+        return f"{self.connection.api_server}/api/v1/pods?{encoded}"
+
+    async def _failure(self, response: aiohttp.ClientResponse) -> ApiFailure:
+        try:
+            status = json.loads(await response.content.read(64 * 1024))
+        except ValueError:
+            status = None
+        return _status_failure(status, response.status)
+
+    async def list(self, selector: str | None) -> tuple[list[dict[str, Any]], str]:
+        """The pods and the list's resourceVersion."""
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        url = self._url(selector)
+        async with self.session.get(
+            url, headers=self._headers(), ssl=self.tls or True, timeout=timeout
+        ) as response:
+            if response.status != 200:
+                raise await self._failure(response)
+            body = await response.content.read(MAX_LIST_BYTES + 1)
+        if len(body) > MAX_LIST_BYTES:
+            raise ValueError(f"a pod list over {MAX_LIST_BYTES} bytes")
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise ValueError("not a PodList")
+        return data["items"], str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(self, selector: str | None, version: str) -> AsyncIterator[dict[str, Any]]:
+        """The events of one watch from `version`, until the server ends it."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=REQUEST_TIMEOUT, sock_read=WATCH_SECONDS + WATCH_GRACE
+        )
+        params = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        url = self._url(selector, **params)
+        async with self.session.get(
+            url, headers=self._headers(), ssl=self.tls or True, timeout=timeout
+        ) as response:
+            if response.status != 200:
+                raise await self._failure(response)
+            pending = b""
+            async for piece in response.content.iter_any():
+                pending += piece
+                *lines, pending = pending.split(b"\n")
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise ValueError(f"a watch event over {MAX_EVENT_BYTES} bytes")
+                for line in lines:
+                    if line.strip():
+                        event = json.loads(line)
+                        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+                            raise ValueError("not a watch event")
+                        yield event
 
 
 class PodWatch:
@@ -125,57 +208,39 @@ class PodWatch:
         """The `target` label of the watch's health series."""
         return self.connection.api_server
 
-    def _client(self) -> AsyncClient:
-        cluster = Cluster(
-            server=self.connection.api_server, certificate_auth=self.connection.ca_file
-        )
-        config = KubeConfig.from_one(
-            cluster=cluster, user=User(token_file=self.connection.token_file)
-        )
-        return AsyncClient(config.get(), timeout=httpx2.Timeout(REQUEST_TIMEOUT))
-
-    def _selectors(self) -> dict[str, object]:
-        selectors: dict[str, object] = {"fields": {"spec.nodeName": self.connection.node_name}}
-        if self.config.label_selector:
-            # The selector as written: a key with the "exists" operator is sent unchanged.
-            selectors["labels"] = [(self.config.label_selector, exists())]
-        return selectors
-
     async def run(self) -> None:
         """List and watch until cancelled; failures are recorded and retried."""
         delay = BACKOFF_FIRST
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT)
         while True:
             try:
-                client = self._client()
-            except (ConfigError, OSError, ssl.SSLError, ValueError) as error:
-                self._failed("credentials", f"{type(error).__name__}: {error}")
-            else:
-                try:
+                async with aiohttp.ClientSession(timeout=timeout) as session:
+                    api = _Api(self.connection, session)
                     while True:
-                        version = await self._list(client)
+                        version = await self._list(api)
                         delay = BACKOFF_FIRST
-                        await self._watch(client, version)
-                except (httpx2.HTTPError, ConfigError, asyncio.TimeoutError) as error:
-                    self._failed(*failure_reason(error))
-                except Exception as error:  # a bug must cost the watch a retry, never the daemon
-                    log.exception("the pod watch failed unexpectedly")
-                    self._failed("internal", repr(error))
-                finally:
-                    await client.close()
+                        await self._watch(api, version)
+            except (
+                ApiFailure,
+                aiohttp.ClientError,
+                OSError,
+                ValueError,
+                asyncio.TimeoutError,
+            ) as error:
+                self.health.failed(*failure_reason(error))
+            except Exception as error:  # a bug must cost the watch a retry, never the daemon
+                log.exception("the pod watch failed unexpectedly")
+                self.health.failed("internal", repr(error))
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_MAX)
 
-    def _failed(self, reason: str, message: str) -> None:
-        self.health.failed(reason, message)
-
-    async def _list(self, client: AsyncClient) -> str:
+    async def _list(self, api: _Api) -> str:
         started = self._clock()
-        listing = client.list(Pod, namespace=ALL_NS, **self._selectors())
-        pods = {pod.metadata.uid: engine_target(pod, self.config) async for pod in listing}
-        try:
-            version = listing.resourceVersion
-        except NotReadyError:
-            version = ""
+        items, version = await api.list(self.config.label_selector)
+        pods = {}
+        for pod in items:
+            if isinstance(pod, dict):
+                pods[(pod.get("metadata") or {}).get("uid")] = engine_target(pod, self.config)
         self._pods = pods
         self.synced = True
         self.health.up = True
@@ -183,37 +248,28 @@ class PodWatch:
         self._publish()
         return version
 
-    async def _watch(self, client: AsyncClient, version: str) -> None:
-        """Apply events until the version expires (return: list again) or a failure."""
-        events = client.watch(
-            Pod,
-            namespace=ALL_NS,
-            resource_version=version or None,
-            server_timeout=WATCH_SECONDS,
-            **self._selectors(),
-        )
-        try:
-            while True:
-                try:
-                    kind, pod = await asyncio.wait_for(
-                        events.__anext__(), WATCH_SECONDS + WATCH_GRACE
-                    )
-                except (ApiError, httpx2.HTTPStatusError) as error:
-                    if _status_code(error) == 410:
+    async def _watch(self, api: _Api, version: str) -> None:
+        """Apply events, watching again from the last version whenever the server ends
+        a watch, until the version expires (return: list again) or a failure."""
+        while True:
+            async for event in api.watch(self.config.label_selector, version):
+                kind, pod = event.get("type"), event["object"]
+                if kind == "ERROR":
+                    failure = _status_failure(pod, 500)
+                    if failure.code == 410:
                         log.info("pod watch: resourceVersion %s expired; listing again", version)
                         return
-                    raise
+                    raise failure
+                meta = pod.get("metadata") or {}
+                version = str(meta.get("resourceVersion") or version)
+                self.health.up = True
                 if kind == "BOOKMARK":
                     continue
-                self.health.up = True
-                uid = pod.metadata.uid
                 if kind == "DELETED":
-                    self._pods.pop(uid, None)
-                else:
-                    self._pods[uid] = engine_target(pod, self.config)
+                    self._pods.pop(meta.get("uid"), None)
+                elif kind in ("ADDED", "MODIFIED"):
+                    self._pods[meta.get("uid")] = engine_target(pod, self.config)
                 self._publish()
-        finally:
-            await events.aclose()
 
     def _publish(self) -> None:
         """Recompute the targets (bounded, older pods first) and the skipped counts."""

@@ -64,8 +64,14 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "...")
 
 
-def _wall(when: datetime | None) -> float | None:
-    return when.timestamp() if when is not None else None
+def _wall(when: str | None) -> float | None:
+    """An RFC 3339 time of the API (`2025-03-01T10:00:00Z`) in wall seconds."""
+    if not when:
+        return None
+    try:
+        return datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _port(value: str | None, default: int) -> int | None:
@@ -85,30 +91,30 @@ def _host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def _engine_started(pod: Any, port: int) -> float | None:
+def _engine_started(pod: dict[str, Any], port: int) -> float | None:
     """The start of the container that serves `port`; else of the earliest running one."""
     serving = {
-        container.name
-        for container in pod.spec.containers or ()
-        if any(p.containerPort == port for p in container.ports or ())
+        container.get("name")
+        for container in (pod.get("spec") or {}).get("containers") or ()
+        if any(p.get("containerPort") == port for p in container.get("ports") or ())
     }
     started = {
-        status.name: status.state.running.startedAt
-        for status in pod.status.containerStatuses or ()
-        if status.state is not None
-        and status.state.running is not None
-        and status.state.running.startedAt is not None
+        status.get("name"): _wall(
+            ((status.get("state") or {}).get("running") or {}).get("startedAt")
+        )
+        for status in (pod.get("status") or {}).get("containerStatuses") or ()
     }
+    started = {name: at for name, at in started.items() if at is not None}
     chosen = [started[name] for name in serving if name in started] or list(started.values())
-    return _wall(min(chosen)) if chosen else None
+    return min(chosen) if chosen else None
 
 
-def engine_target(pod: Any, config: DiscoveryConfig) -> EngineTarget | Skipped | None:
+def engine_target(pod: dict[str, Any], config: DiscoveryConfig) -> EngineTarget | Skipped | None:
     """The engine target `pod` is, why it is skipped, or None: not a candidate, or not
-    running (yet, or any more). `pod` is a core/v1 Pod (lightkube's model)."""
-    meta = pod.metadata
-    name = f"{meta.namespace}/{meta.name}"
-    annotations = meta.annotations or {}
+    running (yet, or any more). `pod` is a core/v1 Pod as the API's JSON."""
+    meta = pod.get("metadata") or {}
+    name = f"{meta.get('namespace')}/{meta.get('name')}"
+    annotations = meta.get("annotations") or {}
     scrape = annotations.get(SCRAPE)
     if scrape is not None:
         choice = scrape.strip().lower()
@@ -136,20 +142,16 @@ def engine_target(pod: Any, config: DiscoveryConfig) -> EngineTarget | Skipped |
             f"pod {name}: {ENGINE} {_shown(engine_type)} is no known engine type "
             f"({', '.join(sorted(ENGINE_TYPES))})",
         )
-    status = pod.status
-    if (
-        meta.deletionTimestamp is not None
-        or status is None
-        or status.phase != "Running"
-        or not status.podIP
-    ):
+    status = pod.get("status") or {}
+    ip = status.get("podIP")
+    if meta.get("deletionTimestamp") or status.get("phase") != "Running" or not ip:
         return None
     return EngineTarget(
-        url=f"{scheme}://{_host(status.podIP)}:{port}{path}",
+        url=f"{scheme}://{_host(ip)}:{port}{path}",
         engine_type=engine_type,
-        namespace=meta.namespace or "",
-        pod=meta.name or "",
-        uid=meta.uid or name,
-        created=_wall(meta.creationTimestamp) or 0.0,
+        namespace=meta.get("namespace") or "",
+        pod=meta.get("name") or "",
+        uid=meta.get("uid") or name,
+        created=_wall(meta.get("creationTimestamp")) or 0.0,
         started_at=_engine_started(pod, port),
     )
