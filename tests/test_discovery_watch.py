@@ -19,12 +19,14 @@ from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.base import StaticPage
+from llm_cost_exporter.collectors.readings import EngineReading
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import config_from_mapping
 from llm_cost_exporter.config.settings import DiscoveryConfig
 from llm_cost_exporter.daemon.engine_targets import DiscoveredEngines
 from llm_cost_exporter.discovery.connection import Connection
 from llm_cost_exporter.discovery.kubernetes import PodWatch
+from llm_cost_exporter.discovery.pods import engine_target
 
 NODE = "gpu-node-1"
 SCRAPE = {f"{ANNOTATION}/scrape": "true"}
@@ -235,3 +237,51 @@ async def test_a_refused_token_is_a_credentials_failure_and_a_rotated_one_is_rea
     api.add_pod(engine_pod("vllm-b", 9002))
     await until(lambda: len(watch.targets) == 2, "listed again with the rotated token")
     assert not watch.health.drain(), "a rotation read on the 401 is no failure"
+
+
+def test_a_pod_that_is_also_configured_is_read_once_and_one_that_goes_is_forgotten(
+    api: FakeKubernetes,
+) -> None:
+    config = config_from_mapping(
+        {
+            "cost": {"gpus": [{"model": "A100-80GB", "count": 1}],
+                     "gpu_prices_per_hour": {"A100-80GB": 3.2}},
+            "api_prices": {"default": {"input": 1.0, "output": 2.0}},
+            "nvml": {"enabled": False},
+            "engines": ["http://127.0.0.1:9001/metrics"],
+            "kubernetes": {"discovery": {"enabled": True, "node_name": NODE}},
+        }
+    )  # fmt: skip
+    state = NodeState(config, {}, None)
+    watch = watch_of(api)
+    static = engine_collector("vllm", "http://127.0.0.1:9001/metrics", StaticPage(""))
+    engines = DiscoveredEngines(
+        [static], watch, lambda kind, url: engine_collector(kind, url, StaticPage(""))
+    )
+    watch._pods = {  # what a list of the node's pods would have found
+        "a": engine_target(engine_pod("vllm-a", 9001), watch.config),
+        "b": engine_target(engine_pod("vllm-b", 9002), watch.config),
+    }
+    watch._publish()
+    watch.synced = True
+    collectors = engines.refresh(state)
+    assert sorted(c.target for c in collectors) == [
+        "http://127.0.0.1:9001/metrics",
+        "http://127.0.0.1:9002/metrics",
+    ]
+    readings = [
+        EngineReading("m", "0", 100.0, 0.0, 50.0, None, None, None, None, None, None),
+    ]
+    for collector in collectors:
+        state.record_engine_readings(collector.name, collector.target, readings, 0.01)
+    assert state.targets[("vllm", "http://127.0.0.1:9001/metrics")].pod.pod == "vllm-a"
+    assert state.targets[("vllm", "http://127.0.0.1:9002/metrics")].pod.pod == "vllm-b"
+    totals = dict(state.tokens.models["m"].tokens)
+
+    del watch._pods["b"]
+    watch._publish()
+    engines.refresh(state)
+    assert ("vllm", "http://127.0.0.1:9002/metrics") not in state.targets
+    assert state.tokens.targets() == {"http://127.0.0.1:9001/metrics"}
+    assert state.tokens.models["m"].tokens == totals, "per-model counters stay"
+    assert "vllm-b" not in render_page(state)
