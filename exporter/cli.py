@@ -213,6 +213,8 @@ def _check_config(path: str, web_config_file: str | None) -> int:
     print(f"# {path}: valid.")
     print(web_line)
     print("\n".join(gpu_lines))
+    if config.kubernetes.discovery.enabled:
+        print(_discovery_line(config))
     print(f"# A month is {HOURS_PER_MONTH:g} h: cost.fixed_per_month and the amortized")
     print("# purchase (cost.owned.amortization_months) are spread over it.")
     print("# Defaults in effect that change what is billed:")
@@ -221,6 +223,25 @@ def _check_config(path: str, web_config_file: str | None) -> int:
     effective = effective_config_dict(config, model_prices, default)
     print(yaml.safe_dump(effective, sort_keys=False), end="")
     return 0
+
+
+def _discovery_line(config: Config) -> str:
+    """Where the engines come from when pods are discovered."""
+    from llm_cost_exporter.discovery.connection import NODE_NAME_VARIABLE, node_name
+    from llm_cost_exporter.discovery.pods import SCRAPE
+
+    discovery = config.kubernetes.discovery
+    node = node_name(discovery) or (
+        f"${NODE_NAME_VARIABLE} (unset here; the daemon needs it, or "
+        "kubernetes.discovery.node_name)"
+    )
+    chosen = (
+        f"labels {discovery.label_selector}"
+        if discovery.label_selector
+        else f'annotated {SCRAPE}: "true"'
+    )
+    static = f", besides the {len(config.engines)} in engines" if config.engines else ""
+    return f"# Engines: discovered from the pods on node {node} ({chosen}){static}."
 
 
 def _check_web_config(path: str | None) -> str:

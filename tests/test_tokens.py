@@ -175,8 +175,11 @@ def test_a_drop_of_one_counter_while_the_others_grow_is_not_a_restart() -> None:
 
 
 def test_engine_counters_count_from_zero_when_the_engine_is_newer_than_us() -> None:
-    observed = EngineCounters().observe({"p": 70.0}, 2.0, count_from_zero=True)
+    counters = EngineCounters()
+    observed = counters.observe({"p": 70.0}, 2.0, count_from_zero=True)
     assert observed.increases == {"p": 70.0} and not observed.restarted
+    # and from then on only what is added: the first reading is never counted twice
+    assert counters.observe({"p": 75.0}, 2.0).increases == {"p": 5.0}
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,12 @@ class ModelLimits:
     def restore(self, exceeded: Mapping[str, int]) -> None:
         self.exceeded = dict(exceeded)
 
+    def forget(self, target: str) -> None:
+        """Drop what is known of an engine target that is gone (discovery's pods come and go)."""
+        self.exceeded.pop(target, None)
+        self._folded.pop(target, None)
+        self._logged.discard(target)
+
     def names(
         self, target: str, served: Iterable[str], node_models: Collection[str]
     ) -> dict[str, str]:

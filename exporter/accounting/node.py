@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -43,6 +43,7 @@ from llm_cost_exporter.collectors.readings import (
     GpuSnapshot,
     PodDevices,
 )
+from llm_cost_exporter.collectors.registry import ENGINE_TYPES
 from llm_cost_exporter.config import Config
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,16 @@ log = logging.getLogger(__name__)
 MAX_POD_SERIES = 512
 """(model, namespace, pod) spend series kept at most: beyond, those of the pods gone
 longest leave first (pods holding GPUs now never do)."""
+
+
+@dataclass(frozen=True)
+class EnginePod:
+    """Who a discovered engine target is: its pod, and when its engine started."""
+
+    namespace: str
+    pod: str
+    started_at: float | None = None
+    """Wall time its engine's container started, where the pod says."""
 
 
 @dataclass
@@ -78,6 +89,8 @@ class TargetStatus:
     """Models the target served when it last answered: the owners of its GPUs."""
     folded: set[tuple[str, str]] = field(default_factory=set)
     """(rank, model) of its last reading counted as OVERFLOW (see model_limits)."""
+    pod: EnginePod | None = None
+    """The pod of a discovered engine target (kubernetes.discovery)."""
 
     @property
     def ever_failed(self) -> bool:
@@ -146,6 +159,10 @@ class NodeState:
         self.downtime_billed_cost = 0.0
         self.resumed_targets: dict[tuple[str, str], TargetStatus] = {}
         """Counters of targets saved before a restart, resumed when each reports."""
+        self.engine_pods: dict[str, EnginePod] = {}
+        """The pod of each discovered engine target (see track_engines)."""
+        self.discovery_skipped: dict[str, int] | None = None
+        """Candidate engine pods not read, by reason; None without discovery."""
         self.day = self._utc_day()
         """The UTC day `spend_at_day_start` belongs to."""
         self.spend_at_day_start = 0.0
@@ -195,6 +212,7 @@ class NodeState:
         key = (collector, target)
         if key not in self.targets:
             self.targets[key] = TargetStatus(collector, target, engine)
+            self.targets[key].pod = self.engine_pods.get(target) if engine else None
             if key in self.resumed_targets:
                 self.targets[key].restore(self.resumed_targets.pop(key))
         return self.targets[key]
@@ -220,6 +238,49 @@ class NodeState:
         status.errors[reason] = status.errors.get(reason, 0) + 1
         status.last_error = f"{reason}: {message}"
         status.readings = []
+
+    def record_source_up(self, collector: str, target: str, duration: float) -> None:
+        """A source other than an engine or the GPUs (the pod watch) answers."""
+        status = self.status(collector, target, engine=False)
+        if not status.up and status.ever_failed:
+            log.info("%s target %s answers again", collector, target)
+        status.up = True
+        status.duration_seconds = duration
+        status.last_error = ""
+
+    def track_engines(
+        self,
+        live: Collection[tuple[str, str]],
+        pods: Mapping[str, EnginePod],
+        complete: bool,
+    ) -> None:
+        """The engine targets read this cycle, (collector, target), and the pods of the
+        discovered ones. A target no longer read is forgotten: its series go, its raw
+        counters are dropped (its tokens stay in the per-model totals). `complete` says
+        `live` is the whole set (the pod watch has listed): then what a state file
+        resumed for targets that are not live is dropped too."""
+        self.engine_pods = dict(pods)
+        targets = {target for _, target in live}
+        for key, status in list(self.targets.items()):
+            if not status.engine:
+                continue
+            if key not in live:
+                del self.targets[key]
+                if status.target not in targets:
+                    self._forget_engine(status.target)
+            else:
+                status.pod = self.engine_pods.get(status.target)
+        if not complete:
+            return
+        for key in [k for k in self.resumed_targets if k[0] in ENGINE_TYPES]:
+            if key[1] not in targets:
+                del self.resumed_targets[key]
+        for target in self.tokens.targets() - targets:
+            self._forget_engine(target)
+
+    def _forget_engine(self, target: str) -> None:
+        self.tokens.forget_target(target, self._wall_clock())
+        self.model_limits.forget(target)
 
     def record_gpu_snapshot(
         self, collector: str, target: str, snapshot: GpuSnapshot, duration: float, now: float
@@ -271,8 +332,12 @@ class NodeState:
         wall = self._wall_clock()
         restarted: set[str] = set()
         dipped: set[str] = set()
+        pod = self.engine_pods.get(target)
+        started_hint = pod.started_at if pod is not None else None
         for reading in readings:
-            observation = self.tokens.add(target, reading, exported[reading.model], wall)
+            observation = self.tokens.add(
+                target, reading, exported[reading.model], wall, started_hint
+            )
             if observation.restarted:
                 restarted.add(reading.engine)
             if observation.anomaly:

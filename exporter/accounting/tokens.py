@@ -69,6 +69,9 @@ class Observation:
     restart: ignored, and counted in llmcost_engine_dips_total."""
 
 
+ABSENT_MEMORY = 1024
+"""Forgotten targets remembered (the oldest dropped first): engine pods come and go."""
+
 _UNTRUSTED = CounterLife(None, {})
 """A `_created` older than the newest seen: not a restart, and not a life we know."""
 
@@ -108,7 +111,7 @@ class EngineCounters:
         values = dict(values)
         zero = dict.fromkeys(values, 0.0)
         if self.life is None:
-            self.life = CounterLife(created, zero if count_from_zero else dict(values))
+            self.life = CounterLife(created, dict(values))
             self.read_at = now
             return Observation(dict(values) if count_from_zero else zero)
         life = self._life_of(values, created)
@@ -240,6 +243,8 @@ class TokenLedger:
         self.models: dict[str, ModelTotals] = {}
         self.unpriced: set[str] = set()
         self._engines: dict[tuple[str, str, str], EngineCounters] = {}
+        self._absent_since: dict[str, float] = {}
+        """Targets forgotten, by when: a process that started before is not new to us."""
 
     def price_for(self, model: str) -> ApiPrices | None:
         """The model's API price: its own, else the default, else None."""
@@ -262,16 +267,22 @@ class TokenLedger:
         reading: EngineReading,
         model: str | None = None,
         now: float | None = None,
+        started_hint: float | None = None,
     ) -> Observation:
         """Count one reading of the engine at `target`, read at wall time `now`.
 
         `model` is the series its tokens go to when not the reading's own (see
         model_limits); its raw counters stay apart under the reading's own name.
+        `started_hint` is when the engine started where its page does not say (an
+        engine pod's container start): it decides only whether a first reading counts
+        in full.
         """
         model = model or reading.model
         key = (target, reading.engine, reading.model)
         engine = self._engines.setdefault(key, EngineCounters())
-        started_after_us = reading.started_at is not None and reading.started_at > self.started_wall
+        started = reading.started_at if reading.started_at is not None else started_hint
+        watching_since = max(self.started_wall, self._absent_since.get(target, self.started_wall))
+        started_after_us = started is not None and started > watching_since
         observation = engine.observe(
             {
                 "prompt": reading.prompt_tokens,
@@ -309,6 +320,20 @@ class TokenLedger:
         left its page, so a page naming new models every cycle costs no memory."""
         for engine, model in pairs:
             self._engines.pop((target, engine, model), None)
+
+    def targets(self) -> set[str]:
+        """The engine targets whose raw counters are kept."""
+        return {target for target, _, _ in self._engines}
+
+    def forget_target(self, target: str, now: float) -> None:
+        """Drop every raw counter of `target`, gone at wall time `now` (its tokens stay
+        counted in the per-model totals). Should it come back, a process that started
+        before `now` is baselined again and a later one counted in full."""
+        self.forget(target, [(rank, model) for t, rank, model in self._engines if t == target])
+        self._absent_since.pop(target, None)
+        self._absent_since[target] = now
+        while len(self._absent_since) > ABSENT_MEMORY:
+            del self._absent_since[next(iter(self._absent_since))]
 
     @property
     def tokens_total(self) -> float:

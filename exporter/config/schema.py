@@ -64,7 +64,8 @@ class Setting:
     """A sub-mapping holding this key in the file (`collection` for `interval`)
     while the value stays an attribute of the section's own object."""
     derive: Callable[[Mapping[str, Any]], Any] | None = None
-    """Computes the default from the settings loaded before this one."""
+    """Computes the default from the settings given in the file and the defaults of
+    those declared before this one."""
     default_doc: str | None = None
     """The default as the reference table shows it, where derived."""
     money: bool = False
@@ -199,15 +200,18 @@ class Section:
         values: dict[str, Any] = {}
         given: set[str] = set()
         for entry in self.settings:
-            at = self.path_of(entry, where)
             raw = sources[entry.group].get(entry.name)
             if raw is not None:
-                values[entry.name] = entry.node.load(raw, at)
+                values[entry.name] = entry.node.load(raw, self.path_of(entry, where))
                 given.add(entry.name)
-            elif entry.required:
-                raise ConfigError(f"{at}: {entry.missing}")
-            else:
-                values[entry.name] = entry.default_value(values)
+        # Defaults after every given value: a derived default may depend on a setting
+        # declared after it (the engines on whether discovery is on).
+        for entry in self.settings:
+            if entry.name in given:
+                continue
+            if entry.required:
+                raise ConfigError(f"{self.path_of(entry, where)}: {entry.missing}")
+            values[entry.name] = entry.default_value(values)
         loaded = Loaded(self, values, frozenset(given), where)
         for rule in self.rules:
             rule(loaded)

@@ -634,6 +634,28 @@ def _engines_apart(engines: tuple[EngineConfig, ...], where: str) -> None:
 
 # --- the whole file ---------------------------------------------------------------
 
+ENGINES_DESCRIBED = "{url: ...}"
+
+
+def _discovering(loaded: Mapping[str, Any]) -> bool:
+    """Whether engines are discovered; the kubernetes section is loaded only when given
+    in the file before the defaults are derived (see Section.load)."""
+    kubernetes = loaded.get("kubernetes")
+    return kubernetes is not None and kubernetes.discovery.enabled
+
+
+def _engines_default(loaded: Mapping[str, Any]) -> tuple[EngineConfig, ...]:
+    """The engine at the default URL, unless pods are discovered: then none is assumed."""
+    return () if _discovering(loaded) else (EngineConfig(DEFAULT_ENGINE_URL),)
+
+
+def _some_engine(loaded: Loaded) -> None:
+    if not loaded["engines"] and not _discovering(loaded.values):
+        raise ConfigError(
+            f"{loaded.path('engines')}: must be a non-empty list of {ENGINES_DESCRIBED} "
+            "(or enable kubernetes.discovery)"
+        )
+
 
 def _timeout_default(loaded: Mapping[str, Any]) -> float:
     return min(3.0, loaded["interval"] * 0.8)
@@ -727,9 +749,10 @@ class Config:
         group="collection",
     )
     engines: tuple[EngineConfig, ...] = setting(
-        ListOf(ENGINE, "{url: ...}", non_empty=True, check=_engines_apart, max_items=MAX_ENGINES),
+        ListOf(ENGINE, ENGINES_DESCRIBED, check=_engines_apart, max_items=MAX_ENGINES),
         "The inference engines on this node",
         (EngineConfig(DEFAULT_ENGINE_URL),),
+        derive=_engines_default,
         default_doc=f"one, at `{DEFAULT_ENGINE_URL}`",
     )
     nvml: NvmlConfig = setting(NVML, "The GPUs, read through NVML", NvmlConfig())
@@ -785,6 +808,7 @@ class Config:
 CONFIG = dataclass_section(
     Config,
     rules=(
+        _some_engine,
         _timeout_within_interval,
         _history_within_bound,
         _catalog_in_its_currency,

@@ -6,29 +6,45 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
+from llm_cost_exporter.collectors.base import EngineCollector
+from llm_cost_exporter.collectors.credentials import Credentials
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
 from llm_cost_exporter.collectors.nvml import NvmlCollector
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.config import Config, ConfigError, ModelPrice, split_listen_address
+from llm_cost_exporter.config.settings import MAX_ENGINES
 from llm_cost_exporter.daemon.gpu_checks import billed_gpus, check_against_nvml, one_line
 from llm_cost_exporter.daemon.http_server import HttpServer
-from llm_cost_exporter.daemon.loop import CollectionLoop
+from llm_cost_exporter.daemon.loop import CollectionLoop, EngineTargets
 from llm_cost_exporter.daemon.state_file import open_state_file
 from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 from llm_cost_exporter.outputs.node_families import node_families
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
+if TYPE_CHECKING:
+    from llm_cost_exporter.discovery.connection import Connection
+
 log = logging.getLogger("llm-cost-exporter")
 
 NVML_START_TIMEOUT = 10.0
 """A driver can hang in init; the exporter serves the engines meanwhile."""
+
+
+def _discovery_connection(config: Config) -> Connection | None:
+    """Where to watch pods when discovery is on; ConfigError when that is unknown."""
+    if not config.kubernetes.discovery.enabled:
+        return None
+    from llm_cost_exporter.discovery.connection import connection
+
+    return connection(config.kubernetes.discovery)
 
 
 def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | None]:
@@ -51,6 +67,7 @@ async def serve(
 ) -> None:
     """Run collection and HTTP serving until cancelled or signalled; `web_config` (the
     `--web.config.file`) adds TLS, basic auth and headers."""
+    discovery = _discovery_connection(config)
     nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
     if nvml is not None:
         try:
@@ -62,7 +79,9 @@ async def serve(
                 NVML_START_TIMEOUT,
             )
     try:
-        await _serve(config, model_prices, default_price, nvml, web_config or LiveWebConfig(None))
+        await _serve(
+            config, model_prices, default_price, nvml, web_config or LiveWebConfig(None), discovery
+        )
     finally:
         if nvml is not None:
             nvml.close()
@@ -74,6 +93,7 @@ async def _serve(
     default_price: ApiPrices | None,
     nvml: NvmlCollector | None,
     web_config: LiveWebConfig,
+    discovery: Connection | None,
 ) -> None:
     gpus = billed_gpus(config, nvml)
     findings = check_against_nvml(config, nvml, gpus)
@@ -88,20 +108,25 @@ async def _serve(
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        engines = [
-            engine_collector(
-                engine.type,
-                engine.url,
-                HttpPage(
-                    session,
-                    engine.url,
-                    config.timeout,
-                    config.max_page_bytes,
-                    credentials=engine.credentials,
-                ),
+
+        def collector(
+            engine_type: str, url: str, credentials: Credentials | None = None
+        ) -> EngineCollector:
+            page = HttpPage(
+                session, url, config.timeout, config.max_page_bytes, credentials=credentials
             )
-            for engine in config.engines
-        ]
+            return engine_collector(engine_type, url, page)
+
+        static = [collector(e.type, e.url, e.credentials) for e in config.engines]
+        engines: list[EngineCollector] | EngineTargets = static
+        background: list[asyncio.Future[None]] = []
+        if discovery is not None:
+            from llm_cost_exporter.daemon.engine_targets import DiscoveredEngines
+            from llm_cost_exporter.discovery.kubernetes import PodWatch
+
+            watch = PodWatch(config.kubernetes.discovery, discovery, MAX_ENGINES - len(static))
+            engines = DiscoveredEngines(static, watch, collector)
+            background.append(asyncio.ensure_future(watch.run()))
         page = PrometheusPage()
         pod_resources = config.kubernetes.pod_resources
         pods = PodResourcesCollector(pod_resources.socket, config.timeout)
@@ -129,17 +154,19 @@ async def _serve(
                 f"{error.strerror or error}"
             ) from None
         log.info(
-            "listening on %s (%s), watching %d engine(s) and %d billed GPU(s) every %gs, "
+            "listening on %s (%s), watching %d engine(s)%s and %d billed GPU(s) every %gs, "
             "node cost %.4f %s/h",
             config.listen_address,
             "TLS" if web_config.tls_enabled else "plain HTTP",
             len(config.engines),
+            f" and the engine pods of node {discovery.node_name}" if discovery else "",
             len(state.fleet.gpus),
             config.interval,
             state.accrual.hourly_total,
             config.currency,
         )
         task = asyncio.ensure_future(loop.run_forever())
+        background.append(task)
         stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError):
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,9 +174,10 @@ async def _serve(
         try:
             await stop.wait()
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for future in background:
+                future.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await future
             loop.finish()
             await server.stop()
             log.info("stopped")

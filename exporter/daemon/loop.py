@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.collectors.base import CollectorError, EngineCollector, GpuCollector
@@ -32,6 +33,15 @@ BACKSTOP_GRACE = 1.0
 STALL_INTERVALS = 3
 """A loop that has not finished a cycle for this many intervals (plus a second) is
 stalled; a starting loop has as long to finish its first one."""
+
+
+@runtime_checkable
+class EngineTargets(Protocol):
+    """The engines to read, which may change between cycles (discovered pods)."""
+
+    def refresh(self, state: NodeState) -> Sequence[EngineCollector]:
+        """This cycle's engine collectors, having told `state` what changed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class CollectionLoop:
     def __init__(
         self,
         state: NodeState,
-        engines: Sequence[EngineCollector],
+        engines: Sequence[EngineCollector] | EngineTargets,
         gpus: GpuCollector | None,
         outputs: Sequence[Output],
         interval: float,
@@ -67,7 +77,7 @@ class CollectionLoop:
         `clock` and `sleep` are the loop's time, replaced together in tests. `pods`
         (the kubelet's pod-resources API) is collected beside the GPUs while it is wanted."""
         self.state = state
-        self.engines = list(engines)
+        self.engines = engines if isinstance(engines, EngineTargets) else list(engines)
         self.gpus = gpus
         self.outputs = list(outputs)
         self.interval = interval
@@ -123,7 +133,10 @@ class CollectionLoop:
 
     async def run_once(self) -> None:
         """One cycle: collect everything, accrue spend, publish the families."""
-        collections = [self._collect_engine(c) for c in self.engines]
+        engines = self.engines
+        if isinstance(engines, EngineTargets):
+            engines = engines.refresh(self.state)
+        collections = [self._collect_engine(c) for c in engines]
         if self.gpus is not None:
             collections.append(self._collect_gpus(self.gpus))
         if self.pods is not None and self.pods.wanted():

@@ -366,3 +366,27 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
             for reason, count in status.rejected.items():
                 rejected.add_metric([collector, target, reason], count)
     yield from (up, duration, errors, restarts, exceeded, dips, rejected)
+    if state.discovery_skipped is not None:
+        yield from _discovery(state, state.discovery_skipped)
+
+
+def _discovery(state: NodeState, skipped: Mapping[str, int]) -> Iterator[Metric]:
+    """Only where kubernetes.discovery is on: who each discovered engine is, and the
+    candidate pods that are not read."""
+    info = gauge(
+        "engine_info",
+        "Namespace and pod of each engine target discovered among the node's pods; always 1.",
+        ("collector", "target", "namespace", "pod"),
+    )
+    for (collector, target), status in sorted(state.targets.items()):
+        if status.engine and status.pod is not None:
+            info.add_metric([collector, target, status.pod.namespace, status.pod.pod], 1)
+    pods = gauge(
+        "discovery_skipped_pods",
+        "Pods of this node chosen as engines but not read, by reason (bad_scrape, bad_port, "
+        "bad_path, bad_scheme, unknown_engine, too_many, duplicate).",
+        ("reason",),
+    )
+    for reason, count in skipped.items():
+        pods.add_metric([reason], count)
+    yield from (info, pods)
