@@ -28,6 +28,7 @@ from realparts.containers import (
     Podman,
     build_image,
     ensure_base_image,
+    run_container,
     run_listening,
 )
 from realparts.samples import Samples, eventually, total, value
@@ -251,3 +252,17 @@ def test_daemon_saves_its_state_on_the_volume_and_resumes(
         finally:
             second.remove()
         assert resumed >= before > 0
+
+
+def test_without_its_config_file_it_exits_2_naming_it(podman: Podman, image: str) -> None:
+    """The default command reads /etc/llm-cost-exporter/config.yml; with nothing mounted
+    there the container stops at once with exit code 2 and one line saying why."""
+    container = run_container(podman, image, [], HARDENED)
+    try:
+        code = container.wait_exited()
+        logs = container.logs()
+    finally:
+        container.remove()
+    assert code == 2, logs
+    [line] = logs.splitlines()
+    assert line.startswith(f"llm-cost-exporter: configuration error: {CONFIG_DIR}/config.yml: ")

@@ -66,11 +66,12 @@ def cache_dir() -> Path:
     return root / "llm-cost-exporter-tests" / "containers" / recipe_key()
 
 
-def _boot_id() -> str:
-    """This boot's id: podman's run-time state must not survive a reboot."""
-    with contextlib.suppress(OSError):
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return "boot"
+def run_root(storage: Path) -> Path:
+    """Where podman keeps run-time state (its tmp_dir, the storage's runroot) for
+    `storage`: under /run as for the system's podman, which a reboot empties."""
+    digest = hashlib.sha256(str(storage).encode()).hexdigest()[:12]
+    parent = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+    return parent / "llm-cost-exporter-tests" / digest
 
 
 def _ulimits() -> list[str]:
@@ -98,7 +99,7 @@ class Podman:
         self.binary = locate_binary("PODMAN_BIN", ("podman",), "podman")
         locate_binary("RUNC_BIN", ("runc",), "runc", fallbacks=("/usr/sbin/runc",))
         self.storage = storage or cache_dir()
-        self.run_root = Path(tempfile.gettempdir()) / "llm-cost-exporter-podman" / _boot_id()
+        self.run_root = run_root(self.storage)
         self.conf_dir = self.storage / "conf"
         self.env = {**os.environ, **self._write_config()}
 
@@ -343,8 +344,13 @@ class Container:
         return int(self.inspect()["State"]["Pid"])
 
     def logs(self) -> str:
+        """What the container wrote, without podman's own messages (a host without
+        systemd gets one per health check timer podman cannot set up)."""
         done = self.podman("logs", self.name, check=False)
-        return done.stdout + done.stderr
+        own = re.compile(r'^time="[^"]*" level=\w+ msg=', re.MULTILINE)
+        return "".join(
+            line for line in (done.stdout + done.stderr).splitlines(True) if not own.match(line)
+        )
 
     def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
         return self.podman("exec", self.name, *command, check=False)
@@ -352,6 +358,19 @@ class Container:
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         """Run the image's HEALTHCHECK once, now."""
         return self.podman("healthcheck", "run", self.name, check=False)
+
+    def wait_exited(self, timeout: float = 60.0) -> int:
+        """The exit code, once the container has ended (within `timeout` scaled seconds).
+
+        Read from `inspect`, not `podman wait`: where the host's init is slow to reap the
+        orphaned conmon, `podman wait` and attached runs sit out a 20 s timeout.
+        """
+        deadline = time.monotonic() + scaled(timeout)
+        while (state := self.inspect()["State"])["Running"]:
+            if time.monotonic() > deadline:
+                raise PodmanError(f"{self.name} still runs after {scaled(timeout):g}s")
+            time.sleep(0.1)
+        return int(state["ExitCode"])
 
     def stop(self, grace: float) -> tuple[int, float]:
         """`podman stop`: the image's STOPSIGNAL, then SIGKILL after `grace` (scaled)
