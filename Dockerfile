@@ -60,6 +60,8 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
 ENTRYPOINT ["llm-cost-exporter"]
 CMD ["--config", "/etc/llm-cost-exporter/config.yml"]
 
+# VERSION stays pyproject.toml's version (the image tests check); REVISION is the
+# commit, e.g. --build-arg REVISION=$(git rev-parse HEAD).
 ARG VERSION=0.1.0
 ARG REVISION=
 LABEL org.opencontainers.image.title="llm-cost-exporter" \
