@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian/Ubuntu machine: the real
-# Prometheus binaries (tests scrape through a real server), a C compiler, and a
+# Prometheus binaries (tests scrape through a real server), a C compiler, podman,
+# runc and debootstrap (the container image is built and run for real), and a
 # virtualenv with this project installed in editable mode. Safe to re-run.
 #
 # Env: LLMCOST_VENV  virtualenv location (default: .venv in the repo root)
@@ -23,6 +24,12 @@ have prometheus-node-exporter || have node_exporter || apt_pkgs+=(prometheus-nod
 have gcc || apt_pkgs+=(gcc)
 # systemd-analyze checks the systemd unit (no systemd needs to run).
 have systemd-analyze || apt_pkgs+=(systemd)
+# The image tests: podman with runc (apt would otherwise pick crun, which refuses
+# some container hosts' cgroup setup), and debootstrap for the local base image.
+have podman || apt_pkgs+=(podman)
+have runc || [[ -x /usr/sbin/runc ]] || apt_pkgs+=(runc)
+have debootstrap || [[ -x /usr/sbin/debootstrap ]] || apt_pkgs+=(debootstrap)
+[[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || apt_pkgs+=(debian-archive-keyring)
 if ! have python3; then
   apt_pkgs+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -47,11 +54,14 @@ if ((${#apt_pkgs[@]})); then
   fi
 
   say "installing apt packages: ${apt_pkgs[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${apt_pkgs[@]}" >/dev/null
+  # Another apt or dpkg run (an unattended upgrade) holds the lock: wait for it.
+  apt_wait=(-o DPkg::Lock::Timeout=600)
+  $SUDO apt-get "${apt_wait[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_wait[@]}" install -y -qq \
+    --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 else
-  say "system packages present (prometheus, promtool, alertmanager, node-exporter, gcc, python3-venv)"
+  say "system packages present (prometheus, promtool, alertmanager, node-exporter, gcc," \
+    "python3-venv, podman, runc, debootstrap)"
 fi
 
 have prometheus && have promtool || die "prometheus/promtool still not on PATH after install"
