@@ -20,8 +20,8 @@ from kubelet_stubs import GENERATED, KUBELET, generate
 from realparts.kubelet import Container, FakeKubelet, Pod, full_kubelet_answer, pod, response
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
-from llm_cost_exporter.accounting.gpu_inventory import build_inventory
-from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.accounting.gpu_inventory import UNCLAIMED, build_inventory
+from llm_cost_exporter.accounting.node import EnginePod, NodeState
 from llm_cost_exporter.accounting.pod_attribution import UNALLOCATED, UNALLOCATED_POD
 from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.kubelet import api_pb2
@@ -350,6 +350,89 @@ def test_time_sliced_gpu_is_split_evenly_among_the_replicas_held() -> None:
     assert_pods_sum_to_models(state)
     holders = [(h.pod, h.container) for h in state.gpu_pods[GPU[0]].holders]
     assert holders == [("one", "one"), ("two", "two")]
+
+
+def discovering_node(shared: bool = True) -> NodeState:
+    """The four-H100 node with no configured engine: its engines are discovered pods."""
+    cost = {"gpus": [{"model": "H100", "count": 4}], "gpu_prices_per_hour": {"H100": 2.0}}
+    config = config_from_mapping(
+        minimal_config_dict(
+            engines=[],
+            kubernetes={"discovery": {"enabled": True, "node_name": "gpu-node-1"}},
+            cost={**cost, **(SHARED_COSTS if shared else {"overhead_ratio": 0.0})},
+        )
+    )
+    inventory = build_inventory(
+        [(i, GPU[i], "NVIDIA H100 80GB HBM3") for i in range(4)],
+        [("H100", 4)],
+        config.cost.gpu_hourly_by_key,
+        nvml_available=True,
+    )
+    state = NodeState(
+        config, {}, ApiPrices(0.8, 0.08, 4.0), wall_clock=lambda: 5000.0, gpus=inventory
+    )
+    engine_pods = {A: EnginePod("serving", "alpha-0"), B: EnginePod("serving", "beta-0")}
+    state.track_engines({("vllm", A), ("vllm", B)}, engine_pods, complete=True)
+    return state
+
+
+def test_discovered_engines_claim_the_gpus_their_pods_hold() -> None:
+    """No engines[].gpus: the kubelet says which pod holds each GPU, and the pod says
+    which engine, so each model pays for its own GPUs and nothing crosses pods."""
+    state = discovering_node()
+    pods = [
+        pod("serving", "alpha-0", GPU[0], GPU[1]),
+        pod("serving", "beta-0", GPU[2]),
+        pod("research", "notebook-7", GPU[3]),
+    ]
+    cycle(state, 0.0, pods)
+    cycle(state, 3600.0, pods)
+    assert state.gpu_owners == {
+        GPU[0]: ("alpha",),
+        GPU[1]: ("alpha",),
+        GPU[2]: ("beta",),
+        GPU[3]: (UNCLAIMED,),
+    }
+    # An hour: $8 of GPUs + $1 node extra + $1 fixed, overhead 25%, shared by GPU cost.
+    one_gpu = (2.0 + 0.25) * 1.25 + 0.25
+    assert state.accrual.owner_spend == pytest.approx(
+        {"alpha": 2 * one_gpu, "beta": one_gpu, UNCLAIMED: one_gpu}, rel=1e-12
+    )
+    assert state.accrual.pod_spend == pytest.approx(
+        {
+            ("alpha", "serving", "alpha-0"): 2 * one_gpu,
+            ("beta", "serving", "beta-0"): one_gpu,
+            (UNCLAIMED, "research", "notebook-7"): one_gpu,
+        },
+        rel=1e-12,
+    )
+    assert_pods_sum_to_models(state)
+
+
+def test_a_gpu_time_sliced_between_engine_pods_charges_each_pod_its_own_model() -> None:
+    state = discovering_node(shared=False)
+    shared = "nvidia.com/gpu.shared"
+    pods = [
+        pod("serving", "alpha-0", f"{GPU[0]}::0", resource=shared),
+        pod("serving", "beta-0", f"{GPU[0]}::1", resource=shared),
+    ]
+    cycle(state, 0.0, pods)
+    cycle(state, 3600.0, pods)
+    spend = state.accrual.pod_spend
+    assert spend[("alpha", "serving", "alpha-0")] == pytest.approx(1.0)
+    assert spend[("beta", "serving", "beta-0")] == pytest.approx(1.0)
+    assert ("alpha", "serving", "beta-0") not in spend
+    assert ("beta", "serving", "alpha-0") not in spend
+    assert spend[(UNCLAIMED, *UNALLOCATED_POD)] == pytest.approx(6.0)  # GPUs 1-3
+    assert_pods_sum_to_models(state)
+
+
+def test_without_the_kubelet_discovered_engines_claim_nothing() -> None:
+    state = discovering_node()
+    cycle(state, 0.0, None)
+    cycle(state, 3600.0, None)
+    assert set(state.gpu_owners.values()) == {(UNCLAIMED,)}
+    assert state.accrual.pod_spend == {}
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,9 @@ PodShares = Mapping[str, Mapping[tuple[str, str], float]]
 """GPU key -> the pods (namespace, pod) holding it and each one's share (summing to 1)."""
 PodOwner = tuple[str, str, str]
 """(model, namespace, pod): an owner's spend on the GPUs one pod holds."""
+PodOwners = Mapping[str, Mapping[tuple[str, str], tuple[str, ...]]]
+"""GPU key -> each pod holding it -> the owners that pod's part is split evenly among:
+for a GPU whose owners are known by pod (an engine pod holds it), instead of GpuOwners'."""
 _NO_POD = {None: 1.0}
 
 
@@ -78,16 +81,18 @@ class CostAccrual:
         gpu_owners: GpuOwners,
         idle_owners: Iterable[str],
         pods: PodShares | None = None,
+        pod_owners: PodOwners | None = None,
     ) -> None:
         """Accrue `seconds` of spend and recompute the hourly rate.
 
         `idle_owners` take the node's cost when it has no GPU to split it by.
         `pods` splits each GPU's cost among the pods holding it (a GPU it leaves out
         is (unallocated)); None where nothing says which pods hold the GPUs.
+        `pod_owners` names the owners of each pod's part of the GPUs it covers.
         """
         idle = tuple(idle_owners)
         energy_spent, energy_hourly = self._energy_costs()
-        shares = self._shares(seconds, energy_spent, gpu_owners, idle, pods)
+        shares = self._shares(seconds, energy_spent, gpu_owners, idle, pods, pod_owners)
         for (owner, pod), parts in shares.items():
             for component in self.components:
                 self.spend[component] += parts[component]
@@ -96,7 +101,7 @@ class CostAccrual:
             if pod is not None:
                 key = (owner, *pod)
                 self.pod_spend[key] = self.pod_spend.get(key, 0.0) + cost
-        self.reprice(gpu_owners, idle, energy_hourly, pods)
+        self.reprice(gpu_owners, idle, energy_hourly, pods, pod_owners)
 
     def reprice(
         self,
@@ -104,6 +109,7 @@ class CostAccrual:
         idle_owners: Iterable[str],
         energy_hourly: Mapping[str, float] | None = None,
         pods: PodShares | None = None,
+        pod_owners: PodOwners | None = None,
     ) -> None:
         """Recompute the current hourly rate, energy at `energy_hourly` per GPU."""
         idle = tuple(idle_owners)
@@ -111,7 +117,7 @@ class CostAccrual:
         self.owner_hourly = {}
         self.pod_hourly = {}
         hourly = self._shares(
-            costmodel.SECONDS_PER_HOUR, energy_hourly or {}, gpu_owners, idle, pods
+            costmodel.SECONDS_PER_HOUR, energy_hourly or {}, gpu_owners, idle, pods, pod_owners
         )
         for (owner, pod), parts in hourly.items():
             for component in self.components:
@@ -187,6 +193,7 @@ class CostAccrual:
         gpu_owners: GpuOwners,
         idle_owners: tuple[str, ...],
         pods: PodShares | None,
+        pod_owners: PodOwners | None = None,
     ) -> dict[tuple[str, tuple[str, str] | None], dict[str, float]]:
         """The node's cost over `seconds` by (owner, pod) and component; pod None
         where nothing says which pods hold the GPUs."""
@@ -194,10 +201,12 @@ class CostAccrual:
         energy: dict[tuple[str, tuple[str, str] | None], float] = {}
         unallocated = {UNALLOCATED_POD: 1.0}
         for key, owners in gpu_owners.items():
-            share = 1.0 / len(owners)
             held = _NO_POD if pods is None else pods.get(key, unallocated)
-            for owner in owners:
-                for pod, pod_share in held.items():
+            by_pod = (pod_owners or {}).get(key)
+            for pod, pod_share in held.items():
+                pod_part = owners if by_pod is None or pod is None else by_pod[pod]
+                share = 1.0 / len(pod_part)
+                for owner in pod_part:
                     pair = (owner, pod)
                     gpu_hourly[pair] = (
                         gpu_hourly.get(pair, 0.0)

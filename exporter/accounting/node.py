@@ -28,7 +28,7 @@ from llm_cost_exporter.accounting.gpu_inventory import (
 )
 from llm_cost_exporter.accounting.history import History, Totals
 from llm_cost_exporter.accounting.model_limits import OVERFLOW, ModelLimits
-from llm_cost_exporter.accounting.pod_attribution import GpuPods, PodAttribution
+from llm_cost_exporter.accounting.pod_attribution import GpuPods, PodAttribution, PodKey
 from llm_cost_exporter.accounting.tokens import TokenLedger
 from llm_cost_exporter.accounting.windows import (
     WindowFigures,
@@ -174,8 +174,12 @@ class NodeState:
             if e.capacity_tokens_per_second is not None
         }
         """Configured capacity of the engines that have one, by target URL."""
-        self.per_model_split = len(engines) == 1 or all(e.gpus is not None for e in engines)
-        """Per-model cost is meaningful: one engine, or every engine names its GPUs."""
+        self.discovering = config.kubernetes.discovery.enabled
+        self.per_model_split = (len(engines) == 1 and not self.discovering) or all(
+            e.gpus is not None for e in engines
+        )
+        """Per-model cost is meaningful: one engine (and no others to discover), or every
+        configured engine names its GPUs (discovered ones are known by their pods)."""
         if not self.per_model_split:
             log.warning(
                 "%d engines and not every one lists its GPUs (engines[].gpus): "
@@ -198,7 +202,7 @@ class NodeState:
         """Which engine target owns each GPU of the inventory."""
         inventory = self.fleet.inventory()
         engines = self.config.engines
-        if len(engines) == 1 and engines[0].gpus is None:
+        if len(engines) == 1 and engines[0].gpus is None and not self.discovering:
             self._claims = {g.key: engines[0].url for g in inventory}
             return
         claims = {e.url: e.gpus for e in engines if e.gpus is not None}
@@ -382,14 +386,42 @@ class NodeState:
         """Wall time on the node's clock (the state file's saved_at uses it too)."""
         return self._wall_clock()
 
-    def owners(self) -> dict[str, tuple[str, ...]]:
-        """Models each GPU's cost goes to; unclaimed GPUs go to UNCLAIMED."""
+    def owners(
+        self, by_pod: Mapping[str, Mapping[PodKey, tuple[str, ...]]] | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        """Models each GPU's cost goes to: those of the engine that engines[].gpus says
+        runs on it, else those of the engine pods `by_pod` (pod_claims) says hold it;
+        unclaimed GPUs go to UNCLAIMED."""
         owners = {}
         for key in self.fleet.gpus:
             target = self._claims.get(key) if self.per_model_split else None
             status = self._engine_status(target) if target else None
-            owners[key] = (status.models if status else ()) or (UNCLAIMED,)
+            if status is None and by_pod and key in by_pod:
+                owners[key] = tuple(dict.fromkeys(m for ms in by_pod[key].values() for m in ms))
+            else:
+                owners[key] = (status.models if status else ()) or (UNCLAIMED,)
         return owners
+
+    def pod_claims(self) -> dict[str, dict[PodKey, tuple[str, ...]]]:
+        """GPUs that no configured engine claims but the kubelet says a discovered
+        engine's pod holds: for each pod holding one, the models its engines serve
+        (UNCLAIMED for a pod that runs no engine, or none that answered)."""
+        if not self.gpu_pods or not self.engine_pods:
+            return {}
+        served: dict[PodKey, list[str]] = {}
+        for target, pod in self.engine_pods.items():
+            status = self._engine_status(target)
+            served.setdefault((pod.namespace, pod.pod), []).extend(status.models if status else ())
+        claims = {}
+        for key, held in self.gpu_pods.items():
+            if self.per_model_split and key in self._claims:
+                continue
+            if any(pod in served for pod in held.shares):
+                claims[key] = {
+                    pod: tuple(dict.fromkeys(served.get(pod, ()))) or (UNCLAIMED,)
+                    for pod in held.shares
+                }
+        return claims
 
     def _idle_owners(self) -> list[str]:
         """Who carries the node's cost when there is no GPU to split it by."""
@@ -438,13 +470,14 @@ class NodeState:
         if self.downtime is not None:
             self._bill_downtime(self.downtime, wall)
             self.downtime = None
-        self.gpu_owners = self.owners()
-        self._track_live_models(now)
         self.gpu_pods = self.pods.split(self.fleet.gpus, now)
+        pod_claims = self.pod_claims()
+        self.gpu_owners = self.owners(pod_claims)
+        self._track_live_models(now)
         shares = None
         if self.gpu_pods is not None:
             shares = {key: pods.shares for key, pods in self.gpu_pods.items()}
-        self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners(), shares)
+        self.accrual.advance(elapsed, self.gpu_owners, self._idle_owners(), shares, pod_claims)
         self._track_pods(now)
         day = self._utc_day(wall)
         if day != self.day:
