@@ -753,7 +753,7 @@ class Config:
         "The inference engines on this node",
         (EngineConfig(DEFAULT_ENGINE_URL),),
         derive=_engines_default,
-        default_doc=f"one, at `{DEFAULT_ENGINE_URL}`",
+        default_doc=f"one, at `{DEFAULT_ENGINE_URL}`; none with kubernetes.discovery",
     )
     nvml: NvmlConfig = setting(NVML, "The GPUs, read through NVML", NvmlConfig())
     cost: CostConfig = setting(
