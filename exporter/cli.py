@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -339,6 +340,15 @@ def _print_systemd_unit(exec_path: str | None) -> int:
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
+    # Until the event loop takes SIGTERM over, it interrupts the start like Ctrl-C; as
+    # a container's PID 1 it would otherwise be ignored until the stop's grace ran out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        return _start_daemon(args)
+    return 0
+
+
+def _start_daemon(args: argparse.Namespace) -> int:
     from llm_cost_exporter.daemon.assembly import resolve_prices, serve
     from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 
@@ -355,8 +365,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     web_config = LiveWebConfig(Path(args.web_config_file) if args.web_config_file else None)
     _setup_logging(config.log_level)
     model_prices, default = resolve_prices(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, model_prices, default, web_config))
+    asyncio.run(serve(config, model_prices, default, web_config))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -494,6 +495,40 @@ async def test_a_hanging_nvml_init_does_not_hold_up_the_engines(
 
 
 # --- configuration held against what NVML lists -------------------------------------------
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (SigCgt in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (mask,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")]
+    return bool(int(mask, 16) & (1 << (signum - 1)))
+
+
+def test_sigterm_while_nvml_init_hangs_stops_the_daemon_cleanly(node: GpuNode) -> None:
+    """As a container's PID 1 an unhandled SIGTERM is ignored: the daemon handles it from
+    its first moment, here while a slow driver still holds up the start."""
+    node.write([h100()], init_delay_ms=round(scaled(4) * 1000))
+    config_path = node.workdir / "node.yml"
+    config_path.write_text(yaml.safe_dump(rented(engines=dead_engine())))
+    log_path = node.workdir / "daemon.log"
+    with log_path.open("w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "llm_cost_exporter", "--config", str(config_path)],
+            env={**os.environ, **node.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        eventually(lambda: catches(daemon.pid, signal.SIGTERM), 60, "a SIGTERM handler")
+        assert "listening on" not in log_path.read_text(), "the start was over before the stop"
+        daemon.send_signal(signal.SIGTERM)
+        returncode = daemon.wait(timeout=scaled(60))
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    text = log_path.read_text()
+    assert returncode == 0, text
+    assert "Traceback" not in text and "listening on" not in text
 
 
 def engines_on(*claims: list[int | str] | None) -> list[dict[str, Any]]:
