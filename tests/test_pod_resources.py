@@ -275,13 +275,18 @@ def gpu_reading(index: int, **extra: object) -> GpuReading:
 SHARED_COSTS = {"node_extra_per_hour": 1.0, "overhead_ratio": 0.25, "fixed_per_month": 730.0}
 
 
-def node(price: float = 2.0, shared: bool = True, **overrides: object) -> NodeState:
-    """Four H100s at `price` per hour: engine A claims GPUs 0-1, engine B GPUs 2-3; with
-    `shared`, a node extra, overhead and a fixed monthly cost shared by GPU cost."""
+def node(
+    price: float = 2.0, shared: bool = True, engines: list | None = None, **overrides: object
+) -> NodeState:
+    """Four H100s at `price` per hour: engine A claims GPUs 0-1, engine B GPUs 2-3 (or
+    `engines`); with `shared`, a node extra, overhead and a fixed monthly cost shared by
+    GPU cost."""
     cost = {"gpus": [{"model": "H100", "count": 4}], "gpu_prices_per_hour": {"H100": price}}
+    if engines is None:
+        engines = [{"url": A, "gpus": [0, 1]}, {"url": B, "gpus": [2, 3]}]
     config = config_from_mapping(
         minimal_config_dict(
-            engines=[{"url": A, "gpus": [0, 1]}, {"url": B, "gpus": [2, 3]}],
+            engines=engines,
             cost={**cost, **(SHARED_COSTS if shared else {"overhead_ratio": 0.0})},
             **overrides,
         )
@@ -354,23 +359,8 @@ def test_time_sliced_gpu_is_split_evenly_among_the_replicas_held() -> None:
 
 def discovering_node(shared: bool = True) -> NodeState:
     """The four-H100 node with no configured engine: its engines are discovered pods."""
-    cost = {"gpus": [{"model": "H100", "count": 4}], "gpu_prices_per_hour": {"H100": 2.0}}
-    config = config_from_mapping(
-        minimal_config_dict(
-            engines=[],
-            kubernetes={"discovery": {"enabled": True, "node_name": "gpu-node-1"}},
-            cost={**cost, **(SHARED_COSTS if shared else {"overhead_ratio": 0.0})},
-        )
-    )
-    inventory = build_inventory(
-        [(i, GPU[i], "NVIDIA H100 80GB HBM3") for i in range(4)],
-        [("H100", 4)],
-        config.cost.gpu_hourly_by_key,
-        nvml_available=True,
-    )
-    state = NodeState(
-        config, {}, ApiPrices(0.8, 0.08, 4.0), wall_clock=lambda: 5000.0, gpus=inventory
-    )
+    discovery = {"discovery": {"enabled": True, "node_name": "gpu-node-1"}}
+    state = node(shared=shared, engines=[], kubernetes=discovery)
     engine_pods = {A: EnginePod("serving", "alpha-0"), B: EnginePod("serving", "beta-0")}
     state.track_engines({("vllm", A), ("vllm", B)}, engine_pods, complete=True)
     return state

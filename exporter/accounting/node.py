@@ -244,7 +244,7 @@ class NodeState:
         status.readings = []
 
     def record_source_up(self, collector: str, target: str, duration: float) -> None:
-        """A source other than an engine or the GPUs (the pod watch) answers."""
+        """A source other than an engine or the GPUs (the pod watch, the kubelet) answers."""
         status = self.status(collector, target, engine=False)
         if not status.up and status.ever_failed:
             log.info("%s target %s answers again", collector, target)
@@ -302,12 +302,7 @@ class NodeState:
         self, collector: str, target: str, devices: PodDevices, duration: float, now: float
     ) -> None:
         """The kubelet's answer: which pods hold which GPUs from now on."""
-        status = self.status(collector, target, engine=False)
-        if not status.up and status.ever_failed:
-            log.info("%s target %s answers again", collector, target)
-        status.up = True
-        status.duration_seconds = duration
-        status.last_error = ""
+        self.record_source_up(collector, target, duration)
         self.pods.observe(devices, now)
 
     def record_engine_readings(
