@@ -108,3 +108,51 @@ def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
     backfill(text, [rule_file], truth.start, truth.end, workdir / "prometheus")
     with HistoricalPrometheusServer(workdir / "prometheus") as server:
         yield server, truth
+
+
+# --- containers (the image tests and the systemd unit's) ---------------------------
+
+EXPORTER_IMAGE = "localhost/llm-cost-exporter:test"
+
+
+@pytest.fixture(scope="session")
+def podman() -> Any:
+    """Rootful podman on private configuration files (tests/realparts/containers.py)."""
+    import os
+
+    from realparts.containers import PACKAGES, Podman
+
+    if os.geteuid() != 0:
+        pytest.skip(
+            "builds a Debian base with debootstrap and runs rootful podman: needs root "
+            "(this user has no rootless container setup the tests could rely on)"
+        )
+    try:
+        return Podman()
+    except RuntimeError as error:
+        pytest.fail(f"{error} (the container tests need: {PACKAGES})")
+
+
+@pytest.fixture(scope="session")
+def base_image(podman: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The local Debian base: debootstrapped on the first run, then cached."""
+    from realparts.containers import ensure_base_image
+
+    return ensure_base_image(podman, tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="session")
+def exporter_image(podman: Any, base_image: str) -> str:
+    """The image, built from the repository's Dockerfile on the local base (layers
+    reused across runs)."""
+    from realparts.containers import build_image
+
+    build = build_image(
+        podman,
+        TESTS.parent,
+        EXPORTER_IMAGE,
+        {"BASE_IMAGE": base_image},
+        ignorefile=TESTS / "realparts" / "image-build.ignore",
+    )
+    print(f"image built in {build.seconds:.1f}s")
+    return build.tag

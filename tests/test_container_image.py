@@ -1,7 +1,7 @@
 """The container image, built from the repository's Dockerfile and run by real podman.
 
-The image is built once per module on a local Debian base (debootstrap; no
-registry is reachable), then run as a Kubernetes pod would run it: read-only
+The image is built once per test session on a local Debian base (debootstrap,
+so the tests pull nothing from a registry), then run as a Kubernetes pod would run it: read-only
 root filesystem, every capability dropped, no new privileges, host network.
 The demo must serve real figures; a daemon on a config file must stop on
 SIGTERM with exit code 0 and leave its state file on the volume, from which a
@@ -14,31 +14,24 @@ import importlib.metadata
 import json
 import os
 import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import minimal_config_dict
-from prometheus_client.parser import text_string_to_metric_families
 from realparts.containers import (
-    PACKAGES,
     Container,
     Podman,
-    build_image,
-    ensure_base_image,
     run_container,
     run_listening,
 )
-from realparts.samples import Samples, eventually, total, value
+from realparts.samples import Samples, eventually, scrape, total, value
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
 pytestmark = pytest.mark.realparts
 
-REPO = Path(__file__).resolve().parent.parent
-IMAGE = "localhost/llm-cost-exporter:test"
 UID = 65532
 STATE_DIR = "/var/lib/llm-cost-exporter"
 CONFIG_DIR = "/etc/llm-cost-exporter"
@@ -66,49 +59,6 @@ HARDENED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop=ALL",
             "--security-opt", "no-new-privileges"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def podman() -> Podman:
-    if os.geteuid() != 0:
-        pytest.skip(
-            "builds a Debian base with debootstrap and runs rootful podman: needs root "
-            "(this user has no rootless container setup the tests could rely on)"
-        )
-    try:
-        return Podman()
-    except RuntimeError as error:
-        pytest.fail(f"{error} (the image tests need: {PACKAGES})")
-
-
-@pytest.fixture(scope="module")
-def base(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The local Debian base: debootstrapped on the first run, then cached."""
-    return ensure_base_image(podman, tmp_path_factory.mktemp("base"))
-
-
-@pytest.fixture(scope="module")
-def image(podman: Podman, base: str) -> str:
-    """The image, built from the repository on the local base (layers reused across runs)."""
-    build = build_image(
-        podman,
-        REPO,
-        IMAGE,
-        {"BASE_IMAGE": base},
-        ignorefile=REPO / "tests" / "realparts" / "image-build.ignore",
-    )
-    print(f"image built in {build.seconds:.1f}s")
-    return build.tag
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=scaled(10)) as page:
-        text = page.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def proc_status(container: Container) -> dict[str, str]:
     """The container's first process's /proc status, read from the host side."""
     text = Path(f"/proc/{container.pid()}/status").read_text()
@@ -116,10 +66,10 @@ def proc_status(container: Container) -> dict[str, str]:
 
 
 @pytest.fixture
-def demo(podman: Podman, image: str) -> Iterator[tuple[Container, int]]:
+def demo(podman: Podman, exporter_image: str) -> Iterator[tuple[Container, int]]:
     container, port = run_listening(
         podman,
-        image,
+        exporter_image,
         lambda port: (
             [*HARDENED, "--env", f"LLMCOST_HEALTHCHECK_URL=http://127.0.0.1:{port}/healthz"],
             ["--demo", "--web.listen-address", f"127.0.0.1:{port}"],
@@ -131,11 +81,11 @@ def demo(podman: Podman, image: str) -> Iterator[tuple[Container, int]]:
         container.remove()
 
 
-def test_image_configuration(podman: Podman, base: str, image: str) -> None:
+def test_image_configuration(podman: Podman, base_image: str, exporter_image: str) -> None:
     """What Kubernetes and a container engine read from the image: a numeric non-root
     user, the signal, the health check, the port, the entry point, the state volume and
     the OCI labels; and the runtime stage adds the virtualenv alone."""
-    inspected = podman.inspect_image(image)
+    inspected = podman.inspect_image(exporter_image)
     config = inspected["Config"]
     assert config["User"] == f"{UID}:{UID}"
     assert config["StopSignal"] == "SIGTERM"
@@ -154,7 +104,7 @@ def test_image_configuration(podman: Podman, base: str, image: str) -> None:
     )
     assert labels["org.opencontainers.image.source"].startswith("https://")
     assert labels["org.opencontainers.image.description"]
-    added = inspected["Size"] - podman.inspect_image(base)["Size"]
+    added = inspected["Size"] - podman.inspect_image(base_image)["Size"]
     print(f"image {inspected['Size'] / 1e6:.0f} MB, of which {added / 1e6:.0f} MB over its base")
     assert 0 < added < ADDED_BY_IMAGE_LIMIT
 
@@ -200,7 +150,7 @@ def test_demo_runs_hardened_as_non_root(demo: tuple[Container, int]) -> None:
 
 
 def test_daemon_saves_its_state_on_the_volume_and_resumes(
-    podman: Podman, image: str, tmp_path: Path
+    podman: Podman, exporter_image: str, tmp_path: Path
 ) -> None:
     """The default command on a mounted config file, the state directory a host volume:
     SIGTERM ends it with exit code 0 after saving the state file, and a new container on
@@ -226,7 +176,7 @@ def test_daemon_saves_its_state_on_the_volume_and_resumes(
                        "--volume", f"{state_dir}:{STATE_DIR}"]  # fmt: skip
             return [*HARDENED, *volumes], []
 
-        first, port = run_listening(podman, image, launch)
+        first, port = run_listening(podman, exporter_image, launch)
         try:
             before = eventually(
                 lambda: total(scrape(port), "llmcost_tokens_total", model="llama-3.1-8b"),
@@ -246,7 +196,7 @@ def test_daemon_saves_its_state_on_the_volume_and_resumes(
         saved = json.loads(saved_file.read_text())
         assert saved["format"] == "llm-cost-exporter state"
 
-        second, port = run_listening(podman, image, launch)
+        second, port = run_listening(podman, exporter_image, launch)
         try:
             resumed = total(scrape(port), "llmcost_tokens_total", model="llama-3.1-8b")
         finally:
@@ -254,10 +204,10 @@ def test_daemon_saves_its_state_on_the_volume_and_resumes(
         assert resumed >= before > 0
 
 
-def test_without_its_config_file_it_exits_2_naming_it(podman: Podman, image: str) -> None:
+def test_without_its_config_file_it_exits_2_naming_it(podman: Podman, exporter_image: str) -> None:
     """The default command reads /etc/llm-cost-exporter/config.yml; with nothing mounted
     there the container stops at once with exit code 2 and one line saying why."""
-    container = run_container(podman, image, [], HARDENED)
+    container = run_container(podman, exporter_image, [], HARDENED)
     try:
         code = container.wait_exited()
         logs = container.logs()

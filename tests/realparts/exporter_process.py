@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from .child_process import ChildProcess
+from .samples import page_samples
 from .timeouts import scaled
 
 
@@ -89,8 +89,4 @@ class ExporterProcess(ChildProcess):
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, keyed by (name, sorted labels)."""
         _, _, body = self.get("/metrics")
-        result = {}
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return result
+        return page_samples(body.decode())

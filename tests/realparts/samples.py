@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from .timeouts import scaled
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 """Every sample of a page, keyed by (name, sorted labels): `ExporterProcess.samples()`."""
+
+
+def page_samples(text: str) -> Samples:
+    """Every sample of a /metrics page."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape(port: int) -> Samples:
+    """The samples of http://127.0.0.1:PORT/metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=scaled(10)) as page:
+        return page_samples(page.read().decode())
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
