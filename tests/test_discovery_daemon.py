@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import minimal_config_dict
 from realparts.exporter_process import ExporterProcess
-from realparts.fake_kubernetes import ANNOTATION, FakeKubernetes, pod_object
+from realparts.fake_kubernetes import FakeKubernetes, pod_object, scraped_pod
 from realparts.samples import eventually, total, value
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
@@ -30,33 +30,12 @@ def discovery_config(api: FakeKubernetes, **discovery: Any) -> dict[str, Any]:
     return minimal_config_dict(
         nvml={"enabled": False},
         collection={"interval": "500ms", "timeout": "400ms"},
-        kubernetes={
-            "discovery": {
-                "enabled": True,
-                "api_server": api.url,
-                "token_file": str(api.token_file),
-                "ca_file": str(api.ca_file),
-                **discovery,
-            }
-        },
+        kubernetes={"discovery": api.discovery_settings(**discovery)},
     )
 
 
 def engine_pod(name: str, simulator: SimulatorProcess, index: int) -> dict[str, Any]:
-    annotations = {
-        f"{ANNOTATION}/scrape": "true",
-        f"{ANNOTATION}/port": str(simulator.port),
-        f"{ANNOTATION}/path": f"/engine/{index}/metrics",
-    }
-    return pod_object(name, node=NODE, annotations=annotations, port=simulator.port)
-
-
-def page_tokens(truth: dict[str, Any], indices: list[int]) -> float:
-    engines = truth["engines"]
-    return sum(
-        engines[i]["page"]["prompt_tokens_total"] + engines[i]["page"]["generation_tokens_total"]
-        for i in indices
-    )
+    return scraped_pod(name, simulator.port, f"/engine/{index}/metrics", node=NODE)
 
 
 def test_discovered_pods_are_read_and_counted_to_the_token(tmp_path: Path) -> None:
@@ -84,7 +63,7 @@ def test_discovered_pods_are_read_and_counted_to_the_token(tmp_path: Path) -> No
                 sim.control(profile="idle")
 
                 def all_counted() -> float:
-                    served = page_tokens(sim.ground_truth(), [0, 1])
+                    served = sim.page_tokens(0, 1)
                     counted = total(exporter.samples(), "llmcost_tokens_total")
                     return served if served > 0 and counted == served else 0.0
 

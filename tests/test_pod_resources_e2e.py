@@ -11,7 +11,7 @@ from conftest import minimal_config_dict
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, default_gpu_uuid, subprocess_env
 from realparts.kubelet import FakeKubelet, pod
-from realparts.samples import Samples, eventually, total, value
+from realparts.samples import Samples, assert_pod_costs_add_up, eventually, total, value
 from realparts.simulator_process import SimulatorProcess
 
 pytestmark = pytest.mark.realparts
@@ -70,17 +70,6 @@ def pod_spend(samples: Samples, **labels: str) -> float | None:
     return value(samples, "llmcost_pod_cost_total", **labels)
 
 
-def assert_sums_hold(samples: Samples) -> None:
-    for model in ("big", "small"):
-        by_pods = total(samples, "llmcost_pod_cost_total", model=model)
-        assert by_pods == pytest.approx(
-            value(samples, "llmcost_model_cost_total", model=model), rel=1e-9
-        )
-    assert total(samples, "llmcost_pod_cost_total") == pytest.approx(
-        total(samples, "llmcost_cost_total"), rel=1e-9
-    )
-
-
 def test_gpu_info_names_the_pods_and_their_cost_adds_up(node: Node) -> None:
     samples = eventually(
         lambda: (s := node.exporter.samples()) and pod_spend(s, pod="small-1") and s
@@ -97,7 +86,7 @@ def test_gpu_info_names_the_pods_and_their_cost_adds_up(node: Node) -> None:
         ("2", "team-c", "small-1", "small-1"),
     }
     assert value(samples, "llmcost_collector_up", collector="pod_resources") == 1
-    assert_sums_hold(samples)
+    assert_pod_costs_add_up(samples)
     later = eventually(
         lambda: (
             (s := node.exporter.samples())
@@ -111,7 +100,7 @@ def test_gpu_info_names_the_pods_and_their_cost_adds_up(node: Node) -> None:
     hourly_big = value(later, "llmcost_model_hourly_cost", model="big")
     hourly_small = value(later, "llmcost_model_hourly_cost", model="small")
     assert hourly_big == pytest.approx(2 * hourly_small)
-    assert_sums_hold(later)
+    assert_pod_costs_add_up(later)
 
 
 def test_a_pod_moving_moves_the_cost_from_then_on(node: Node) -> None:
@@ -131,7 +120,7 @@ def test_a_pod_moving_moves_the_cost_from_then_on(node: Node) -> None:
     )
     assert pod_spend(later, pod="big-0") == before  # holds nothing any more
     assert pod_spend(later, model="big", pod="(unallocated)") > 0  # GPU 1
-    assert_sums_hold(later)
+    assert_pod_costs_add_up(later)
 
 
 def test_a_dead_kubelet_marks_its_collector_down_and_engines_keep_serving(node: Node) -> None:
@@ -156,7 +145,7 @@ def test_a_dead_kubelet_marks_its_collector_down_and_engines_keep_serving(node: 
         assert total(later, "llmcost_collector_up", collector="vllm") == 2
         # The last answer stands meanwhile: the pods keep their GPUs.
         assert pod_spend(later, pod="big-0") > pod_spend(down, pod="big-0")
-        assert_sums_hold(later)
+        assert_pod_costs_add_up(later)
     finally:
         node.kubelet.start()
     eventually(

@@ -123,6 +123,16 @@ def pod_object(
     }
 
 
+def scraped_pod(name: str, port: int, path: str = "/metrics", **pod: Any) -> dict[str, Any]:
+    """A pod annotated to be read as an engine on `port` at `path` (see `pod_object`)."""
+    annotations = {
+        f"{ANNOTATION}/scrape": "true",
+        f"{ANNOTATION}/port": str(port),
+        f"{ANNOTATION}/path": path,
+    }
+    return pod_object(name, annotations=annotations, port=port, **pod)
+
+
 # --- selectors --------------------------------------------------------------------
 
 _SET = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
@@ -282,6 +292,16 @@ class FakeKubernetes:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    def discovery_settings(self, **settings: Any) -> dict[str, Any]:
+        """The `kubernetes.discovery` section of an exporter that watches this server."""
+        return {
+            "enabled": True,
+            "api_server": self.url,
+            "token_file": str(self.token_file),
+            "ca_file": str(self.ca_file),
+            **settings,
+        }
 
     def set_token(self, token: str) -> None:
         """Accept only `token` from now on, and write it to the token file (a rotation)."""

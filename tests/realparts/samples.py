@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .timeouts import scaled
@@ -62,3 +63,21 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {scaled(timeout):g}s")
         time.sleep(interval)
+
+
+def assert_pod_costs_add_up(samples: Samples) -> None:
+    """Within one scrape, llmcost_pod_cost_total sums by model to llmcost_model_cost_total
+    and in all to llmcost_cost_total (float tolerance: the sums are added in other orders)."""
+    models = {
+        dict(labels)["model"]
+        for name, labels in samples
+        if name in ("llmcost_pod_cost_total", "llmcost_model_cost_total")
+    }
+    for model in sorted(models):
+        by_pods = total(samples, "llmcost_pod_cost_total", model=model)
+        assert by_pods == pytest.approx(
+            total(samples, "llmcost_model_cost_total", model=model), rel=1e-9, abs=1e-12
+        ), model
+    assert total(samples, "llmcost_pod_cost_total") == pytest.approx(
+        total(samples, "llmcost_cost_total"), rel=1e-9, abs=1e-12
+    )

@@ -29,6 +29,15 @@ class SimulatorProcess(ChildProcess):
         with urllib.request.urlopen(self.url + "/ground-truth", timeout=scaled(10)) as response:
             return json.load(response)
 
+    def page_tokens(self, *indices: int) -> float:
+        """Tokens (prompt and generation) the pages of engines `indices` show now."""
+        engines = self.ground_truth()["engines"]
+        return sum(
+            engines[i]["page"]["prompt_tokens_total"]
+            + engines[i]["page"]["generation_tokens_total"]
+            for i in indices
+        )
+
     def control(self, **body: Any) -> dict:
         """Switch traffic profiles from now on without restarting engines; return the state.
 
