@@ -87,7 +87,9 @@ class _Place:
     query: str
 
 
-def _place_and_host(url: str) -> tuple[_Place, str]:
+def page_key(url: str) -> tuple[_Place, str]:
+    """What makes two URLs the same page however they are spelled (default port,
+    case, trailing slash): the place, and the host, not resolved."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or DEFAULT_PORTS[scheme]
@@ -131,7 +133,7 @@ def resolve_hosts(names: Iterable[str], timeout: float = RESOLVE_TIMEOUT) -> dic
 
 def first_duplicate(urls: Sequence[str]) -> tuple[int, int] | None:
     """The first (earlier, later) indices of two URLs reaching the same engine."""
-    placed = [_place_and_host(url) for url in urls]
+    placed = [page_key(url) for url in urls]
     names = {
         host
         for index, (place, host) in enumerate(placed)

@@ -11,26 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from llm_cost_exporter.accounting.node import EnginePod, NodeState
 from llm_cost_exporter.collectors.base import EngineCollector
+from llm_cost_exporter.config.urls import page_key
 
 if TYPE_CHECKING:
     from llm_cost_exporter.discovery.kubernetes import PodWatch
 
 SOURCE = "kubernetes"
 """The `collector` label of the pod watch's health series."""
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _place(url: str) -> tuple[str, str, int, str]:
-    """What makes two URLs the same page, spelled either way."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-    return scheme, (parts.hostname or "").lower(), port, parts.path or "/"
 
 
 class DiscoveredEngines:
@@ -46,7 +36,7 @@ class DiscoveredEngines:
         self.static = list(static)
         self.watch = watch
         self._make = make
-        self._static_at = {_place(c.target): c for c in self.static}
+        self._static_at = {page_key(c.target): c for c in self.static}
         self._discovered: dict[str, EngineCollector] = {}
 
     def _record_health(self, state: NodeState) -> None:
@@ -65,7 +55,7 @@ class DiscoveredEngines:
         discovered: dict[str, EngineCollector] = {}
         for url, target in self.watch.targets.items():
             pod = EnginePod(target.namespace, target.pod, target.started_at)
-            static = self._static_at.get(_place(url))
+            static = self._static_at.get(page_key(url))
             if static is not None:  # configured too: read once, as configured
                 pods[static.target] = pod
                 continue
