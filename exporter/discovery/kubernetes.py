@@ -22,12 +22,13 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.credentials import BearerTokenFile
 from llm_cost_exporter.config.settings import DiscoveryConfig
 from llm_cost_exporter.discovery.connection import Connection
 from llm_cost_exporter.discovery.pods import SKIP_REASONS, EngineTarget, Skipped, engine_target
@@ -77,6 +78,8 @@ class ApiFailure(Exception):
 def failure_reason(error: BaseException) -> tuple[str, str]:
     """The collector reason and one-line message of a failed list or watch."""
     message = (f"{type(error).__name__}: {error}".splitlines() or [""])[0]
+    if isinstance(error, CollectorError):  # the token file
+        return error.reason, str(error)
     if isinstance(error, ApiFailure):
         if error.code in (401, 403):
             return "credentials", f"the token was refused ({error})"
@@ -87,7 +90,7 @@ def failure_reason(error: BaseException) -> tuple[str, str]:
         return "timeout", f"no answer within {REQUEST_TIMEOUT:g}s"
     if isinstance(error, (aiohttp.ClientError, ConnectionError)):
         return "connection", message
-    if isinstance(error, OSError):  # the token or CA file
+    if isinstance(error, OSError):  # the CA file
         return "credentials", message
     if isinstance(error, ValueError):
         return "http_status", f"not a Kubernetes answer: {message}"
@@ -113,8 +116,8 @@ class _Api:
             self.tls = ssl.create_default_context(cafile=connection.ca_file)
 
     def _headers(self) -> dict[str, str]:
-        token = Path(self.connection.token_file).read_text().strip()
-        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        token = BearerTokenFile(self.connection.token_file)
+        return {"Authorization": token.authorization(), "Accept": "application/json"}
 
     def _url(self, selector: str | None, **params: str) -> str:
         query = {"fieldSelector": f"spec.nodeName={self.connection.node_name}", **params}
@@ -222,6 +225,7 @@ class PodWatch:
                         await self._watch(api, version)
             except (
                 ApiFailure,
+                CollectorError,
                 aiohttp.ClientError,
                 OSError,
                 ValueError,
