@@ -239,6 +239,21 @@ async def test_a_refused_token_is_a_credentials_failure_and_a_rotated_one_is_rea
     assert not watch.health.drain(), "a rotation read on the 401 is no failure"
 
 
+async def test_a_missing_or_empty_token_file_is_a_credentials_failure(
+    api: FakeKubernetes, running: Callable
+) -> None:
+    api.add_pod(engine_pod("vllm-a", 9001))
+    api.token_file.write_text("\n")
+    watch = running(watch_of(api))
+    failures = await until(lambda: watch.health.failures, "the empty token is refused")
+    assert failures[0][0] == "credentials" and "empty" in failures[0][1]
+    api.token_file.unlink()
+    watch.health.drain()
+    failures = await until(lambda: watch.health.failures, "the missing token is refused")
+    assert failures[0][0] == "credentials" and "cannot open" in failures[0][1]
+    assert not watch.targets
+
+
 def test_a_pod_that_is_also_configured_is_read_once_and_one_that_goes_is_forgotten(
     api: FakeKubernetes,
 ) -> None:
