@@ -677,7 +677,7 @@ def test_the_chart_test_pod_passes_on_the_exporter_and_fails_elsewhere(
     command, url = pod_script(result)
     assert url == f"http://{FULLNAME}.{NAMESPACE}.svc:9478/metrics"
     config = {**result.config, "state_file": str(tmp_path / "state.json")}
-    with ExporterProcess(config, tmp_path).start() as exporter:
+    with ExporterProcess(config, tmp_path) as exporter:
         run = [sys.executable, *command[1:], f"{exporter.url}/metrics"]
         done = subprocess.run(run, capture_output=True, text=True, timeout=scaled(120))
         assert done.returncode == 0, done.stderr
@@ -708,7 +708,7 @@ def test_the_chart_test_pod_passes_through_tls_and_basic_auth(
     exporter = ExporterProcess(
         config, tmp_path, f"--web.config.file={web / 'web-config.yml'}", tls_client=client
     )
-    with exporter.start():
+    with exporter:
         https = f"{exporter.url}/metrics"
         credentials = {"TEST_USERNAME": "prometheus", "TEST_PASSWORD": SCRAPE_PASSWORD}
         done = subprocess.run(

@@ -51,6 +51,9 @@ class ChildProcess:
         """Called before each launch, once `self.port` is final for it."""
 
     def start(self):
+        if self._proc is not None and self._proc.poll() is None:
+            # A second launch would leave the first process running, unreferenced.
+            raise RuntimeError(f"already running (pid {self._proc.pid}); stop it first")
         for attempt in range(1, _PORT_RETRIES + 1):
             if attempt > 1:
                 self.port = free_port()
