@@ -365,7 +365,7 @@ def test_gpu_nodes_every_gpu_and_the_node_name(rendered: dict[str, Rendered]) ->
     assert env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility"
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert "nvidia.com/gpu" not in json.dumps(exporter["resources"])
-    assert exporter["resources"]["requests"] == {"cpu": "20m", "memory": "64Mi"}
+    assert exporter["resources"]["requests"] == {"cpu": "20m", "memory": "80Mi"}
     assert "cpu" not in exporter["resources"]["limits"]
     assert exporter["args"] == ["--config=/etc/llm-cost-exporter/config.yml"]
     assert exporter["ports"] == [{"name": "metrics", "containerPort": 9478, "protocol": "TCP"}]
