@@ -397,6 +397,7 @@ def test_discovered_engines_claim_the_gpus_their_pods_hold() -> None:
         rel=1e-12,
     )
     assert_pods_sum_to_models(state)
+    assert set(state.model_history) == {"alpha", "beta"}
 
 
 def test_a_gpu_time_sliced_between_engine_pods_charges_each_pod_its_own_model() -> None:
@@ -423,6 +424,10 @@ def test_without_the_kubelet_discovered_engines_claim_nothing() -> None:
     cycle(state, 3600.0, None)
     assert set(state.gpu_owners.values()) == {(UNCLAIMED,)}
     assert state.accrual.pod_spend == {}
+    # Their models carry no cost: no window figure may read as if they were free.
+    assert state.model_history == {}
+    samples = {f.name: f.samples for f in node_families(state)}
+    assert samples["llmcost_model_effective_cost_per_million_tokens"] == []
 
 
 @pytest.mark.parametrize(

@@ -418,6 +418,19 @@ class NodeState:
                 }
         return claims
 
+    def _models_on_unknown_gpus(self) -> set[str]:
+        """Models only discovered engines serve, while the kubelet names no pod's GPUs:
+        which GPUs they run on is unknown, so their spend would read $0 and they get no
+        window figures (their tokens still count)."""
+        if not self.discovering or self.gpu_pods is not None:
+            return set()
+        claiming = set(self._claims.values()) if self.per_model_split else set()
+        served: dict[bool, set[str]] = {True: set(), False: set()}
+        for status in self.targets.values():
+            if status.engine:
+                served[status.target in claiming].update(status.models)
+        return served[False] - served[True]
+
     def _idle_owners(self) -> list[str]:
         """Who carries the node's cost when there is no GPU to split it by."""
         served = {m for s in self.targets.values() for m in s.models}
@@ -491,9 +504,13 @@ class NodeState:
             )
         )
         if self.per_model_split:
+            unknown = self._models_on_unknown_gpus()
             for model in self.model_seen:
                 totals = tokens.models.get(model)
                 if totals is None:
+                    continue
+                if model in unknown:
+                    self.model_history.pop(model, None)
                     continue
                 history = self.model_history.setdefault(model, History(self._retention))
                 history.append(
