@@ -1,8 +1,9 @@
 """The input seam: what every collector is, and how it fails.
 
 An engine collector reads one engine and returns a reading per model and
-rank it serves; the GPU collector returns a snapshot of the node's GPUs.
-Either returns its readings or raises CollectorError with a short, bounded
+rank it serves; the GPU collector returns a snapshot of the node's GPUs; the pod
+collector (the kubelet, on Kubernetes) says which pods hold them.
+Each returns its readings or raises CollectorError with a short, bounded
 `reason` (it becomes a label value) and a message for the log line. The
 collection loop runs each one isolated, under its own timeout as a backstop.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar, Protocol
 
-from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot
+from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot, PodDevices
 
 REASONS = (
     "connection",
@@ -85,4 +86,19 @@ class GpuCollector(Protocol):
 
     async def collect(self) -> GpuSnapshot:
         """The node's GPUs now, or CollectorError."""
+        ...
+
+
+class PodCollector(Protocol):
+    """Reads which pods hold the node's devices (the kubelet), where the node has pods."""
+
+    name: ClassVar[str]
+    target: str
+
+    def wanted(self) -> bool:
+        """Whether to collect this cycle: a node without the source is not a failing one."""
+        ...
+
+    async def collect(self) -> PodDevices:
+        """Who holds which device now, or CollectorError."""
         ...

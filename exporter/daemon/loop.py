@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from llm_cost_exporter.accounting.node import NodeState
-from llm_cost_exporter.collectors.base import CollectorError, EngineCollector, GpuCollector
-from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
+from llm_cost_exporter.collectors.base import (
+    CollectorError,
+    EngineCollector,
+    GpuCollector,
+    PodCollector,
+)
 from llm_cost_exporter.daemon.state_file import StateFile
 from llm_cost_exporter.outputs.base import Output
 from llm_cost_exporter.outputs.node_families import node_families
@@ -71,7 +75,7 @@ class CollectionLoop:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         state_file: StateFile | None = None,
-        pods: PodResourcesCollector | None = None,
+        pods: PodCollector | None = None,
     ) -> None:
         """`timeout` is the collectors' own; the backstop allows BACKSTOP_GRACE more.
         `clock` and `sleep` are the loop's time, replaced together in tests. `pods`
@@ -90,7 +94,7 @@ class CollectionLoop:
         self.pods = pods
 
     async def _isolated(
-        self, collector: EngineCollector | GpuCollector | PodResourcesCollector, engine: bool
+        self, collector: EngineCollector | GpuCollector | PodCollector, engine: bool
     ) -> tuple[object, float]:
         """The collector's result (None after recording why it failed) and its duration."""
         started = self._clock()
@@ -124,7 +128,7 @@ class CollectionLoop:
                 collector.name, collector.target, snapshot, duration, self._clock()
             )
 
-    async def _collect_pods(self, collector: PodResourcesCollector) -> None:
+    async def _collect_pods(self, collector: PodCollector) -> None:
         devices, duration = await self._isolated(collector, engine=False)
         if devices is not None:
             self.state.record_pod_devices(
