@@ -10,7 +10,7 @@ collection loop runs each one isolated, under its own timeout as a backstop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar, Protocol
 
 from llm_cost_exporter.collectors.readings import EngineReading, GpuSnapshot, PodDevices
@@ -51,15 +51,26 @@ class PageSource(Protocol):
         """
         ...
 
+    async def read_json(self, path: str) -> object:
+        """A JSON document at `path` on the same server (an engine's `/v1/models`),
+        read with the same credentials and bounds, or CollectorError."""
+        ...
+
 
 class StaticPage:
-    """A PageSource holding a whole page: a file, a fixture."""
+    """A PageSource holding a whole page and the JSON documents beside it: a fixture."""
 
-    def __init__(self, text: str | bytes) -> None:
+    def __init__(self, text: str | bytes, documents: Mapping[str, object] | None = None) -> None:
         self.page = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+        self.documents = dict(documents or {})
 
     async def read(self, feed: Callable[[bytes], None]) -> None:
         feed(self.page)
+
+    async def read_json(self, path: str) -> object:
+        if path not in self.documents:
+            raise CollectorError("http_status", f"HTTP 404 Not Found: {path}")
+        return self.documents[path]
 
 
 class EngineCollector(Protocol):
@@ -68,7 +79,10 @@ class EngineCollector(Protocol):
     name: ClassVar[str]
     target: str
 
-    def __init__(self, target: str, page: PageSource) -> None: ...
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
+        """`model`, when configured, names the engine's model instead of its page
+        (the only name for engines whose page names none)."""
+        ...
 
     async def collect(self) -> list[EngineReading]:
         """A reading per model and rank the engine serves, or CollectorError.

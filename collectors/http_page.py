@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urljoin
 
 import aiohttp
 
@@ -13,6 +16,8 @@ from llm_cost_exporter.collectors.credentials import Credentials
 TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 """Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
 prometheus_client versions rewrite `vllm:` sample names to `vllm_`."""
+
+T = TypeVar("T")
 
 CHUNK_BYTES = 1 << 16
 """The most of the page parsed at once: it bounds how long a large page holds
@@ -44,8 +49,15 @@ class HttpPage:
         return headers
 
     async def read(self, feed: Callable[[bytes], None]) -> None:
+        await self._bounded(self._read(feed))
+
+    async def read_json(self, path: str) -> object:
+        return await self._bounded(self._read_json(urljoin(self.url, path)))
+
+    async def _bounded(self, reading: Awaitable[T]) -> T:
+        """`reading` within the timeout, its failures as CollectorErrors."""
         try:
-            await asyncio.wait_for(self._read(feed), self._timeout)
+            return await asyncio.wait_for(reading, self._timeout)
         except asyncio.TimeoutError:
             raise CollectorError(
                 "timeout", f"no complete answer within {self._timeout:g}s"
@@ -55,14 +67,33 @@ class HttpPage:
         except OSError as error:
             raise CollectorError("connection", str(error)) from None
 
+    def _check_status(self, response: aiohttp.ClientResponse) -> None:
+        if response.status in (401, 403):
+            refused = "refused the credentials" if self._credentials else "asks for credentials"
+            raise CollectorError("credentials", f"HTTP {response.status}: the page {refused}")
+        if response.status != 200:
+            raise CollectorError("http_status", f"HTTP {response.status} {response.reason}")
+
+    async def _read_json(self, url: str) -> object:
+        headers = {**self._headers(), "Accept": "application/json"}
+        async with self._session.get(url, headers=headers) as response:
+            self._check_status(response)
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise CollectorError(
+                        "too_large", f"{url} exceeds the {self._max_bytes}-byte limit"
+                    )
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise CollectorError("parse", f"{url} did not answer JSON") from None
+
     async def _read(self, feed: Callable[[bytes], None]) -> None:
         max_bytes = self._max_bytes
         async with self._session.get(self.url, headers=self._headers()) as response:
-            if response.status in (401, 403):
-                refused = "refused the credentials" if self._credentials else "asks for credentials"
-                raise CollectorError("credentials", f"HTTP {response.status}: the page {refused}")
-            if response.status != 200:
-                raise CollectorError("http_status", f"HTTP {response.status} {response.reason}")
+            self._check_status(response)
             content_type = response.headers.get("Content-Type", "")
             if content_type.startswith(("text/html", "application/json")):
                 raise CollectorError(

@@ -19,7 +19,8 @@ class EngineReading:
     model: str
     engine: str
     prompt_tokens: float
-    """All prompt tokens, those served from the prefix cache included."""
+    """All prompt tokens this engine served, those from its prefix cache included (a
+    counter, as every token count here)."""
     cached_prompt_tokens: float
     generation_tokens: float
     running: float | None
@@ -29,6 +30,14 @@ class EngineReading:
     kv_tokens: float | None
     started_at: float | None
     """The counters' `_created` time; it changes when the engine restarts."""
+    requests: float | None = None
+    """Requests finished successfully (a counter), where the engine counts them."""
+    preemptions: float | None = None
+    """Requests preempted and later recomputed (a counter): work done twice."""
+    transferred_prompt_tokens: float | None = None
+    """Prompt tokens whose KV cache arrived from another engine (disaggregated prefill),
+    a counter. They are counted where they were computed, so they are in neither
+    prompt_tokens nor cached_prompt_tokens here."""
 
 
 REJECT_REASONS = ("non_finite", "negative", "out_of_range", "malformed", "duplicate")

@@ -16,6 +16,9 @@ DEFAULT_ENGINE_TYPE = VllmCollector.name
 """What `engines[].type` is when not given: the engine the exporter started with."""
 
 
-def engine_collector(engine_type: str, target: str, page: PageSource) -> EngineCollector:
-    """The collector for one configured engine, reading its page from `page`."""
-    return ENGINE_COLLECTORS[engine_type](target, page)
+def engine_collector(
+    engine_type: str, target: str, page: PageSource, model: str | None = None
+) -> EngineCollector:
+    """The collector for one engine, reading its page from `page`; `model` names its
+    model where configured."""
+    return ENGINE_COLLECTORS[engine_type](target, page, model)

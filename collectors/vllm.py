@@ -13,11 +13,21 @@ beyond what it can count) is rejected alone and counted by reason.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from llm_cost_exporter.collectors.base import CollectorError, PageSource
-from llm_cost_exporter.collectors.promtext import ExpositionError, Sample, SelectiveParser
+from llm_cost_exporter.collectors.base import PageSource
+from llm_cost_exporter.collectors.engine_page import (
+    EMPTY,
+    MAX_COUNT,
+    EnginePage,
+    Series,
+    Summed,
+    label_key,
+    renamed,
+    token_keys,
+    value_problem,
+)
+from llm_cost_exporter.collectors.promtext import Labels
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 
 PROMPT = "vllm:prompt_tokens_total"
@@ -30,62 +40,25 @@ KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # new name
 CACHE_CONFIG = "vllm:cache_config_info"
 CREATED = ("vllm:generation_tokens_created", "vllm:prompt_tokens_created")
 
-WANTED = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING, CACHE_CONFIG)
-WANTED += KV_USAGE + CREATED
-# Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`.
-UNDERSCORED = {name.replace("vllm:", "vllm_", 1): name for name in WANTED}
-UNDERSCORED_CACHE_CONFIG = CACHE_CONFIG.replace("vllm:", "vllm_", 1)
-_READ_FROM_PAGE = frozenset((*WANTED, *UNDERSCORED))
-
-MAX_COUNT = float(2**53)
-"""Largest token count, request count or KV block count taken: beyond it a float
-no longer counts in ones (at a million tokens a second, 285 years of traffic)."""
-
-UPPER_BOUNDS: dict[str, float] = {
-    **dict.fromkeys((PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING), MAX_COUNT),
-    **dict.fromkeys(KV_USAGE, 1.0),
-    **dict.fromkeys(CREATED, math.inf),
-}
-"""The largest value of each summed metric's series; every one must also be finite
-and not negative."""
-
-Key = tuple[str, str]
-"""(model, engine rank): what one reading is about."""
+COUNTS = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING)
+WANTED = (*COUNTS, *KV_USAGE, CACHE_CONFIG, *CREATED)
 
 
-def _problem(value: float, upper: float) -> str | None:
-    """Why a value cannot be used (a REJECT_REASONS entry), or None."""
-    if math.isnan(value) or math.isinf(value):
-        return "non_finite"
-    if value < 0:
-        return "negative"
-    if value > upper:
-        return "out_of_range"
-    return None
+def _underscored(name: str) -> str:
+    """Ray's metric wrappers, and OpenMetrics name escaping, print `vllm_` for `vllm:`."""
+    return name.replace("vllm:", "vllm_", 1)
 
 
-@dataclass
-class _Summed:
-    """One metric's series summed per (model, rank); a rejected series spoils its key."""
-
-    values: dict[Key, float] = field(default_factory=dict)
-    rejected: set[Key] = field(default_factory=set)
-
-    def keys(self) -> set[Key]:
-        return self.values.keys() | self.rejected
-
-    def get(self, key: Key) -> float | None:
-        return None if key in self.rejected else self.values.get(key)
+def _series(name: str, **how: object) -> tuple[Series, Series]:
+    return Series(name, **how), Series(_underscored(name), **how)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class _CacheConfig:
-    """The labels of one `vllm:cache_config_info` series that give KV geometry."""
-
-    engine: str
-    num_gpu_blocks: str | None
-    block_size: str | None
-    reserves_a_block: bool
+SERIES = (
+    *(s for name in COUNTS for s in _series(name)),
+    *(s for name in KV_USAGE for s in _series(name, upper=1.0)),
+    *(s for name in CREATED for s in _series(name, upper=math.inf)),
+    *_series(CACHE_CONFIG, info=True),
+)
 
 
 @dataclass(frozen=True)
@@ -98,95 +71,44 @@ class VllmPageReader:
     """Reads one vLLM page fed in chunks: readings per model and rank, and rejections."""
 
     def __init__(self) -> None:
-        self._parser = SelectiveParser(_READ_FROM_PAGE)
-        self._summed: dict[str, _Summed] = {}
-        """By the name on the page (`vllm:` or `vllm_`)."""
-        self._configs: dict[str, list[_CacheConfig]] = {}
-        self._rejected: Counter[str] = Counter()
-        self._first_rejected = ""
+        self._page = EnginePage(SERIES, label_key("model_name", "engine"))
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the page; CollectorError if it is malformed."""
-        try:
-            found = self._parser.feed(chunk)
-        except ExpositionError as error:
-            raise CollectorError("parse", str(error)) from None
-        self._take(found)
+        self._page.feed(chunk)
 
     def readings(self) -> EngineReadings:
         """The page's readings once it is all fed, or CollectorError."""
-        try:
-            found = self._parser.close()
-        except ExpositionError as error:
-            raise CollectorError("parse", str(error)) from None
-        self._take(found)
-        self._rejected["duplicate"] += self._parser.duplicates
-        if self._parser.duplicates and not self._first_rejected:
-            self._first_rejected = "a series repeated on the page (duplicate)"
-        return EngineReadings(self._interpret(), self._rejected, self._first_rejected)
+        self._page.close()
+        return self._page.readings(self._interpret())
 
-    def _reject(self, reason: str, name: str, sample: Sample, shown: object) -> None:
-        self._rejected[reason] += 1
-        if not self._first_rejected:
-            labels = ",".join(f"{k}={v[:80]!r}" for k, v in sorted(sample.labels.items())[:4])
-            self._first_rejected = f"{name}{{{labels}}} {shown} ({reason})"
-
-    def _take(self, found: list[tuple[str, Sample]]) -> None:
-        for page_name, sample in found:
-            name = UNDERSCORED.get(page_name, page_name)
-            if name == CACHE_CONFIG:
-                self._take_cache_config(page_name, sample)
-                continue
-            summed = self._summed.setdefault(page_name, _Summed())
-            key = (sample.labels.get("model_name", ""), sample.labels.get("engine", ""))
-            problem = _problem(sample.value, UPPER_BOUNDS[name])
-            if problem is not None:
-                self._reject(problem, page_name, sample, sample.value)
-                summed.rejected.add(key)
-            else:
-                summed.values[key] = summed.values.get(key, 0.0) + sample.value
-
-    def _take_cache_config(self, page_name: str, sample: Sample) -> None:
-        labels = sample.labels
-        self._configs.setdefault(page_name, []).append(
-            _CacheConfig(
-                labels.get("engine", ""),
-                labels.get("num_gpu_blocks"),
-                labels.get("block_size"),
-                "kv_cache_size_tokens" in labels,
-            )
-        )
-
-    def _metric(self, name: str) -> _Summed | None:
-        """A metric under its `vllm:` name, else its `vllm_` one, else None."""
-        return self._summed.get(name) or self._summed.get(name.replace("vllm:", "vllm_", 1))
-
-    def _first_of(self, names: tuple[str, ...]) -> _Summed:
-        return next((m for m in map(self._metric, names) if m is not None), _Summed())
+    def _first_of(self, names: tuple[str, ...]) -> Summed:
+        """The first of `names` on the page under its `vllm:` name, else its `vllm_` one."""
+        for name in names:
+            found = self._page.get(name) or self._page.get(_underscored(name))
+            if found is not None:
+                return found
+        return EMPTY
 
     def _interpret(self) -> list[EngineReading]:
-        prompt = self._metric(PROMPT) or _Summed()
-        generation = self._metric(GENERATION) or _Summed()
-        if not prompt.keys() and not generation.keys():
-            raise CollectorError(
-                "no_engine_metrics",
-                "no vllm:* token counters on the page "
-                "(wrong URL, or vLLM run with --disable-log-stats?)",
-            )
-        if prompt.keys() != generation.keys():
-            raise CollectorError(
-                "parse", "page has prompt and generation counters for different engines"
-            )
+        prompt = self._first_of((PROMPT,))
+        generation = self._first_of((GENERATION,))
+        keys = token_keys(
+            prompt,
+            generation,
+            "no vllm:* token counters on the page "
+            "(wrong URL, or vLLM run with --disable-log-stats?)",
+        )
         cached = self._first_of((CACHED, PREFIX_HITS))
         running = self._first_of((RUNNING,))
         waiting = self._first_of((WAITING,))
         kv_usage = self._first_of(KV_USAGE)
         created = self._first_of(CREATED)
         geometry = self._kv_geometry()
-        # A partial token count would read as a drop, hence as an engine restart.
-        unusable = prompt.rejected | generation.rejected | cached.rejected
         readings = []
-        for key in sorted(prompt.keys() - unusable):
+        for key in keys:
+            if key in cached.rejected:
+                continue
             model, engine = key
             usage = kv_usage.get(key)
             kv = geometry.get(engine)
@@ -220,43 +142,40 @@ class VllmPageReader:
         carry `kv_cache_size_tokens` (0.32+) compute usage over num_gpu_blocks-1
         (one block is reserved); older ones over num_gpu_blocks.
         """
-        page_name = CACHE_CONFIG if CACHE_CONFIG in self._configs else UNDERSCORED_CACHE_CONFIG
-        configs = self._configs.get(page_name, [])
+        configs = self._page.infos(CACHE_CONFIG) or self._page.infos(_underscored(CACHE_CONFIG))
         ranks = max(len(configs), 1)
         geometry: dict[str, _KvGeometry] = {}
-        for config in configs:
-            blocks = self._geometry_number(config, "num_gpu_blocks", config.num_gpu_blocks)
-            block_size = self._geometry_number(config, "block_size", config.block_size)
+        for labels in configs:
+            blocks = self._geometry_number(labels, "num_gpu_blocks")
+            block_size = self._geometry_number(labels, "block_size")
             if not blocks or not block_size:
                 continue
-            per_rank = blocks / ranks - (1 if config.reserves_a_block else 0)
+            per_rank = blocks / ranks - (1 if "kv_cache_size_tokens" in labels else 0)
             if per_rank <= 0:
-                self._reject_config("out_of_range", config, "num_gpu_blocks", str(blocks))
+                self._reject_config("out_of_range", labels, "num_gpu_blocks")
                 continue
-            geometry[config.engine] = _KvGeometry(per_rank, block_size)
+            geometry[labels.get("engine", "")] = _KvGeometry(per_rank, block_size)
         return geometry
 
-    def _geometry_number(self, config: _CacheConfig, label: str, text: str | None) -> float | None:
+    def _geometry_number(self, labels: Labels, label: str) -> float | None:
         """A block count or size from its label; None when vLLM left it unset or it is unusable."""
+        text = labels.get(label)
         if text in (None, "", "None"):
             return None
         try:
             value = float(text)
         except ValueError:
-            self._reject_config("malformed", config, label, text)
+            self._reject_config("malformed", labels, label)
             return None
-        problem = _problem(value, MAX_COUNT)
+        problem = value_problem(value, MAX_COUNT)
         if problem is not None:
-            self._reject_config(problem, config, label, text)
+            self._reject_config(problem, labels, label)
             return None
         return math.floor(value)
 
-    def _reject_config(self, reason: str, config: _CacheConfig, label: str, shown: str) -> None:
-        self._rejected[reason] += 1
-        if not self._first_rejected:
-            self._first_rejected = (
-                f"{CACHE_CONFIG}{{engine={config.engine[:80]!r}}} {label}={shown[:80]!r} ({reason})"
-            )
+    def _reject_config(self, reason: str, labels: Labels, label: str) -> None:
+        engine, shown = labels.get("engine", "")[:80], labels.get(label, "")[:80]
+        self._page.reject(reason, f"{CACHE_CONFIG}{{engine={engine!r}}} {label}={shown!r}")
 
 
 def parse_vllm_page(page: str | bytes) -> EngineReadings:
@@ -271,11 +190,12 @@ class VllmCollector:
 
     name = "vllm"
 
-    def __init__(self, target: str, page: PageSource) -> None:
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
         self.target = target
         self._page = page
+        self._model = model
 
     async def collect(self) -> EngineReadings:
         reader = VllmPageReader()
         await self._page.read(reader.feed)
-        return reader.readings()
+        return renamed(reader.readings(), self._model)

@@ -23,12 +23,7 @@ from typing import Protocol
 
 from llm_cost_exporter.collectors.base import REASONS, CollectorError
 from llm_cost_exporter.collectors.readings import REJECT_REASONS, EngineReadings
-from llm_cost_exporter.collectors.vllm import (
-    UNDERSCORED,
-    WANTED,
-    VllmPageReader,
-    parse_vllm_page,
-)
+from llm_cost_exporter.collectors.vllm import SERIES, VllmPageReader, parse_vllm_page
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -91,7 +86,7 @@ HOSTILE_TEXT = (
 """Label values and fragments that break naive parsers: escapes, braces, quotes,
 invalid or unusual UTF-8, line separators other than newline."""
 
-_READ = tuple(name.encode() for name in (*WANTED, *UNDERSCORED))
+_READ = tuple(series.name.encode() for series in SERIES)
 _SAMPLE_VALUE = re.compile(rb"^(\S+?(?:\{.*\})?) (\S+)(.*)$")
 _NAME_END = re.compile(rb"[{ ]")
 _LABEL_VALUE = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')

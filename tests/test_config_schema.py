@@ -150,7 +150,8 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"engines": [{"url": "http://a/metrics", "gpu": [0]}]},
             "engines[0].gpu: unknown field; did you mean gpus? "
-            "(allowed: basic_auth, bearer_token_file, capacity_tokens_per_second, gpus, type, url)",
+            "(allowed: basic_auth, bearer_token_file, capacity_tokens_per_second, gpus, model, "
+            "type, url)",
         ),
         (
             {"projection": {"token_mix": {"promt": 1}}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 from datetime import datetime, timezone
@@ -15,8 +16,9 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
-from llm_cost_exporter.tools.simulator.page import TEMPLATE_FILES
+from llm_cost_exporter.tools.simulator.engine import REQUEST_SECONDS, SimulatedEngine
+from llm_cost_exporter.tools.simulator.formats import PAGE_FORMATS
+from llm_cost_exporter.tools.simulator.page import PageState
 from llm_cost_exporter.tools.simulator.profiles import (
     PROFILE_NAMES,
     DiurnalProfile,
@@ -49,7 +51,7 @@ def _template_text(page_format: str) -> str:
     path = (
         resources.files("llm_cost_exporter.tools.simulator")
         / "templates"
-        / TEMPLATE_FILES[page_format]
+        / PAGE_FORMATS[page_format].TEMPLATE
     )
     return path.read_text(encoding="utf-8")
 
@@ -438,7 +440,8 @@ def test_arguments_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.listen_address == "127.0.0.1:8000"
     assert args.profile == "diurnal" and args.peak_to_trough == 10.0
     assert args.acceleration == 1.0 and args.engines == 1 and args.capacity == 2000.0
-    assert args.page_format == "v1" and args.restart_every is None and args.seed == 0
+    assert args.restart_every is None and args.seed == 0
+    assert [engine.page_format for engine in build_engines_from_args(args)] == ["v1"]
     monkeypatch.setenv("LLMCOST_SIM_LISTEN_ADDRESS", "0.0.0.0:9100")
     assert _args().listen_address == "0.0.0.0:9100"
     assert _args("--web.listen-address", ":9200").listen_address == ":9200"
@@ -676,3 +679,36 @@ def test_a_taken_port_is_one_line_and_exit_2(capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith(f"llm-cost-exporter: simulate: cannot listen on {address}: ")
     assert err.count("\n") == 1
+
+
+# -- counters of finished requests ----------------------------------------------
+
+
+def test_finished_request_counts_lag_the_live_ones_by_one_request() -> None:
+    """Engines that count a request's tokens when it ends show what was served one
+    request's length ago: behind the live counts, never ahead, never going back."""
+    clock = FakeClock()
+    engine = _engine(clock, acceleration=1.0)  # 500 tokens/s, steady
+    lag = REQUEST_SECONDS
+    seen: list[PageState] = []
+    for _ in range(40):
+        clock.t += 5.0
+        seen.append(engine.page_state())
+    for before, after in itertools.pairwise(seen):
+        assert after.finished_prompt_tokens >= before.finished_prompt_tokens
+        assert after.finished_generation_tokens >= before.finished_generation_tokens
+    for state in seen:
+        assert state.finished_prompt_tokens <= state.prompt_tokens
+        assert state.finished_cached_prompt_tokens <= state.finished_prompt_tokens
+    last = seen[-1]
+    live = last.prompt_tokens + last.generation_tokens
+    finished = last.finished_prompt_tokens + last.finished_generation_tokens
+    assert live - finished == pytest.approx(500.0 * lag, abs=2)
+    assert seen[0].finished_prompt_tokens == 0  # nothing ran a whole request yet
+
+
+def test_engines_take_page_formats_in_turn_and_serve_their_documents() -> None:
+    args = _args("--engines", "3", "--page-format", "v1,v0")
+    assert [e.page_format for e in build_engines_from_args(args)] == ["v1", "v0", "v1"]
+    with pytest.raises(ValueError, match="unknown --page-format 'v9'"):
+        build_engines_from_args(_args("--page-format", "v9"))

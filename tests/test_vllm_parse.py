@@ -306,7 +306,7 @@ def test_an_unwanted_line_of_any_length_is_skipped_without_holding_it() -> None:
     held = 0
     for start in range(0, len(page), 4096):
         reader.feed(page[start : start + 4096])
-        held = max(held, reader._parser._partial_size)
+        held = max(held, reader._page._parser._partial_size)
     assert held <= MAX_LINE_BYTES
     assert list(reader.readings()) == list(parse_vllm_page(BUSY))
 

@@ -553,6 +553,12 @@ class EngineConfig:
         "Which collector reads it",
         DEFAULT_ENGINE_TYPE,
     )
+    model: str | None = setting(
+        Text(),
+        "The served model's name, in place of the page's; engines whose page names no "
+        "model (llama.cpp, TGI) are otherwise asked for it (/v1/models, /info)",
+        None,
+    )
     gpus: tuple[int | str, ...] | None = setting(
         ListOf(GpuRef(MAX_GPUS), "GPU indices or UUIDs", non_empty=True, max_items=MAX_GPUS),
         "The GPUs it runs on (index in nvidia-smi order, or UUID); its GPUs' cost is its own",

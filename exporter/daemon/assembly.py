@@ -110,14 +110,17 @@ async def _serve(
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
 
         def collector(
-            engine_type: str, url: str, credentials: Credentials | None = None
+            engine_type: str,
+            url: str,
+            credentials: Credentials | None = None,
+            model: str | None = None,
         ) -> EngineCollector:
             page = HttpPage(
                 session, url, config.timeout, config.max_page_bytes, credentials=credentials
             )
-            return engine_collector(engine_type, url, page)
+            return engine_collector(engine_type, url, page, model)
 
-        static = [collector(e.type, e.url, e.credentials) for e in config.engines]
+        static = [collector(e.type, e.url, e.credentials, e.model) for e in config.engines]
         engines: list[EngineCollector] | EngineTargets = static
         background: list[asyncio.Future[None]] = []
         if discovery is not None:

@@ -1,4 +1,4 @@
-"""A deterministic stand-in for one vLLM engine, driven by a traffic profile.
+"""A deterministic stand-in for one inference engine, driven by a traffic profile.
 
 The engine integrates the served token rate over simulated time and keeps the
 result as ground truth, so tests and demos can compare what the exporter
@@ -9,19 +9,24 @@ construction rather than approximately.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .page import PAGE_FORMATS, PageState, PageTemplate
+from .formats import page_template
+from .page import PageState
 from .profiles import TrafficProfile
 
 # Request shape used to turn token flow into request counts and gauges.
 TOKENS_PER_REQUEST = 1000  # prompt + generation of one finished request
 TOKENS_PER_SECOND_PER_REQUEST = 30.0  # per running request
+REQUEST_SECONDS = TOKENS_PER_REQUEST / TOKENS_PER_SECOND_PER_REQUEST
+"""How long a request runs: engines counting tokens at request end lag by this much."""
 KV_TOKENS_PER_REQUEST = 1000  # KV-cache footprint of one running request
 STOP_SHARE = 0.8  # finished requests ending on a stop token; the rest hit max_tokens
 MAX_STEP_SECONDS = 1.0  # integration step in simulated seconds
@@ -49,7 +54,8 @@ class _Counts:
 
 
 class SimulatedEngine:
-    """One vLLM engine serving `model`, whose page and ground truth follow a profile."""
+    """One engine serving `model`, whose page (in `page_format`) and ground truth follow
+    a profile."""
 
     def __init__(
         self,
@@ -80,8 +86,6 @@ class SimulatedEngine:
             raise ValueError("kv_capacity_tokens must hold at least two blocks of block_size")
         if restart_every is not None and restart_every <= 0:
             raise ValueError("restart_every must be > 0")
-        if page_format not in PAGE_FORMATS:
-            raise ValueError(f"unknown page format {page_format!r}")
         self.model = model
         self.capacity = float(capacity_tokens_per_second)
         self.profile = profile
@@ -89,20 +93,22 @@ class SimulatedEngine:
         # Accelerate only the traffic's shape: a day passes in minutes but
         # tokens/s stay real, so cost figures against wall-time spend stay true.
         self._token_scale = 1.0 / self.acceleration if tokens_in_wall_time else 1.0
+        self._template = page_template(page_format)
         self.prompt_share = prompt_share
-        # V0 pages come from engines with prefix caching off (the V0 default).
-        self.cached_share = cached_share if page_format == "v1" else 0.0
+        # V0 and engines without a prefix-cache count serve every prompt token computed.
+        self.cached_share = cached_share if self._template.CACHES_PROMPTS else 0.0
         self.block_size = block_size
         self.num_gpu_blocks = kv_capacity_tokens // block_size
         self.page_format = page_format
         self.seed = seed
-        self._template = PageTemplate.load(page_format)
         self._clock = clock
         self._wall_start = clock()
         self._wall_now = self._wall_start
         self.sim_start = self._wall_start if sim_start is None else float(sim_start)
         self._sim_time = self.sim_start
         self._served = 0.0  # tokens served since simulator start, across restarts
+        self._served_at: deque[tuple[float, float]] = deque([(self.sim_start, 0.0)])
+        """(simulated time, tokens served by then), as far back as a request lasts."""
         self._base_total = 0  # lifetime tokens at the last restart
         self.restarts = 0
         self.start_time = self._wall_start  # wall time of the last (re)start
@@ -153,7 +159,27 @@ class SimulatedEngine:
             if due is not None and end >= due:
                 self._restart(due)
         self._wall_now = max(self._wall_now, wall)
+        self._remember_served()
         return self._wall_now
+
+    def _remember_served(self) -> None:
+        history = self._served_at
+        if self._sim_time > history[-1][0]:
+            history.append((self._sim_time, self._served))
+        horizon = self._sim_time - REQUEST_SECONDS
+        while len(history) > 2 and history[1][0] <= horizon:
+            history.popleft()
+
+    def _finished_served(self) -> float:
+        """Tokens of the requests finished by now: those served one request's length ago."""
+        at = self._sim_time - REQUEST_SECONDS
+        history = self._served_at
+        if at <= history[0][0]:
+            return history[0][1]
+        for (t0, s0), (t1, s1) in itertools.pairwise(history):
+            if at <= t1:
+                return s0 + (s1 - s0) * (at - t0) / (t1 - t0)
+        return history[-1][1]
 
     def _restart(self, at: float) -> None:
         if self._restart_at and self._restart_at[0] <= at:
@@ -183,6 +209,11 @@ class SimulatedEngine:
     def _page_counts(self) -> _Counts:
         return self._split(self._total()) - self._split(self._base_total)
 
+    def _finished_counts(self) -> _Counts:
+        """The page's counts of finished requests' tokens (in flight at a restart: lost)."""
+        finished = max(self._base_total, math.floor(self._finished_served() + 1e-6))
+        return self._split(finished) - self._split(self._base_total)
+
     def _gauges(self) -> tuple[int, int, int]:
         """Running and waiting requests and used KV blocks at the current simulated time."""
         t = self._sim_time
@@ -201,6 +232,7 @@ class SimulatedEngine:
         """Advance, then everything the page shows."""
         wall = self.advance()
         counts = self._page_counts()
+        finished = self._finished_counts()
         running, waiting, used = self._gauges()
         served = self.served_rate(self._sim_time)
         return PageState(
@@ -208,6 +240,9 @@ class SimulatedEngine:
             prompt_tokens=counts.prompt,
             cached_prompt_tokens=counts.cached,
             generation_tokens=counts.generation,
+            finished_prompt_tokens=finished.prompt,
+            finished_cached_prompt_tokens=finished.cached,
+            finished_generation_tokens=finished.generation,
             requests_stop=counts.stop,
             requests_length=counts.length,
             running=running,
@@ -225,13 +260,14 @@ class SimulatedEngine:
         """The engine's `/metrics` page as of now."""
         return self._template.render(self.page_state())
 
+    def documents(self) -> dict[str, object]:
+        """The JSON documents the engine serves beside its page, by path."""
+        return self._template.documents(self.page_state())
+
     def ground_truth(self) -> dict[str, Any]:
         """What was really served, next to what the page currently shows (JSON-able)."""
         state = self.page_state()
         lifetime = self._split(self._total())
-        kv_denominator = (
-            self.num_gpu_blocks - 1 if self.page_format == "v1" else self.num_gpu_blocks
-        )
         return {
             "model": self.model,
             "page_format": self.page_format,
@@ -249,7 +285,7 @@ class SimulatedEngine:
                 "request_success_total": state.requests,
                 "num_requests_running": state.running,
                 "num_requests_waiting": state.waiting,
-                "kv_cache_usage_perc": state.used_blocks / kv_denominator,
+                "kv_cache_usage_perc": self._template.kv_usage(state),
                 "created": state.start_time,
             },
             "restarts": self.restarts,

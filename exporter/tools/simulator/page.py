@@ -1,9 +1,11 @@
-"""Render vLLM `/metrics` pages from a captured page used as a template.
+"""Render an engine's `/metrics` page from a captured page used as a template.
 
 Copying a real capture line by line, and only replacing values, keeps the
 metric names, types, HELP texts, label names, bucket bounds and even the
-line order identical to what a real vLLM server prints. That is what the
-exporter's parser must cope with, so the simulator should not invent it.
+line order identical to what a real engine prints. That is what the
+exporter's parsers must cope with, so the simulator should not invent it.
+Each engine's page format is a PageTemplate subclass saying which value each
+of its series shows for a PageState (see formats.py).
 """
 
 from __future__ import annotations
@@ -12,12 +14,9 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import ClassVar
 
 from prometheus_client.utils import floatToGoString
-
-# "v1": vLLM 0.32.0 (V1 engine, real capture); "v0": vLLM 0.6.6 (V0 engine).
-TEMPLATE_FILES: dict[str, str] = {"v1": "vllm-0.32.0.prom", "v0": "vllm-0.6.6.prom"}
-PAGE_FORMATS: tuple[str, ...] = tuple(TEMPLATE_FILES)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -34,6 +33,11 @@ class PageState:
     prompt_tokens: int  # all prompt tokens, cached ones included (as vLLM counts them)
     cached_prompt_tokens: int
     generation_tokens: int
+    # The same counts for finished requests only: engines that count a request's
+    # tokens when it ends show these, which lag the live ones by the requests in flight.
+    finished_prompt_tokens: int
+    finished_cached_prompt_tokens: int
+    finished_generation_tokens: int
     requests_stop: int
     requests_length: int
     running: int
@@ -111,7 +115,21 @@ def _scaled(template_value: int, driver: int, template_driver: int) -> int:
 
 
 class PageTemplate:
-    """A parsed template page that renders live values into the same layout."""
+    """A parsed template page that renders live values into the same layout.
+
+    A subclass is one engine's page format: its template file, the label naming the
+    model (and the rank), and the value each of its series shows for a PageState.
+    What it does not name grows with the number of requests from 0 at (re)start.
+    """
+
+    TEMPLATE: ClassVar[str]
+    """The capture under templates/."""
+    REQUESTS: ClassVar[str] = ""
+    """A counter of the template whose total is its number of requests."""
+    MODEL_LABEL: ClassVar[str] = ""
+    RANK_LABEL: ClassVar[str] = ""
+    CACHES_PROMPTS: ClassVar[bool] = True
+    """Whether the engine serves prompt tokens from a prefix cache and counts them."""
 
     def __init__(self, text: str) -> None:
         self._lines: list[str | _Sample] = []
@@ -133,20 +151,19 @@ class PageTemplate:
             labels = _parse_labels(match.group(2))
             self._lines.append(_Sample(owner, owner_kind, name, labels, float(match.group(3))))
         self._stats = self._series_stats()
-        self.requests = int(self._total("vllm:request_success_total"))
-        self.generation_tokens = int(self._total("vllm:generation_tokens_total"))
-        self._cache_info = self._cache_geometry()
+        self.requests = int(self.total(self.REQUESTS)) if self.REQUESTS else 0
 
     @classmethod
-    def load(cls, page_format: str) -> PageTemplate:
-        """The packaged template for a page format ("v1" or "v0")."""
-        return _load_template(page_format)
+    def load(cls) -> PageTemplate:
+        """The format's packaged template, parsed once."""
+        return _load_template(cls)
 
     @property
     def samples(self) -> list[_Sample]:
         return [line for line in self._lines if isinstance(line, _Sample)]
 
-    def _total(self, name: str) -> float:
+    def total(self, name: str) -> float:
+        """The sum of the template's samples named `name`."""
         return sum(s.value for s in self.samples if s.name == name)
 
     def _series_stats(self) -> dict[tuple[str, Labels], _SeriesStats]:
@@ -160,22 +177,6 @@ class PageTemplate:
                     sums[s.series_key()] = s.value
         return {key: _SeriesStats(int(count), sums.get(key, 0.0)) for key, count in counts.items()}
 
-    def _cache_geometry(self) -> dict[str, float]:
-        """Per-token memory and max model length implied by the template's cache config."""
-        info = next((s for s in self.samples if s.name == "vllm:cache_config_info"), None)
-        if info is None:
-            return {}
-        geometry: dict[str, float] = {}
-        try:
-            tokens = float(info.label("kv_cache_size_tokens") or "nan")
-            geometry["bytes_per_token"] = float(info.label("kv_cache_memory_bytes") or "x") / tokens
-            geometry["max_model_len"] = tokens / float(
-                info.label("kv_cache_max_concurrency") or "x"
-            )
-        except (ValueError, ZeroDivisionError):
-            pass
-        return geometry
-
     def render(self, state: PageState) -> bytes:
         """The whole page for `state`, in Prometheus text format 0.0.4."""
         out: list[str] = []
@@ -183,94 +184,59 @@ class PageTemplate:
             if isinstance(line, str):
                 out.append(line)
                 continue
-            labels = self._labels(line, state)
+            labels = self.labels(line, state)
             out.append(_format_line(line.name, labels, self._value(line, state)))
         return ("\n".join(out) + "\n").encode("utf-8")
 
-    def _labels(self, s: _Sample, state: PageState) -> Labels:
-        if s.name == "vllm:cache_config_info":
-            return tuple((k, self._cache_label(k, v, state)) for k, v in s.labels)
-        if not any(k in ("model_name", "engine") for k, _ in s.labels):
-            return s.labels
-        replace = {"model_name": state.model, "engine": state.engine}
-        return tuple((k, replace.get(k, v)) for k, v in s.labels)
+    def documents(self, state: PageState) -> dict[str, object]:
+        """JSON documents the engine serves beside its page, by path (its model list)."""
+        return {}
 
-    def _cache_label(self, key: str, value: str, state: PageState) -> str:
-        kv_tokens = state.num_gpu_blocks * state.block_size
-        if key == "engine":
-            return state.engine
-        if key in ("block_size", "effective_attention_block_size"):
-            return str(state.block_size)
-        if key == "num_gpu_blocks":
-            return str(state.num_gpu_blocks)
-        if key == "kv_cache_size_tokens":
-            return str(kv_tokens)
-        if key == "kv_cache_memory_bytes" and "bytes_per_token" in self._cache_info:
-            return str(round(kv_tokens * self._cache_info["bytes_per_token"]))
-        if key == "kv_cache_max_concurrency" and "max_model_len" in self._cache_info:
-            return repr(kv_tokens / self._cache_info["max_model_len"])
-        return value
+    def kv_usage(self, state: PageState) -> float:
+        """The share of the KV cache in use, as the page shows it."""
+        return state.used_blocks / max(state.num_gpu_blocks, 1)
+
+    def labels(self, s: _Sample, state: PageState) -> Labels:
+        """The sample's labels, naming the state's model and rank."""
+        replace = {}
+        if self.MODEL_LABEL:
+            replace[self.MODEL_LABEL] = state.model
+        if self.RANK_LABEL:
+            replace[self.RANK_LABEL] = state.engine
+        if not any(k in replace for k, _ in s.labels):
+            return s.labels
+        return tuple((k, replace.get(k, v)) for k, v in s.labels)
 
     def _value(self, s: _Sample, state: PageState) -> float:
         if s.kind in ("histogram", "summary"):
             return self._distribution_value(s, state)
         if s.kind == "counter":
-            return float(self._counter_value(s, state))
-        return self._gauge_value(s, state)
+            return float(self.counter_value(s, state))
+        return self.gauge_value(s, state)
 
-    def _counter_value(self, s: _Sample, state: PageState) -> float:
-        cached = state.cached_prompt_tokens
-        name = s.name
-        if name in ("vllm:prompt_tokens_total", "vllm:prefix_cache_queries_total"):
-            return state.prompt_tokens
-        if name in ("vllm:prompt_tokens_cached_total", "vllm:prefix_cache_hits_total"):
-            return cached
-        if name == "vllm:generation_tokens_total":
-            return state.generation_tokens
-        if name == "vllm:prompt_tokens_by_source_total":
-            by_source = {"local_compute": state.prompt_tokens - cached, "local_cache_hit": cached}
-            return by_source.get(s.label("source") or "", 0)
-        if name == "vllm:prompt_tokens_cached_by_source_total":
-            return cached if s.label("source") == "device" else 0
-        if name == "vllm:request_success_total":
-            by_reason = {"stop": state.requests_stop, "length": state.requests_length}
-            return by_reason.get(s.label("finished_reason") or "", 0)
-        # Anything else grows with the number of requests, from 0 at (re)start.
-        if s.value.is_integer():
-            return _scaled(int(s.value), state.requests, self.requests)
-        return s.value * state.requests / self.requests if self.requests else 0.0
+    def counter_value(self, s: _Sample, state: PageState) -> float:
+        """A counter sample's value; by default it grows with requests from 0 at (re)start."""
+        return self.by_requests(s.value, state)
 
-    def _gauge_value(self, s: _Sample, state: PageState) -> float:
-        name = s.name
-        if name.endswith("_created") or name == "process_start_time_seconds":
+    def by_requests(self, template_value: float, state: PageState) -> float:
+        """A template value scaled by the state's requests over the template's."""
+        if template_value.is_integer():
+            return _scaled(int(template_value), state.requests, self.requests)
+        return template_value * state.requests / self.requests if self.requests else 0.0
+
+    def gauge_value(self, s: _Sample, state: PageState) -> float:
+        """A gauge sample's value; `_created` times are the (re)start, the rest as captured."""
+        if s.name.endswith("_created") or s.name == "process_start_time_seconds":
             return state.start_time
-        if name == "vllm:num_requests_running":
-            return state.running
-        if name == "vllm:num_requests_waiting":
-            return state.waiting
-        if name == "vllm:num_requests_waiting_by_reason":
-            return state.waiting if s.label("reason") == "capacity" else 0.0
-        if name == "vllm:num_requests_swapped":
-            return 0.0
-        if name == "vllm:kv_cache_usage_perc":
-            return state.used_blocks / max(state.num_gpu_blocks - 1, 1)
-        if name == "vllm:gpu_cache_usage_perc":
-            return state.used_blocks / max(state.num_gpu_blocks, 1)
-        if name == "vllm:avg_prompt_throughput_toks_per_s":
-            return state.prompt_throughput
-        if name == "vllm:avg_generation_throughput_toks_per_s":
-            return state.generation_throughput
-        if name == "vllm:lora_requests_info":
-            return state.now
         return s.value
 
     def _distribution_value(self, s: _Sample, state: PageState) -> float:
         stats = self._stats.get(s.series_key(), _SeriesStats(0, 0.0))
-        count = self._count(s.family, stats, state)
+        count = self.count(s.family, stats, state)
         if s.suffix == "_count":
             return float(count)
         if s.suffix == "_sum":
-            return self._sum(s.family, stats, count, state)
+            return self.sum(s.family, stats, count, state)
         if s.suffix == "_bucket":
             if stats.count <= 0:
                 return float(count) if s.label("le") == "+Inf" else 0.0
@@ -278,35 +244,18 @@ class PageTemplate:
             return float((2 * int(s.value) * count + stats.count) // (2 * stats.count))
         return s.value
 
-    def _count(self, family: str, stats: _SeriesStats, state: PageState) -> int:
-        if family == "vllm:iteration_tokens_total":
-            return _scaled(stats.count, state.tokens, int(stats.total))
-        if family in ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"):
-            return _scaled(stats.count, state.generation_tokens, self.generation_tokens)
+    def count(self, family: str, stats: _SeriesStats, state: PageState) -> int:
+        """A histogram's or summary's observation count; by default one per request."""
         return _scaled(stats.count, state.requests, self.requests)
 
-    @staticmethod
-    def _sum(family: str, stats: _SeriesStats, count: int, state: PageState) -> float:
-        exact = {
-            "vllm:iteration_tokens_total": state.tokens,
-            "vllm:request_prompt_tokens": state.prompt_tokens,
-            "vllm:request_generation_tokens": state.generation_tokens,
-            "vllm:request_prefill_kv_computed_tokens": (
-                state.prompt_tokens - state.cached_prompt_tokens
-            ),
-        }
-        if family in exact:
-            return float(exact[family])
+    def sum(self, family: str, stats: _SeriesStats, count: int, state: PageState) -> float:
+        """A histogram's or summary's sum; by default the template's mean per observation."""
         if stats.count <= 0:
             return 0.0
         return stats.total * count / stats.count
 
 
 @cache
-def _load_template(page_format: str) -> PageTemplate:
-    if page_format not in TEMPLATE_FILES:
-        raise ValueError(
-            f"unknown page format {page_format!r}; choose one of {', '.join(PAGE_FORMATS)}"
-        )
-    path = resources.files(__package__) / "templates" / TEMPLATE_FILES[page_format]
-    return PageTemplate(path.read_text(encoding="utf-8"))
+def _load_template(format_class: type[PageTemplate]) -> PageTemplate:
+    path = resources.files(__package__) / "templates" / format_class.TEMPLATE
+    return format_class(path.read_text(encoding="utf-8"))

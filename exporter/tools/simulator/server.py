@@ -1,8 +1,9 @@
-"""HTTP front end of the simulator: vLLM-like `/metrics` pages plus ground truth.
+"""HTTP front end of the simulator: engines' `/metrics` pages plus ground truth.
 
-Each simulated engine stands for one separate vLLM server, so every page
-carries `engine="0"`; engine i is served under `/engine/i/metrics`, and
-`/metrics` is engine 0 for tools that expect a single vLLM.
+Each simulated engine stands for one separate engine server (vLLM, SGLang, ...,
+by its page format), so every page is that of a single rank; engine i is served
+under `/engine/i/metrics` with its other documents (a model list) beside it, and
+`/metrics` is engine 0 for tools that expect a single engine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .engine import SimulatedEngine
-from .page import PAGE_FORMATS
+from .formats import PAGE_FORMATS
 from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:8000"
@@ -31,10 +32,12 @@ DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _HELP_TEXT = """\
-llm-cost-exporter traffic simulator: vLLM-compatible metrics pages.
+llm-cost-exporter traffic simulator: inference engines' metrics pages.
 
 GET /metrics               engine 0's page
 GET /engine/{i}/metrics    engine i's page (i = 0 .. {last})
+GET /engine/{i}/PATH       engine i's JSON documents, where its engine serves one
+                           (llama.cpp's /v1/models, TGI's /info)
 GET /ground-truth          JSON: tokens really served per engine, for checking
 GET /control               JSON: each engine's current traffic profile
 POST /control              switch profile from now on, e.g. {"profile": "steady", "level": 0.05}
@@ -126,11 +129,21 @@ def build_simulator_app(engines: list[SimulatedEngine]) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         return _metrics_response(engines[0])
 
-    async def engine_metrics(request: web.Request) -> web.Response:
+    def engine_of(request: web.Request) -> SimulatedEngine:
         raw = request.match_info["index"]
         if not raw.isdigit() or int(raw) >= len(engines):
             raise web.HTTPNotFound(text=f"no engine {raw}; there are {len(engines)}\n")
-        return _metrics_response(engines[int(raw)])
+        return engines[int(raw)]
+
+    async def engine_metrics(request: web.Request) -> web.Response:
+        return _metrics_response(engine_of(request))
+
+    async def engine_document(request: web.Request) -> web.Response:
+        path = "/" + request.match_info["path"]
+        documents = engine_of(request).documents()
+        if path not in documents:
+            raise web.HTTPNotFound(text=f"no {path} on this engine\n")
+        return web.json_response(documents[path])
 
     async def ground_truth(_: web.Request) -> web.Response:
         truth = [{"index": i, **engine.ground_truth()} for i, engine in enumerate(engines)]
@@ -164,16 +177,17 @@ def build_simulator_app(engines: list[SimulatedEngine]) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/engine/{index}/metrics", engine_metrics)
+    app.router.add_get("/engine/{index}/{path:.+}", engine_document)
     app.router.add_get("/ground-truth", ground_truth)
     app.router.add_get("/control", control_state)
     app.router.add_post("/control", control)
     return app
 
 
-def _models(values: list[str] | None) -> list[str]:
-    """Flatten repeated and comma-separated `--model` values."""
+def _listed(values: list[str] | None, default: str) -> list[str]:
+    """Flatten repeated and comma-separated option values."""
     names = [name.strip() for value in values or [] for name in value.split(",")]
-    return [name for name in names if name] or [DEFAULT_MODEL]
+    return [name for name in names if name] or [default]
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -231,9 +245,11 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--page-format",
-        choices=PAGE_FORMATS,
-        default="v1",
-        help="v1: vLLM 0.32 metric names; v0: vLLM 0.6 (V0 engine) names",
+        action="append",
+        default=None,
+        help="the engine's page: v1 (vLLM 0.32), v0 (vLLM 0.6, V0 engine), "
+        f"{', '.join(f for f in PAGE_FORMATS if f not in ('v1', 'v0'))}; repeat or "
+        "comma-separate, engine i uses format i mod count (default v1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for spiky bursts and noise")
 
@@ -257,7 +273,13 @@ def build_engines_from_args(
     """The engines described by parsed `simulate` arguments."""
     if args.engines < 1:
         raise ValueError("--engines must be at least 1")
-    models = _models(args.model)
+    models = _listed(args.model, DEFAULT_MODEL)
+    formats = _listed(args.page_format, "v1")
+    unknown = [f for f in formats if f not in PAGE_FORMATS]
+    if unknown:
+        raise ValueError(
+            f"unknown --page-format {unknown[0]!r}; choose from {', '.join(PAGE_FORMATS)}"
+        )
     return [
         SimulatedEngine(
             models[i % len(models)],
@@ -266,7 +288,7 @@ def build_engines_from_args(
             acceleration=args.acceleration,
             tokens_in_wall_time=getattr(args, "tokens_in_wall_time", False),
             restart_every=args.restart_every,
-            page_format=args.page_format,
+            page_format=formats[i % len(formats)],
             clock=clock,
             seed=args.seed + i,
         )
@@ -286,7 +308,7 @@ async def serve_simulator(
         bound = runner.addresses[0] if runner.addresses else (host, port)
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
         print(
-            f"simulating {len(engines)} vLLM engine(s), {args.profile} profile "
+            f"simulating {len(engines)} engine(s), {args.profile} profile "
             f"x{args.acceleration:g}, on http://{shown}:{bound[1]}/metrics",
             flush=True,
         )

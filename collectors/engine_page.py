@@ -1,0 +1,204 @@
+"""What every engine collector shares: an engine's page read as it streams in, the
+series it wants summed per (model, rank), and each unusable series rejected alone.
+
+An engine module names the series it reads (`Series`), says which (model, rank) a
+series is about (`key`), and turns the sums into readings. A page that is not the
+engine's or is malformed fails whole (CollectorError); a series of a sound page
+whose value cannot be used (NaN, infinite, negative, beyond what it can count) is
+rejected alone, counted by reason, and spoils only its own (model, rank).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.promtext import ExpositionError, Labels, Sample, SelectiveParser
+from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
+
+MAX_COUNT = float(2**53)
+"""Largest token count, request count or KV block count taken: beyond it a float
+no longer counts in ones (at a million tokens a second, 285 years of traffic)."""
+
+Key = tuple[str, str]
+"""(model, rank): what one reading is about."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """A metric an engine collector reads from the page."""
+
+    name: str
+    upper: float = MAX_COUNT
+    """The largest usable value of one series (1.0 for a ratio, inf for a `_created` time)."""
+    part: str | None = None
+    """A label whose values are summed apart (`mode`, `source`): `EnginePage.get(name, value)`."""
+    info: bool = False
+    """An info series: its labels are the data, kept whole (`EnginePage.infos`)."""
+
+
+def value_problem(value: float, upper: float) -> str | None:
+    """Why a value cannot be used (a REJECT_REASONS entry), or None."""
+    if math.isnan(value) or math.isinf(value):
+        return "non_finite"
+    if value < 0:
+        return "negative"
+    if value > upper:
+        return "out_of_range"
+    return None
+
+
+@dataclass
+class Summed:
+    """One metric's series summed per (model, rank); a rejected series spoils its key."""
+
+    values: dict[Key, float] = field(default_factory=dict)
+    rejected: set[Key] = field(default_factory=set)
+
+    def keys(self) -> set[Key]:
+        return self.values.keys() | self.rejected
+
+    def get(self, key: Key) -> float | None:
+        return None if key in self.rejected else self.values.get(key)
+
+
+EMPTY = Summed()
+"""What `EnginePage.first_of` gives for metrics none of which is on the page."""
+
+
+def label_key(model_label: str, rank_label: str | None) -> Callable[[Labels], Key | None]:
+    """The key of engines that name the model and rank in one label each (vLLM, LMDeploy)."""
+
+    def key(labels: Labels) -> Key:
+        return labels.get(model_label, ""), labels.get(rank_label, "") if rank_label else ""
+
+    return key
+
+
+class EnginePage:
+    """One engine page fed in chunks: the wanted series summed per (model, rank), and
+    the series rejected, by reason (readings.REJECT_REASONS)."""
+
+    def __init__(self, series: Iterable[Series], key: Callable[[Labels], Key | None]) -> None:
+        """`key` says which (model, rank) a series is about; None leaves the series out
+        (a duplicate report, such as a tensor-parallel rank other than the first)."""
+        self._series = {s.name: s for s in series}
+        self._key = key
+        self._parser = SelectiveParser(self._series)
+        self._summed: dict[tuple[str, str | None], Summed] = {}
+        self._infos: dict[str, list[Labels]] = {}
+        self._rejected: Counter[str] = Counter()
+        self._first_rejected = ""
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the page; CollectorError if it is malformed."""
+        try:
+            found = self._parser.feed(chunk)
+        except ExpositionError as error:
+            raise CollectorError("parse", str(error)) from None
+        self._take(found)
+
+    def close(self) -> None:
+        """The page is all fed; CollectorError if its last line is malformed."""
+        try:
+            found = self._parser.close()
+        except ExpositionError as error:
+            raise CollectorError("parse", str(error)) from None
+        self._take(found)
+        self._rejected["duplicate"] += self._parser.duplicates
+        if self._parser.duplicates and not self._first_rejected:
+            self._first_rejected = "a series repeated on the page (duplicate)"
+
+    def has(self, name: str) -> bool:
+        """Whether the page carries any usable or rejected series of `name`."""
+        return any(n == name for n, _ in self._summed) or name in self._infos
+
+    def get(self, name: str, part: str | None = None) -> Summed | None:
+        """The sums of `name` (of its `part` label's value `part`), None if not on the page."""
+        return self._summed.get((name, part))
+
+    def parts(self, name: str) -> set[str]:
+        """The values of `name`'s part label seen on the page."""
+        return {p for n, p in self._summed if n == name and p is not None}
+
+    def first_of(self, names: Iterable[str], part: str | None = None) -> Summed:
+        """The first of `names` the page has (a new name before its old one), else EMPTY."""
+        return next((s for s in (self.get(n, part) for n in names) if s is not None), EMPTY)
+
+    def infos(self, name: str) -> list[Labels]:
+        """The label sets of an info series, in page order."""
+        return self._infos.get(name, [])
+
+    def reject(self, reason: str, shown: str) -> None:
+        """Count a value of the page left out (REJECT_REASONS); the first is logged."""
+        self._rejected[reason] += 1
+        if not self._first_rejected:
+            self._first_rejected = f"{shown} ({reason})"
+
+    def readings(self, readings: Iterable[EngineReading]) -> EngineReadings:
+        """The collect's result: `readings`, with what the page had rejected."""
+        return EngineReadings(readings, self._rejected, self._first_rejected)
+
+    def _take(self, found: list[tuple[str, Sample]]) -> None:
+        for name, sample in found:
+            series = self._series[name]
+            if series.info:
+                self._infos.setdefault(name, []).append(sample.labels)
+                continue
+            key = self._key(sample.labels)
+            if key is None:
+                continue
+            part = sample.labels.get(series.part, "") if series.part else None
+            summed = self._summed.setdefault((name, part), Summed())
+            problem = value_problem(sample.value, series.upper)
+            if problem is not None:
+                labels = ",".join(f"{k}={v[:80]!r}" for k, v in sorted(sample.labels.items())[:4])
+                self.reject(problem, f"{name}{{{labels}}} {sample.value}")
+                summed.rejected.add(key)
+            else:
+                summed.values[key] = summed.values.get(key, 0.0) + sample.value
+
+
+def sum_parts(page: EnginePage, name: str, parts: Iterable[str] | None = None) -> Summed | None:
+    """`name` summed over the given values of its part label (all seen, when None);
+    None if the page has none of them."""
+    chosen = page.parts(name) if parts is None else set(parts) & page.parts(name)
+    if not chosen:
+        return None
+    total = Summed()
+    for part in sorted(chosen):
+        summed = page.get(name, part)
+        assert summed is not None
+        total.rejected |= summed.rejected
+        for key, value in summed.values.items():
+            total.values[key] = total.values.get(key, 0.0) + value
+    return total
+
+
+def renamed(readings: EngineReadings, model: str | None) -> EngineReadings:
+    """`readings` under the configured model name, when there is one."""
+    if model is None:
+        return readings
+    renamed = [dataclasses.replace(reading, model=model) for reading in readings]
+    return EngineReadings(renamed, readings.rejected, readings.first_rejected)
+
+
+def token_keys(prompt: Summed, generation: Summed, missing: str) -> list[Key]:
+    """The (model, rank) keys whose token counters are whole this cycle.
+
+    No counter at all is `no_engine_metrics` with `missing` as the message (the page of
+    an engine run without its metrics, or not the engine's page); prompt and generation
+    counters for different keys is a malformed page. A key with a rejected token series
+    sits this cycle out: a partial count would read as a drop, hence as a restart.
+    """
+    if not prompt.keys() and not generation.keys():
+        raise CollectorError("no_engine_metrics", missing)
+    if prompt.keys() != generation.keys():
+        raise CollectorError(
+            "parse", "page has prompt and generation counters for different engines"
+        )
+    return sorted(prompt.keys() - prompt.rejected - generation.rejected)
