@@ -52,8 +52,9 @@ class PageSource(Protocol):
         ...
 
     async def read_json(self, path: str) -> object:
-        """A JSON document at `path` on the same server (an engine's `/v1/models`),
-        read with the same credentials and bounds, or CollectorError."""
+        """A JSON document at `path` beside the page (an engine's `/v1/models`: a page at
+        /metrics gives /v1/models, one at /engine/2/metrics /engine/2/v1/models), read
+        with the same credentials and bounds, or CollectorError."""
         ...
 
 

@@ -52,7 +52,8 @@ class HttpPage:
         await self._bounded(self._read(feed))
 
     async def read_json(self, path: str) -> object:
-        return await self._bounded(self._read_json(urljoin(self.url, path)))
+        # Beside the page: /metrics gives /v1/models, /engine/2/metrics /engine/2/v1/models.
+        return await self._bounded(self._read_json(urljoin(self.url, path.lstrip("/"))))
 
     async def _bounded(self, reading: Awaitable[T]) -> T:
         """`reading` within the timeout, its failures as CollectorErrors."""

@@ -21,14 +21,20 @@ from typing import Any
 
 import yaml
 
+from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
 from llm_cost_exporter.collectors.nvml import NvmlCollector
+from llm_cost_exporter.collectors.registry import ENGINE_TYPES
+from llm_cost_exporter.daemon.engine_targets import SOURCE as POD_WATCH
 
 RUNBOOK_URL = "https://github.com/llm-cost-exporter/llm-cost-exporter/blob/main/alerts/runbook.md"
 RECORDING_FILE = "recording-rules.yml"
 ALERTING_FILE = "alerting-rules.yml"
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
-# Every collector but the GPU one reads an inference engine, whatever its type.
 GPU_COLLECTOR = NvmlCollector.name
+ENGINE_COLLECTORS = "|".join(sorted(ENGINE_TYPES))
+"""The `collector` label of every engine collector, whatever the engine."""
+ATTRIBUTION_SOURCES = "|".join(sorted((PodResourcesCollector.name, POD_WATCH)))
+"""The sources that say which pods hold the GPUs and which pods are engines."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class RuleParams:
     exporter_down_for: str = "5m"
     exporter_absent_for: str = "15m"
     engine_down_for: str = "5m"
+    attribution_down_for: str = "15m"
     collector_errors_window: str = "15m"
     collector_errors_threshold: float = 3
     collector_failing_for: str = "15m"
@@ -401,7 +408,7 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
         _alert(
             params,
             "LLMCostEngineDown",
-            f'llmcost_collector_up{{collector!="{GPU_COLLECTOR}"}} == 0',
+            f'llmcost_collector_up{{collector=~"{ENGINE_COLLECTORS}"}} == 0',
             params.engine_down_for,
             "warning",
             "Engine {{ $labels.target }} on {{ $labels.instance }} is not answering",
@@ -472,6 +479,21 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
             "The exporter on {{ $labels.instance }} cannot read its GPUs through NVML: GPU "
             "utilization and energy are unknown and the GPUs declared in cost.gpus are billed.",
             "llmcostnvmlunavailable",
+        ),
+        _alert(
+            params,
+            "LLMCostAttributionSourceDown",
+            f'llmcost_collector_up{{collector=~"{ATTRIBUTION_SOURCES}"}} == 0',
+            params.attribution_down_for,
+            "warning",
+            "{{ $labels.collector }} unreachable on {{ $labels.instance }}",
+            "The exporter on {{ $labels.instance }} has not read {{ $labels.target }} for "
+            f"{params.attribution_down_for}: {{{{ if eq $labels.collector "
+            f'"{PodResourcesCollector.name}" }}}}GPU cost goes to the pods that held the GPUs '
+            "at its last answer: pods started or stopped since are not seen{{ else }}engine "
+            "pods that start or stop on the node are not followed{{ end }}. Tokens and spend "
+            "are still counted.",
+            "llmcostattributionsourcedown",
         ),
         _alert(
             params,
