@@ -7,13 +7,15 @@ templates/, and one line here.
 from __future__ import annotations
 
 from .page import PageTemplate
+from .sglang_page import SglangPage
 from .vllm_page import VllmPage, VllmV0Page
 
 PAGE_FORMATS: dict[str, type[PageTemplate]] = {
     "v1": VllmPage,
     "v0": VllmV0Page,
+    "sglang": SglangPage,
 }
-"""`v1`: vLLM 0.32 (V1 engine); `v0`: vLLM 0.6.6 (V0 engine)."""
+"""`v1`: vLLM 0.32 (V1 engine); `v0`: vLLM 0.6.6 (V0 engine); `sglang`: SGLang 0.5.23."""
 
 
 def page_template(page_format: str) -> PageTemplate:
