@@ -49,8 +49,12 @@ def test_demo_shows_live_figures(tmp_path) -> None:
     samples = samples_of(page)
     tokens = sum(v for (name, _), v in samples.items() if name == "llmcost_tokens_total")
     assert tokens > 0
-    up = [v for (name, _), v in samples.items() if name == "llmcost_collector_up"]
-    assert up == [1.0, 1.0]
+    up = {
+        dict(labels)["collector"]: v
+        for (name, labels), v in samples.items()
+        if name == "llmcost_collector_up"
+    }
+    assert up == {"vllm": 1.0, "sglang": 1.0}
     per_million = samples[("llmcost_effective_cost_per_million_tokens", ONE_MINUTE)]
     assert 0 < per_million < 1000
     assert ("llmcost_breakeven_utilization_ratio", ONE_MINUTE) in samples

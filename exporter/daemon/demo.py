@@ -1,9 +1,9 @@
 """`--demo`: the real exporter against an in-process simulated node.
 
-A new user with no GPU and no vLLM sees live figures at once: two simulated
-engines (a diurnal B2B model and a spiky one, an hour of traffic every
-minute, at real-time token rates), each on its own A100, compared with a
-small frontier API model.
+A new user with no GPU and no engine sees live figures at once: two simulated
+engines of two kinds (a vLLM serving a diurnal B2B model and an SGLang serving
+a spiky one, an hour of traffic every minute, at real-time token rates), each
+on its own A100, compared with a small frontier API model.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from llm_cost_exporter.tools.simulator.server import build_simulator_app
 DEMO_LISTEN_ADDRESS = "127.0.0.1:9478"
 DEMO_ACCELERATION = 60.0
 DEMO_API_PRICES = {"input": 0.80, "cached_input": 0.08, "output": 4.00}
+DEMO_ENGINE_TYPES = ("vllm", "sglang")
+"""The engine type of each demo engine: the page format it serves and the collector
+that reads it."""
 
 
 def demo_engines() -> list[SimulatedEngine]:
@@ -42,6 +45,7 @@ def demo_engines() -> list[SimulatedEngine]:
             tokens_in_wall_time=True,
             seed=7,
             restart_every=6 * 3600,
+            page_format="sglang",
         ),
     ]
 
@@ -53,10 +57,11 @@ def demo_config(simulator_port: int, listen_address: str) -> Config:
             "engines": [
                 {
                     "url": f"http://127.0.0.1:{simulator_port}/engine/{i}/metrics",
+                    "type": engine_type,
                     "gpus": [i],
                     "capacity_tokens_per_second": 2000,
                 }
-                for i in (0, 1)
+                for i, engine_type in enumerate(DEMO_ENGINE_TYPES)
             ],
             # The demo's GPUs are simulated: never bill the real ones of the host.
             "nvml": {"enabled": False},
@@ -84,7 +89,7 @@ async def _run(listen_address: str) -> None:
     host, port_shown = split_listen_address(listen_address)
     shown = "127.0.0.1" if host in (None, "0.0.0.0", "::") else host
     print(
-        f"llm-cost-exporter demo: a simulated node of 2 A100s, 2 vLLM engines, "
+        "llm-cost-exporter demo: a simulated node of 2 A100s, a vLLM and an SGLang engine, "
         f"traffic shape at {DEMO_ACCELERATION:g}x time.\n"
         f"  live figures: http://{shown}:{port_shown}/\n"
         f"  metrics:      http://{shown}:{port_shown}/metrics\n"

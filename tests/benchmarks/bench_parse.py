@@ -19,6 +19,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_cost_exporter.collectors.readings import EngineReading
+from llm_cost_exporter.collectors.sglang import parse_sglang_page
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -55,6 +56,16 @@ PAGES = (
         parse_vllm_page,
         (("vllm:prompt_tokens_total", {}),),
         (("vllm:generation_tokens_total", {}),),
+    ),
+    EnginePage(
+        "sglang",
+        FIXTURES / "engines" / "sglang-0.5.23-rendered.prom",
+        parse_sglang_page,
+        tuple(
+            ("sglang:prefill_effective_tokens_total", {"mode": mode})
+            for mode in ("input", "device_hit", "host_hit", "storage_hit")
+        ),
+        (("sglang:generation_tokens_total", {}),),
     ),
 )
 
