@@ -6,12 +6,16 @@ Adding an engine is one collector module, one line here, its fixtures and tests.
 from __future__ import annotations
 
 from llm_cost_exporter.collectors.base import EngineCollector, PageSource
+from llm_cost_exporter.collectors.lmdeploy import LmdeployCollector
 from llm_cost_exporter.collectors.sglang import SglangCollector
+from llm_cost_exporter.collectors.triton import TritonCollector
 from llm_cost_exporter.collectors.vllm import VllmCollector
 
 ENGINE_COLLECTORS: dict[str, type[EngineCollector]] = {
     VllmCollector.name: VllmCollector,
     SglangCollector.name: SglangCollector,
+    LmdeployCollector.name: LmdeployCollector,
+    TritonCollector.name: TritonCollector,
 }
 ENGINE_TYPES = frozenset(ENGINE_COLLECTORS)
 DEFAULT_ENGINE_TYPE = VllmCollector.name

@@ -1,0 +1,135 @@
+"""LMDeploy `/metrics` collector (`lmdeploy serve api_server`, 0.9.2 and later).
+
+LMDeploy's metrics are on by default since 0.11 (`--disable-metrics` turns them off;
+0.9.2 to 0.10 need `--enable-metrics`) and are served on the API port (23333). Every
+series carries `model_name` and `engine`, the data-parallel rank: with `--dp` each
+rank runs its own API server, so a page holds one rank and ranks are summed across
+pages. Tensor-parallel workers report nothing of their own.
+
+When each counter moves, which decides what a reading lags:
+- `lmdeploy:prompt_tokens_total`: the whole prompt, prefix-cache hits included,
+  added when the request's first token comes out;
+- `lmdeploy:generation_tokens_total`: every output, as tokens are generated;
+- `lmdeploy:cached_tokens_total` (0.14+): the request's prefix-cache hits, added
+  when it finishes. Older pages have no cached count: their prompts read as computed;
+- `lmdeploy:request_success_total{finished_reason="ResponseType.FINISH"}`: at the end
+  of a request that finished (the other reasons are declared but never counted).
+Running, waiting and KV usage are refreshed every 10 s. The counters have no
+`_created` series (LMDeploy disables them), so restarts show as counter drops.
+"""
+
+from __future__ import annotations
+
+from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.engine_page import (
+    EMPTY,
+    EnginePage,
+    Series,
+    label_key,
+    renamed,
+    token_keys,
+)
+from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
+
+PROMPT = "lmdeploy:prompt_tokens_total"
+GENERATION = "lmdeploy:generation_tokens_total"
+CACHED = "lmdeploy:cached_tokens_total"
+RUNNING = "lmdeploy:num_requests_running"
+WAITING = "lmdeploy:num_requests_waiting"
+KV_USAGE = "lmdeploy:gpu_cache_usage_perc"
+SUCCESS = "lmdeploy:request_success_total"
+FINISHED = "ResponseType.FINISH"
+
+SERIES = (
+    Series(PROMPT),
+    Series(GENERATION),
+    Series(CACHED),
+    Series(RUNNING),
+    Series(WAITING),
+    Series(KV_USAGE, upper=1.0),
+    Series(SUCCESS, part="finished_reason"),
+)
+
+METRICS_OFF = (
+    "LMDeploy serves /metrics on its API port unless started with --disable-metrics "
+    "(before 0.11, only with --enable-metrics)"
+)
+
+
+class LmdeployPageReader:
+    """Reads one LMDeploy page fed in chunks: readings per model and rank, and rejections."""
+
+    def __init__(self) -> None:
+        self._page = EnginePage(SERIES, label_key("model_name", "engine"))
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the page; CollectorError if it is malformed."""
+        self._page.feed(chunk)
+
+    def readings(self) -> EngineReadings:
+        """The page's readings once it is all fed, or CollectorError."""
+        self._page.close()
+        return self._page.readings(self._interpret())
+
+    def _interpret(self) -> list[EngineReading]:
+        page = self._page
+        prompt = page.get(PROMPT) or EMPTY
+        generation = page.get(GENERATION) or EMPTY
+        keys = token_keys(
+            prompt, generation, f"no lmdeploy:* token counters on the page: {METRICS_OFF}"
+        )
+        cached = page.get(CACHED) or EMPTY
+        running = page.get(RUNNING) or EMPTY
+        waiting = page.get(WAITING) or EMPTY
+        kv_usage = page.get(KV_USAGE) or EMPTY
+        finished = page.get(SUCCESS, FINISHED) or EMPTY
+        readings = []
+        for key in keys:
+            if key in cached.rejected:
+                continue
+            model, engine = key
+            readings.append(
+                EngineReading(
+                    model=model,
+                    engine=engine,
+                    prompt_tokens=prompt.values[key],
+                    cached_prompt_tokens=cached.values.get(key, 0.0),
+                    generation_tokens=generation.values[key],
+                    running=running.get(key),
+                    waiting=waiting.get(key),
+                    kv_usage_ratio=kv_usage.get(key),
+                    kv_capacity_tokens=None,
+                    kv_tokens=None,
+                    started_at=None,
+                    requests=finished.get(key),
+                )
+            )
+        return readings
+
+
+def parse_lmdeploy_page(page: str | bytes) -> EngineReadings:
+    """Read every engine on a whole LMDeploy page; raise CollectorError if it is not one."""
+    reader = LmdeployPageReader()
+    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
+    return reader.readings()
+
+
+class LmdeployCollector:
+    """Reads one LMDeploy API server's `/metrics` page."""
+
+    name = "lmdeploy"
+
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
+        self.target = target
+        self._page = page
+        self._model = model
+
+    async def collect(self) -> EngineReadings:
+        reader = LmdeployPageReader()
+        try:
+            await self._page.read(reader.feed)
+        except CollectorError as error:
+            if error.reason == "http_status" and "404" in str(error):
+                raise CollectorError("http_status", f"{error}: {METRICS_OFF}") from None
+            raise
+        return renamed(reader.readings(), self._model)

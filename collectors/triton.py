@@ -1,0 +1,239 @@
+"""Triton Inference Server collector for models served by the TensorRT-LLM backend.
+
+Triton serves its metrics on port 8002 (`/metrics`) unless started with
+`--allow-metrics=false`. Every series carries `model` and `version`, naming a Triton
+model (`tensorrt_llm`, `ensemble`, ...), not the served LLM. Tokens are read only from
+the models that count them: those run by the TensorRT-LLM backend (C++ backend 0.16 /
+Triton 24.12 and later, or its Python-backend `tensorrt_llm` model), which observe per
+request, when it ends:
+- `nv_llm_input_token_len{response_metric_type="total_input_tokens"}`: the prompt's
+  length, prefix-cache hits included; its `_sum` is all prompt tokens;
+- `nv_llm_output_token_len{response_metric_type="total_output_tokens"}`: tokens
+  generated (of every beam); its `_sum` is all generated tokens.
+An ensemble in front of the model reports no tokens, so nothing is counted twice.
+Triton's `model` label is the reading's model unless `engines[].model` names it, and
+its `version` is the reading's rank; model instances share their series.
+
+Also read: `nv_inference_request_success` of the same model (requests ended without
+error), `nv_trt_llm_request_metrics` (scheduled = running; waiting, or active minus
+scheduled before the backend had it) and `nv_trt_llm_kv_cache_block_metrics` (used,
+max and tokens per block; `fraction` where served). The backend's `reused` KV blocks
+is a gauge of blocks, not a count of prompt tokens: cached prompt tokens are not read,
+and every prompt token counts as computed. The page has no `_created` series, so
+restarts show as counter drops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.engine_page import (
+    EMPTY,
+    EnginePage,
+    Key,
+    Series,
+    Summed,
+    token_keys,
+    value_problem,
+)
+from llm_cost_exporter.collectors.promtext import Labels
+from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
+
+INPUT = "nv_llm_input_token_len_sum"
+OUTPUT = "nv_llm_output_token_len_sum"
+SUCCESS = "nv_inference_request_success"
+REQUEST_METRICS = "nv_trt_llm_request_metrics"
+KV_BLOCKS = "nv_trt_llm_kv_cache_block_metrics"
+
+SERIES = (
+    Series(INPUT, part="response_metric_type"),
+    Series(OUTPUT, part="response_metric_type"),
+    Series(SUCCESS),
+    Series(REQUEST_METRICS, part="request_type"),
+    Series(KV_BLOCKS, part="kv_cache_block_type"),
+)
+
+METRICS_OFF = "Triton serves metrics on port 8002 unless started with --allow-metrics=false"
+
+
+def _key(labels: Labels) -> Key:
+    return labels.get("model", ""), labels.get("version", "")
+
+
+class TritonPageReader:
+    """Reads one Triton page fed in chunks: a reading per TensorRT-LLM model, and rejections."""
+
+    def __init__(self) -> None:
+        self._page = EnginePage(SERIES, _key)
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the page; CollectorError if it is malformed."""
+        self._page.feed(chunk)
+
+    def readings(self) -> EngineReadings:
+        """The page's readings once it is all fed, or CollectorError."""
+        self._page.close()
+        return self._page.readings(self._interpret())
+
+    def _part(self, name: str, part: str) -> Summed:
+        return self._page.get(name, part) or EMPTY
+
+    def _interpret(self) -> list[EngineReading]:
+        page = self._page
+        prompt = self._part(INPUT, "total_input_tokens")
+        generation = self._part(OUTPUT, "total_output_tokens")
+        if page.has(REQUEST_METRICS):
+            missing = (
+                "no TensorRT-LLM token metrics on the page (nv_llm_input_token_len): "
+                "a TensorRT-LLM backend before 0.16 (Triton 24.12) serves no token counts"
+            )
+        else:
+            missing = (
+                "no TensorRT-LLM token metrics on the page (nv_llm_input_token_len / "
+                "nv_llm_output_token_len): is a model served by the tensorrtllm backend "
+                "loaded, and is it 0.16 (Triton 24.12) or later?"
+            )
+        keys = token_keys(prompt, generation, missing)
+        success = page.get(SUCCESS) or EMPTY
+        scheduled = self._part(REQUEST_METRICS, "scheduled")
+        waiting = self._part(REQUEST_METRICS, "waiting")
+        active = self._part(REQUEST_METRICS, "active")
+        used = self._part(KV_BLOCKS, "used")
+        most = self._part(KV_BLOCKS, "max")
+        per_block = self._part(KV_BLOCKS, "tokens_per")
+        fraction = self._part(KV_BLOCKS, "fraction")
+        readings = []
+        for key in keys:
+            model, version = key
+            capacity = _product(most.get(key), per_block.get(key))
+            usage = self._usage(key, fraction, used, most)
+            readings.append(
+                EngineReading(
+                    model=model,
+                    engine=version,
+                    prompt_tokens=prompt.values[key],
+                    cached_prompt_tokens=0.0,
+                    generation_tokens=generation.values[key],
+                    running=scheduled.get(key),
+                    waiting=self._waiting(key, waiting, active, scheduled),
+                    kv_usage_ratio=usage,
+                    kv_capacity_tokens=capacity,
+                    kv_tokens=_kv_tokens(used.get(key), per_block.get(key), capacity),
+                    started_at=None,
+                    requests=success.get(key),
+                )
+            )
+        return readings
+
+    @staticmethod
+    def _waiting(key: Key, waiting: Summed, active: Summed, scheduled: Summed) -> float | None:
+        """Requests the batcher holds but did not schedule (backends before 0.18 lack it)."""
+        reported = waiting.keys()
+        if key in reported:
+            return waiting.get(key)
+        holding, running = active.get(key), scheduled.get(key)
+        if holding is None or running is None or holding < running:
+            return None
+        return holding - running
+
+    def _usage(self, key: Key, fraction: Summed, used: Summed, most: Summed) -> float | None:
+        """The used share of KV blocks: `fraction` where served, else used over max."""
+        reported = fraction.keys()
+        if key in reported:
+            share = fraction.get(key)
+            if share is not None and value_problem(share, 1.0) is not None:
+                self._page.reject("out_of_range", f"{KV_BLOCKS}{{model={key[0]!r}}} {share}")
+                return None
+            return share
+        blocks, total = used.get(key), most.get(key)
+        if blocks is None or not total or blocks > total:
+            return None
+        return blocks / total
+
+
+def _product(a: float | None, b: float | None) -> float | None:
+    """a * b, or None where either is unknown or the engine has not reported it yet (0)."""
+    if not a or not b:
+        return None
+    return a * b
+
+
+def _kv_tokens(
+    blocks: float | None, per_block: float | None, capacity: float | None
+) -> float | None:
+    """Tokens in the used KV blocks, where the capacity is known."""
+    if capacity is None or blocks is None or per_block is None:
+        return None
+    return blocks * per_block
+
+
+def merged(readings: EngineReadings, model: str | None) -> EngineReadings:
+    """`readings` under the configured model name, those of the same version summed
+    (a page serving it from more than one TensorRT-LLM model)."""
+    if model is None:
+        return readings
+    by_version: dict[str, list[EngineReading]] = {}
+    for reading in readings:
+        by_version.setdefault(reading.engine, []).append(reading)
+    combined = [_sum(model, group) for group in by_version.values()]
+    return EngineReadings(combined, readings.rejected, readings.first_rejected)
+
+
+def _sum(model: str, group: list[EngineReading]) -> EngineReading:
+    first = group[0]
+    if len(group) == 1:
+        return dataclasses.replace(first, model=model)
+    capacity = _total(r.kv_capacity_tokens for r in group)
+    kv_tokens = _total(r.kv_tokens for r in group)
+    return dataclasses.replace(
+        first,
+        model=model,
+        prompt_tokens=sum(r.prompt_tokens for r in group),
+        generation_tokens=sum(r.generation_tokens for r in group),
+        running=_total(r.running for r in group),
+        waiting=_total(r.waiting for r in group),
+        kv_capacity_tokens=capacity,
+        kv_tokens=kv_tokens,
+        kv_usage_ratio=kv_tokens / capacity if capacity and kv_tokens is not None else None,
+        requests=_total(r.requests for r in group),
+    )
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None if any part is unknown."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def parse_triton_page(page: str | bytes) -> EngineReadings:
+    """Read every TensorRT-LLM model on a whole Triton page; CollectorError if none."""
+    reader = TritonPageReader()
+    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
+    return reader.readings()
+
+
+class TritonCollector:
+    """Reads one Triton server's metrics page (`:8002/metrics`)."""
+
+    name = "triton"
+
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
+        self.target = target
+        self._page = page
+        self._model = model
+
+    async def collect(self) -> EngineReadings:
+        reader = TritonPageReader()
+        try:
+            await self._page.read(reader.feed)
+        except CollectorError as error:
+            if error.reason == "connection":
+                raise CollectorError("connection", f"{error} ({METRICS_OFF})") from None
+            raise
+        return merged(reader.readings(), self._model)
