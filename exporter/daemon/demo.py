@@ -14,6 +14,8 @@ import contextlib
 from aiohttp import web
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.collectors.sglang import SglangCollector
+from llm_cost_exporter.collectors.vllm import VllmCollector
 from llm_cost_exporter.config import Config, config_from_mapping, split_listen_address
 from llm_cost_exporter.daemon.assembly import serve
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
@@ -23,7 +25,7 @@ from llm_cost_exporter.tools.simulator.server import build_simulator_app
 DEMO_LISTEN_ADDRESS = "127.0.0.1:9478"
 DEMO_ACCELERATION = 60.0
 DEMO_API_PRICES = {"input": 0.80, "cached_input": 0.08, "output": 4.00}
-DEMO_ENGINE_TYPES = ("vllm", "sglang")
+DEMO_ENGINE_TYPES = (VllmCollector.name, SglangCollector.name)
 """The engine type of each demo engine: the page format it serves and the collector
 that reads it."""
 
