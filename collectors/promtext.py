@@ -13,6 +13,7 @@ longer than a chunk is dropped as it streams by.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,6 +101,16 @@ def _parse_line(raw: bytes, name: str, name_end: int) -> Sample:
     return Sample({}, _parse_value(line[name_end + 1 :].strip(), line))
 
 
+@functools.lru_cache(maxsize=64)
+def _wanted_lines(names: frozenset[bytes]) -> re.Pattern[bytes]:
+    """The search for lines starting with one of `names`, built once per set of names (a
+    collector reads the same names every cycle)."""
+    alternatives = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    # A name ends at a brace, a space, or the line's end; the leading newline lets
+    # the search skip to candidate lines by its literal prefix.
+    return re.compile(rb"\n(" + alternatives + rb")(?=[{ \n]|\Z)")
+
+
 class SelectiveParser:
     """Reads the samples of the `wanted` metric names from a page fed in chunks.
 
@@ -114,10 +125,7 @@ class SelectiveParser:
     def __init__(self, wanted: Iterable[str]) -> None:
         self._wanted = {name.encode(): name for name in wanted}
         self._longest_name = max(map(len, self._wanted), default=0)
-        names = b"|".join(re.escape(n) for n in sorted(self._wanted, key=len, reverse=True))
-        # A name ends at a brace, a space, or the line's end; the leading newline lets
-        # the search skip to candidate lines by its literal prefix.
-        self._next_wanted = re.compile(rb"\n(" + names + rb")(?=[{ \n]|\Z)")
+        self._next_wanted = _wanted_lines(frozenset(self._wanted))
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._skipping = False

@@ -31,13 +31,18 @@ class EngineReading:
     started_at: float | None
     """The counters' `_created` time; it changes when the engine restarts."""
     requests: float | None = None
-    """Requests finished successfully (a counter), where the engine counts them."""
+    """Requests the engine finished (a counter), where it counts them. Only the token
+    counters decide whether the engine restarted; this one follows their verdict."""
     preemptions: float | None = None
     """Requests preempted and later recomputed (a counter): work done twice."""
     transferred_prompt_tokens: float | None = None
-    """Prompt tokens whose KV cache arrived from another engine (disaggregated prefill),
-    a counter. They are counted where they were computed, so they are in neither
-    prompt_tokens nor cached_prompt_tokens here."""
+    """Prompt tokens whose KV cache arrived from another engine (disaggregated prefill:
+    a prefill engine computed them and sent their KV here), a raw counter. They are
+    included in prompt_tokens and cached_prompt_tokens as the engine counts them; the
+    accounting takes them out of both, since they were computed, and are counted and
+    priced, on the prefill engine. The engine may count them at a different moment
+    than its prompt tokens (vLLM: at admission, before the prefill), so this counter
+    may briefly run ahead of them."""
 
 
 REJECT_REASONS = ("non_finite", "negative", "out_of_range", "malformed", "duplicate")

@@ -1,8 +1,22 @@
-"""vLLM `/metrics` collector: tokens by kind, queue depth and KV-resident tokens.
+"""vLLM `/metrics` collector: tokens by kind, requests, preemptions, queue depth and
+KV-resident tokens.
 
 Understands the V0 engine's names (0.6 era) and the V1 names through 0.32,
 including renames, and data-parallel pages where every series carries an
 `engine` rank label.
+
+Disaggregated serving (a prefill instance computes the prompt and sends its KV
+cache to a decode instance, e.g. through NIXL) is counted once: the decode
+instance counts the transferred prompt tokens in `vllm:prompt_tokens_total` and
+`vllm:prompt_tokens_cached_total`, and this collector reports them as
+`transferred_prompt_tokens` for the accounting to take out of both. They are
+the `p2p` source of `vllm:prompt_tokens_cached_by_source_total` (0.32+: KV
+"transferred from another vLLM instance"); on pages without that family, the
+`external_kv_transfer` source of `vllm:prompt_tokens_by_source_total`, which
+cannot tell a transfer from a hit in the instance's own offload tier (LMCache
+CPU or disk): there such hits are taken as transfers, and left out too.
+Nothing on the page tells a prefill-only instance apart, so the one token it
+generates per request (generated again by the decode instance) stays counted.
 
 The page is read as it streams in. Whatever it holds yields readings or a
 CollectorError: a page that is not vLLM's or is malformed fails whole, while a
@@ -39,9 +53,16 @@ WAITING = "vllm:num_requests_waiting"
 KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # new name first
 CACHE_CONFIG = "vllm:cache_config_info"
 CREATED = ("vllm:generation_tokens_created", "vllm:prompt_tokens_created")
+REQUESTS = "vllm:request_success_total"  # V0 and V1, one series per finished_reason: summed
+PREEMPTIONS = "vllm:num_preemptions_total"  # V0 and V1
+CACHED_BY_SOURCE = "vllm:prompt_tokens_cached_by_source_total"  # 0.32+, counted at admission
+TRANSFERRED_TIER = "p2p"  # "transferred from another vLLM instance"
+BY_SOURCE = "vllm:prompt_tokens_by_source_total"  # counted with the prompt tokens
+TRANSFERRED_SOURCE = "external_kv_transfer"  # KV connector loads: transfers and offload tiers
 
-COUNTS = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING)
-WANTED = (*COUNTS, *KV_USAGE, CACHE_CONFIG, *CREATED)
+COUNTS = (PROMPT, GENERATION, CACHED, PREFIX_HITS, RUNNING, WAITING, REQUESTS, PREEMPTIONS)
+BY_PART = (CACHED_BY_SOURCE, BY_SOURCE)
+WANTED = (*COUNTS, *BY_PART, *KV_USAGE, CACHE_CONFIG, *CREATED)
 
 
 def _underscored(name: str) -> str:
@@ -55,6 +76,7 @@ def _series(name: str, **how: object) -> tuple[Series, Series]:
 
 SERIES = (
     *(s for name in COUNTS for s in _series(name)),
+    *(s for name in BY_PART for s in _series(name, part="source")),
     *(s for name in KV_USAGE for s in _series(name, upper=1.0)),
     *(s for name in CREATED for s in _series(name, upper=math.inf)),
     *_series(CACHE_CONFIG, info=True),
@@ -90,6 +112,16 @@ class VllmPageReader:
                 return found
         return EMPTY
 
+    def _transferred(self) -> tuple[Summed, bool]:
+        """Prompt tokens whose KV came from another instance, and whether the page counts
+        them: the `p2p` tier where the page splits cached tokens by tier, else the
+        `external_kv_transfer` source."""
+        for name, part in ((CACHED_BY_SOURCE, TRANSFERRED_TIER), (BY_SOURCE, TRANSFERRED_SOURCE)):
+            for shown in (name, _underscored(name)):
+                if self._page.has(shown):
+                    return self._page.get(shown, part) or EMPTY, True
+        return EMPTY, False
+
     def _interpret(self) -> list[EngineReading]:
         prompt = self._first_of((PROMPT,))
         generation = self._first_of((GENERATION,))
@@ -104,10 +136,13 @@ class VllmPageReader:
         waiting = self._first_of((WAITING,))
         kv_usage = self._first_of(KV_USAGE)
         created = self._first_of(CREATED)
+        requests = self._first_of((REQUESTS,))
+        preemptions = self._first_of((PREEMPTIONS,))
+        transferred, counts_transfers = self._transferred()
         geometry = self._kv_geometry()
         readings = []
         for key in keys:
-            if key in cached.rejected:
+            if key in cached.rejected or key in transferred.rejected:
                 continue
             model, engine = key
             usage = kv_usage.get(key)
@@ -130,6 +165,11 @@ class VllmPageReader:
                     kv_capacity_tokens=kv_capacity,
                     kv_tokens=kv_tokens,
                     started_at=created.get(key),
+                    requests=requests.get(key),
+                    preemptions=preemptions.get(key),
+                    transferred_prompt_tokens=(
+                        transferred.values.get(key, 0.0) if counts_transfers else None
+                    ),
                 )
             )
         return readings

@@ -112,10 +112,11 @@ def _page(name: str) -> Callable[[], str]:
 
 
 def _grown(name: str, factor: float) -> Callable[[], str]:
-    """A fixture page with every vLLM token counter scaled by `factor`."""
+    """A fixture page with every vLLM token and request counter scaled by `factor`."""
     scaled = re.compile(
-        r"^(vllm:(?:prompt_tokens|generation_tokens|prompt_tokens_cached|prefix_cache_hits)"
-        r"_total\{[^}]*\}) (\S+)$",
+        r"^(vllm:(?:prompt_tokens|generation_tokens|prompt_tokens_cached|prefix_cache_hits"
+        r"|prompt_tokens_by_source|prompt_tokens_cached_by_source|request_success"
+        r"|num_preemptions)_total\{[^}]*\}) (\S+)$",
         re.M,
     )
     text = scaled.sub(lambda m: f"{m.group(1)} {float(m.group(2)) * factor!r}", fixture_page(name))

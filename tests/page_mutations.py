@@ -262,7 +262,8 @@ def check_page(page: bytes, chunk_size: int) -> tuple:
             for name in ("prompt_tokens", "cached_prompt_tokens", "generation_tokens"):
                 value = getattr(reading, name)
                 assert math.isfinite(value) and value >= 0, (name, reading)
-            for name in ("running", "waiting", "kv_usage_ratio", "kv_capacity_tokens"):
+            optional = ("requests", "preemptions", "transferred_prompt_tokens")
+            for name in ("running", "waiting", "kv_usage_ratio", "kv_capacity_tokens", *optional):
                 value = getattr(reading, name)
                 assert value is None or (math.isfinite(value) and value >= 0), (name, reading)
             if reading.kv_tokens is not None:

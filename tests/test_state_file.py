@@ -92,6 +92,10 @@ def grown(
                 "cached_prompt_tokens": r.cached_prompt_tokens * factor,
                 "generation_tokens": r.generation_tokens * factor,
                 "started_at": created or r.started_at,
+                "requests": r.requests * factor,
+                # The page counts none: some preempted, some cached tokens transferred in.
+                "preemptions": 3.0 * factor,
+                "transferred_prompt_tokens": r.cached_prompt_tokens * factor / 2,
             }
         )
         for r in readings

@@ -6,6 +6,13 @@ increases ourselves, and a drop counts as a restart only with evidence (see
 EngineCounters). Each increase is split into the exported token kinds and
 priced at the model's API price; a model without a price is flagged once,
 loudly, and never priced at 0.
+
+Beside the tokens, an engine's other counters (requests, preemptions, prompt
+tokens whose KV was transferred in) are counted per model the same way, where
+the engine gives them. Prompt tokens transferred from another engine (the
+decode side of disaggregated serving) were computed on the prefill engine and
+are counted, and priced, there: they are taken out of this node's prompt and
+cached prompt tokens (see ModelTotals).
 """
 
 from __future__ import annotations
@@ -25,10 +32,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CounterLife:
-    """One process lifetime of an engine: its `_created` time and the highest values seen."""
+    """One process lifetime of an engine: its `_created` time and the highest values seen
+    of its token counters (`high`, which tell a restart) and of the counters that follow
+    their verdict (`follow`)."""
 
     created: float | None
     high: dict[str, float]
+    follow: dict[str, float] = field(default_factory=dict)
 
     @property
     def size(self) -> float:
@@ -48,14 +58,26 @@ class CounterLife:
                 dipped = True
         return increases, dipped
 
+    def follow_up(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Increases of the following counters above their highest values. One seen for
+        the first time in this life is a baseline; one that stepped back adds nothing and
+        says nothing about a restart (its highest value is kept)."""
+        increases: dict[str, float] = {}
+        for name, value in values.items():
+            high = self.follow.get(name)
+            increases[name] = 0.0 if high is None else max(value - high, 0.0)
+            self.follow[name] = value if high is None else max(value, high)
+        return increases
+
     def to_state(self) -> dict[str, Any]:
-        return {"created": self.created, "high": dict(self.high)}
+        return {"created": self.created, "high": dict(self.high), "follow": dict(self.follow)}
 
     @classmethod
     def from_state(cls, data: Any) -> CounterLife:
         data = persisted.mapping(data)
         created = persisted.optional_amount(data.get("created"), "created")
-        return cls(created, persisted.amounts(data.get("high"), "high"))
+        follow = persisted.amounts(data.get("follow", {}), "follow")  # absent in older files
+        return cls(created, persisted.amounts(data.get("high"), "high"), follow)
 
 
 @dataclass(frozen=True)
@@ -105,20 +127,27 @@ class EngineCounters:
         created: float | None,
         now: float | None = None,
         count_from_zero: bool = False,
+        following: Mapping[str, float] | None = None,
     ) -> Observation:
         """Count one reading. `count_from_zero` makes a first reading count in full:
-        used when the engine is known to have started after we began watching it."""
-        values = dict(values)
-        zero = dict.fromkeys(values, 0.0)
+        used when the engine is known to have started after we began watching it.
+
+        `following` are counters (requests, ...) counted in the life `values` decide
+        on, but which never decide anything themselves: a restart, a dip or a
+        switch of lives is told by `values` alone. Their increases are in the
+        observation beside those of `values` (their names must differ)."""
+        values, following = dict(values), dict(following or {})
+        everything = {**values, **following}
+        zero = dict.fromkeys(everything, 0.0)
         if self.life is None:
-            self.life = CounterLife(created, dict(values))
+            self.life = CounterLife(created, values, following)
             self.read_at = now
-            return Observation(dict(values) if count_from_zero else zero)
+            return Observation(everything if count_from_zero else zero)
         life = self._life_of(values, created)
         self.read_at = now if now is not None else self.read_at
         if life is None:
-            self.previous, self.life = self.life, CounterLife(created, dict(values))
-            return Observation(dict(values), restarted=True)
+            self.previous, self.life = self.life, CounterLife(created, values, following)
+            return Observation(everything, restarted=True)
         if life is _UNTRUSTED:
             return Observation(zero, anomaly=True)
         switched = life is self.previous
@@ -127,6 +156,7 @@ class EngineCounters:
         if created is not None and (life.created is None or created > life.created):
             life.created = created
         increases, dipped = life.advance(values)
+        increases.update(life.follow_up(following))
         self._forget_merged_lives()
         return Observation(increases, anomaly=dipped or switched)
 
@@ -191,14 +221,40 @@ def split_prompt_tokens(
     return uncached, cached
 
 
+COUNTS = ("requests", "preemptions", "transferred_prompt")
+"""The counters counted per model beside the tokens, where the engines give them:
+requests finished, requests preempted (recomputed later: work done twice), and
+prompt tokens whose KV cache another engine computed and sent."""
+
+
+def engine_counts(reading: EngineReading) -> dict[str, float]:
+    """The reading's counters of COUNTS that its engine gives."""
+    values = {
+        "requests": reading.requests,
+        "preemptions": reading.preemptions,
+        "transferred_prompt": reading.transferred_prompt_tokens,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
 @dataclass
 class ModelTotals:
-    """Accumulated, restart-proof totals for one served model."""
+    """Accumulated, restart-proof totals for one served model.
+
+    `prompt_all` and `prompt_cached` accumulate the engines' prompt counters as
+    they count them, transferred tokens included; `counts` accumulates COUNTS,
+    holding only those some engine of the model gave. The exported prompt kinds
+    are the accumulated prompt and cached tokens less the accumulated transferred
+    ones, split monotonically (split_prompt_tokens): an engine that counts a
+    transfer before the prompt tokens (vLLM: at admission, before the prefill)
+    holds them back until its prompt count catches up, never steps them back.
+    """
 
     tokens: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_KINDS, 0.0))
     prompt_all: float = 0.0
     prompt_cached: float = 0.0
     api_equivalent: float = 0.0
+    counts: dict[str, float] = field(default_factory=dict)
 
     @property
     def tokens_total(self) -> float:
@@ -210,6 +266,7 @@ class ModelTotals:
             "prompt_all": self.prompt_all,
             "prompt_cached": self.prompt_cached,
             "api_equivalent": self.api_equivalent,
+            "counts": dict(self.counts),
         }
 
     @classmethod
@@ -218,11 +275,16 @@ class ModelTotals:
         tokens = persisted.amounts(data.get("tokens"), "tokens")
         if set(tokens) != set(TOKEN_KINDS):
             raise persisted.StateError(f"tokens: expected the kinds {', '.join(TOKEN_KINDS)}")
+        counts = persisted.amounts(data.get("counts", {}), "counts")  # absent in older files
+        unknown = set(counts) - set(COUNTS)
+        if unknown:
+            raise persisted.StateError(f"counts: unknown {', '.join(sorted(unknown))}")
         return cls(
             tokens={kind: tokens[kind] for kind in TOKEN_KINDS},
             prompt_all=persisted.amount(data.get("prompt_all"), "prompt_all"),
             prompt_cached=persisted.amount(data.get("prompt_cached"), "prompt_cached"),
             api_equivalent=persisted.amount(data.get("api_equivalent"), "api_equivalent"),
+            counts=counts,
         )
 
 
@@ -283,6 +345,7 @@ class TokenLedger:
         started = reading.started_at if reading.started_at is not None else started_hint
         watching_since = max(self.started_wall, self._absent_since.get(target, self.started_wall))
         started_after_us = started is not None and started > watching_since
+        counts = engine_counts(reading)
         observation = engine.observe(
             {
                 "prompt": reading.prompt_tokens,
@@ -292,14 +355,18 @@ class TokenLedger:
             reading.started_at,
             now,
             count_from_zero=started_after_us,
+            following=counts,
         )
         increases = observation.increases
         totals = self.models.setdefault(model, ModelTotals())
         totals.prompt_all += increases["prompt"]
         totals.prompt_cached += increases["cached"]
+        for name in counts:
+            totals.counts[name] = totals.counts.get(name, 0.0) + increases[name]
+        transferred = totals.counts.get("transferred_prompt", 0.0)
         uncached, cached = split_prompt_tokens(
-            totals.prompt_all,
-            totals.prompt_cached,
+            totals.prompt_all - transferred,
+            totals.prompt_cached - transferred,
             totals.tokens["prompt"],
             totals.tokens["cached_prompt"],
         )

@@ -173,6 +173,7 @@ def _tokens(state: NodeState) -> Iterator[Metric]:
         for kind in TOKEN_KINDS:
             prices.add_metric([model, kind], price.for_kind(kind))
     yield from (tokens, api, prices, missing)
+    yield from _counts(state)
     live = {
         "tokens_in_flight": (
             "kv_tokens",
@@ -188,6 +189,39 @@ def _tokens(state: NodeState) -> Iterator[Metric]:
         for model, values in sorted(by_model.items()):
             if key in values:
                 family.add_metric([model], values[key])
+        yield family
+
+
+COUNT_FAMILIES = {
+    "requests": (
+        "requests",
+        "Requests the engines finished, by model (vLLM: every finish reason); only for "
+        "models whose engines count them; monotonic across engine restarts.",
+    ),
+    "preemptions": (
+        "preemptions",
+        "Requests the engines preempted, by model: their KV cache was dropped and is "
+        "recomputed when they resume, work done twice; only for models whose engines "
+        "count them.",
+    ),
+    "transferred_prompt": (
+        "kv_transferred_prompt_tokens",
+        "Prompt tokens whose KV cache another engine computed and sent here "
+        "(disaggregated prefill), by model: counted and priced on the prefill engine, "
+        "so left out of llmcost_tokens_total here; only for models whose engines count "
+        "them.",
+    ),
+}
+"""ModelTotals.counts name -> (family, help)."""
+
+
+def _counts(state: NodeState) -> Iterator[Metric]:
+    """The per-model counters beside the tokens, for the models whose engines give them."""
+    for name, (family_name, doc) in COUNT_FAMILIES.items():
+        family = counter(family_name, doc, ("model",))
+        for model, totals in sorted(state.tokens.models.items()):
+            if name in totals.counts:
+                family.add_metric([model], totals.counts[name])
         yield family
 
 

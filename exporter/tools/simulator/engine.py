@@ -5,6 +5,10 @@ result as ground truth, so tests and demos can compare what the exporter
 computes with what was really "served". Page counters are derived from the
 same integer totals, which makes them equal to the ground truth by
 construction rather than approximately.
+
+An engine may be one side of disaggregated serving (its `role`): two engines
+with the same traffic then stand for one pair, and their ground truths add up
+to what the pair served, once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ KV_TOKENS_PER_REQUEST = 1000  # KV-cache footprint of one running request
 STOP_SHARE = 0.8  # finished requests ending on a stop token; the rest hit max_tokens
 MAX_STEP_SECONDS = 1.0  # integration step in simulated seconds
 GAUGE_JITTER = 0.1  # +-10% noise on running requests, so gauges do not look synthetic
+PREEMPTION_BACKLOG_TOKENS = TOKENS_PER_REQUEST
+"""Demand beyond capacity per preemption: a full engine preempts a running request to
+admit waiting ones, once per request's worth of tokens it cannot serve."""
+ROLES = ("combined", "prefill", "decode")
+"""`combined`: one engine prefills and decodes every request (the default). In
+disaggregated serving a `prefill` engine computes every prompt token, generates the
+request's first token and sends the KV cache on; the `decode` engine counts those
+prompt tokens as transferred in (prompt, cached, `p2p`) and generates every output
+token, the first one again."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class SimulatedEngine:
         restart_every: float | None = None,
         restart_at: Iterable[float] = (),
         page_format: str = "v1",
+        role: str = "combined",
         clock: Callable[[], float] = time.time,
         seed: int = 0,
         sim_start: float | None = None,
@@ -94,6 +108,11 @@ class SimulatedEngine:
         # tokens/s stay real, so cost figures against wall-time spend stay true.
         self._token_scale = 1.0 / self.acceleration if tokens_in_wall_time else 1.0
         self._template = page_template(page_format)
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        if role != "combined" and not self._template.TRANSFERS_KV:
+            raise ValueError(f"page format {page_format!r} has no disaggregated serving")
+        self.role = role
         self.prompt_share = prompt_share
         # V0 and engines without a prefix-cache count serve every prompt token computed.
         self.cached_share = cached_share if self._template.CACHES_PROMPTS else 0.0
@@ -107,6 +126,8 @@ class SimulatedEngine:
         self.sim_start = self._wall_start if sim_start is None else float(sim_start)
         self._sim_time = self.sim_start
         self._served = 0.0  # tokens served since simulator start, across restarts
+        self._backlog = 0.0  # tokens demanded beyond capacity, likewise
+        self._base_backlog = 0.0  # at the last restart
         self._served_at: deque[tuple[float, float]] = deque([(self.sim_start, 0.0)])
         """(simulated time, tokens served by then), as far back as a request lasts."""
         self._base_total = 0  # lifetime tokens at the last restart
@@ -140,12 +161,14 @@ class SimulatedEngine:
             candidates.append(self.sim_start + self._next_periodic * self._restart_every)
         return min(candidates) if candidates else None
 
-    def _integrate(self, t0: float, t1: float) -> float:
-        """Tokens served in [t0, t1], midpoint rule on steps of at most MAX_STEP_SECONDS."""
+    def _integrate(self, t0: float, t1: float) -> tuple[float, float]:
+        """Tokens served in [t0, t1] and tokens demanded beyond capacity, midpoint rule on
+        steps of at most MAX_STEP_SECONDS."""
         steps = max(1, math.ceil((t1 - t0) / MAX_STEP_SECONDS))
         h = (t1 - t0) / steps
-        rate = self.served_rate
-        return math.fsum(rate(t0 + (i + 0.5) * h) for i in range(steps)) * h
+        demands = [self.demand_rate(t0 + (i + 0.5) * h) for i in range(steps)]
+        served = math.fsum(min(d, self.capacity) for d in demands) * h
+        return served, math.fsum(max(d - self.capacity, 0.0) for d in demands) * h
 
     def advance(self) -> float:
         """Serve tokens up to the clock's now, applying due restarts; return the wall time."""
@@ -154,7 +177,9 @@ class SimulatedEngine:
         while self._sim_time < target:
             due = self._next_restart()
             end = target if due is None or due > target else due
-            self._served += self._integrate(self._sim_time, end) * self._token_scale
+            served, backlog = self._integrate(self._sim_time, end)
+            self._served += served * self._token_scale
+            self._backlog += backlog * self._token_scale
             self._sim_time = end
             if due is not None and end >= due:
                 self._restart(due)
@@ -188,6 +213,7 @@ class SimulatedEngine:
             while self.sim_start + self._next_periodic * self._restart_every <= at:
                 self._next_periodic += 1
         self._base_total = self._total()
+        self._base_backlog = self._backlog
         self.restarts += 1
         self.start_time = self._wall_of(at)
 
@@ -205,6 +231,18 @@ class SimulatedEngine:
         requests = total // TOKENS_PER_REQUEST
         stop = math.floor(requests * STOP_SHARE)
         return _Counts(prompt, cached, total - prompt, stop, requests - stop)
+
+    def _preemptions(self, backlog: float) -> int:
+        return math.floor(backlog / PREEMPTION_BACKLOG_TOKENS + 1e-6)
+
+    def _shown(self, counts: _Counts) -> tuple[int, int, int, int]:
+        """(prompt, cached, transferred, generation) tokens as this engine's role counts
+        `counts`: the traffic of the whole pair."""
+        if self.role == "prefill":
+            return counts.prompt, 0, 0, counts.stop + counts.length
+        if self.role == "decode":
+            return counts.prompt, counts.prompt, counts.prompt, counts.generation
+        return counts.prompt, counts.cached, 0, counts.generation
 
     def _page_counts(self) -> _Counts:
         return self._split(self._total()) - self._split(self._base_total)
@@ -232,17 +270,21 @@ class SimulatedEngine:
         """Advance, then everything the page shows."""
         wall = self.advance()
         counts = self._page_counts()
-        finished = self._finished_counts()
+        prompt, cached, transferred, generation = self._shown(counts)
+        finished_prompt, finished_cached, _, finished_generation = self._shown(
+            self._finished_counts()
+        )
         running, waiting, used = self._gauges()
         served = self.served_rate(self._sim_time)
+        preemptions = self._preemptions(self._backlog) - self._preemptions(self._base_backlog)
         return PageState(
             model=self.model,
-            prompt_tokens=counts.prompt,
-            cached_prompt_tokens=counts.cached,
-            generation_tokens=counts.generation,
-            finished_prompt_tokens=finished.prompt,
-            finished_cached_prompt_tokens=finished.cached,
-            finished_generation_tokens=finished.generation,
+            prompt_tokens=prompt,
+            cached_prompt_tokens=cached,
+            generation_tokens=generation,
+            finished_prompt_tokens=finished_prompt,
+            finished_cached_prompt_tokens=finished_cached,
+            finished_generation_tokens=finished_generation,
             requests_stop=counts.stop,
             requests_length=counts.length,
             running=running,
@@ -254,6 +296,8 @@ class SimulatedEngine:
             now=wall,
             prompt_throughput=served * self.prompt_share,
             generation_throughput=served * (1.0 - self.prompt_share),
+            transferred_prompt_tokens=transferred,
+            preemptions=preemptions,
         )
 
     def render(self) -> bytes:
@@ -264,25 +308,48 @@ class SimulatedEngine:
         """The JSON documents the engine serves beside its page, by path."""
         return self._template.documents(self.page_state())
 
+    def _served_once(self, lifetime: _Counts) -> dict[str, int]:
+        """The tokens this engine adds to what its pair served, each counted once: a
+        prefill engine's prompt tokens (its first tokens are generated again), a decode
+        engine's output tokens (its prompt tokens came from the prefill engine)."""
+        prompt, cached, generation = lifetime.prompt, lifetime.cached, lifetime.generation
+        if self.role == "prefill":
+            cached, generation = 0, 0
+        elif self.role == "decode":
+            prompt, cached = 0, 0
+        return {
+            "prompt": prompt - cached,
+            "cached_prompt": cached,
+            "generation": generation,
+            "total": prompt + generation,
+        }
+
     def ground_truth(self) -> dict[str, Any]:
-        """What was really served, next to what the page currently shows (JSON-able)."""
+        """What was really served, next to what the page currently shows (JSON-able).
+
+        `tokens` is what this engine served, counted once across a disaggregated pair;
+        `transferred_prompt_tokens` what a decode engine received from its prefill
+        engine, and `repeated_generation_tokens` the first token of every request a
+        prefill engine generates and its decode engine generates again."""
         state = self.page_state()
         lifetime = self._split(self._total())
+        requests = lifetime.stop + lifetime.length
         return {
             "model": self.model,
             "page_format": self.page_format,
-            "tokens": {
-                "prompt": lifetime.prompt - lifetime.cached,
-                "cached_prompt": lifetime.cached,
-                "generation": lifetime.generation,
-                "total": lifetime.prompt + lifetime.generation,
-            },
-            "requests": lifetime.stop + lifetime.length,
+            "role": self.role,
+            "tokens": self._served_once(lifetime),
+            "transferred_prompt_tokens": lifetime.prompt if self.role == "decode" else 0,
+            "repeated_generation_tokens": requests if self.role == "prefill" else 0,
+            "requests": requests,
+            "preemptions": self._preemptions(self._backlog),
             "page": {
                 "prompt_tokens_total": state.prompt_tokens,
                 "prompt_tokens_cached_total": state.cached_prompt_tokens,
+                "prompt_tokens_cached_by_source_p2p": state.transferred_prompt_tokens,
                 "generation_tokens_total": state.generation_tokens,
                 "request_success_total": state.requests,
+                "num_preemptions_total": state.preemptions,
                 "num_requests_running": state.running,
                 "num_requests_waiting": state.waiting,
                 "kv_cache_usage_perc": self._template.kv_usage(state),

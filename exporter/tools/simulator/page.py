@@ -50,6 +50,10 @@ class PageState:
     prompt_throughput: float = 0.0  # tokens/s, for the V0 throughput gauges
     generation_throughput: float = 0.0
     engine: str = "0"  # data-parallel rank
+    transferred_prompt_tokens: int = 0
+    """Prompt tokens whose KV cache another engine computed and sent (the decode side
+    of disaggregated serving); the engine counts them in prompt and cached prompt tokens."""
+    preemptions: int = 0
 
     @property
     def requests(self) -> int:
@@ -130,6 +134,9 @@ class PageTemplate:
     RANK_LABEL: ClassVar[str] = ""
     CACHES_PROMPTS: ClassVar[bool] = True
     """Whether the engine serves prompt tokens from a prefix cache and counts them."""
+    TRANSFERS_KV: ClassVar[bool] = False
+    """Whether the engine runs disaggregated (prefill and decode instances) and its page
+    counts the prompt tokens whose KV cache was transferred in."""
 
     def __init__(self, text: str) -> None:
         self._lines: list[str | _Sample] = []

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .engine import SimulatedEngine
+from .engine import ROLES, SimulatedEngine
 from .formats import PAGE_FORMATS
 from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
 
@@ -251,6 +251,16 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         f"{', '.join(f for f in PAGE_FORMATS if f not in ('v1', 'v0'))}; repeat or "
         "comma-separate, engine i uses format i mod count (default v1)",
     )
+    parser.add_argument(
+        "--role",
+        action="append",
+        default=None,
+        help="the engine's part in disaggregated serving: combined (prefill and decode in "
+        "one engine), prefill (computes the prompt, sends its KV cache on) or decode "
+        "(receives it, generates the output); a prefill and a decode engine stand for one "
+        "pair under a steady or diurnal profile; repeat or comma-separate, engine i takes role "
+        "i mod count (default combined; v1 pages only)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for spiky bursts and noise")
 
 
@@ -280,6 +290,10 @@ def build_engines_from_args(
         raise ValueError(
             f"unknown --page-format {unknown[0]!r}; choose from {', '.join(PAGE_FORMATS)}"
         )
+    roles = _listed(getattr(args, "role", None), "combined")
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown --role {unknown[0]!r}; choose from {', '.join(ROLES)}")
     return [
         SimulatedEngine(
             models[i % len(models)],
@@ -289,6 +303,7 @@ def build_engines_from_args(
             tokens_in_wall_time=getattr(args, "tokens_in_wall_time", False),
             restart_every=args.restart_every,
             page_format=formats[i % len(formats)],
+            role=roles[i % len(roles)],
             clock=clock,
             seed=args.seed + i,
         )

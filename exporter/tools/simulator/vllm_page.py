@@ -6,7 +6,13 @@ from .page import PageState, PageTemplate, _Sample, _scaled, _SeriesStats
 
 
 class VllmPage(PageTemplate):
-    """vLLM 0.32's page: tokens by kind and source, requests by finish reason, KV blocks."""
+    """vLLM 0.32's page: tokens by kind and source, requests by finish reason, KV blocks.
+
+    A decode instance of disaggregated serving counts the prompt tokens whose KV
+    cache was transferred in as prompt tokens, as cached ones (`prompt_tokens_cached`:
+    local and external), as the `external_kv_transfer` source and the `p2p` tier,
+    and as external prefix-cache hits; the local hits are the rest.
+    """
 
     TEMPLATE = "vllm-0.32.0.prom"
     REQUESTS = "vllm:request_success_total"
@@ -14,6 +20,7 @@ class VllmPage(PageTemplate):
     RANK_LABEL = "engine"
     KV_RESERVED_BLOCKS = 1
     """Blocks the KV usage is not computed over (0.32 reserves one)."""
+    TRANSFERS_KV = True
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -62,18 +69,33 @@ class VllmPage(PageTemplate):
 
     def counter_value(self, s: _Sample, state: PageState) -> float:
         cached = state.cached_prompt_tokens
+        transferred = state.transferred_prompt_tokens
         name = s.name
         if name in ("vllm:prompt_tokens_total", "vllm:prefix_cache_queries_total"):
             return state.prompt_tokens
-        if name in ("vllm:prompt_tokens_cached_total", "vllm:prefix_cache_hits_total"):
+        if name == "vllm:prompt_tokens_cached_total":
             return cached
+        if name == "vllm:prefix_cache_hits_total":
+            return cached - transferred
+        if name in (
+            "vllm:external_prefix_cache_queries_total",
+            "vllm:external_prefix_cache_hits_total",
+        ):
+            return transferred
         if name == "vllm:generation_tokens_total":
             return state.generation_tokens
         if name == "vllm:prompt_tokens_by_source_total":
-            by_source = {"local_compute": state.prompt_tokens - cached, "local_cache_hit": cached}
+            by_source = {
+                "local_compute": state.prompt_tokens - cached,
+                "local_cache_hit": cached - transferred,
+                "external_kv_transfer": transferred,
+            }
             return by_source.get(s.label("source") or "", 0)
         if name == "vllm:prompt_tokens_cached_by_source_total":
-            return cached if s.label("source") == "device" else 0
+            by_tier = {"device": cached - transferred, "p2p": transferred}
+            return by_tier.get(s.label("source") or "", 0)
+        if name == "vllm:num_preemptions_total":
+            return state.preemptions
         if name == "vllm:request_success_total":
             by_reason = {"stop": state.requests_stop, "length": state.requests_length}
             return by_reason.get(s.label("finished_reason") or "", 0)
@@ -125,4 +147,5 @@ class VllmV0Page(VllmPage):
 
     TEMPLATE = "vllm-0.6.6.prom"
     CACHES_PROMPTS = False
+    TRANSFERS_KV = False
     KV_RESERVED_BLOCKS = 0
