@@ -6,10 +6,14 @@ Adding an engine is one collector module, one line here, its fixtures and tests.
 from __future__ import annotations
 
 from llm_cost_exporter.collectors.base import EngineCollector, PageSource
+from llm_cost_exporter.collectors.llamacpp import LlamaCppCollector
+from llm_cost_exporter.collectors.tgi import TgiCollector
 from llm_cost_exporter.collectors.vllm import VllmCollector
 
 ENGINE_COLLECTORS: dict[str, type[EngineCollector]] = {
     VllmCollector.name: VllmCollector,
+    LlamaCppCollector.name: LlamaCppCollector,
+    TgiCollector.name: TgiCollector,
 }
 ENGINE_TYPES = frozenset(ENGINE_COLLECTORS)
 DEFAULT_ENGINE_TYPE = VllmCollector.name
