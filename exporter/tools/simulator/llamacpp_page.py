@@ -24,7 +24,7 @@ class LlamaCppPage(PageTemplate):
 
     def value_text(self, value: float) -> str:
         """As a C++ stream prints a double: six significant digits (`1.23457e+06`)."""
-        return "%g" % value
+        return format(float(value), "g")
 
     def documents(self, state: PageState) -> dict[str, object]:
         model = {"id": state.model, "object": "model", "owned_by": "llamacpp", "created": 0}
