@@ -26,6 +26,7 @@ REASONS = (
     "parse",
     "unavailable",
     "internal",
+    "model_unknown",
 )
 
 

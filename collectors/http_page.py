@@ -52,7 +52,9 @@ class HttpPage:
         await self._bounded(self._read(feed))
 
     async def read_json(self, path: str) -> object:
-        # Beside the page: /metrics gives /v1/models, /engine/2/metrics /engine/2/v1/models.
+        """`path` is resolved beside the page: `/v1/models` of `http://h/metrics` is
+        `http://h/v1/models`, and of `http://h/llama/metrics` (behind a proxy that
+        serves the engine under a prefix) `http://h/llama/v1/models`."""
         return await self._bounded(self._read_json(urljoin(self.url, path.lstrip("/"))))
 
     async def _bounded(self, reading: Awaitable[T]) -> T:

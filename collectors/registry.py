@@ -6,8 +6,10 @@ Adding an engine is one collector module, one line here, its fixtures and tests.
 from __future__ import annotations
 
 from llm_cost_exporter.collectors.base import EngineCollector, PageSource
+from llm_cost_exporter.collectors.llamacpp import LlamaCppCollector
 from llm_cost_exporter.collectors.lmdeploy import LmdeployCollector
 from llm_cost_exporter.collectors.sglang import SglangCollector
+from llm_cost_exporter.collectors.tgi import TgiCollector
 from llm_cost_exporter.collectors.triton import TritonCollector
 from llm_cost_exporter.collectors.vllm import VllmCollector
 
@@ -16,6 +18,8 @@ ENGINE_COLLECTORS: dict[str, type[EngineCollector]] = {
     SglangCollector.name: SglangCollector,
     LmdeployCollector.name: LmdeployCollector,
     TritonCollector.name: TritonCollector,
+    LlamaCppCollector.name: LlamaCppCollector,
+    TgiCollector.name: TgiCollector,
 }
 ENGINE_TYPES = frozenset(ENGINE_COLLECTORS)
 DEFAULT_ENGINE_TYPE = VllmCollector.name

@@ -104,11 +104,11 @@ def _parse_labels(text: str | None) -> Labels:
     return tuple((m.group(1), _unescape(m.group(2))) for m in _LABEL_RE.finditer(text))
 
 
-def _format_line(name: str, labels: Labels, value: float) -> str:
+def _format_line(name: str, labels: Labels, value: str) -> str:
     if labels:
         inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-        return f"{name}{{{inner}}} {floatToGoString(value)}"
-    return f"{name} {floatToGoString(value)}"
+        return f"{name}{{{inner}}} {value}"
+    return f"{name} {value}"
 
 
 def _scaled(template_value: int, driver: int, template_driver: int) -> int:
@@ -192,8 +192,13 @@ class PageTemplate:
                 out.append(line)
                 continue
             labels = self.labels(line, state)
-            out.append(_format_line(line.name, labels, self._value(line, state)))
+            value = self.value_text(self._value(line, state))
+            out.append(_format_line(line.name, labels, value))
         return ("\n".join(out) + "\n").encode("utf-8")
+
+    def value_text(self, value: float) -> str:
+        """A sample value as the engine prints it (by default as prometheus_client does)."""
+        return floatToGoString(value)
 
     def documents(self, state: PageState) -> dict[str, object]:
         """JSON documents the engine serves beside its page, by path (its model list)."""

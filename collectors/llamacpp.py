@@ -1,0 +1,141 @@
+"""llama.cpp `llama-server` `/metrics` collector: tokens by kind and queue depth.
+
+`llama-server` serves its page only when started with `--metrics`; otherwise
+`/metrics` answers HTTP 501. The page has no labels: one server, one model,
+named by `/v1/models` (`data[0].id`) unless `engines[].model` names it.
+
+When the counters move (tools/server/server-context.cpp):
+- `llamacpp:prompt_tokens_total` counts prompt tokens computed, cached ones
+  excluded, after every decode batch: it follows a prefill as it runs.
+- `llamacpp:prompt_tokens_cached_total` counts the prompt tokens reused from
+  the slot's cache, when a request's prompt starts; builds before it have no
+  count of cached tokens (they are then in no counter at all).
+- `llamacpp:tokens_predicted_total` counts a request's generated tokens when
+  it ends (its slot is released), so generation lags by the requests running.
+
+Values above 999,999 are printed with six significant digits (`1.23457e+06`):
+such counters still only grow, in steps. `requests_processing` and
+`requests_deferred` are the running and waiting requests. Only old builds
+(2024) report the KV cache (`kv_cache_usage_ratio`, `kv_cache_tokens`). There
+is no `_created` series: restarts are seen as counter drops.
+"""
+
+from __future__ import annotations
+
+from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.engine_page import EnginePage, Key, Series, token_keys
+from llm_cost_exporter.collectors.promtext import Labels
+from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
+from llm_cost_exporter.collectors.served_model import ServedModel, named, openai_model_id
+
+PROMPT = "llamacpp:prompt_tokens_total"  # computed only, cached excluded
+CACHED = "llamacpp:prompt_tokens_cached_total"
+GENERATION = "llamacpp:tokens_predicted_total"
+RUNNING = "llamacpp:requests_processing"
+WAITING = "llamacpp:requests_deferred"
+KV_USAGE = "llamacpp:kv_cache_usage_ratio"  # old builds: used cells / context size
+KV_TOKENS = "llamacpp:kv_cache_tokens"  # old builds
+
+SERIES = (
+    Series(PROMPT),
+    Series(CACHED),
+    Series(GENERATION),
+    Series(RUNNING),
+    Series(WAITING),
+    Series(KV_USAGE, upper=1.0),
+    Series(KV_TOKENS),
+)
+
+MODELS_PATH = "/v1/models"
+METRICS_FLAG_HINT = "llama-server serves /metrics only when started with --metrics"
+
+
+def _one_model(labels: Labels) -> Key:
+    """Every series is the server's one model; its name comes from elsewhere."""
+    return "", ""
+
+
+class LlamaCppPageReader:
+    """Reads one `llama-server` page fed in chunks: one unnamed reading, and rejections."""
+
+    def __init__(self) -> None:
+        self._page = EnginePage(SERIES, _one_model)
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the page; CollectorError if it is malformed."""
+        self._page.feed(chunk)
+
+    def readings(self) -> EngineReadings:
+        """The page's reading (model "") once it is all fed, or CollectorError."""
+        self._page.close()
+        return self._page.readings(self._interpret())
+
+    def _interpret(self) -> list[EngineReading]:
+        page = self._page
+        computed = page.first_of((PROMPT,))
+        generation = page.first_of((GENERATION,))
+        keys = token_keys(
+            computed,
+            generation,
+            "no llamacpp:* token counters on the page (wrong URL, or llama-server run "
+            "without --metrics?)",
+        )
+        cached = page.get(CACHED)
+        readings = []
+        for key in keys:
+            if cached is not None and key in cached.rejected:
+                continue
+            cached_tokens = cached.values.get(key, 0.0) if cached is not None else 0.0
+            usage = _gauge(page, KV_USAGE, key)
+            readings.append(
+                EngineReading(
+                    model="",
+                    engine="",
+                    prompt_tokens=computed.values[key] + cached_tokens,
+                    cached_prompt_tokens=cached_tokens,
+                    generation_tokens=generation.values[key],
+                    running=_gauge(page, RUNNING, key),
+                    waiting=_gauge(page, WAITING, key),
+                    kv_usage_ratio=usage,
+                    kv_capacity_tokens=None,
+                    kv_tokens=_gauge(page, KV_TOKENS, key),
+                    started_at=None,
+                )
+            )
+        return readings
+
+
+def _gauge(page: EnginePage, name: str, key: Key) -> float | None:
+    summed = page.get(name)
+    return summed.get(key) if summed is not None else None
+
+
+def parse_llamacpp_page(page: str | bytes) -> EngineReadings:
+    """Read a whole `llama-server` page (its reading's model is ""); CollectorError if
+    it is not one."""
+    reader = LlamaCppPageReader()
+    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
+    return reader.readings()
+
+
+class LlamaCppCollector:
+    """Reads one `llama-server`'s `/metrics` page, and its model's name from `/v1/models`."""
+
+    name = "llamacpp"
+
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
+        self.target = target
+        self._page = page
+        self._model = ServedModel(page, MODELS_PATH, openai_model_id, model)
+
+    async def collect(self) -> EngineReadings:
+        reader = LlamaCppPageReader()
+        try:
+            await self._page.read(reader.feed)
+            readings = reader.readings()
+        except CollectorError as error:
+            self._model.forget()
+            if error.reason == "http_status" and str(error).startswith("HTTP 501"):
+                raise CollectorError("http_status", f"{error}: {METRICS_FLAG_HINT}") from None
+            raise
+        return await named(readings, self._model)
