@@ -18,8 +18,12 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from llm_cost_exporter.collectors.llamacpp import parse_llamacpp_page
+from llm_cost_exporter.collectors.lmdeploy import parse_lmdeploy_page
 from llm_cost_exporter.collectors.readings import EngineReading
 from llm_cost_exporter.collectors.sglang import parse_sglang_page
+from llm_cost_exporter.collectors.tgi import parse_tgi_page
+from llm_cost_exporter.collectors.triton import parse_triton_page
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -66,6 +70,34 @@ PAGES = (
             for mode in ("input", "device_hit", "host_hit", "storage_hit")
         ),
         (("sglang:generation_tokens_total", {}),),
+    ),
+    EnginePage(
+        "llamacpp",
+        FIXTURES / "engines" / "llamacpp-0c1e570-real.prom",
+        parse_llamacpp_page,
+        (("llamacpp:prompt_tokens_total", {}), ("llamacpp:prompt_tokens_cached_total", {})),
+        (("llamacpp:tokens_predicted_total", {}),),
+    ),
+    EnginePage(
+        "tgi",
+        FIXTURES / "engines" / "tgi-3.3.7-from-source.prom",
+        parse_tgi_page,
+        (("tgi_request_input_length_sum", {}),),
+        (("tgi_request_generated_tokens_sum", {}),),
+    ),
+    EnginePage(
+        "lmdeploy",
+        FIXTURES / "engines" / "lmdeploy-0.18.0-rendered.prom",
+        parse_lmdeploy_page,
+        (("lmdeploy:prompt_tokens_total", {}),),
+        (("lmdeploy:generation_tokens_total", {}),),
+    ),
+    EnginePage(
+        "triton",
+        FIXTURES / "engines" / "triton-trtllm-0.18.2-from-source.prom",
+        parse_triton_page,
+        (("nv_llm_input_token_len_sum", {"response_metric_type": "total_input_tokens"}),),
+        (("nv_llm_output_token_len_sum", {"response_metric_type": "total_output_tokens"}),),
     ),
 )
 
