@@ -189,12 +189,14 @@ class SglangPageReader:
             ratio = usage.get(key) if ranks == 1 else None
             if ranks > 1 and tokens is not None and capacity:
                 ratio = min(tokens / capacity, 1.0)
+            # Transferred tokens are counted in prompt and cached, as EngineReading has it.
+            received = transferred or 0.0
             readings.append(
                 EngineReading(
                     model=model,
                     engine="",
-                    prompt_tokens=prompt.values.get(key, 0.0),
-                    cached_prompt_tokens=cached.values.get(key, 0.0),
+                    prompt_tokens=prompt.values.get(key, 0.0) + received,
+                    cached_prompt_tokens=cached.values.get(key, 0.0) + received,
                     generation_tokens=generation.values.get(key, 0.0),
                     running=running.get(key),
                     waiting=waiting.get(key),

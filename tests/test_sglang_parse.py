@@ -10,6 +10,8 @@ import pytest
 from conftest import TESTS
 from prometheus_client.parser import text_string_to_metric_families
 
+from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.accounting.tokens import TokenLedger
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.collectors.sglang import SglangPageReader, parse_sglang_page
@@ -115,7 +117,35 @@ def test_decode_server_counts_its_prompts_as_transferred() -> None:
     page = PAGE.replace('engine_type="unified"', 'engine_type="decode"')
     (engine,) = parse_sglang_page(page)
     assert engine.transferred_prompt_tokens == 170
-    assert engine.prompt_tokens == 170  # its own prefill counters, as read on the page
+    # Like vLLM's, the reading's prompt and cached counts include the transferred
+    # tokens (the accounting takes them out): here the page's own prefill counters
+    # (170 prompt, 64 cached) plus the 170 its tokenizer counted for the prefill server.
+    assert (engine.prompt_tokens, engine.cached_prompt_tokens) == (340, 234)
+
+
+def test_a_decode_server_counts_only_what_it_computed_itself() -> None:
+    """Through the ledger: of a decode server's prompts only what its own scheduler
+    prefilled counts (here 5 tokens), not the 60 its tokenizer counted for the
+    prefill server in the same time."""
+
+    def decode_page(computed: int, finished_prompt: int) -> str:
+        page = re.sub(r"(sglang:prefill_effective_tokens_total\{[^}]*\}) [0-9.]+", r"\1 0", PAGE)
+        page = page.replace(
+            'mode="input",model_name="tiny-llama",moe_ep_rank="0",pp_rank="0",tp_rank="0"} 0',
+            f'mode="input",model_name="tiny-llama",moe_ep_rank="0",pp_rank="0",tp_rank="0"}} '
+            f"{computed}",
+        )
+        page = page.replace(
+            'is_streaming="true",model_name="tiny-llama"} 120.0',
+            (f'is_streaming="true",model_name="tiny-llama"}} {finished_prompt - 50}'),
+        )
+        return page.replace('engine_type="unified"', 'engine_type="decode"')
+
+    ledger = TokenLedger({}, ApiPrices(1.0, 0.1, 2.0), started_wall=0.0)
+    ledger.add("decode", parse_sglang_page(decode_page(0, 110))[0], now=1.0)
+    ledger.add("decode", parse_sglang_page(decode_page(5, 170))[0], now=2.0)
+    assert ledger.models["tiny-llama"].tokens["prompt"] == 5
+    assert ledger.models["tiny-llama"].tokens["cached_prompt"] == 0
 
 
 def test_a_fresh_server_reads_zero_tokens() -> None:
