@@ -36,7 +36,12 @@ from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.collectors.registry import ENGINE_TYPES
-from llm_cost_exporter.generators.dashboards import MAY_BE_EMPTY, render_dashboards
+from llm_cost_exporter.generators.dashboards import (
+    LATENCY_PANELS,
+    MAY_BE_EMPTY,
+    Histogram,
+    render_dashboards,
+)
 from llm_cost_exporter.generators.rules import RECORDING_FILE, RuleParams, render
 
 pytestmark = pytest.mark.realparts
@@ -169,9 +174,23 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         started = time.monotonic()
         prometheus.wait_for(f'instance:llmcost_cost:rate5m{{job="{JOB}"}}')
         time.sleep(max(0.0, DATA_SECONDS - (time.monotonic() - started)))
+        for expr in engines_observed():  # under load, end-of-request counters may lag
+            prometheus.wait_for(expr)
         down = [t for t in prometheus.targets_health() if t["health"] != "up"]
         assert not down, f"targets not up: {json.dumps(down)[:2000]}\n{exporter.log()[-3000:]}"
         yield Stack(prometheus, f"127.0.0.1:{exporter.port}", end=time.time())
+
+
+def engines_observed() -> list[str]:
+    """A query per latency series the dashboards read, non-empty once it has moved."""
+    queries = []
+    for _, sources in LATENCY_PANELS.values():
+        for source in sources:
+            if isinstance(source, Histogram):
+                queries.append(f"rate({source.names[0]}_count[5m]) > 0")
+            else:
+                queries.append(f"rate({source.microseconds}[5m]) > 0")
+    return queries
 
 
 def test_the_node_runs_every_engine_type() -> None:
