@@ -1,12 +1,15 @@
-"""Every dashboard query, run against a real Prometheus that scraped a real exporter.
+"""Every dashboard query, run against a real Prometheus that scraped a real exporter
+and every engine of a mixed node.
 
-A simulator with two engines (models big and small, a steady 30% load) feeds the
-exporter, which reads four H100s through the fake NVML; Prometheus scrapes it and
-the simulator's vLLM pages every second with the default recording rules loaded.
-After 15 seconds of data, each dashboard's variables are resolved the way
-Grafana does with "All" selected, and every panel query runs with them substituted:
-no query may fail, and each returns data unless its panel is listed in
-`MAY_BE_EMPTY` with the reason.
+A simulator serves one engine of each type (vLLM, SGLang, llama.cpp, TGI, LMDeploy,
+Triton), each in its own page format, with its own model, on its own H100 of the
+fake NVML, at a steady 30% load (vLLM's at 150%, so it preempts). The exporter reads
+them with engines[].type; Prometheus scrapes the exporter and each engine's own page
+every second (the latency panels read the engines' histograms) with the default
+recording rules loaded. After 15 seconds of data, each dashboard's variables are
+resolved the way Grafana does with "All" selected, and every panel query runs with
+them substituted: no query may fail, and each returns data unless its panel is listed
+in `MAY_BE_EMPTY` with the reason.
 """
 
 from __future__ import annotations
@@ -32,13 +35,31 @@ from realparts.fake_nvml import FakeGpu, FakeNvmlState, subprocess_env
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
-from llm_cost_exporter.generators.dashboards import MAY_BE_EMPTY, render_dashboards
+from llm_cost_exporter.collectors.registry import ENGINE_TYPES
+from llm_cost_exporter.generators.dashboards import (
+    LATENCY_PANELS,
+    MAY_BE_EMPTY,
+    Histogram,
+    render_dashboards,
+)
 from llm_cost_exporter.generators.rules import RECORDING_FILE, RuleParams, render
 
 pytestmark = pytest.mark.realparts
 
 JOB = "llm-cost"
-MODELS = ("big", "small")
+ENGINES = (
+    # (engines[].type, simulator page format, engines[].model)
+    ("vllm", "v1", None),
+    ("sglang", "sglang", None),
+    ("llamacpp", "llamacpp", None),  # its model from the engine's /v1/models
+    ("tgi", "tgi", None),  # its model from the engine's /info
+    ("lmdeploy", "lmdeploy", None),
+    ("triton", "triton", "triton-model"),  # Triton's model label is its own model name
+)
+OVERLOADED = 1.5
+"""The vLLM engine's demand over its capacity; the others run at 30%."""
+MODELS = tuple(f"{engine_type}-model" for engine_type, _, _ in ENGINES)
+"""The model each engine serves, as the simulator names it and the exporter reads it."""
 H100 = "NVIDIA H100 80GB HBM3"
 DATA_SECONDS = 15
 """How long Prometheus collects before the queries run: 5m rates need two samples only,
@@ -77,7 +98,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Simulator → exporter (fake NVML) → Prometheus with the default recording rules."""
+    """Simulator (one engine per type) → exporter (fake NVML) → Prometheus with the
+    default recording rules, scraping the exporter and every engine page."""
     workdir = tmp_path_factory.mktemp("dashboards_prometheus")
     state_path = workdir / "nvml-state.txt"
     gpus = [
@@ -90,26 +112,35 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             energy_mj=1_000_000 * (index + 1),
             memory_used=40 * 1024**3,
         )
-        for index in range(4)
+        for index in range(len(ENGINES))
     ]
     FakeNvmlState(gpus).write(state_path)
     rules = workdir / RECORDING_FILE
     rules.write_text(render(RuleParams())[RECORDING_FILE])
     simulator = SimulatorProcess(
         workdir,
-        "--engines", "2",
+        "--engines", str(len(ENGINES)),
         "--model", ",".join(MODELS),
+        "--page-format", ",".join(page_format for _, page_format, _ in ENGINES),
         "--profile", "steady",
         "--level", "0.3",
-        "--capacity", "2000",
+        "--capacity", "1000",
+        # End-of-request counters (SGLang's, TGI's, Triton's) move within seconds.
+        "--acceleration", "10",
+        "--tokens-in-wall-time",
     )  # fmt: skip
     with contextlib.ExitStack() as parts:
         parts.enter_context(simulator)
+        # vLLM's engine gets more than it can serve: its backlog preempts requests.
+        simulator.control(profile="steady", level=OVERLOADED, engines=[0])
+        engines = []
+        for index, (engine_type, _, model) in enumerate(ENGINES):
+            engine = {"url": simulator.engine_url(index), "type": engine_type, "gpus": [index]}
+            if model is not None:
+                engine["model"] = model
+            engines.append(engine)
         config = minimal_config_dict(
-            engines=[
-                {"url": simulator.engine_url(0), "gpus": [0, 1]},
-                {"url": simulator.engine_url(1), "gpus": [2, 3]},
-            ],
+            engines=engines,
             cost={"gpu_prices_per_hour": {"H100": 2.99}},
             capacity={"tokens_per_second": 4000, "learn_window": "5s"},
             collection={"interval": "1s", "timeout": "800ms"},
@@ -117,8 +148,8 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         exporter = ExporterProcess(config, workdir, env=subprocess_env(lib_dir, state_path))
         parts.enter_context(exporter)
         simulator_address = f"127.0.0.1:{simulator.port}"
-        vllm_pages = {
-            "job_name": "vllm",
+        engine_pages = {
+            "job_name": "engines",
             "static_configs": [
                 {
                     "targets": [simulator_address],
@@ -127,7 +158,7 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                         "instance": f"{simulator_address}/engine/{index}",
                     },
                 }
-                for index in range(2)
+                for index in range(len(ENGINES))
             ],
         }
         prometheus = PrometheusServer(
@@ -136,16 +167,34 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             evaluation_interval="1s",
             job_name=JOB,
             extra_rule_files=[rules],
-            extra_scrape_configs=[vllm_pages],
+            extra_scrape_configs=[engine_pages],
         )
         parts.enter_context(prometheus)
         prometheus.wait_until_scraped()
         started = time.monotonic()
         prometheus.wait_for(f'instance:llmcost_cost:rate5m{{job="{JOB}"}}')
         time.sleep(max(0.0, DATA_SECONDS - (time.monotonic() - started)))
+        for expr in engines_observed():  # under load, end-of-request counters may lag
+            prometheus.wait_for(expr)
         down = [t for t in prometheus.targets_health() if t["health"] != "up"]
         assert not down, f"targets not up: {json.dumps(down)[:2000]}\n{exporter.log()[-3000:]}"
         yield Stack(prometheus, f"127.0.0.1:{exporter.port}", end=time.time())
+
+
+def engines_observed() -> list[str]:
+    """A query per latency series the dashboards read, non-empty once it has moved."""
+    queries = []
+    for _, sources in LATENCY_PANELS.values():
+        for source in sources:
+            if isinstance(source, Histogram):
+                queries.append(f"rate({source.names[0]}_count[5m]) > 0")
+            else:
+                queries.append(f"rate({source.microseconds}[5m]) > 0")
+    return queries
+
+
+def test_the_node_runs_every_engine_type() -> None:
+    assert {engine_type for engine_type, _, _ in ENGINES} == ENGINE_TYPES
 
 
 def label_values(prometheus: PrometheusServer, selector: str, label: str, end: float) -> list[str]:
@@ -237,7 +286,8 @@ def test_known_broken_lists_only_real_panels() -> None:
 
 
 def test_variable_queries_resolve_like_grafana(stack: Stack) -> None:
-    """cluster may have no values (All = .*); node must list the exporter; model both models."""
+    """cluster may have no values (All = .*); node must list the exporter; model every
+    engine's model, each engine type's reader naming it as the engine does."""
     for name, board in render_dashboards().items():
         values, options = resolve_variables(board, stack)
         assert set(options) == {"cluster", "instance", "model"}, name
@@ -297,7 +347,7 @@ def test_every_panel_query_runs_and_returns_data(
 
 
 def test_the_node_below_break_even_is_ranked(stack: Stack) -> None:
-    """At 30% load four H100s cost more than the API: the losing-nodes table lists the node."""
+    """At 30% load six H100s cost more than the API: the losing-nodes table lists the node."""
     board = render_dashboards()["fleet-cost-overview.json"]
     values, _ = resolve_variables(board, stack)
     (panel,) = [p for p in board["panels"] if p["title"] == LOSING_NODES]
@@ -305,3 +355,47 @@ def test_the_node_below_break_even_is_ranked(stack: Stack) -> None:
     result = stack.prometheus.query(substitute(target["expr"], values), time=stack.end)
     assert [series["metric"] for series in result] == [{"instance": stack.instance}]
     assert float(result[0]["value"][1]) > 0
+
+
+def panel_results(stack: Stack, title: str) -> dict[str, list[dict[str, Any]]]:
+    """Legend template -> the instant results of each target of the capacity panel `title`."""
+    board = render_dashboards()["capacity-latency.json"]
+    values, _ = resolve_variables(board, stack)
+    (panel,) = [p for p in board["panels"] if p["title"] == title]
+    return {
+        target["legendFormat"]: stack.prometheus.query(
+            substitute(target["expr"], values), time=stack.end
+        )
+        for target in panel["targets"]
+    }
+
+
+def test_latency_panels_show_each_engine_family_under_its_model(stack: Stack) -> None:
+    """Each family's lines name the engine's model (TGI's, its page), and the figures are
+    the ones its page's histograms hold."""
+    simulator_instance = re.compile(r"^127\.0\.0\.1:\d+/engine/3$")  # TGI, engine 3
+    for title in ("Time to first token", "Inter-token latency", "End-to-end request latency"):
+        for legend, result in panel_results(stack, title).items():
+            engine = legend.split()[0]
+            labels = [series["metric"] for series in result]
+            assert len(labels) == 1, (title, legend, labels)
+            if engine == "TGI":
+                assert simulator_instance.match(labels[0]["instance"]), labels
+            else:
+                expected = f"{'triton' if engine == 'Triton' else engine.lower()}-model"
+                assert set(labels[0].values()) == {expected}, (title, legend, labels)
+    inter_token = panel_results(stack, "Inter-token latency")
+    # The SGLang template's 29 inter-token observations all fall in (0.02, 0.025].
+    for legend in ("SGLang {{model_name}} p50", "SGLang {{model_name}} p95"):
+        (series,) = inter_token[legend]
+        assert 0.02 < float(series["value"][1]) <= 0.025, (legend, series)
+    # Triton's TensorRT-LLM model took 2 390 000 µs for its 3 requests in the template.
+    (triton,) = panel_results(stack, "End-to-end request latency")["Triton {{model}} mean"]
+    assert float(triton["value"][1]) == pytest.approx(2.39 / 3, rel=0.01)
+
+
+def test_preemptions_panel_shows_the_overloaded_engine(stack: Stack) -> None:
+    (result,) = panel_results(stack, "Preemptions by model").values()
+    rates = {series["metric"]["model"]: float(series["value"][1]) for series in result}
+    assert rates["vllm-model"] > 0, rates
+    assert all(rate == 0 for model, rate in rates.items() if model != "vllm-model"), rates

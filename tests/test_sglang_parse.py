@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from importlib import resources
 
 import pytest
 from conftest import TESTS
@@ -16,6 +17,7 @@ from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.collectors.sglang import SglangPageReader, parse_sglang_page
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
+from llm_cost_exporter.tools.simulator.formats import PAGE_FORMATS
 from llm_cost_exporter.tools.simulator.profiles import make_profile
 
 PAGE = (TESTS / "fixtures" / "engines" / "sglang-0.5.23-rendered.prom").read_text()
@@ -237,6 +239,45 @@ def _shape(text: str) -> dict[str, tuple]:
     }
 
 
+TEMPLATE_TEXT = (
+    resources.files("llm_cost_exporter.tools.simulator")
+    .joinpath("templates", PAGE_FORMATS["sglang"].TEMPLATE)
+    .read_text(encoding="utf-8")
+)
+LATENCY_ADDED = {
+    # family -> (HELP, label names, bucket bounds) as SGLang 0.5.23's TokenizerMetricsCollector
+    # declares them (observability/metrics_collector.py); the fixture's render had observed
+    # neither, so it does not print them.
+    "sglang:time_to_first_token_seconds": (
+        "Histogram of time to first token in seconds.",
+        {"model_name", "engine_type", "is_streaming"},
+        [0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400],
+    ),
+    "sglang:inter_token_latency_seconds": (
+        "Histogram of inter-token latency in seconds.",
+        {"model_name", "engine_type"},
+        [0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060,
+         0.080, 0.100, 0.200, 0.400, 0.600, 0.800, 1.000, 2.000, 4.000, 6.000, 8.000],
+    ),
+}  # fmt: skip
+
+
+def test_the_simulator_template_is_the_fixture_plus_sglangs_latency_histograms() -> None:
+    template = {f.name: f for f in text_string_to_metric_families(TEMPLATE_TEXT)}
+    fixture = {f.name: f for f in text_string_to_metric_families(PAGE)}
+    assert set(template) - set(fixture) == set(LATENCY_ADDED)
+    added = re.compile(rf"^(# (HELP|TYPE) )?({'|'.join(map(re.escape, LATENCY_ADDED))})[_{{ ]")
+    kept = [line for line in TEMPLATE_TEXT.splitlines() if not added.match(line)]
+    assert kept == PAGE.splitlines()  # every other line as SGLang rendered it
+    for name, (help_text, labels, bounds) in LATENCY_ADDED.items():
+        family = template[name]
+        assert (family.type, family.documentation) == ("histogram", help_text)
+        assert {k for s in family.samples for k in s.labels} - {"le"} == labels
+        les = [s.labels["le"] for s in family.samples if s.name.endswith("_bucket")]
+        per_series = len(bounds) + 1
+        assert les[:per_series] == [*(repr(float(b)) for b in bounds), "+Inf"]
+
+
 def test_simulated_sglang_page_parses_to_the_state_it_was_rendered_from() -> None:
     clock = FakeClock()
     engine = SimulatedEngine(
@@ -260,6 +301,33 @@ def test_simulated_sglang_page_parses_to_the_state_it_was_rendered_from() -> Non
             assert reading.prompt_tokens >= previous.prompt_tokens
             assert reading.generation_tokens >= previous.generation_tokens
         previous = reading
-        assert _shape(page) == _shape(PAGE)
+        assert _shape(page) == _shape(TEMPLATE_TEXT)
     assert previous is not None and previous.generation_tokens > 0
     assert previous.prompt_tokens > state.finished_prompt_tokens  # live runs ahead
+
+
+def test_simulated_sglang_latency_histograms_grow_with_requests_and_streamed_tokens() -> None:
+    clock = FakeClock()
+    engine = SimulatedEngine(
+        "llama-test", 1000.0, make_profile("steady", level=0.6), acceleration=10.0,
+        page_format="sglang", clock=clock,
+    )  # fmt: skip
+    clock.t += 600
+    state = engine.page_state()
+    families = {
+        f.name: f for f in text_string_to_metric_families(engine._template.render(state).decode())
+    }
+
+    def count(name: str) -> float:
+        return sum(s.value for s in families[name].samples if s.name == f"{name}_count")
+
+    assert state.requests > 100
+    # One observation per request, split over is_streaming as the template splits it.
+    e2e = count("sglang:e2e_request_latency_seconds")
+    assert count("sglang:time_to_first_token_seconds") == e2e
+    assert state.requests - 1 <= e2e <= state.requests
+    # One per streamed token past a request's first: 29 of the template's 40 generated.
+    assert count("sglang:inter_token_latency_seconds") == state.generation_tokens * 29 // 40
+    itl = families["sglang:inter_token_latency_seconds"].samples
+    inf = next(s.value for s in itl if s.labels.get("le") == "+Inf")
+    assert inf == count("sglang:inter_token_latency_seconds")

@@ -4,7 +4,8 @@
 dashboards' JSON and `dashboards/README.md`, the per-panel reference built
 from that JSON; a test keeps the committed files equal to this module's output.
 Panels read the exporter's series and the recording rules of `alerts/`
-(rates, never lifetime averages), and vLLM's own latency histograms.
+(rates, never lifetime averages), and the engines' own latency series (vLLM,
+SGLang, LMDeploy and TGI histograms, Triton's duration counters).
 """
 
 from __future__ import annotations
@@ -291,6 +292,7 @@ def _fleet_panels(currency: str) -> list[Panel]:
             money,
             3,
         ),
+        _cost_per_request(currency),
         Panel(
             "Utilization against break-even by node",
             "Throughput over capacity (5m) against the break-even utilization, where self-hosting "
@@ -512,6 +514,45 @@ def _node_panels(currency: str) -> list[Panel]:
             1,
         ),
         Panel(
+            "Finished and preempted requests",
+            "Requests finished and requests preempted per second, by model (5m rates of "
+            "llmcost_requests_total and llmcost_preemptions_total). A preempted request's KV "
+            "cache is dropped and recomputed: work paid for twice. Models whose engines count "
+            "neither (llama.cpp) have no line.",
+            [
+                (
+                    f"sum by (model) (rate(llmcost_requests_total{{{MODEL}}}[5m]))",
+                    "{{model}} finished",
+                ),
+                (
+                    f"sum by (model) (rate(llmcost_preemptions_total{{{MODEL}}}[5m]))",
+                    "{{model}} preempted",
+                ),
+            ],
+            "reqps",
+            2,
+        ),
+        Panel(
+            "KV-transferred prompt tokens",
+            "Prompt tokens per second whose KV cache a prefill engine computed and sent to this "
+            "node's decode engines (disaggregated serving), by model, beside the tokens served "
+            "here: transferred tokens are priced on the prefill node, not in this node's "
+            "throughput. Zero for engines that run prefill and decode together.",
+            [
+                (
+                    f"sum by (model) (rate(llmcost_kv_transferred_prompt_tokens_total{{{MODEL}}}"
+                    f"[5m]))",
+                    "{{model}} transferred in",
+                ),
+                (
+                    f"sum by (model) (instance_model:llmcost_tokens:rate5m{{{MODEL}}})",
+                    "{{model}} served",
+                ),
+            ],
+            TOKENS_PER_SECOND,
+            0,
+        ),
+        Panel(
             "Spend by component",
             "Hourly spend rate of this node by cost component.",
             [(f"instance_component:llmcost_cost:rate5m{{{NODE}}} * 3600", "{{component}}")],
@@ -554,19 +595,196 @@ def _node_panels(currency: str) -> list[Panel]:
 
 # --- capacity and latency -------------------------------------------------------------------
 
-
-def _latency(quantile: str, families: tuple[str, ...]) -> str:
-    """A latency percentile by model from vLLM's own histogram, under any of its names."""
-    rates = " or ".join(f'rate({family}_bucket{{model_name=~"$model"}}[5m])' for family in families)
-    return f"histogram_quantile({quantile}, sum by (le, model_name) ({rates}))"
+QUANTILES = ("0.5", "0.95")
+LATENCY_WINDOW = "5m"
 
 
-def _latency_panel(title: str, description: str, families: tuple[str, ...]) -> Panel:
-    quantiles = [
-        (_latency(q, families), f"{{{{model_name}}}} p{round(float(q) * 100)}")
-        for q in ("0.5", "0.95")
+@dataclass(frozen=True)
+class Histogram:
+    """An engine family's latency histogram, under each name its releases used."""
+
+    engine: str
+    """The engine as the legend names it."""
+    names: tuple[str, ...]
+    model_label: str | None = "model_name"
+    """The label naming the model, which `$model` filters; None where the page names none."""
+
+    def targets(self) -> list[tuple[str, str]]:
+        selector = f'{{{self.model_label}=~"$model"}}' if self.model_label else ""
+        by = self.model_label or "instance"
+        rates = " or ".join(
+            f"rate({name}_bucket{selector}[{LATENCY_WINDOW}])" for name in self.names
+        )
+        return [
+            (
+                f"histogram_quantile({q}, sum by (le, {by}) ({rates}))",
+                f"{self.engine} {{{{{by}}}}} p{round(float(q) * 100)}",
+            )
+            for q in QUANTILES
+        ]
+
+    def source(self) -> str:
+        return f"{self.engine} {' or '.join(self.names)} (p50, p95)"
+
+
+@dataclass(frozen=True)
+class Mean:
+    """Triton's cumulative microseconds over its successful requests: a mean, not a
+    percentile. Only the models that count tokens (the TensorRT-LLM ones the exporter
+    reads), not the ensemble or its pre- and postprocessing steps."""
+
+    engine: str
+    microseconds: str
+    requests: str = "nv_inference_request_success"
+    llm_models: str = "nv_llm_output_token_len_count"
+
+    def targets(self) -> list[tuple[str, str]]:
+        selector = '{model=~"$model"}'
+        duration = (
+            f"sum by (model) (rate({self.microseconds}{selector}[{LATENCY_WINDOW}]) "
+            f"and on (job, instance, model, version) {self.llm_models})"
+        )
+        requests = f"sum by (model) (rate({self.requests}{selector}[{LATENCY_WINDOW}]))"
+        return [(f"{duration} / {requests} / 1e6", f"{self.engine} {{{{model}}}} mean")]
+
+    def source(self) -> str:
+        return f"{self.engine} {self.microseconds} over {self.requests} (a mean)"
+
+
+LATENCY_LEGEND = {
+    "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
+    "tooltip": {"mode": "multi", "sort": "desc"},
+}
+LATENCY_NOTE = (
+    "Read from the engines' own /metrics pages, which Prometheus must scrape beside the "
+    "exporter. $model filters model_name, and Triton's model label (its own model name, "
+    "which is the exporter's unless engines[].model renames it). TGI's page names no model: "
+    "its lines carry the scraped instance and ignore $model. llama.cpp exposes no latency "
+    "histogram, so it has no line."
+)
+LATENCY_PANELS: dict[str, tuple[str, tuple[Histogram | Mean, ...]]] = {
+    "Time to first token": (
+        "p50 and p95 time to first token (5m) by engine and model: the latency side of the "
+        "batching trade-off, more batching makes tokens cheaper and first tokens slower. TGI "
+        "and Triton expose no time-to-first-token histogram.",
+        (
+            Histogram("vLLM", ("vllm:time_to_first_token_seconds",)),
+            Histogram("SGLang", ("sglang:time_to_first_token_seconds",)),
+            Histogram("LMDeploy", ("lmdeploy:time_to_first_token_seconds",)),
+        ),
+    ),
+    "Inter-token latency": (
+        "p50 and p95 time between output tokens (5m) by engine and model: what a streaming "
+        "reader feels. vLLM's inter_token_latency (time_per_output_token on older releases), "
+        "LMDeploy's time per output token; TGI records each request's mean time per token, "
+        "so its percentiles are over requests, not tokens. Triton exposes none.",
+        (
+            Histogram(
+                "vLLM",
+                ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+            ),
+            Histogram("SGLang", ("sglang:inter_token_latency_seconds",)),
+            Histogram("LMDeploy", ("lmdeploy:time_per_output_token_seconds",)),
+            Histogram("TGI", ("tgi_request_mean_time_per_token_duration",), None),
+        ),
+    ),
+    "End-to-end request latency": (
+        "p50 and p95 time from a request's arrival to its last token (5m) by engine and "
+        "model, over finished requests (TGI: successful ones). Triton gives only a mean "
+        "request duration of its TensorRT-LLM model.",
+        (
+            Histogram("vLLM", ("vllm:e2e_request_latency_seconds",)),
+            Histogram("SGLang", ("sglang:e2e_request_latency_seconds",)),
+            Histogram("LMDeploy", ("lmdeploy:e2e_request_latency_seconds",)),
+            Histogram("TGI", ("tgi_request_duration",), None),
+            Mean("Triton", "nv_inference_request_duration_us"),
+        ),
+    ),
+    "Queue time": (
+        "p50 and p95 time requests waited before their first step (5m) by engine and model: "
+        "growing queue time with flat throughput means the engine is saturated. Triton gives "
+        "a mean; SGLang's page has no queue-time histogram by default.",
+        (
+            Histogram("vLLM", ("vllm:request_queue_time_seconds",)),
+            Histogram("LMDeploy", ("lmdeploy:request_queue_time_seconds",)),
+            Histogram("TGI", ("tgi_request_queue_duration",), None),
+            Mean("Triton", "nv_inference_queue_duration_us"),
+        ),
+    ),
+}
+"""One panel per latency, one query per engine family and percentile: families have their
+own bucket bounds, so they cannot be summed into one histogram, and one panel per latency
+puts every engine of a node on the same axis (a panel per family would leave most empty)."""
+
+
+def _latency_panels() -> list[Panel]:
+    panels = []
+    for title, (description, sources) in LATENCY_PANELS.items():
+        read = "; ".join(source.source() for source in sources)
+        panels.append(
+            Panel(
+                title,
+                f"{description} Series: {read}. {LATENCY_NOTE}",
+                [target for source in sources for target in source.targets()],
+                "s",
+                3,
+                height=10,
+                options=LATENCY_LEGEND,
+            )
+        )
+    return panels
+
+
+def _cost_per_request(currency: str) -> Panel:
+    return Panel(
+        "Cost per request by model",
+        "Spend attributed to each model over the requests its engines finished (5m): "
+        "llmcost_model_cost_total over llmcost_requests_total. Only models whose engines "
+        "count finished requests (vLLM, LMDeploy, Triton, TGI) have a line.",
+        [
+            (
+                f"sum by (model) (instance_model:llmcost_cost:rate5m{{{MODEL}}}) / sum by "
+                f"(model) (rate(llmcost_requests_total{{{MODEL}}}[5m]))",
+                "{{model}}",
+            )
+        ],
+        f"currency{currency}",
+        4,
+    )
+
+
+def _request_panels() -> list[Panel]:
+    return [
+        Panel(
+            "Finished requests by model",
+            "Requests the engines finished per second by model (5m rate of llmcost_requests_"
+            "total; vLLM counts every finish reason, LMDeploy, Triton and TGI successful "
+            "ones). SGLang and llama.cpp pages give no count the exporter reads.",
+            [
+                (
+                    f"sum by (model) (rate(llmcost_requests_total{{{MODEL}}}[5m]))",
+                    "{{model}}",
+                )
+            ],
+            "reqps",
+            2,
+        ),
+        Panel(
+            "Preemptions by model",
+            "Requests preempted per second by model (5m rate of llmcost_preemptions_total: "
+            "vLLM preemptions, SGLang retractions): their KV cache was dropped and is "
+            "recomputed, work paid for twice. Non-zero means the KV cache is too small for "
+            "the batch; compare with Finished requests by model.",
+            [
+                (
+                    f"sum by (model) (rate(llmcost_preemptions_total{{{MODEL}}}[5m]))",
+                    "{{model}}",
+                )
+            ],
+            "reqps",
+            3,
+        ),
     ]
-    return Panel(title, description, quantiles, "s", 3)
 
 
 def _capacity_panels(currency: str) -> list[Panel]:
@@ -575,33 +793,35 @@ def _capacity_panels(currency: str) -> list[Panel]:
         f"sum by (model) (instance_model:llmcost_cost:rate5m{{{MODEL}}}) / sum by (model) "
         f"(instance_model:llmcost_tokens:rate5m{{{MODEL}}}) * 1e6"
     )
-    ttft = ("vllm:time_to_first_token_seconds",)
-    itl = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+    finished, preemptions = _request_panels()
     return [
         Panel(
             "Cost per 1M tokens by model",
             "Attributed spend over tokens (5m), by model: the price side of the batching "
-            "trade-off shown next to it.",
+            "trade-off shown beside the latencies below.",
             [(per_million, "{{model}}")],
             money,
             3,
         ),
-        _latency_panel(
-            "Time to first token",
-            "p50 and p95 time to first token by model, from vLLM's own histogram (5m): the "
-            "latency side. More batching makes tokens cheaper and replies slower.",
-            ttft,
-        ),
-        _latency_panel(
-            "Inter-token latency",
-            "p50 and p95 time between output tokens by model (vLLM's inter_token_latency, or "
-            "time_per_output_token on older releases), 5m.",
-            itl,
-        ),
+        _cost_per_request(currency),
+        *_latency_panels(),
+        finished,
         Panel(
             "Running requests (batch size)",
             "Requests in the running batches by model: the batch size that buys the cost per 1M.",
             [(f"llmcost_requests_running{{{MODEL}}}", "{{model}}")],
+            "short",
+            0,
+        ),
+        preemptions,
+        Panel(
+            "Tokens in flight against KV capacity",
+            "Tokens resident in the KV cache against its capacity, by model: a full KV cache "
+            "queues requests and preempts running ones.",
+            [
+                (f"llmcost_tokens_in_flight{{{MODEL}}}", "{{model}} in flight"),
+                (f"llmcost_kv_cache_capacity_tokens{{{MODEL}}}", "{{model}} capacity"),
+            ],
             "short",
             0,
         ),
@@ -634,16 +854,6 @@ def _capacity_panels(currency: str) -> list[Panel]:
             TOKENS_PER_SECOND,
             0,
         ),
-        Panel(
-            "Tokens in flight against KV capacity",
-            "Tokens resident in the KV cache against its capacity, by model.",
-            [
-                (f"llmcost_tokens_in_flight{{{MODEL}}}", "{{model}} in flight"),
-                (f"llmcost_kv_cache_capacity_tokens{{{MODEL}}}", "{{model}} capacity"),
-            ],
-            "short",
-            0,
-        ),
     ]
 
 
@@ -667,8 +877,9 @@ def render_dashboards(currency: str = "USD") -> dict[str, dict[str, Any]]:
         "capacity-latency.json": _dashboard(
             "capacity",
             "LLM cost: capacity and latency",
-            "The batching trade-off: cost per 1M against time to first token and inter-token "
-            "latency, and capacity learned against configured.",
+            "The batching trade-off: cost per 1M tokens and per request against each engine's "
+            "time to first token, inter-token, end-to-end and queue latency; requests finished "
+            "and preempted, KV cache, and capacity learned against configured.",
             _capacity_panels(currency),
         ),
     }
@@ -682,7 +893,9 @@ def render_markdown(dashboards: dict[str, dict[str, Any]]) -> str:
         "Generated by `llm-cost-exporter dashboards` from `exporter/generators/dashboards.py`,",
         "like the JSON next to it: edit the source, not these files. Import the JSON into Grafana",
         "(Dashboards → Import) and pick your Prometheus data source; the recording rules",
-        "of `alerts/recording-rules.yml` must be loaded.",
+        "of `alerts/recording-rules.yml` must be loaded. The latency panels of the capacity",
+        "dashboard read the engines' own histograms: Prometheus must scrape each engine's",
+        "`/metrics` page as well as the exporter.",
         "",
     ]
     for name, board in dashboards.items():

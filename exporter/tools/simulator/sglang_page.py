@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from .page import PageState, PageTemplate, _Sample, _scaled
+from functools import cached_property
+
+from .page import PageState, PageTemplate, _Sample, _scaled, _SeriesStats
+
+INTER_TOKEN = "sglang:inter_token_latency_seconds"
+GENERATION = "sglang:generation_tokens_total"
 
 
 class SglangPage(PageTemplate):
     """SGLang's page: the tokenizer counts finished requests' tokens (split by
-    `is_streaming` as in the template), the scheduler counts tokens as batches run."""
+    `is_streaming` as in the template), the scheduler counts tokens as batches run.
+
+    Latency histograms: time to first token and end-to-end latency take one observation
+    per request; inter-token latency one per token streamed after a request's first,
+    as the tokenizer sees them arrive, so its count follows the live generated tokens
+    in the template's proportion (streamed tokens past the first, of all generated).
+    """
 
     TEMPLATE = "sglang-0.5.23.prom"
     REQUESTS = "sglang:num_requests_total"
@@ -28,7 +39,7 @@ class SglangPage(PageTemplate):
         name, mode = s.name, s.label("mode")
         if name == "sglang:prompt_tokens_total":
             return self._share(s, state.finished_prompt_tokens)
-        if name == "sglang:generation_tokens_total":
+        if name == GENERATION:
             return self._share(s, state.finished_generation_tokens)
         if name == "sglang:num_requests_total":
             return self._share(s, state.requests)
@@ -45,6 +56,16 @@ class SglangPage(PageTemplate):
             by_mode = {"input": computed, "device_hit": state.cached_prompt_tokens}
             return by_mode.get(mode or "", 0)
         return super().counter_value(s, state)
+
+    @cached_property
+    def _generated(self) -> int:
+        """The template's generated tokens."""
+        return int(self.total(GENERATION))
+
+    def count(self, family: str, stats: _SeriesStats, state: PageState) -> int:
+        if family == INTER_TOKEN:
+            return _scaled(stats.count, state.generation_tokens, self._generated)
+        return super().count(family, stats, state)
 
     def gauge_value(self, s: _Sample, state: PageState) -> float:
         used = state.used_blocks * state.block_size

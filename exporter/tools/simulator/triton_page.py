@@ -18,6 +18,19 @@ class TritonPage(PageTemplate):
     REQUESTS = "nv_inference_request_success"
     CACHES_PROMPTS = False
 
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        # The template's requests are its LLM model's, not the sum over every model
+        # (the ensemble and its steps see the same requests again): each model's counts
+        # and durations then grow per request as the template shows them.
+        self.requests = int(
+            sum(
+                s.value
+                for s in self.samples
+                if s.name == self.REQUESTS and s.label("model") == LLM_MODEL
+            )
+        )
+
     def labels(self, s: _Sample, state: PageState) -> Labels:
         if s.label("model") != LLM_MODEL:
             return s.labels
