@@ -98,9 +98,7 @@ def test_each_engine_on_a_mixed_node_agrees_with_its_ground_truth(tmp_path) -> N
             )
             cached = prometheus.query('llmcost_tokens_total{kind="cached_prompt"} > 0')
 
-    assert {r["metric"]["collector"]: r["value"][1] for r in up} == dict.fromkeys(
-        ENGINE_TYPES, "1"
-    )
+    assert {r["metric"]["collector"]: r["value"][1] for r in up} == dict.fromkeys(ENGINE_TYPES, "1")
     rate_of = {r["metric"]["model"]: float(r["value"][1]) for r in rates}
     per_million_of = {r["metric"]["model"]: float(r["value"][1]) for r in per_million}
     for index, (engine_type, _, level, model) in enumerate(ENGINES):
