@@ -23,6 +23,8 @@ MAX_COUNT = float(2**53)
 """Largest token count, request count or KV block count taken: beyond it a float
 no longer counts in ones (at a million tokens a second, 285 years of traffic)."""
 
+_INFINITY = math.inf
+
 Key = tuple[str, str]
 """(model, rank): what one reading is about."""
 
@@ -164,8 +166,8 @@ class EnginePage:
             if summed is None:
                 summed = all_summed[name, part] = Summed()
             upper = series.upper
-            # value_problem's verdict on a usable value, without the call.
-            if 0.0 <= value <= upper and value != math.inf:
+            # A usable value (value_problem would find none), judged without the call.
+            if 0.0 <= value <= upper and value != _INFINITY:
                 summed.values[key] = summed.values.get(key, 0.0) + value
                 continue
             problem = value_problem(value, upper)
@@ -207,11 +209,13 @@ def token_keys(prompt: Summed, generation: Summed, missing: str) -> list[Key]:
     counters for different keys is a malformed page. A key with a rejected token series
     sits this cycle out: a partial count would read as a drop, hence as a restart.
     """
-    prompt_keys, generation_keys = prompt.keys(), generation.keys()
-    if not prompt_keys and not generation_keys:
-        raise CollectorError("no_engine_metrics", missing)
-    if prompt_keys != generation_keys:
+    keys = prompt.keys()
+    if keys != generation.keys():
         raise CollectorError(
             "parse", "page has prompt and generation counters for different engines"
         )
-    return sorted(prompt_keys - prompt.rejected - generation.rejected)
+    if not keys:
+        raise CollectorError("no_engine_metrics", missing)
+    if prompt.rejected or generation.rejected:
+        keys = keys - prompt.rejected - generation.rejected
+    return sorted(keys)

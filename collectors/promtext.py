@@ -85,14 +85,15 @@ def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[Labels, float]:
     if len(raw) > MAX_LINE_BYTES:
         raise ExpositionError(f"a {name} line is longer than {MAX_LINE_BYTES} bytes")
     try:
-        line = raw.decode("utf-8")
+        line = raw.decode()
     except UnicodeDecodeError:
         raise ExpositionError(f"invalid UTF-8 in line: {_shown(raw)}") from None
-    if line.startswith(" ", name_end):
+    after_name = line[name_end : name_end + 1]
+    if after_name == " ":
         labels: Labels = {}
         tokens = line[name_end + 1 :].split(None, 1)
         token = tokens[0] if tokens else ""
-    elif not line.startswith("{", name_end):
+    elif after_name != "{":
         raise ExpositionError(f"sample without value: {_shown(line)}")
     elif plain := _PLAIN_LABELS.match(line, name_end):
         pairs, token = plain.groups()
