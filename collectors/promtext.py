@@ -40,8 +40,9 @@ _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s
 _PLAIN_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
 _PLAIN_LABELS = re.compile(r"\{((?:" + _PLAIN_PAIR + r"(?:," + _PLAIN_PAIR + r")*,?)?)\}\s*(\S+)")
 """A label set as engines print it, without spaces or escapes, and the value token
-after it. Where it matches, `_parse_labels` and `_parse_value` would read the same;
-where it does not, they read the line or say why it is malformed."""
+after it. Where it matches, `_parse_labels` and the first token after its `}` read
+the same; where it does not, `_parse_labels` reads the line or says why it is
+malformed."""
 _PLAIN_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE_RE = re.compile(r'\\[\\"n]')
@@ -121,6 +122,7 @@ class _Plan(NamedTuple):
     wanted: dict[bytes, str]
     """The wanted names, by their bytes."""
     prefixes: tuple[bytes, ...]
+    """The same, for `startswith`."""
     longest_name: int
     lines: re.Pattern[bytes]
     """The search for the wanted lines: each found as (line, name), from its newline."""
@@ -198,10 +200,18 @@ class SelectiveParser:
         first_end = chunk.find(b"\n", start, end)
         if chunk.startswith(self._prefixes, start):
             self._line(chunk[start : end if first_end == -1 else first_end], found)
-        if first_end == -1:
-            return
+        if first_end != -1:
+            self._take(self._wanted_lines.findall(chunk, first_end, end), found)
+
+    def _line(self, line: bytes, found: list[Found]) -> None:
+        name = self._wanted_name(line)
+        if name is not None:
+            self._take(((line, name.encode()),), found)
+
+    def _take(self, lines: Iterable[tuple[bytes, bytes]], found: list[Found]) -> None:
+        """Parse wanted lines, each with its metric name's bytes; keep the first of a series."""
         wanted, seen = self._wanted, self._seen
-        for line, raw_name in self._wanted_lines.findall(chunk, first_end, end):
+        for line, raw_name in lines:
             name = wanted[raw_name]
             labels, value = _parse_line(line, name, len(raw_name))
             # The labels as a set: the same series with its labels in another order repeats.
@@ -211,18 +221,6 @@ class SelectiveParser:
             else:
                 seen.add(identity)
                 found.append((name, labels, value))
-
-    def _line(self, line: bytes, found: list[Found]) -> None:
-        name = self._wanted_name(line)
-        if name is None:
-            return
-        labels, value = _parse_line(line, name, len(name.encode()))
-        identity = hash((name, frozenset(labels.items()) if labels else _NO_LABELS))
-        if identity in self._seen:
-            self.duplicates += 1
-        else:
-            self._seen.add(identity)
-            found.append((name, labels, value))
 
     def _hold(self, piece: bytes) -> None:
         if self._skipping or not piece:
