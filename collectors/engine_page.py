@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from llm_cost_exporter.collectors.base import CollectorError
-from llm_cost_exporter.collectors.promtext import ExpositionError, Labels, Sample, SelectiveParser
+from llm_cost_exporter.collectors.promtext import ExpositionError, Found, Labels, SelectiveParser
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 
 MAX_COUNT = float(2**53)
 """Largest token count, request count or KV block count taken: beyond it a float
 no longer counts in ones (at a million tokens a second, 285 years of traffic)."""
+
+_INFINITY = math.inf
 
 Key = tuple[str, str]
 """(model, rank): what one reading is about."""
@@ -52,7 +53,7 @@ def value_problem(value: float, upper: float) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Summed:
     """One metric's series summed per (model, rank); a rejected series spoils its key."""
 
@@ -91,13 +92,13 @@ class EnginePage:
         self._parser = SelectiveParser(self._series)
         self._summed: dict[tuple[str, str | None], Summed] = {}
         self._infos: dict[str, list[Labels]] = {}
-        self._rejected: Counter[str] = Counter()
+        self._rejected: dict[str, int] = {}
         self._first_rejected = ""
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the page; CollectorError if it is malformed."""
         try:
-            found = self._parser.feed(chunk)
+            found = self._parser.read(chunk)
         except ExpositionError as error:
             raise CollectorError("parse", str(error)) from None
         self._take(found)
@@ -105,13 +106,15 @@ class EnginePage:
     def close(self) -> None:
         """The page is all fed; CollectorError if its last line is malformed."""
         try:
-            found = self._parser.close()
+            found = self._parser.read_last()
         except ExpositionError as error:
             raise CollectorError("parse", str(error)) from None
         self._take(found)
-        self._rejected["duplicate"] += self._parser.duplicates
-        if self._parser.duplicates and not self._first_rejected:
-            self._first_rejected = "a series repeated on the page (duplicate)"
+        duplicates = self._parser.duplicates
+        if duplicates:
+            self._rejected["duplicate"] = self._rejected.get("duplicate", 0) + duplicates
+            if not self._first_rejected:
+                self._first_rejected = "a series repeated on the page (duplicate)"
 
     def has(self, name: str) -> bool:
         """Whether the page carries any usable or rejected series of `name`."""
@@ -127,7 +130,12 @@ class EnginePage:
 
     def first_of(self, names: Iterable[str], part: str | None = None) -> Summed:
         """The first of `names` the page has (a new name before its old one), else EMPTY."""
-        return next((s for s in (self.get(n, part) for n in names) if s is not None), EMPTY)
+        summed = self._summed
+        for name in names:
+            found = summed.get((name, part))
+            if found is not None:
+                return found
+        return EMPTY
 
     def infos(self, name: str) -> list[Labels]:
         """The label sets of an info series, in page order."""
@@ -135,7 +143,7 @@ class EnginePage:
 
     def reject(self, reason: str, shown: str) -> None:
         """Count a value of the page left out (REJECT_REASONS); the first is logged."""
-        self._rejected[reason] += 1
+        self._rejected[reason] = self._rejected.get(reason, 0) + 1
         if not self._first_rejected:
             self._first_rejected = f"{shown} ({reason})"
 
@@ -143,24 +151,30 @@ class EnginePage:
         """The collect's result: `readings`, with what the page had rejected."""
         return EngineReadings(readings, self._rejected, self._first_rejected)
 
-    def _take(self, found: list[tuple[str, Sample]]) -> None:
-        for name, sample in found:
-            series = self._series[name]
+    def _take(self, found: list[Found]) -> None:
+        all_series, key_of, all_summed = self._series, self._key, self._summed
+        for name, labels, value in found:
+            series = all_series[name]
             if series.info:
-                self._infos.setdefault(name, []).append(sample.labels)
+                self._infos.setdefault(name, []).append(labels)
                 continue
-            key = self._key(sample.labels)
+            key = key_of(labels)
             if key is None:
                 continue
-            part = sample.labels.get(series.part, "") if series.part else None
-            summed = self._summed.setdefault((name, part), Summed())
-            problem = value_problem(sample.value, series.upper)
-            if problem is not None:
-                labels = ",".join(f"{k}={v[:80]!r}" for k, v in sorted(sample.labels.items())[:4])
-                self.reject(problem, f"{name}{{{labels}}} {sample.value}")
-                summed.rejected.add(key)
-            else:
-                summed.values[key] = summed.values.get(key, 0.0) + sample.value
+            part = labels.get(series.part, "") if series.part else None
+            summed = all_summed.get((name, part))
+            if summed is None:
+                summed = all_summed[name, part] = Summed()
+            upper = series.upper
+            # A usable value (value_problem would find none), judged without the call.
+            if 0.0 <= value <= upper and value != _INFINITY:
+                summed.values[key] = summed.values.get(key, 0.0) + value
+                continue
+            problem = value_problem(value, upper)
+            assert problem is not None
+            shown = ",".join(f"{k}={v[:80]!r}" for k, v in sorted(labels.items())[:4])
+            self.reject(problem, f"{name}{{{shown}}} {value}")
+            summed.rejected.add(key)
 
 
 def sum_parts(page: EnginePage, name: str, parts: Iterable[str] | None = None) -> Summed | None:
@@ -195,10 +209,13 @@ def token_keys(prompt: Summed, generation: Summed, missing: str) -> list[Key]:
     counters for different keys is a malformed page. A key with a rejected token series
     sits this cycle out: a partial count would read as a drop, hence as a restart.
     """
-    if not prompt.keys() and not generation.keys():
-        raise CollectorError("no_engine_metrics", missing)
-    if prompt.keys() != generation.keys():
+    keys = prompt.keys()
+    if keys != generation.keys():
         raise CollectorError(
             "parse", "page has prompt and generation counters for different engines"
         )
-    return sorted(prompt.keys() - prompt.rejected - generation.rejected)
+    if not keys:
+        raise CollectorError("no_engine_metrics", missing)
+    if prompt.rejected or generation.rejected:
+        keys = keys - prompt.rejected - generation.rejected
+    return sorted(keys)

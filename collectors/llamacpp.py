@@ -80,13 +80,14 @@ class LlamaCppPageReader:
             "no llamacpp:* token counters on the page (wrong URL, or llama-server run "
             "without --metrics?)",
         )
-        cached = page.get(CACHED)
+        cached = page.first_of((CACHED,))
+        running, waiting = page.first_of((RUNNING,)), page.first_of((WAITING,))
+        usage, kv_tokens = page.first_of((KV_USAGE,)), page.first_of((KV_TOKENS,))
         readings = []
         for key in keys:
-            if cached is not None and key in cached.rejected:
+            if key in cached.rejected:
                 continue
-            cached_tokens = cached.values.get(key, 0.0) if cached is not None else 0.0
-            usage = _gauge(page, KV_USAGE, key)
+            cached_tokens = cached.values.get(key, 0.0)
             readings.append(
                 EngineReading(
                     model="",
@@ -94,20 +95,15 @@ class LlamaCppPageReader:
                     prompt_tokens=computed.values[key] + cached_tokens,
                     cached_prompt_tokens=cached_tokens,
                     generation_tokens=generation.values[key],
-                    running=_gauge(page, RUNNING, key),
-                    waiting=_gauge(page, WAITING, key),
-                    kv_usage_ratio=usage,
+                    running=running.get(key),
+                    waiting=waiting.get(key),
+                    kv_usage_ratio=usage.get(key),
                     kv_capacity_tokens=None,
-                    kv_tokens=_gauge(page, KV_TOKENS, key),
+                    kv_tokens=kv_tokens.get(key),
                     started_at=None,
                 )
             )
         return readings
-
-
-def _gauge(page: EnginePage, name: str, key: Key) -> float | None:
-    summed = page.get(name)
-    return summed.get(key) if summed is not None else None
 
 
 def parse_llamacpp_page(page: str | bytes) -> EngineReadings:

@@ -17,6 +17,7 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 Labels = dict[str, str]
 
@@ -36,9 +37,17 @@ class Sample:
 
 
 _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|\})')
+_PLAIN_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
+_PLAIN_LABELS = re.compile(r"\{((?:" + _PLAIN_PAIR + r"(?:," + _PLAIN_PAIR + r")*,?)?)\}\s*(\S+)")
+"""A label set as engines print it, without spaces or escapes, and the value token
+after it. Where it matches, `_parse_labels` and the first token after its `}` read
+the same; where it does not, `_parse_labels` reads the line or says why it is
+malformed."""
+_PLAIN_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE_RE = re.compile(r'\\[\\"n]')
 _NAN_SPELLINGS = frozenset(("NaN", "nan"))
+_NO_LABELS: frozenset[tuple[str, str]] = frozenset()
 
 
 def _unescape(value: str) -> str:
@@ -49,19 +58,6 @@ def _unescape(value: str) -> str:
 
 def _shown(line: str | bytes) -> str:
     return repr(line[:120])
-
-
-def _parse_value(text: str, line: str) -> float:
-    """The sample value; non-finite and negative values are returned for the caller to judge."""
-    token = text.split(None, 1)[0] if text else ""
-    try:
-        value = float(token)
-    except ValueError:
-        raise ExpositionError(f"bad sample value in line: {_shown(line)}") from None
-    # Python's float() also takes `1_000` and `-nan`, which the format does not.
-    if "_" in token or (value != value and token not in _NAN_SPELLINGS):
-        raise ExpositionError(f"bad sample value in line: {_shown(line)}")
-    return value
 
 
 def _parse_labels(line: str, start: int) -> tuple[Labels, int]:
@@ -84,31 +80,64 @@ def _parse_labels(line: str, start: int) -> tuple[Labels, int]:
     raise ExpositionError(f"unterminated label set in line: {_shown(line)}")
 
 
-def _parse_line(raw: bytes, name: str, name_end: int) -> Sample:
+def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[Labels, float]:
     """One wanted sample line, `name{labels} value [timestamp]` or `name value`, whose
-    name ends at `name_end`."""
+    name ends at `name_end`: its labels and value."""
     if len(raw) > MAX_LINE_BYTES:
         raise ExpositionError(f"a {name} line is longer than {MAX_LINE_BYTES} bytes")
     try:
-        line = raw.decode("utf-8")
+        line = raw.decode()
     except UnicodeDecodeError:
         raise ExpositionError(f"invalid UTF-8 in line: {_shown(raw)}") from None
-    if line.startswith("{", name_end):
-        labels, end = _parse_labels(line, name_end)
-        return Sample(labels, _parse_value(line[end:].strip(), line))
-    if not line.startswith(" ", name_end):
+    after_name = line[name_end : name_end + 1]
+    if after_name == " ":
+        labels: Labels = {}
+        tokens = line[name_end + 1 :].split(None, 1)
+        token = tokens[0] if tokens else ""
+    elif after_name != "{":
         raise ExpositionError(f"sample without value: {_shown(line)}")
-    return Sample({}, _parse_value(line[name_end + 1 :].strip(), line))
+    elif plain := _PLAIN_LABELS.match(line, name_end):
+        pairs, token = plain.groups()
+        labels = dict(_PLAIN_PAIRS.findall(pairs)) if pairs else {}
+    else:
+        labels, end = _parse_labels(line, name_end)
+        tokens = line[end:].split(None, 1)
+        token = tokens[0] if tokens else ""
+    # The value: non-finite and negative values are returned for the caller to judge.
+    try:
+        value = float(token)
+    except ValueError:
+        raise ExpositionError(f"bad sample value in line: {_shown(line)}") from None
+    # Python's float() also takes `1_000` and `-nan`, which the format does not.
+    if "_" in token or (value != value and token not in _NAN_SPELLINGS):
+        raise ExpositionError(f"bad sample value in line: {_shown(line)}")
+    return labels, value
+
+
+Found = tuple[str, Labels, float]
+"""A wanted sample as read: its metric name, labels and value."""
+
+
+class _Plan(NamedTuple):
+    wanted: dict[bytes, str]
+    """The wanted names, by their bytes."""
+    prefixes: tuple[bytes, ...]
+    """The same, for `startswith`."""
+    longest_name: int
+    lines: re.Pattern[bytes]
+    """The search for the wanted lines: each found as (line, name), from its newline."""
 
 
 @functools.lru_cache(maxsize=64)
-def _wanted_lines(names: frozenset[bytes]) -> re.Pattern[bytes]:
-    """The search for lines starting with one of `names`, built once per set of names (a
-    collector reads the same names every cycle)."""
-    alternatives = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+def _plan(names: tuple[str, ...]) -> _Plan:
+    """What a parser of `names` needs, built once per set of names (a collector reads
+    the same names every cycle)."""
+    wanted = {name.encode(): name for name in names}
+    alternatives = b"|".join(re.escape(n) for n in sorted(wanted, key=len, reverse=True))
     # A name ends at a brace, a space, or the line's end; the leading newline lets
     # the search skip to candidate lines by its literal prefix.
-    return re.compile(rb"\n(" + alternatives + rb")(?=[{ \n]|\Z)")
+    search = re.compile(rb"\n((" + alternatives + rb")(?=[{ \n]|\Z)[^\n]*)")
+    return _Plan(wanted, tuple(wanted), max(map(len, wanted), default=0), search)
 
 
 class SelectiveParser:
@@ -118,14 +147,12 @@ class SelectiveParser:
     lines in between are skipped without leaving C. Comments, blank lines and
     unwanted names are ignored; a wanted line that is malformed raises
     ExpositionError, because a half-read page would give wrong token counts. A
-    sample repeating an earlier one's name and labels is dropped and counted in
-    `duplicates`, as Prometheus keeps the first.
+    sample repeating an earlier one's name and labels (in any order) is dropped
+    and counted in `duplicates`, as Prometheus keeps the first.
     """
 
     def __init__(self, wanted: Iterable[str]) -> None:
-        self._wanted = {name.encode(): name for name in wanted}
-        self._longest_name = max(map(len, self._wanted), default=0)
-        self._next_wanted = _wanted_lines(frozenset(self._wanted))
+        self._wanted, self._prefixes, self._longest_name, self._wanted_lines = _plan(tuple(wanted))
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._skipping = False
@@ -136,7 +163,15 @@ class SelectiveParser:
 
     def feed(self, chunk: bytes) -> list[tuple[str, Sample]]:
         """Parse the lines that `chunk` completes; keep its unfinished last line."""
-        found: list[tuple[str, Sample]] = []
+        return [(name, Sample(labels, value)) for name, labels, value in self.read(chunk)]
+
+    def close(self) -> list[tuple[str, Sample]]:
+        """Parse the page's last line if it had no newline."""
+        return [(name, Sample(labels, value)) for name, labels, value in self.read_last()]
+
+    def read(self, chunk: bytes) -> list[Found]:
+        """`feed`, giving each sample as (name, labels, value), without a Sample."""
+        found: list[Found] = []
         start = 0
         if self._partial or self._skipping:
             end = chunk.find(b"\n")
@@ -154,38 +189,38 @@ class SelectiveParser:
         self._hold(chunk[last + 1 :])
         return found
 
-    def close(self) -> list[tuple[str, Sample]]:
-        """Parse the page's last line if it had no newline."""
-        found: list[tuple[str, Sample]] = []
+    def read_last(self) -> list[Found]:
+        """`close`, giving each sample as (name, labels, value), without a Sample."""
+        found: list[Found] = []
         self._finish_partial(found)
         return found
 
-    def _scan(self, chunk: bytes, start: int, end: int, found: list[tuple[str, Sample]]) -> None:
+    def _scan(self, chunk: bytes, start: int, end: int, found: list[Found]) -> None:
         """The wanted samples among the whole lines in chunk[start:end]."""
         first_end = chunk.find(b"\n", start, end)
-        self._line(chunk[start : end if first_end == -1 else first_end], found)
-        if first_end == -1:
-            return
-        wanted = self._wanted
-        for match in self._next_wanted.finditer(chunk, first_end, end):
-            line_start = match.start() + 1
-            line_end = chunk.find(b"\n", line_start, end)
-            line = chunk[line_start : end if line_end == -1 else line_end]
-            self._take(wanted[match.group(1)], line, len(match.group(1)), found)
+        if chunk.startswith(self._prefixes, start):
+            self._line(chunk[start : end if first_end == -1 else first_end], found)
+        if first_end != -1:
+            self._take(self._wanted_lines.findall(chunk, first_end, end), found)
 
-    def _line(self, line: bytes, found: list[tuple[str, Sample]]) -> None:
+    def _line(self, line: bytes, found: list[Found]) -> None:
         name = self._wanted_name(line)
         if name is not None:
-            self._take(name, line, len(name.encode()), found)
+            self._take(((line, name.encode()),), found)
 
-    def _take(self, name: str, line: bytes, name_end: int, found: list[tuple[str, Sample]]):
-        sample = _parse_line(line, name, name_end)
-        identity = hash((name, *sorted(sample.labels.items())))
-        if identity in self._seen:
-            self.duplicates += 1
-            return
-        self._seen.add(identity)
-        found.append((name, sample))
+    def _take(self, lines: Iterable[tuple[bytes, bytes]], found: list[Found]) -> None:
+        """Parse wanted lines, each with its metric name's bytes; keep the first of a series."""
+        wanted, seen = self._wanted, self._seen
+        for line, raw_name in lines:
+            name = wanted[raw_name]
+            labels, value = _parse_line(line, name, len(raw_name))
+            # The labels as a set: the same series with its labels in another order repeats.
+            identity = hash((name, frozenset(labels.items()) if labels else _NO_LABELS))
+            if identity in seen:
+                self.duplicates += 1
+            else:
+                seen.add(identity)
+                found.append((name, labels, value))
 
     def _hold(self, piece: bytes) -> None:
         if self._skipping or not piece:
@@ -200,7 +235,7 @@ class SelectiveParser:
             self._partial_size = 0
             self._skipping = True
 
-    def _finish_partial(self, found: list[tuple[str, Sample]]) -> None:
+    def _finish_partial(self, found: list[Found]) -> None:
         if self._partial:
             self._line(b"".join(self._partial), found)
         self._partial.clear()
