@@ -14,8 +14,9 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.base import CollectorError, PageSource
 from llm_cost_exporter.collectors.promtext import ExpositionError, Found, Labels, SelectiveParser
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 
@@ -219,3 +220,43 @@ def token_keys(prompt: Summed, generation: Summed, missing: str) -> list[Key]:
     if prompt.rejected or generation.rejected:
         keys = keys - prompt.rejected - generation.rejected
     return sorted(keys)
+
+
+class PageReader(Protocol):
+    """One engine's reader of one page: fed in chunks, then asked for its readings."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def readings(self) -> EngineReadings: ...
+
+
+@dataclass(frozen=True)
+class MetricsOff:
+    """How an engine answers when its metrics are off, and what turns them on."""
+
+    reason: str
+    """The CollectorError reason of that answer (`http_status`, `connection`)."""
+    answer: str
+    """How its message starts (`HTTP 404`); "" for any message of that reason."""
+    hint: str
+    """What to do, added to the message."""
+
+
+def read_whole(reader: PageReader, page: str | bytes) -> EngineReadings:
+    """A whole page's readings (fixtures, benchmarks), or CollectorError."""
+    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
+    return reader.readings()
+
+
+async def read_engine(
+    reader: PageReader, source: PageSource, off: MetricsOff | None = None
+) -> EngineReadings:
+    """The readings of the page `source` serves, or CollectorError; an answer that
+    says the engine's metrics are off carries the hint that turns them on."""
+    try:
+        await source.read(reader.feed)
+        return reader.readings()
+    except CollectorError as error:
+        if off is not None and error.reason == off.reason and str(error).startswith(off.answer):
+            raise CollectorError(error.reason, f"{error}: {off.hint}") from None
+        raise

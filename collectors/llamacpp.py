@@ -23,7 +23,15 @@ is no `_created` series: restarts are seen as counter drops.
 from __future__ import annotations
 
 from llm_cost_exporter.collectors.base import CollectorError, PageSource
-from llm_cost_exporter.collectors.engine_page import EnginePage, Key, Series, token_keys
+from llm_cost_exporter.collectors.engine_page import (
+    EnginePage,
+    Key,
+    MetricsOff,
+    Series,
+    read_engine,
+    read_whole,
+    token_keys,
+)
 from llm_cost_exporter.collectors.promtext import Labels
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 from llm_cost_exporter.collectors.served_model import ServedModel, named, openai_model_id
@@ -47,7 +55,9 @@ SERIES = (
 )
 
 MODELS_PATH = "/v1/models"
-METRICS_FLAG_HINT = "llama-server serves /metrics only when started with --metrics"
+METRICS_OFF = MetricsOff(
+    "http_status", "HTTP 501", "llama-server serves /metrics only when started with --metrics"
+)
 
 
 def _one_model(labels: Labels) -> Key:
@@ -109,9 +119,7 @@ class LlamaCppPageReader:
 def parse_llamacpp_page(page: str | bytes) -> EngineReadings:
     """Read a whole `llama-server` page (its reading's model is ""); CollectorError if
     it is not one."""
-    reader = LlamaCppPageReader()
-    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
-    return reader.readings()
+    return read_whole(LlamaCppPageReader(), page)
 
 
 class LlamaCppCollector:
@@ -125,13 +133,9 @@ class LlamaCppCollector:
         self._model = ServedModel(page, MODELS_PATH, openai_model_id, model)
 
     async def collect(self) -> EngineReadings:
-        reader = LlamaCppPageReader()
         try:
-            await self._page.read(reader.feed)
-            readings = reader.readings()
-        except CollectorError as error:
+            readings = await read_engine(LlamaCppPageReader(), self._page, METRICS_OFF)
+        except CollectorError:
             self._model.forget()
-            if error.reason == "http_status" and str(error).startswith("HTTP 501"):
-                raise CollectorError("http_status", f"{error}: {METRICS_FLAG_HINT}") from None
             raise
         return await named(readings, self._model)

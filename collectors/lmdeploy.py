@@ -20,12 +20,15 @@ Running, waiting and KV usage are refreshed every 10 s. The counters have no
 
 from __future__ import annotations
 
-from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.base import PageSource
 from llm_cost_exporter.collectors.engine_page import (
     EMPTY,
     EnginePage,
+    MetricsOff,
     Series,
     label_key,
+    read_engine,
+    read_whole,
     renamed,
     token_keys,
 )
@@ -50,9 +53,11 @@ SERIES = (
     Series(SUCCESS, part="finished_reason"),
 )
 
-METRICS_OFF = (
+METRICS_OFF = MetricsOff(
+    "http_status",
+    "HTTP 404",
     "LMDeploy serves /metrics on its API port unless started with --disable-metrics "
-    "(before 0.11, only with --enable-metrics)"
+    "(before 0.11, only with --enable-metrics)",
 )
 
 
@@ -109,9 +114,7 @@ class LmdeployPageReader:
 
 def parse_lmdeploy_page(page: str | bytes) -> EngineReadings:
     """Read every engine on a whole LMDeploy page; raise CollectorError if it is not one."""
-    reader = LmdeployPageReader()
-    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
-    return reader.readings()
+    return read_whole(LmdeployPageReader(), page)
 
 
 class LmdeployCollector:
@@ -125,11 +128,5 @@ class LmdeployCollector:
         self._model = model
 
     async def collect(self) -> EngineReadings:
-        reader = LmdeployPageReader()
-        try:
-            await self._page.read(reader.feed)
-        except CollectorError as error:
-            if error.reason == "http_status" and "404" in str(error):
-                raise CollectorError("http_status", f"{error}: {METRICS_OFF}") from None
-            raise
-        return renamed(reader.readings(), self._model)
+        readings = await read_engine(LmdeployPageReader(), self._page, METRICS_OFF)
+        return renamed(readings, self._model)

@@ -28,8 +28,11 @@ from llm_cost_exporter.collectors.base import CollectorError, PageSource
 from llm_cost_exporter.collectors.engine_page import (
     EnginePage,
     Key,
+    MetricsOff,
     Series,
     Summed,
+    read_engine,
+    read_whole,
     renamed,
     sum_parts,
     token_keys,
@@ -71,9 +74,11 @@ SERIES = (
 TOKENIZER = "tokenizer"
 """The raw rank of the tokenizer's series, which carry no rank label."""
 
-DISABLED = (
-    "SGLang answered 404 for its metrics page: start it with --enable-metrics "
-    "(it serves /metrics on its HTTP port, 30000 by default)"
+METRICS_OFF = MetricsOff(
+    "http_status",
+    "HTTP 404",
+    "SGLang serves /metrics on its HTTP port (30000 by default) only when started with "
+    "--enable-metrics",
 )
 MISSING = "no sglang:* series on the page (wrong URL, or SGLang started without --enable-metrics?)"
 
@@ -246,9 +251,7 @@ def _zeroed(summed: Summed, key: Key) -> Summed:
 
 def parse_sglang_page(page: str | bytes) -> EngineReadings:
     """Read a whole SGLang page; raise CollectorError if it is not one."""
-    reader = SglangPageReader()
-    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
-    return reader.readings()
+    return read_whole(SglangPageReader(), page)
 
 
 class SglangCollector:
@@ -262,11 +265,5 @@ class SglangCollector:
         self._model = model
 
     async def collect(self) -> EngineReadings:
-        reader = SglangPageReader()
-        try:
-            await self._page.read(reader.feed)
-        except CollectorError as error:
-            if error.reason == "http_status" and str(error).startswith("HTTP 404"):
-                raise CollectorError("http_status", DISABLED) from None
-            raise
-        return renamed(reader.readings(), self._model)
+        readings = await read_engine(SglangPageReader(), self._page, METRICS_OFF)
+        return renamed(readings, self._model)

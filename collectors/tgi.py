@@ -25,7 +25,13 @@ restarts are seen as counter drops.
 from __future__ import annotations
 
 from llm_cost_exporter.collectors.base import CollectorError, PageSource
-from llm_cost_exporter.collectors.engine_page import EnginePage, Key, Series
+from llm_cost_exporter.collectors.engine_page import (
+    EnginePage,
+    Key,
+    Series,
+    read_engine,
+    read_whole,
+)
 from llm_cost_exporter.collectors.promtext import Labels
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 from llm_cost_exporter.collectors.served_model import ServedModel, named, tgi_model_id
@@ -112,9 +118,7 @@ class TgiPageReader:
 
 def parse_tgi_page(page: str | bytes) -> EngineReadings:
     """Read a whole TGI page (its reading's model is ""); CollectorError if it is not one."""
-    reader = TgiPageReader()
-    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
-    return reader.readings()
+    return read_whole(TgiPageReader(), page)
 
 
 class TgiCollector:
@@ -128,10 +132,8 @@ class TgiCollector:
         self._model = ServedModel(page, INFO_PATH, tgi_model_id, model)
 
     async def collect(self) -> EngineReadings:
-        reader = TgiPageReader()
         try:
-            await self._page.read(reader.feed)
-            readings = reader.readings()
+            readings = await read_engine(TgiPageReader(), self._page)
         except CollectorError:
             self._model.forget()
             raise

@@ -28,13 +28,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.base import PageSource
 from llm_cost_exporter.collectors.engine_page import (
     EMPTY,
     EnginePage,
     Key,
+    MetricsOff,
     Series,
     Summed,
+    read_engine,
+    read_whole,
     token_keys,
     value_problem,
 )
@@ -55,7 +58,11 @@ SERIES = (
     Series(KV_BLOCKS, part="kv_cache_block_type"),
 )
 
-METRICS_OFF = "Triton serves metrics on port 8002 unless started with --allow-metrics=false"
+METRICS_OFF = MetricsOff(
+    "connection",
+    "",
+    "Triton serves metrics on port 8002 unless started with --allow-metrics=false",
+)
 
 
 def _key(labels: Labels) -> Key:
@@ -213,9 +220,7 @@ def _total(values: Iterable[float | None]) -> float | None:
 
 def parse_triton_page(page: str | bytes) -> EngineReadings:
     """Read every TensorRT-LLM model on a whole Triton page; CollectorError if none."""
-    reader = TritonPageReader()
-    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
-    return reader.readings()
+    return read_whole(TritonPageReader(), page)
 
 
 class TritonCollector:
@@ -229,11 +234,5 @@ class TritonCollector:
         self._model = model
 
     async def collect(self) -> EngineReadings:
-        reader = TritonPageReader()
-        try:
-            await self._page.read(reader.feed)
-        except CollectorError as error:
-            if error.reason == "connection":
-                raise CollectorError("connection", f"{error} ({METRICS_OFF})") from None
-            raise
-        return merged(reader.readings(), self._model)
+        readings = await read_engine(TritonPageReader(), self._page, METRICS_OFF)
+        return merged(readings, self._model)

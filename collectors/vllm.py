@@ -37,6 +37,8 @@ from llm_cost_exporter.collectors.engine_page import (
     Series,
     Summed,
     label_key,
+    read_engine,
+    read_whole,
     renamed,
     token_keys,
     value_problem,
@@ -220,9 +222,7 @@ class VllmPageReader:
 
 def parse_vllm_page(page: str | bytes) -> EngineReadings:
     """Read every engine on a whole vLLM page; raise CollectorError if it is not one."""
-    reader = VllmPageReader()
-    reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
-    return reader.readings()
+    return read_whole(VllmPageReader(), page)
 
 
 class VllmCollector:
@@ -236,6 +236,4 @@ class VllmCollector:
         self._model = model
 
     async def collect(self) -> EngineReadings:
-        reader = VllmPageReader()
-        await self._page.read(reader.feed)
-        return renamed(reader.readings(), self._model)
+        return renamed(await read_engine(VllmPageReader(), self._page), self._model)
