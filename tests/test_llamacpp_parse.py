@@ -7,11 +7,11 @@ import re
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
-import prometheus_client.parser
 import pytest
 from conftest import TESTS
 from realparts.one_model_engine import EngineAnswers, OneModelEngine
 from realparts.timeouts import scaled
+from simulated_pages import page_shape
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.http_page import HttpPage
@@ -243,14 +243,6 @@ def test_simulated_pages_read_back_to_the_engine_counts() -> None:
     assert engine.documents()["/v1/models"]["data"][0]["id"] == "llama-3.2-1b"
 
 
-def _shape(text: str) -> dict[str, tuple[str, str, frozenset[str]]]:
-    families = prometheus_client.parser.text_string_to_metric_families(text)
-    return {
-        f.name: (f.type, f.documentation, frozenset(k for s in f.samples for k in s.labels))
-        for f in families
-    }
-
-
 def test_simulated_page_has_the_templates_families_types_help_and_labels() -> None:
     now = [1_000.0]
     engine = SimulatedEngine(
@@ -259,4 +251,4 @@ def test_simulated_page_has_the_templates_families_types_help_and_labels() -> No
     now[0] += 3_600
     template = (TESTS / "fixtures" / "engines" / "llamacpp-0c1e570-real.prom").read_text()
     assert PAGE_FORMATS["llamacpp"].TEMPLATE == "llamacpp-0c1e570.prom"
-    assert _shape(engine.render().decode()) == _shape(template)
+    assert page_shape(engine.render().decode()) == page_shape(template)

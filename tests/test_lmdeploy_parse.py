@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.timeouts import scaled
+from simulated_pages import SimClock, page_shape, template_text
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.http_page import HttpPage
@@ -191,28 +190,12 @@ async def test_metrics_disabled_server_is_an_http_error_naming_the_flag() -> Non
 # -- the simulator's `lmdeploy` format ---------------------------------------------
 
 
-def _shape(text: str) -> dict[tuple[str, str], tuple[str, frozenset[frozenset[str]]]]:
-    return {
-        (f.name, f.type): (f.documentation, frozenset(frozenset(s.labels) for s in f.samples))
-        for f in text_string_to_metric_families(text)
-    }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_767_225_600.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_template_is_the_fixture() -> None:
-    template = resources.files("llm_cost_exporter.tools.simulator") / "templates"
-    assert (template / "lmdeploy-0.18.0.prom").read_text() == PAGE
+    assert template_text("lmdeploy") == PAGE
 
 
 def test_simulated_pages_read_back_to_the_state_with_live_and_finished_counts() -> None:
-    clock = Clock()
+    clock = SimClock()
     engine = SimulatedEngine(
         "sim-lmdeploy",
         2000.0,
@@ -224,10 +207,10 @@ def test_simulated_pages_read_back_to_the_state_with_live_and_finished_counts() 
     template = page_template("lmdeploy")
     lagging = 0
     for _ in range(4):
-        clock.now += 300.0
+        clock.t += 300.0
         state = engine.page_state()
         page = template.render(state).decode()
-        assert _shape(page) == _shape(PAGE)
+        assert page_shape(page) == page_shape(PAGE)
         (reading,) = parse_lmdeploy_page(page)
         assert reading.model == "sim-lmdeploy"
         assert reading.prompt_tokens == state.prompt_tokens  # at the first token

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from importlib import resources
 
 import pytest
 from conftest import TESTS
 from prometheus_client.parser import text_string_to_metric_families
+from simulated_pages import SimClock, page_shape, template_text
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.tokens import TokenLedger
@@ -17,7 +17,6 @@ from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.collectors.sglang import SglangPageReader, parse_sglang_page
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
-from llm_cost_exporter.tools.simulator.formats import PAGE_FORMATS
 from llm_cost_exporter.tools.simulator.profiles import make_profile
 
 PAGE = (TESTS / "fixtures" / "engines" / "sglang-0.5.23-rendered.prom").read_text()
@@ -224,26 +223,7 @@ def test_streamed_in_small_chunks_reads_the_same(size: int) -> None:
 # -- the simulator's `sglang` format ------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _shape(text: str) -> dict[str, tuple]:
-    return {
-        f.name: (f.type, f.documentation, frozenset(k for s in f.samples for k in s.labels))
-        for f in text_string_to_metric_families(text)
-    }
-
-
-TEMPLATE_TEXT = (
-    resources.files("llm_cost_exporter.tools.simulator")
-    .joinpath("templates", PAGE_FORMATS["sglang"].TEMPLATE)
-    .read_text(encoding="utf-8")
-)
+TEMPLATE_TEXT = template_text("sglang")
 LATENCY_ADDED = {
     # family -> (HELP, label names, bucket bounds) as SGLang 0.5.23's TokenizerMetricsCollector
     # declares them (observability/metrics_collector.py); the fixture's render had observed
@@ -279,7 +259,7 @@ def test_the_simulator_template_is_the_fixture_plus_sglangs_latency_histograms()
 
 
 def test_simulated_sglang_page_parses_to_the_state_it_was_rendered_from() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = SimulatedEngine(
         "llama-test", 1000.0, make_profile("steady", level=0.6), acceleration=10.0,
         page_format="sglang", clock=clock,
@@ -301,13 +281,13 @@ def test_simulated_sglang_page_parses_to_the_state_it_was_rendered_from() -> Non
             assert reading.prompt_tokens >= previous.prompt_tokens
             assert reading.generation_tokens >= previous.generation_tokens
         previous = reading
-        assert _shape(page) == _shape(TEMPLATE_TEXT)
+        assert page_shape(page) == page_shape(TEMPLATE_TEXT)
     assert previous is not None and previous.generation_tokens > 0
     assert previous.prompt_tokens > state.finished_prompt_tokens  # live runs ahead
 
 
 def test_simulated_sglang_latency_histograms_grow_with_requests_and_streamed_tokens() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = SimulatedEngine(
         "llama-test", 1000.0, make_profile("steady", level=0.6), acceleration=10.0,
         page_format="sglang", clock=clock,

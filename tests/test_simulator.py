@@ -7,17 +7,15 @@ import asyncio
 import itertools
 import json
 import math
-from datetime import datetime, timezone
 from functools import lru_cache
-from importlib import resources
 
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from simulated_pages import MONDAY, SimClock, page_shape, template_text
 
 from llm_cost_exporter.tools.simulator.engine import REQUEST_SECONDS, SimulatedEngine
-from llm_cost_exporter.tools.simulator.formats import PAGE_FORMATS
 from llm_cost_exporter.tools.simulator.page import PageState
 from llm_cost_exporter.tools.simulator.profiles import (
     PROFILE_NAMES,
@@ -34,38 +32,11 @@ from llm_cost_exporter.tools.simulator.server import (
     split_listen_address,
 )
 
-# Monday 2025-06-02 00:00 UTC.
-MONDAY = datetime(2025, 6, 2, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0
-
-
-class FakeClock:
-    def __init__(self, t: float = MONDAY) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _template_text(page_format: str) -> str:
-    path = (
-        resources.files("llm_cost_exporter.tools.simulator")
-        / "templates"
-        / PAGE_FORMATS[page_format].TEMPLATE
-    )
-    return path.read_text(encoding="utf-8")
 
 
 def _families(text: str) -> dict[str, object]:
     return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-def _shape(text: str) -> dict[tuple[str, str], tuple[str, frozenset[frozenset[str]]]]:
-    """(family, type) -> (HELP, the label-name sets its samples use)."""
-    return {
-        (f.name, f.type): (f.documentation, frozenset(frozenset(s.labels) for s in f.samples))
-        for f in text_string_to_metric_families(text)
-    }
 
 
 @lru_cache(maxsize=16)
@@ -89,7 +60,7 @@ def _value(text: str, name: str, **labels: str) -> float:
     return found[0]
 
 
-def _engine(clock: FakeClock, profile: str = "steady", **kwargs: object) -> SimulatedEngine:
+def _engine(clock: SimClock, profile: str = "steady", **kwargs: object) -> SimulatedEngine:
     params = {"level": 0.5} if profile == "steady" else {}
     defaults: dict[str, object] = {"acceleration": 10.0, "clock": clock}
     defaults.update(kwargs)
@@ -101,20 +72,20 @@ def _engine(clock: FakeClock, profile: str = "steady", **kwargs: object) -> Simu
 
 @pytest.mark.parametrize("page_format", ["v1", "v0"])
 def test_page_has_same_families_types_help_and_labels_as_template(page_format: str) -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, page_format=page_format)
     clock.t += 60
     page = engine.render().decode()
-    assert _shape(page) == _shape(_template_text(page_format))
+    assert page_shape(page) == page_shape(template_text(page_format))
     # Same lines in the same order: only values and model/engine label values change.
     template_names = [
-        ln.split("{")[0].split(" ")[0] for ln in _template_text(page_format).split("\n")
+        ln.split("{")[0].split(" ")[0] for ln in template_text(page_format).split("\n")
     ]
     assert [ln.split("{")[0].split(" ")[0] for ln in page.split("\n")] == template_names
 
 
 def test_v1_page_labels_model_and_engine_and_cache_config() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, kv_capacity_tokens=1_048_576, block_size=16)
     page = engine.render().decode()
     assert "tiny-llama" not in page
@@ -132,7 +103,7 @@ def test_v1_page_labels_model_and_engine_and_cache_config() -> None:
 
 
 def test_counters_are_written_like_prometheus_client() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock)
     clock.t += 60
     lines = engine.render().decode().splitlines()
@@ -160,7 +131,7 @@ def _histograms(text: str):
 
 @pytest.mark.parametrize("page_format", ["v1", "v0"])
 def test_histograms_cumulative_and_monotonic_over_time(page_format: str) -> None:
-    clock = FakeClock(MONDAY + 10 * HOUR)
+    clock = SimClock(MONDAY + 10 * HOUR)
     engine = _engine(clock, profile="diurnal", page_format=page_format, acceleration=60.0)
     previous: dict[tuple, list[float]] = {}
     seen_buckets = 0
@@ -188,7 +159,7 @@ def test_histograms_cumulative_and_monotonic_over_time(page_format: str) -> None
 
 
 def test_iteration_tokens_sum_equals_prompt_plus_generation() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock)
     clock.t += 13.7
     page = engine.render().decode()
@@ -201,7 +172,7 @@ def test_iteration_tokens_sum_equals_prompt_plus_generation() -> None:
 
 
 def test_steady_profile_page_counters_match_ground_truth() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock)  # level 0.5, capacity 1000, acceleration 10
     clock.t += 60
     page = engine.render().decode()
@@ -238,8 +209,8 @@ def test_steady_profile_page_counters_match_ground_truth() -> None:
     assert _value(page, "vllm:num_requests_running") > 0
 
 
-def test_tokens_in_wall_time_accelerates_only_the_traffic_shape() -> None:
-    clock = FakeClock()
+def test_tokens_in_wall_time_accelerates_only_the_trafficpage_shape() -> None:
+    clock = SimClock()
     profile = make_profile("diurnal", peak_to_trough=10)
     engine = SimulatedEngine(
         "m", 1000, profile, acceleration=3600, tokens_in_wall_time=True, clock=clock,
@@ -254,7 +225,7 @@ def test_tokens_in_wall_time_accelerates_only_the_traffic_shape() -> None:
 
 
 def test_counters_never_lose_or_invent_tokens_over_many_small_scrapes() -> None:
-    clock = FakeClock(MONDAY + 8 * HOUR)
+    clock = SimClock(MONDAY + 8 * HOUR)
     engine = _engine(clock, profile="diurnal", acceleration=7.3)
     last: dict[str, float] = {}
     for i in range(150):
@@ -286,7 +257,7 @@ def test_counters_never_lose_or_invent_tokens_over_many_small_scrapes() -> None:
 
 
 def test_scheduled_restart_resets_page_but_not_ground_truth() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, restart_every=300.0)  # sim seconds; 30 wall seconds
     clock.t += 29
     before = engine.render().decode()
@@ -316,7 +287,7 @@ def test_scheduled_restart_resets_page_but_not_ground_truth() -> None:
 
 
 def test_restart_at_explicit_times() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, acceleration=1.0, restart_at=[5.0, 20.0])
     clock.t += 30
     truth = engine.ground_truth()
@@ -329,7 +300,7 @@ def test_restart_at_explicit_times() -> None:
 
 
 def test_overload_queues_requests_and_caps_served_tokens() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = SimulatedEngine(
         "m", 1000.0, make_profile("steady", level=1.5), acceleration=1.0, clock=clock
     )
@@ -344,7 +315,7 @@ def test_overload_queues_requests_and_caps_served_tokens() -> None:
 
 
 def test_idle_engine_serves_nothing() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, profile="idle")
     clock.t += 3600
     page = engine.render().decode()
@@ -355,7 +326,7 @@ def test_idle_engine_serves_nothing() -> None:
 
 
 def test_v0_page_names_and_no_prefix_caching() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, page_format="v0", block_size=16)
     clock.t += 60
     page = engine.render().decode()
@@ -450,7 +421,7 @@ def test_arguments_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_build_engines_from_args_assigns_models_round_robin() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     args = _args(
         "--engines", "5", "--model", "a,b", "--model", "c", "--profile", "steady",
         "--level", "0.25", "--page-format", "v0", "--restart-every", "60",
@@ -487,7 +458,7 @@ def test_page_content_type_is_vllms() -> None:
 
 
 async def test_http_app_routes() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engines = [
         SimulatedEngine("a", 1000.0, make_profile("steady", level=0.5), clock=clock),
         SimulatedEngine("b", 1000.0, make_profile("idle"), clock=clock, page_format="v0"),
@@ -550,7 +521,7 @@ def _total_tokens(body: dict, index: int = 0) -> int:
 
 
 async def test_control_changes_served_rate_from_now_on_and_counters_stay_continuous() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engines = [SimulatedEngine("a", 1000.0, make_profile("steady", level=0.5), clock=clock)]
     async with TestClient(TestServer(build_simulator_app(engines))) as client:
         clock.t += 10
@@ -589,7 +560,7 @@ async def test_control_changes_served_rate_from_now_on_and_counters_stay_continu
 
 
 async def test_control_restores_load_and_picks_engines() -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engines = [
         SimulatedEngine(name, 1000.0, make_profile("steady", level=0.5), clock=clock, seed=i)
         for i, name in enumerate("ab")
@@ -632,7 +603,7 @@ async def test_control_restores_load_and_picks_engines() -> None:
     ],
 )
 async def test_control_rejects_bad_input_and_changes_nothing(body: str, reason: str) -> None:
-    clock = FakeClock()
+    clock = SimClock()
     engines = [
         SimulatedEngine(name, 1000.0, make_profile("steady", level=0.5), clock=clock)
         for name in "ab"
@@ -687,7 +658,7 @@ def test_a_taken_port_is_one_line_and_exit_2(capsys) -> None:
 def test_finished_request_counts_lag_the_live_ones_by_one_request() -> None:
     """Engines that count a request's tokens when it ends show what was served one
     request's length ago: behind the live counts, never ahead, never going back."""
-    clock = FakeClock()
+    clock = SimClock()
     engine = _engine(clock, acceleration=1.0)  # 500 tokens/s, steady
     lag = REQUEST_SECONDS
     seen: list[PageState] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from simulated_pages import SimClock
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.tokens import TokenLedger
@@ -27,15 +28,7 @@ CAPACITY = 2000.0
 API = ApiPrices(input=0.80, cached_input=0.08, output=4.00)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = MONDAY
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def engine(role: str, clock: Clock, level: float = 0.6, **extra: object) -> SimulatedEngine:
+def engine(role: str, clock: SimClock, level: float = 0.6, **extra: object) -> SimulatedEngine:
     profile = make_profile("steady", level=level)
     return SimulatedEngine("m", CAPACITY, profile, role=role, clock=clock, **extra)  # type: ignore[arg-type]
 
@@ -48,7 +41,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 @pytest.mark.parametrize("seconds", [0, 7, 95, 3600])
 def test_role_pages_read_back_as_the_engine_counts_them(seconds: int) -> None:
-    clock = Clock()
+    clock = SimClock(MONDAY)
     prefill, decode = engine("prefill", clock), engine("decode", clock)
     clock.t += seconds
     for simulated in (prefill, decode):
@@ -70,7 +63,7 @@ def test_role_pages_read_back_as_the_engine_counts_them(seconds: int) -> None:
 
 
 def test_the_pair_serves_once_what_one_combined_engine_serves() -> None:
-    clock = Clock()
+    clock = SimClock(MONDAY)
     combined, prefill, decode = (engine(r, clock) for r in ("combined", "prefill", "decode"))
     clock.t += 3600
     whole = combined.ground_truth()
@@ -86,7 +79,7 @@ def test_the_pair_serves_once_what_one_combined_engine_serves() -> None:
 
 
 def test_two_nodes_accounting_the_pair_count_its_prompt_tokens_once() -> None:
-    clock = Clock()
+    clock = SimClock(MONDAY)
     prefill, decode = engine("prefill", clock), engine("decode", clock)
     nodes = {role: TokenLedger({}, API, MONDAY - 1) for role in ("prefill", "decode")}
     for step in range(40):  # the engines started after the ledgers: counted from zero
@@ -109,7 +102,7 @@ def test_two_nodes_accounting_the_pair_count_its_prompt_tokens_once() -> None:
 
 
 def test_preemptions_follow_the_demand_beyond_capacity() -> None:
-    clock = Clock()
+    clock = SimClock(MONDAY)
     overloaded = engine("combined", clock, level=1.5)
     within = engine("combined", clock, level=0.9)
     clock.t += 100
@@ -123,7 +116,7 @@ def test_preemptions_follow_the_demand_beyond_capacity() -> None:
 
 
 def test_preemptions_restart_with_the_engine_and_the_truth_keeps_them() -> None:
-    clock = Clock()
+    clock = SimClock(MONDAY)
     overloaded = engine("combined", clock, level=1.5, restart_every=60.0)
     clock.t += 100
     truth = overloaded.ground_truth()
@@ -144,7 +137,7 @@ def test_roles_are_given_like_page_formats() -> None:
 
 
 def test_a_decode_page_has_the_template_families_and_labels() -> None:
-    clock = Clock()
+    clock = SimClock(MONDAY)
     decode, combined = engine("decode", clock), engine("combined", clock)
     clock.t += 60
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-import prometheus_client.parser
 import pytest
 from conftest import TESTS
+from simulated_pages import page_shape
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.registry import engine_collector
@@ -170,14 +170,6 @@ def test_simulated_pages_read_back_to_the_engine_counts() -> None:
     assert engine.documents()["/info"]["model_id"] == "tgi-model"
 
 
-def _shape(text: str) -> dict[str, tuple[str, str, frozenset[str]]]:
-    families = prometheus_client.parser.text_string_to_metric_families(text)
-    return {
-        f.name: (f.type, f.documentation, frozenset(k for s in f.samples for k in s.labels))
-        for f in families
-    }
-
-
 def test_simulated_page_has_the_templates_families_types_help_and_labels() -> None:
     now = [1_000.0]
     engine = SimulatedEngine(
@@ -185,6 +177,6 @@ def test_simulated_page_has_the_templates_families_types_help_and_labels() -> No
     )
     now[0] += 3_600
     rendered = engine.render().decode()
-    assert _shape(rendered) == _shape(PAGE)
+    assert page_shape(rendered) == page_shape(PAGE)
     # Counters as the Rust exporter prints them: whole numbers, no `_total`, no `.0`.
     assert re.search(r"^tgi_request_success \d+$", rendered, re.M)

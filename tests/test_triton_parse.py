@@ -5,14 +5,13 @@ their model; the simulator's `triton` format reads back to exactly its state."""
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from realparts.ports import free_port
 from realparts.timeouts import scaled
+from simulated_pages import SimClock, page_shape, template_text
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
 from llm_cost_exporter.collectors.http_page import HttpPage
@@ -209,28 +208,12 @@ async def test_metrics_disabled_server_refuses_and_the_error_names_the_flag() ->
 # -- the simulator's `triton` format -----------------------------------------------
 
 
-def _shape(text: str) -> dict[tuple[str, str], tuple[str, frozenset[frozenset[str]]]]:
-    return {
-        (f.name, f.type): (f.documentation, frozenset(frozenset(s.labels) for s in f.samples))
-        for f in text_string_to_metric_families(text)
-    }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_767_225_600.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_template_is_the_fixture() -> None:
-    template = resources.files("llm_cost_exporter.tools.simulator") / "templates"
-    assert (template / "triton-trtllm-0.18.2.prom").read_text() == PAGE
+    assert template_text("triton") == PAGE
 
 
 def test_simulated_pages_read_back_to_the_state_with_finished_counts() -> None:
-    clock = Clock()
+    clock = SimClock()
     engine = SimulatedEngine(
         "sim-trtllm",
         2000.0,
@@ -243,10 +226,10 @@ def test_simulated_pages_read_back_to_the_state_with_finished_counts() -> None:
     template = page_template("triton")
     lagging = 0
     for _ in range(4):
-        clock.now += 300.0
+        clock.t += 300.0
         state = engine.page_state()
         page = template.render(state).decode()
-        assert _shape(page) == _shape(PAGE)
+        assert page_shape(page) == page_shape(PAGE)
         (reading,) = parse_triton_page(page)
         assert (reading.model, reading.engine) == ("sim-trtllm", "1")
         assert reading.prompt_tokens == state.finished_prompt_tokens  # at request end
