@@ -1,8 +1,9 @@
 """What every engine collector shares: an engine's page read as it streams in, the
 series it wants summed per (model, rank), and each unusable series rejected alone.
 
-An engine module names the series it reads (`Series`), says which (model, rank) a
-series is about (`key`), and turns the sums into readings. A page that is not the
+An engine module is an EngineReader, naming the series it reads (`Series`), which
+(model, rank) a series is about (`key`) and how the sums become readings
+(`interpret`), and a PageCollector reading the engine's page with it. A page that is not the
 engine's or is malformed fails whole (CollectorError); a series of a sound page
 whose value cannot be used (NaN, infinite, negative, beyond what it can count) is
 rejected alone, counted by reason, and spoils only its own (model, rank).
@@ -14,7 +15,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar
 
 from llm_cost_exporter.collectors.base import CollectorError, PageSource
 from llm_cost_exporter.collectors.promtext import ExpositionError, Found, Labels, SelectiveParser
@@ -222,12 +223,31 @@ def token_keys(prompt: Summed, generation: Summed, missing: str) -> list[Key]:
     return sorted(keys)
 
 
-class PageReader(Protocol):
-    """One engine's reader of one page: fed in chunks, then asked for its readings."""
+class EngineReader:
+    """One engine's reader of one page: the `SERIES` it reads, which (model, rank) a
+    series is about (`key`), and how the sums become readings (`interpret`)."""
 
-    def feed(self, chunk: bytes) -> None: ...
+    SERIES: ClassVar[tuple[Series, ...]]
 
-    def readings(self) -> EngineReadings: ...
+    def __init__(self) -> None:
+        self._page = EnginePage(self.SERIES, self.key)
+
+    def key(self, labels: Labels) -> Key | None:
+        """The (model, rank) a series is about; None leaves it out."""
+        raise NotImplementedError
+
+    def interpret(self) -> list[EngineReading]:
+        """The readings from the page's sums, or CollectorError."""
+        raise NotImplementedError
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the page; CollectorError if it is malformed."""
+        self._page.feed(chunk)
+
+    def readings(self) -> EngineReadings:
+        """The page's readings once it is all fed, or CollectorError."""
+        self._page.close()
+        return self._page.readings(self.interpret())
 
 
 @dataclass(frozen=True)
@@ -242,14 +262,14 @@ class MetricsOff:
     """What to do, added to the message."""
 
 
-def read_whole(reader: PageReader, page: str | bytes) -> EngineReadings:
+def read_whole(reader: EngineReader, page: str | bytes) -> EngineReadings:
     """A whole page's readings (fixtures, benchmarks), or CollectorError."""
     reader.feed(page.encode("utf-8", "surrogatepass") if isinstance(page, str) else page)
     return reader.readings()
 
 
 async def read_engine(
-    reader: PageReader, source: PageSource, off: MetricsOff | None = None
+    reader: EngineReader, source: PageSource, off: MetricsOff | None = None
 ) -> EngineReadings:
     """The readings of the page `source` serves, or CollectorError; an answer that
     says the engine's metrics are off carries the hint that turns them on."""
@@ -260,3 +280,25 @@ async def read_engine(
         if off is not None and error.reason == off.reason and str(error).startswith(off.answer):
             raise CollectorError(error.reason, f"{error}: {off.hint}") from None
         raise
+
+
+class PageCollector:
+    """An engine collector (base.EngineCollector) reading its engine's page with its
+    `READER`; `METRICS_OFF` is how the engine answers with its metrics off."""
+
+    name: ClassVar[str]
+    READER: ClassVar[type[EngineReader]]
+    METRICS_OFF: ClassVar[MetricsOff | None] = None
+
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
+        self.target = target
+        self._page = page
+        self._model = model
+
+    async def collect(self) -> EngineReadings:
+        readings = await read_engine(self.READER(), self._page, self.METRICS_OFF)
+        return self.named(readings)
+
+    def named(self, readings: EngineReadings) -> EngineReadings:
+        """The readings under the configured model name, where there is one."""
+        return renamed(readings, self._model)

@@ -22,19 +22,20 @@ is no `_created` series: restarts are seen as counter drops.
 
 from __future__ import annotations
 
-from llm_cost_exporter.collectors.base import CollectorError, PageSource
 from llm_cost_exporter.collectors.engine_page import (
-    EnginePage,
+    EngineReader,
     Key,
     MetricsOff,
     Series,
-    read_engine,
     read_whole,
     token_keys,
 )
 from llm_cost_exporter.collectors.promtext import Labels
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
-from llm_cost_exporter.collectors.served_model import ServedModel, named, openai_model_id
+from llm_cost_exporter.collectors.served_model import (
+    OneModelCollector,
+    openai_model_id,
+)
 
 PROMPT = "llamacpp:prompt_tokens_total"  # computed only, cached excluded
 CACHED = "llamacpp:prompt_tokens_cached_total"
@@ -65,22 +66,13 @@ def _one_model(labels: Labels) -> Key:
     return "", ""
 
 
-class LlamaCppPageReader:
+class LlamaCppPageReader(EngineReader):
     """Reads one `llama-server` page fed in chunks: one unnamed reading, and rejections."""
 
-    def __init__(self) -> None:
-        self._page = EnginePage(SERIES, _one_model)
+    SERIES = SERIES
+    key = staticmethod(_one_model)
 
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the page; CollectorError if it is malformed."""
-        self._page.feed(chunk)
-
-    def readings(self) -> EngineReadings:
-        """The page's reading (model "") once it is all fed, or CollectorError."""
-        self._page.close()
-        return self._page.readings(self._interpret())
-
-    def _interpret(self) -> list[EngineReading]:
+    def interpret(self) -> list[EngineReading]:
         page = self._page
         computed = page.first_of((PROMPT,))
         generation = page.first_of((GENERATION,))
@@ -122,20 +114,11 @@ def parse_llamacpp_page(page: str | bytes) -> EngineReadings:
     return read_whole(LlamaCppPageReader(), page)
 
 
-class LlamaCppCollector:
+class LlamaCppCollector(OneModelCollector):
     """Reads one `llama-server`'s `/metrics` page, and its model's name from `/v1/models`."""
 
     name = "llamacpp"
-
-    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
-        self.target = target
-        self._page = page
-        self._model = ServedModel(page, MODELS_PATH, openai_model_id, model)
-
-    async def collect(self) -> EngineReadings:
-        try:
-            readings = await read_engine(LlamaCppPageReader(), self._page, METRICS_OFF)
-        except CollectorError:
-            self._model.forget()
-            raise
-        return await named(readings, self._model)
+    READER = LlamaCppPageReader
+    METRICS_OFF = METRICS_OFF
+    MODEL_DOCUMENT = MODELS_PATH
+    pick_model = staticmethod(openai_model_id)

@@ -20,16 +20,14 @@ Running, waiting and KV usage are refreshed every 10 s. The counters have no
 
 from __future__ import annotations
 
-from llm_cost_exporter.collectors.base import PageSource
 from llm_cost_exporter.collectors.engine_page import (
     EMPTY,
-    EnginePage,
+    EngineReader,
     MetricsOff,
+    PageCollector,
     Series,
     label_key,
-    read_engine,
     read_whole,
-    renamed,
     token_keys,
 )
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
@@ -61,22 +59,13 @@ METRICS_OFF = MetricsOff(
 )
 
 
-class LmdeployPageReader:
+class LmdeployPageReader(EngineReader):
     """Reads one LMDeploy page fed in chunks: readings per model and rank, and rejections."""
 
-    def __init__(self) -> None:
-        self._page = EnginePage(SERIES, label_key("model_name", "engine"))
+    SERIES = SERIES
+    key = staticmethod(label_key("model_name", "engine"))
 
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the page; CollectorError if it is malformed."""
-        self._page.feed(chunk)
-
-    def readings(self) -> EngineReadings:
-        """The page's readings once it is all fed, or CollectorError."""
-        self._page.close()
-        return self._page.readings(self._interpret())
-
-    def _interpret(self) -> list[EngineReading]:
+    def interpret(self) -> list[EngineReading]:
         page = self._page
         prompt = page.get(PROMPT) or EMPTY
         generation = page.get(GENERATION) or EMPTY
@@ -117,16 +106,9 @@ def parse_lmdeploy_page(page: str | bytes) -> EngineReadings:
     return read_whole(LmdeployPageReader(), page)
 
 
-class LmdeployCollector:
+class LmdeployCollector(PageCollector):
     """Reads one LMDeploy API server's `/metrics` page."""
 
     name = "lmdeploy"
-
-    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
-        self.target = target
-        self._page = page
-        self._model = model
-
-    async def collect(self) -> EngineReadings:
-        readings = await read_engine(LmdeployPageReader(), self._page, METRICS_OFF)
-        return renamed(readings, self._model)
+    READER = LmdeployPageReader
+    METRICS_OFF = METRICS_OFF

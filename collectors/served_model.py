@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from llm_cost_exporter.collectors.base import CollectorError, PageSource
-from llm_cost_exporter.collectors.engine_page import renamed
+from llm_cost_exporter.collectors.engine_page import PageCollector, read_engine, renamed
 from llm_cost_exporter.collectors.readings import EngineReadings
 
 REFRESH_SECONDS = 300.0
@@ -104,9 +105,25 @@ class ServedModel:
         return name
 
 
-async def named(readings: EngineReadings, model: ServedModel) -> EngineReadings:
-    """A one-model page's readings under the model's name (read when needed)."""
-    if not readings:
-        return readings
-    tokens = sum(r.prompt_tokens + r.generation_tokens for r in readings)
-    return renamed(readings, await model.name(tokens))
+class OneModelCollector(PageCollector):
+    """A collector of an engine whose page names no model: its readings take the
+    model's name from `MODEL_DOCUMENT` beside the page (`pick_model` finds it there),
+    unless `engines[].model` names it."""
+
+    MODEL_DOCUMENT: ClassVar[str]
+    pick_model: ClassVar[NamePicker]
+
+    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
+        super().__init__(target, page, model)
+        self._served = ServedModel(page, self.MODEL_DOCUMENT, self.pick_model, model)
+
+    async def collect(self) -> EngineReadings:
+        try:
+            readings = await read_engine(self.READER(), self._page, self.METRICS_OFF)
+        except CollectorError:
+            self._served.forget()
+            raise
+        if not readings:
+            return readings
+        tokens = sum(r.prompt_tokens + r.generation_tokens for r in readings)
+        return renamed(readings, await self._served.name(tokens))

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.engine_page import (
-    EnginePage,
+    EngineReader,
     Key,
     MetricsOff,
+    PageCollector,
     Series,
     Summed,
-    read_engine,
     read_whole,
-    renamed,
     sum_parts,
     token_keys,
 )
@@ -88,16 +87,18 @@ def _number(text: str) -> tuple[int, str]:
     return (int(text), "") if text.isdigit() else (1 << 62, text)
 
 
-class SglangPageReader:
+class SglangPageReader(EngineReader):
     """Reads one SGLang page fed in chunks: one reading per model, and rejections."""
+
+    SERIES = SERIES
 
     def __init__(self) -> None:
         self._engine_types: dict[str, str] = {}
         self._ranks: dict[str, tuple[str, str, str]] = {}
         """A scheduler series' raw rank: its (dp, tp, pp) rank labels."""
-        self._page = EnginePage(SERIES, self._key)
+        super().__init__()
 
-    def _key(self, labels: Labels) -> Key | None:
+    def key(self, labels: Labels) -> Key | None:
         """Scheduler series by (dp, tp, pp) rank, tokenizer series as one."""
         model = labels.get("model_name", "")
         if "engine_type" in labels:
@@ -110,15 +111,6 @@ class SglangPageReader:
         rank = repr(ranks)
         self._ranks[rank] = ranks
         return model, rank
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the page; CollectorError if it is malformed."""
-        self._page.feed(chunk)
-
-    def readings(self) -> EngineReadings:
-        """The page's readings once it is all fed, or CollectorError."""
-        self._page.close()
-        return self._page.readings(self._interpret())
 
     def _scheduler_sums(self) -> dict[str, Summed | None]:
         page = self._page
@@ -143,7 +135,7 @@ class SglangPageReader:
                     best[(model, dp)] = (order, rank)
         return {key: rank for key, (_, rank) in best.items()}
 
-    def _interpret(self) -> list[EngineReading]:
+    def interpret(self) -> list[EngineReading]:
         page = self._page
         sums = self._scheduler_sums()
         replicas = self._replicas(sums.values())
@@ -254,16 +246,9 @@ def parse_sglang_page(page: str | bytes) -> EngineReadings:
     return read_whole(SglangPageReader(), page)
 
 
-class SglangCollector:
+class SglangCollector(PageCollector):
     """Reads one SGLang server's `/metrics` page."""
 
     name = "sglang"
-
-    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
-        self.target = target
-        self._page = page
-        self._model = model
-
-    async def collect(self) -> EngineReadings:
-        readings = await read_engine(SglangPageReader(), self._page, METRICS_OFF)
-        return renamed(readings, self._model)
+    READER = SglangPageReader
+    METRICS_OFF = METRICS_OFF

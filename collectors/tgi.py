@@ -24,17 +24,19 @@ restarts are seen as counter drops.
 
 from __future__ import annotations
 
-from llm_cost_exporter.collectors.base import CollectorError, PageSource
+from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.engine_page import (
-    EnginePage,
+    EngineReader,
     Key,
     Series,
-    read_engine,
     read_whole,
 )
 from llm_cost_exporter.collectors.promtext import Labels
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
-from llm_cost_exporter.collectors.served_model import ServedModel, named, tgi_model_id
+from llm_cost_exporter.collectors.served_model import (
+    OneModelCollector,
+    tgi_model_id,
+)
 
 INPUT = "tgi_request_input_length_sum"
 GENERATED = "tgi_request_generated_tokens_sum"
@@ -59,27 +61,18 @@ def _one_model(labels: Labels) -> Key:
     return KEY
 
 
-class TgiPageReader:
+class TgiPageReader(EngineReader):
     """Reads one TGI page fed in chunks: one unnamed reading, and rejections."""
 
-    def __init__(self) -> None:
-        self._page = EnginePage(SERIES, _one_model)
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the page; CollectorError if it is malformed."""
-        self._page.feed(chunk)
-
-    def readings(self) -> EngineReadings:
-        """The page's reading (model "") once it is all fed, or CollectorError."""
-        self._page.close()
-        return self._page.readings(self._interpret())
+    SERIES = SERIES
+    key = staticmethod(_one_model)
 
     def _value(self, name: str) -> tuple[bool, float | None]:
         """Whether `name` is on the page, and its value (None when rejected)."""
         summed = self._page.get(name)
         return (False, None) if summed is None else (True, summed.get(KEY))
 
-    def _interpret(self) -> list[EngineReading]:
+    def interpret(self) -> list[EngineReading]:
         if not any(self._page.has(s.name) for s in SERIES):
             raise CollectorError(
                 "no_engine_metrics", "no tgi_* metrics on the page (wrong URL, or not TGI?)"
@@ -121,20 +114,10 @@ def parse_tgi_page(page: str | bytes) -> EngineReadings:
     return read_whole(TgiPageReader(), page)
 
 
-class TgiCollector:
+class TgiCollector(OneModelCollector):
     """Reads one TGI router's `/metrics` page, and its model's name from `/info`."""
 
     name = "tgi"
-
-    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
-        self.target = target
-        self._page = page
-        self._model = ServedModel(page, INFO_PATH, tgi_model_id, model)
-
-    async def collect(self) -> EngineReadings:
-        try:
-            readings = await read_engine(TgiPageReader(), self._page)
-        except CollectorError:
-            self._model.forget()
-            raise
-        return await named(readings, self._model)
+    READER = TgiPageReader
+    MODEL_DOCUMENT = INFO_PATH
+    pick_model = staticmethod(tgi_model_id)

@@ -28,15 +28,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from llm_cost_exporter.collectors.base import PageSource
 from llm_cost_exporter.collectors.engine_page import (
     EMPTY,
-    EnginePage,
+    EngineReader,
     Key,
     MetricsOff,
+    PageCollector,
     Series,
     Summed,
-    read_engine,
     read_whole,
     token_keys,
     value_problem,
@@ -69,25 +68,16 @@ def _key(labels: Labels) -> Key:
     return labels.get("model", ""), labels.get("version", "")
 
 
-class TritonPageReader:
+class TritonPageReader(EngineReader):
     """Reads one Triton page fed in chunks: a reading per TensorRT-LLM model, and rejections."""
 
-    def __init__(self) -> None:
-        self._page = EnginePage(SERIES, _key)
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the page; CollectorError if it is malformed."""
-        self._page.feed(chunk)
-
-    def readings(self) -> EngineReadings:
-        """The page's readings once it is all fed, or CollectorError."""
-        self._page.close()
-        return self._page.readings(self._interpret())
+    SERIES = SERIES
+    key = staticmethod(_key)
 
     def _part(self, name: str, part: str) -> Summed:
         return self._page.get(name, part) or EMPTY
 
-    def _interpret(self) -> list[EngineReading]:
+    def interpret(self) -> list[EngineReading]:
         page = self._page
         prompt = self._part(INPUT, "total_input_tokens")
         generation = self._part(OUTPUT, "total_output_tokens")
@@ -223,16 +213,12 @@ def parse_triton_page(page: str | bytes) -> EngineReadings:
     return read_whole(TritonPageReader(), page)
 
 
-class TritonCollector:
+class TritonCollector(PageCollector):
     """Reads one Triton server's metrics page (`:8002/metrics`)."""
 
     name = "triton"
+    READER = TritonPageReader
+    METRICS_OFF = METRICS_OFF
 
-    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
-        self.target = target
-        self._page = page
-        self._model = model
-
-    async def collect(self) -> EngineReadings:
-        readings = await read_engine(TritonPageReader(), self._page, METRICS_OFF)
+    def named(self, readings: EngineReadings) -> EngineReadings:
         return merged(readings, self._model)

@@ -29,17 +29,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from llm_cost_exporter.collectors.base import PageSource
 from llm_cost_exporter.collectors.engine_page import (
     EMPTY,
     MAX_COUNT,
-    EnginePage,
+    EngineReader,
+    PageCollector,
     Series,
     Summed,
     label_key,
-    read_engine,
     read_whole,
-    renamed,
     token_keys,
     value_problem,
 )
@@ -91,20 +89,11 @@ class _KvGeometry:
     block_size: float
 
 
-class VllmPageReader:
+class VllmPageReader(EngineReader):
     """Reads one vLLM page fed in chunks: readings per model and rank, and rejections."""
 
-    def __init__(self) -> None:
-        self._page = EnginePage(SERIES, label_key("model_name", "engine"))
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next piece of the page; CollectorError if it is malformed."""
-        self._page.feed(chunk)
-
-    def readings(self) -> EngineReadings:
-        """The page's readings once it is all fed, or CollectorError."""
-        self._page.close()
-        return self._page.readings(self._interpret())
+    SERIES = SERIES
+    key = staticmethod(label_key("model_name", "engine"))
 
     def _first_of(self, names: tuple[str, ...]) -> Summed:
         """The first of `names` on the page under its `vllm:` name, else its `vllm_` one."""
@@ -124,7 +113,7 @@ class VllmPageReader:
                     return self._page.get(shown, part) or EMPTY, True
         return EMPTY, False
 
-    def _interpret(self) -> list[EngineReading]:
+    def interpret(self) -> list[EngineReading]:
         prompt = self._first_of((PROMPT,))
         generation = self._first_of((GENERATION,))
         keys = token_keys(
@@ -225,15 +214,8 @@ def parse_vllm_page(page: str | bytes) -> EngineReadings:
     return read_whole(VllmPageReader(), page)
 
 
-class VllmCollector:
+class VllmCollector(PageCollector):
     """Reads one vLLM server's `/metrics` page."""
 
     name = "vllm"
-
-    def __init__(self, target: str, page: PageSource, model: str | None = None) -> None:
-        self.target = target
-        self._page = page
-        self._model = model
-
-    async def collect(self) -> EngineReadings:
-        return renamed(await read_engine(VllmPageReader(), self._page), self._model)
+    READER = VllmPageReader
