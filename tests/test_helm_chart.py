@@ -42,6 +42,7 @@ from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.timeouts import scaled
 
 from llm_cost_exporter import __version__, cli
+from llm_cost_exporter.collectors.registry import ENGINE_TYPES
 from llm_cost_exporter.generators import dashboards, helm_chart, rules
 
 VARIANTS = (
@@ -177,6 +178,7 @@ def test_validation_catches_a_misspelt_field(rendered: dict[str, Rendered]) -> N
         ({"serviceMonitor": {"intervall": "30s"}}, "intervall"),
         ({"prometheusRule": {"params": {"rate_window": "5 minutes"}}}, "rate_window"),
         ({"state": {"type": "hostpath"}}, "type"),
+        ({"discovery": {"type": "vLLM"}}, "discovery/type"),
     ],
 )
 def test_values_schema_refuses_mistakes_in_the_charts_own_keys(
@@ -185,6 +187,12 @@ def test_values_schema_refuses_mistakes_in_the_charts_own_keys(
     validate_schema(values["minimal"])
     with pytest.raises(helm.HelmValuesError, match=named):
         validate_schema({**values["minimal"], **change})
+
+
+def test_the_schema_knows_every_engine_type_and_nothing_else() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    engine_type = schema["properties"]["discovery"]["properties"]["type"]
+    assert engine_type["enum"] == sorted(ENGINE_TYPES)
 
 
 @pytest.mark.parametrize("missing", ["cost", "api_prices"])
