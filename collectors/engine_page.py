@@ -196,11 +196,58 @@ def sum_parts(page: EnginePage, name: str, parts: Iterable[str] | None = None) -
 
 
 def renamed(readings: EngineReadings, model: str | None) -> EngineReadings:
-    """`readings` under the configured model name, when there is one."""
+    """`readings` under the configured model name, when there is one.
+
+    Readings of one rank that the name makes one (a Triton version served by several
+    TensorRT-LLM models) are summed: the accounting keeps a rank's counters under its
+    model's name, so two readings of one name and rank would read as one engine
+    jumping between two sets of counters.
+    """
     if model is None:
         return readings
-    renamed = [dataclasses.replace(reading, model=model) for reading in readings]
-    return EngineReadings(renamed, readings.rejected, readings.first_rejected)
+    by_rank: dict[str, list[EngineReading]] = {}
+    for reading in readings:
+        by_rank.setdefault(reading.engine, []).append(reading)
+    combined = [_combined(model, group) for group in by_rank.values()]
+    return EngineReadings(combined, readings.rejected, readings.first_rejected)
+
+
+def _combined(model: str, group: list[EngineReading]) -> EngineReading:
+    """One reading of `model` for a rank's readings: counts and gauges summed (unknown if
+    any part is), KV usage from the summed tokens and capacity, the start time where all
+    agree."""
+    first = group[0]
+    if len(group) == 1:
+        return dataclasses.replace(first, model=model)
+    capacity = _total(r.kv_capacity_tokens for r in group)
+    kv_tokens = _total(r.kv_tokens for r in group)
+    started = {r.started_at for r in group}
+    return dataclasses.replace(
+        first,
+        model=model,
+        prompt_tokens=sum(r.prompt_tokens for r in group),
+        cached_prompt_tokens=sum(r.cached_prompt_tokens for r in group),
+        generation_tokens=sum(r.generation_tokens for r in group),
+        running=_total(r.running for r in group),
+        waiting=_total(r.waiting for r in group),
+        kv_capacity_tokens=capacity,
+        kv_tokens=kv_tokens,
+        kv_usage_ratio=kv_tokens / capacity if capacity and kv_tokens is not None else None,
+        started_at=started.pop() if len(started) == 1 else None,
+        requests=_total(r.requests for r in group),
+        preemptions=_total(r.preemptions for r in group),
+        transferred_prompt_tokens=_total(r.transferred_prompt_tokens for r in group),
+    )
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None if any part is unknown."""
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 def token_keys(prompt: Summed, generation: Summed, missing: str) -> list[Key]:
@@ -297,8 +344,4 @@ class PageCollector:
 
     async def collect(self) -> EngineReadings:
         readings = await read_engine(self.READER(), self._page, self.METRICS_OFF)
-        return self.named(readings)
-
-    def named(self, readings: EngineReadings) -> EngineReadings:
-        """The readings under the configured model name, where there is one."""
         return renamed(readings, self._model)

@@ -25,9 +25,6 @@ restarts show as counter drops.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
-
 from llm_cost_exporter.collectors.engine_page import (
     EMPTY,
     EngineReader,
@@ -166,48 +163,6 @@ def _kv_tokens(
     return blocks * per_block
 
 
-def merged(readings: EngineReadings, model: str | None) -> EngineReadings:
-    """`readings` under the configured model name, those of the same version summed
-    (a page serving it from more than one TensorRT-LLM model)."""
-    if model is None:
-        return readings
-    by_version: dict[str, list[EngineReading]] = {}
-    for reading in readings:
-        by_version.setdefault(reading.engine, []).append(reading)
-    combined = [_sum(model, group) for group in by_version.values()]
-    return EngineReadings(combined, readings.rejected, readings.first_rejected)
-
-
-def _sum(model: str, group: list[EngineReading]) -> EngineReading:
-    first = group[0]
-    if len(group) == 1:
-        return dataclasses.replace(first, model=model)
-    capacity = _total(r.kv_capacity_tokens for r in group)
-    kv_tokens = _total(r.kv_tokens for r in group)
-    return dataclasses.replace(
-        first,
-        model=model,
-        prompt_tokens=sum(r.prompt_tokens for r in group),
-        generation_tokens=sum(r.generation_tokens for r in group),
-        running=_total(r.running for r in group),
-        waiting=_total(r.waiting for r in group),
-        kv_capacity_tokens=capacity,
-        kv_tokens=kv_tokens,
-        kv_usage_ratio=kv_tokens / capacity if capacity and kv_tokens is not None else None,
-        requests=_total(r.requests for r in group),
-    )
-
-
-def _total(values: Iterable[float | None]) -> float | None:
-    """The sum, or None if any part is unknown."""
-    total = 0.0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
-
-
 def parse_triton_page(page: str | bytes) -> EngineReadings:
     """Read every TensorRT-LLM model on a whole Triton page; CollectorError if none."""
     return read_whole(TritonPageReader(), page)
@@ -219,6 +174,3 @@ class TritonCollector(PageCollector):
     name = "triton"
     READER = TritonPageReader
     METRICS_OFF = METRICS_OFF
-
-    def named(self, readings: EngineReadings) -> EngineReadings:
-        return merged(readings, self._model)

@@ -9,6 +9,7 @@ from conftest import FIXTURES, fixture_page
 from page_mutations import read_in_chunks
 
 from llm_cost_exporter.collectors.base import CollectorError
+from llm_cost_exporter.collectors.engine_page import renamed
 from llm_cost_exporter.collectors.promtext import MAX_LINE_BYTES
 from llm_cost_exporter.collectors.vllm import VllmPageReader, parse_vllm_page
 
@@ -319,3 +320,26 @@ def test_streamed_read_equals_whole_page_read_on_every_fixture(name: str, chunk:
     streamed = read_in_chunks(page, chunk)
     assert list(streamed) == list(whole) and streamed.rejected == whole.rejected
     assert whole and whole.rejected == {}
+
+
+def test_a_configured_name_makes_one_reading_per_rank_of_the_models_it_joins() -> None:
+    """Two models of one rank under one configured name would be one engine jumping
+    between two sets of counters: they are summed into one reading per rank."""
+    page = "".join(
+        f'vllm:{name}{{engine="{rank}",model_name="{model}"}} {value}\n'
+        for rank, model, prompt, generation in (
+            ("0", "a", 100, 10),
+            ("0", "b", 50, 5),
+            ("1", "a", 7, 1),
+        )
+        for name, value in (
+            ("prompt_tokens_total", prompt),
+            ("generation_tokens_total", generation),
+        )
+    )
+    readings = renamed(parse_vllm_page(page), "served")
+    assert [(r.model, r.engine, r.prompt_tokens, r.generation_tokens) for r in readings] == [
+        ("served", "0", 150, 15),
+        ("served", "1", 7, 1),
+    ]
+    assert renamed(parse_vllm_page(page), None) == parse_vllm_page(page)
