@@ -100,7 +100,7 @@ class EnginePage:
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the page; CollectorError if it is malformed."""
         try:
-            found = self._parser.read(chunk)
+            found = self._parser.feed(chunk)
         except ExpositionError as error:
             raise CollectorError("parse", str(error)) from None
         self._take(found)
@@ -108,7 +108,7 @@ class EnginePage:
     def close(self) -> None:
         """The page is all fed; CollectorError if its last line is malformed."""
         try:
-            found = self._parser.read_last()
+            found = self._parser.close()
         except ExpositionError as error:
             raise CollectorError("parse", str(error)) from None
         self._take(found)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 Labels = dict[str, str]
@@ -28,12 +27,6 @@ is about 1.5 kB); unwanted lines may be any length."""
 
 class ExpositionError(ValueError):
     """A wanted sample line could not be parsed."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    labels: Labels
-    value: float
 
 
 _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|\})')
@@ -161,16 +154,8 @@ class SelectiveParser:
         """Hashes of the series read: a page of many series costs no copy of their labels."""
         self.duplicates = 0
 
-    def feed(self, chunk: bytes) -> list[tuple[str, Sample]]:
+    def feed(self, chunk: bytes) -> list[Found]:
         """Parse the lines that `chunk` completes; keep its unfinished last line."""
-        return [(name, Sample(labels, value)) for name, labels, value in self.read(chunk)]
-
-    def close(self) -> list[tuple[str, Sample]]:
-        """Parse the page's last line if it had no newline."""
-        return [(name, Sample(labels, value)) for name, labels, value in self.read_last()]
-
-    def read(self, chunk: bytes) -> list[Found]:
-        """`feed`, giving each sample as (name, labels, value), without a Sample."""
         found: list[Found] = []
         start = 0
         if self._partial or self._skipping:
@@ -189,8 +174,8 @@ class SelectiveParser:
         self._hold(chunk[last + 1 :])
         return found
 
-    def read_last(self) -> list[Found]:
-        """`close`, giving each sample as (name, labels, value), without a Sample."""
+    def close(self) -> list[Found]:
+        """Parse the page's last line if it had no newline."""
         found: list[Found] = []
         self._finish_partial(found)
         return found
@@ -248,13 +233,3 @@ class SelectiveParser:
         for delimiter in (b"{", b" "):
             head = head.split(delimiter, 1)[0]
         return self._wanted.get(head)
-
-
-def parse_selected(text: str | bytes, wanted: Iterable[str]) -> dict[str, list[Sample]]:
-    """Return the samples of the `wanted` metric names found in a whole page."""
-    parser = SelectiveParser(wanted)
-    page = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    found: dict[str, list[Sample]] = {}
-    for name, sample in (*parser.feed(page), *parser.close()):
-        found.setdefault(name, []).append(sample)
-    return found
