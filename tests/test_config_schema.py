@@ -134,8 +134,8 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"cosst": {}},
             "cosst: unknown field; did you mean cost? (allowed: api_prices, capacity, collection, "
-            "cost, currency, engines, kubernetes, limits, log_level, nvml, projection, state_file, "
-            "state_max_gap, web, windows)",
+            "cost, currency, engines, kubernetes, limits, log_level, nvml, otlp, projection, "
+            "state_file, state_max_gap, web, windows)",
         ),
         (
             {"collection": {"intervall": "5s"}},
@@ -145,7 +145,7 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"web": {"listen_adress": ":9000"}},
             "web.listen_adress: unknown field; did you mean listen_address? "
-            "(allowed: listen_address)",
+            "(allowed: listen_address, serve_metrics)",
         ),
         (
             {"engines": [{"url": "http://a/metrics", "gpu": [0]}]},

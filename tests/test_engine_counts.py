@@ -236,7 +236,7 @@ def test_counts_an_engine_never_gives_are_never_exported() -> None:
 
 
 def _count_samples() -> set[str]:
-    return {f"llmcost_{family}_total" for family, _ in COUNT_FAMILIES.values()}
+    return {f"llmcost_{family}_total" for family, _, _ in COUNT_FAMILIES.values()}
 
 
 def test_every_count_has_its_family() -> None:

@@ -20,6 +20,7 @@ from llm_cost_exporter.accounting.gpu_inventory import match_gpu_price_key
 from llm_cost_exporter.collectors.credentials import BasicAuth, BearerTokenFile, Credentials
 from llm_cost_exporter.collectors.registry import DEFAULT_ENGINE_TYPE, ENGINE_TYPES
 from llm_cost_exporter.config.errors import ConfigError, child
+from llm_cost_exporter.config.otlp_settings import OTLP, OtlpConfig
 from llm_cost_exporter.config.scalars import (
     CatalogRef,
     Choice,
@@ -721,6 +722,14 @@ def _something_to_bill(loaded: Loaded) -> None:
         )
 
 
+def _some_output(loaded: Loaded) -> None:
+    if not loaded["serve_metrics"] and not loaded["otlp"].enabled:
+        raise ConfigError(
+            f"{loaded.path('serve_metrics')}: false leaves the figures nowhere to go; "
+            "configure otlp or serve /metrics"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The validated configuration file; `web` and `collection` keys are flattened here."""
@@ -732,6 +741,13 @@ class Config:
         ListenAddress(),
         "Where to serve /metrics: host:port, [v6]:port, or :port for every interface",
         DEFAULT_LISTEN_ADDRESS,
+        group="web",
+    )
+    serve_metrics: bool = setting(
+        Flag(),
+        "Serve /metrics; false on a node that only pushes OTLP (/healthz and the landing "
+        "page stay, /metrics answers 404)",
+        True,
         group="web",
     )
     interval: float = setting(
@@ -797,6 +813,12 @@ class Config:
         "Pods and namespaces on a Kubernetes node (nothing changes elsewhere)",
         KubernetesConfig(),
     )
+    otlp: OtlpConfig = setting(
+        OTLP,
+        "Push the same figures over OTLP (off unless an endpoint is configured)",
+        OtlpConfig(),
+        derive=lambda loaded: OTLP.load(None, "otlp"),
+    )
     state_file: str | None = setting(
         Text(), "Where the counters and learned capacity are kept across restarts", None
     )
@@ -819,6 +841,7 @@ CONFIG = dataclass_section(
         _history_within_bound,
         _catalog_in_its_currency,
         _something_to_bill,
+        _some_output,
     ),
 )
 """The schema of the whole configuration file."""

@@ -27,7 +27,7 @@ from llm_cost_exporter.collectors.base import (
 )
 from llm_cost_exporter.daemon.state_file import StateFile
 from llm_cost_exporter.outputs.base import Output
-from llm_cost_exporter.outputs.node_families import node_families
+from llm_cost_exporter.outputs.catalogue import cycle_families
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +150,14 @@ class CollectionLoop:
         self.state.advance(now)
         if self.state_file is not None:
             await self.state_file.save(self.state, timeout=self.interval)
-        families = node_families(self.state)
+        self.publish()
+        self.last_cycle_at = now
+
+    def publish(self) -> None:
+        """Compute the cycle's families once and hand them to every output."""
+        families = cycle_families(self.state, self.outputs)
         for output in self.outputs:
             output.publish(families)
-        self.last_cycle_at = now
 
     def health(self) -> LoopHealth:
         """Alive if it finished a cycle within STALL_INTERVALS intervals, or, before its
@@ -165,10 +169,21 @@ class CollectionLoop:
         return LoopHealth("starting" if self.last_cycle_at is None else "ok", age)
 
     def finish(self) -> None:
-        """Accrue spend up to now and write the state file at once: the last act on shutdown."""
+        """Accrue spend up to now, write the state file at once and publish those figures:
+        the last cycle, on shutdown. The outputs still have to deliver them (close_outputs)."""
+        self.state.advance(self._clock())
         if self.state_file is not None:
-            self.state.advance(self._clock())
             self.state_file.save_now(self.state)
+        self.publish()
+
+    async def close_outputs(self) -> None:
+        """Let every output deliver what it holds, each within its own bounds, off the
+        event loop."""
+        for output in self.outputs:
+            try:
+                await asyncio.to_thread(output.close)
+            except Exception:
+                log.exception("closing output %s failed", type(output).__name__)
 
     async def run_forever(self) -> None:
         """One cycle at once, then one every interval; a late cycle skips ahead instead

@@ -1,4 +1,10 @@
-"""Building blocks of our metric families: the prefix and the two kinds we export."""
+"""Building blocks of our metric families: the prefix, the two kinds we export, units.
+
+Every family declares its unit in UCUM, which the OTLP output sends and `/metrics`
+leaves out (the name already says it). A compound unit is written as one annotation,
+`{token/s}` rather than `{token}/s`: backends that turn OTLP into Prometheus names
+append a `_per_second` for a `/s` even to a name that ends in `_per_second`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,59 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 PREFIX = "llmcost_"
 
+NO_UNIT = ""
+"""Info series, 0/1 flags and shares whose names do not end in `_ratio`."""
+RATIO = "1"
+"""Only for names ending in `_ratio`: translators append `_ratio` to a gauge in `1`."""
+SECONDS = "s"
+BYTES = "By"
+WATTS = "W"
+JOULES = "J"
+CELSIUS = "Cel"
+HERTZ = "Hz"
+TOKENS = "{token}"
+TOKENS_PER_SECOND = "{token/s}"
 
-def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+def money(currency: str, per: str = "") -> str:
+    """Money in the configured currency: `{USD}`, `{USD/h}` per hour, `{USD/Mtoken}` per 1M
+    tokens. UCUM has no currencies; the annotation names the ISO code."""
+    return "{" + currency + (f"/{per}" if per else "") + "}"
 
 
-def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(PREFIX + name, doc, labels=list(labels))
+def count_of(things: str) -> str:
+    """A count of things: `{request}`."""
+    return "{" + things + "}"
+
+
+class Gauge(GaugeMetricFamily):
+    """A gauge family with its UCUM unit."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...], unit: str) -> None:
+        super().__init__(name, doc, labels=list(labels))
+        self.ucum = unit
+
+
+class Counter(CounterMetricFamily):
+    """A counter family with its UCUM unit. Ours are kept in the state file, so they
+    count from the node's counting start; `per_process` ones restart with the process."""
+
+    def __init__(
+        self, name: str, doc: str, labels: tuple[str, ...], unit: str, per_process: bool = False
+    ) -> None:
+        super().__init__(name, doc, labels=list(labels))
+        self.ucum = unit
+        self.per_process = per_process
+
+
+def gauge(name: str, doc: str, labels: tuple[str, ...] = (), *, unit: str) -> Gauge:
+    return Gauge(PREFIX + name, doc, labels, unit)
+
+
+def counter(
+    name: str, doc: str, labels: tuple[str, ...] = (), *, unit: str, per_process: bool = False
+) -> Counter:
+    return Counter(PREFIX + name, doc, labels, unit, per_process)
 
 
 def known(value: float | None) -> bool:

@@ -14,7 +14,19 @@ from llm_cost_exporter.accounting.gpu_fleet import GpuStatus
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.pod_attribution import UNALLOCATED_GPU
 from llm_cost_exporter.collectors.readings import CLOCK_EVENT_REASONS, FEATURES, GpuReading
-from llm_cost_exporter.outputs.families import counter, gauge
+from llm_cost_exporter.outputs.families import (
+    BYTES,
+    CELSIUS,
+    HERTZ,
+    JOULES,
+    NO_UNIT,
+    RATIO,
+    WATTS,
+    count_of,
+    counter,
+    gauge,
+    money,
+)
 
 GPU_LABELS = ("gpu", "uuid")
 POD_LABELS = ("namespace", "pod", "container")
@@ -29,15 +41,17 @@ READING_GAUGES = (
         "gpu_memory_used_bytes",
         "memory_used_bytes",
         "GPU memory in use, without what the driver reserves (drivers before R510: with it).",
+        BYTES,
     ),
-    ("gpu_memory_total_bytes", "memory_total_bytes", "GPU memory installed."),
-    ("gpu_power_watts", "power_watts", "Power draw (a 1 s average on Ampere and newer)."),
-    ("gpu_temperature_celsius", "temperature_celsius", "GPU core temperature."),
-    ("gpu_sm_clock_hertz", "sm_clock_hertz", "Current SM clock."),
+    ("gpu_memory_total_bytes", "memory_total_bytes", "GPU memory installed.", BYTES),
+    ("gpu_power_watts", "power_watts", "Power draw (a 1 s average on Ampere and newer).", WATTS),
+    ("gpu_temperature_celsius", "temperature_celsius", "GPU core temperature.", CELSIUS),
+    ("gpu_sm_clock_hertz", "sm_clock_hertz", "Current SM clock.", HERTZ),
     (
         "gpu_sm_occupancy_ratio",
         "sm_occupancy",
         "Warps resident on the SMs over the maximum (GPM, Hopper and newer; 0-1).",
+        RATIO,
     ),
 )
 
@@ -60,11 +74,12 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
     if pods is not None:
         info_help += POD_INFO_HELP
         info_labels += POD_LABELS
-    info = gauge("gpu_info", info_help, info_labels)
+    info = gauge("gpu_info", info_help, info_labels, unit=NO_UNIT)
     hourly = gauge(
         "gpu_hourly_cost",
         "What one GPU costs per hour before overhead: rental price, or amortized purchase.",
         GPU_LABELS,
+        unit=money(state.config.currency, "h"),
     )
     for status in statuses:
         gpu = status.gpu
@@ -85,6 +100,7 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
         "gpu_price_missing",
         "1 for a GPU NVML listed after start whose model has no price: it is not billed.",
         (*GPU_LABELS, "name"),
+        unit=NO_UNIT,
     )
     for uuid, reading in sorted(fleet.unpriced.items()):
         missing.add_metric([str(reading.index), uuid, reading.name], 1)
@@ -97,18 +113,21 @@ def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
         "1 if NVML answered for the GPU in the last cycle, 0 if it failed or fell off "
         "the bus (it is still billed).",
         GPU_LABELS,
+        unit=NO_UNIT,
     )
     errors = counter(
         "gpu_errors",
         "Cycles in which the GPU could not be fully read: gpu_lost (nothing read) or "
         "query_failed (a query other than an unsupported one failed).",
         (*GPU_LABELS, "reason"),
+        unit=count_of("error"),
     )
     supported = gauge(
         "gpu_feature_supported",
         "1 if NVML reads the feature on this GPU, 0 if it answers NOT_SUPPORTED or the "
         "driver lacks the call (FUNCTION_NOT_FOUND).",
         (*GPU_LABELS, "feature"),
+        unit=NO_UNIT,
     )
     for status in statuses:
         if status.healthy is not None:
@@ -129,6 +148,7 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
         "GPU utilization by source: busy_time = share of time any kernel ran "
         "(reads 1 with a single SM busy), sm_activity = share of SMs busy (GPM).",
         (*GPU_LABELS, "source"),
+        unit=RATIO,
     )
     selected = gauge(
         "gpu_selected_utilization_ratio",
@@ -136,18 +156,23 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
         "nvml.utilization_source selects (auto: SM activity where available; "
         "sm_activity: busy time on GPUs without GPM).",
         (*GPU_LABELS, "source"),
+        unit=RATIO,
     )
-    gauges = [(gauge(name, doc, GPU_LABELS), attr) for name, attr, doc in READING_GAUGES]
+    gauges = [
+        (gauge(name, doc, GPU_LABELS, unit=unit), attr) for name, attr, doc, unit in READING_GAUGES
+    ]
     energy = counter(
         "gpu_energy_joules",
         "Energy drawn by the GPU; monotonic across driver reloads (integrated from "
         "power where the GPU has no energy counter).",
         GPU_LABELS,
+        unit=JOULES,
     )
     throttle = gauge(
         "gpu_clock_event_active",
         "1 while the named clock event (throttle) reason holds the GPU's clocks down.",
         (*GPU_LABELS, "reason"),
+        unit=NO_UNIT,
     )
     for status in statuses:
         labels = _labels(status)
@@ -181,16 +206,25 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
 
 
 def _mig(statuses: list[GpuStatus]) -> Iterator[Metric]:
-    mode = gauge("gpu_mig_mode_enabled", "1 if the GPU runs in MIG mode.", GPU_LABELS)
+    mode = gauge("gpu_mig_mode_enabled", "1 if the GPU runs in MIG mode.", GPU_LABELS, unit=NO_UNIT)
     instance_labels = (*GPU_LABELS, "mig_uuid", "gpu_instance")
     instances = gauge(
-        "gpu_mig_instance_info", "A MIG instance NVML lists on the GPU; always 1.", instance_labels
+        "gpu_mig_instance_info",
+        "A MIG instance NVML lists on the GPU; always 1.",
+        instance_labels,
+        unit=NO_UNIT,
     )
     used = gauge(
-        "gpu_mig_memory_used_bytes", "Memory in use on a MIG instance.", (*GPU_LABELS, "mig_uuid")
+        "gpu_mig_memory_used_bytes",
+        "Memory in use on a MIG instance.",
+        (*GPU_LABELS, "mig_uuid"),
+        unit=BYTES,
     )
     total = gauge(
-        "gpu_mig_memory_total_bytes", "Memory of a MIG instance.", (*GPU_LABELS, "mig_uuid")
+        "gpu_mig_memory_total_bytes",
+        "Memory of a MIG instance.",
+        (*GPU_LABELS, "mig_uuid"),
+        unit=BYTES,
     )
     for status in statuses:
         reading = status.reading

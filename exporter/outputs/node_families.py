@@ -14,19 +14,30 @@ from llm_cost_exporter import __version__
 from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.windows import WindowFigures
-from llm_cost_exporter.outputs.families import counter, gauge, known
+from llm_cost_exporter.outputs.families import (
+    NO_UNIT,
+    RATIO,
+    SECONDS,
+    TOKENS,
+    TOKENS_PER_SECOND,
+    count_of,
+    counter,
+    gauge,
+    known,
+    money,
+)
 from llm_cost_exporter.outputs.gpu_families import gpu_families
 
 
 def _window_families(
-    families: Mapping[str, tuple[str, str]],
+    families: Mapping[str, tuple[str, str, str]],
     figures: Mapping[tuple[str, ...], WindowFigures | None],
     labels: tuple[str, ...],
 ) -> Iterator[Metric]:
-    """One gauge family per figure (metric -> (WindowFigures attribute, help)); unknown
-    values are left out, never exported as zero."""
-    for metric, (attr, doc) in families.items():
-        family = gauge(metric, doc, labels)
+    """One gauge family per figure (metric -> (WindowFigures attribute, help, unit));
+    unknown values are left out, never exported as zero."""
+    for metric, (attr, doc, unit) in families.items():
+        family = gauge(metric, doc, labels, unit=unit)
         for label_values, figure in figures.items():
             value = getattr(figure, attr) if figure is not None else None
             if known(value):
@@ -48,36 +59,41 @@ def node_families(state: NodeState) -> list[Metric]:
 
 
 def _info(state: NodeState) -> Iterator[Metric]:
-    build = gauge("build_info", "Exporter version; always 1.", ("version",))
+    build = gauge("build_info", "Exporter version; always 1.", ("version",), unit=NO_UNIT)
     build.add_metric([__version__], 1)
     yield build
     pricing = gauge(
         "pricing_info",
         "Currency every money figure of this exporter is in; always 1.",
         ("currency",),
+        unit=NO_UNIT,
     )
     pricing.add_metric([state.config.currency], 1)
     yield pricing
     projection = state.config.projection
-    for name, value, doc in (
+    currency = state.config.currency
+    for name, value, doc, unit in (
         (
             "projected_utilization_ratio",
             projection.utilization,
             "Utilization the self-hosting decision assumed (0-1).",
+            RATIO,
         ),
         (
             "projected_tokens_per_month",
             projection.tokens_per_month,
             "Tokens per month the self-hosting decision assumed.",
+            "{token/mo}",
         ),
         (
             "projected_cost_per_million_tokens",
             projection.cost_per_million_tokens,
             "Cost per 1M tokens the self-hosting decision assumed.",
+            money(currency, "Mtoken"),
         ),
     ):
         if value is not None:
-            family = gauge(name, doc)
+            family = gauge(name, doc, unit=unit)
             family.add_metric([], value)
             yield family
     if projection.token_mix is not None:
@@ -85,6 +101,7 @@ def _info(state: NodeState) -> Iterator[Metric]:
             "projected_token_share",
             "Share of tokens of each kind the self-hosting decision assumed (0-1).",
             ("kind",),
+            unit=NO_UNIT,
         )
         for kind in TOKEN_KINDS:
             share.add_metric([kind], projection.token_mix[kind])
@@ -96,12 +113,14 @@ def _cost(state: NodeState) -> Iterator[Metric]:
         "hourly_cost",
         "Loaded cost of this node per hour, by component (gpu, node_extra, overhead, fixed).",
         ("component",),
+        unit=money(state.config.currency, "h"),
     )
     spend = counter(
         "cost",
         "Money spent on this node, by component, resumed across restarts from the state "
         "file; accrues with wall time whether or not tokens flow (energy: as metered).",
         ("component",),
+        unit=money(state.config.currency),
     )
     accrual = state.accrual
     for component, value in accrual.hourly.items():
@@ -113,10 +132,13 @@ def _cost(state: NodeState) -> Iterator[Metric]:
         "downtime_billed_seconds",
         "Time the exporter was down, billed at restart at the hourly cost it last saw "
         "(at most state_max_gap per restart); included in llmcost_cost_total.",
+        unit=SECONDS,
     )
     downtime.add_metric([], state.downtime_billed_seconds)
     downtime_cost = counter(
-        "downtime_billed_cost", "What the downtime billed at restart cost; in llmcost_cost_total."
+        "downtime_billed_cost",
+        "What the downtime billed at restart cost; in llmcost_cost_total.",
+        unit=money(state.config.currency),
     )
     downtime_cost.add_metric([], state.downtime_billed_cost)
     yield downtime
@@ -126,6 +148,7 @@ def _cost(state: NodeState) -> Iterator[Metric]:
         "Tokens per second this node serves at 100% load (configured, or learned "
         "from sustained peak throughput).",
         ("source",),
+        unit=TOKENS_PER_SECOND,
     )
     if state.config.capacity.tokens_per_second:
         capacity.add_metric(["configured"], state.config.capacity.tokens_per_second)
@@ -141,22 +164,26 @@ def _tokens(state: NodeState) -> Iterator[Metric]:
         "cached_prompt = served from the prefix cache, generation); monotonic "
         "across engine restarts.",
         ("model", "kind"),
+        unit=TOKENS,
     )
     api = counter(
         "api_equivalent_cost",
         "What the same tokens would have cost on the configured API, by model.",
         ("model",),
+        unit=money(state.config.currency),
     )
     prices = gauge(
         "api_price_per_million_tokens",
         "API price per 1M tokens used for the comparison, by model and token kind.",
         ("model", "kind"),
+        unit=money(state.config.currency, "Mtoken"),
     )
     missing = gauge(
         "api_price_missing",
         "1 for a served model that has no API price: its API-equivalent cost is "
         "not counted and the comparisons are withheld.",
         ("model",),
+        unit=NO_UNIT,
     )
     for model, totals in sorted(state.tokens.models.items()):
         for kind in TOKEN_KINDS:
@@ -178,14 +205,19 @@ def _tokens(state: NodeState) -> Iterator[Metric]:
         "tokens_in_flight": (
             "kv_tokens",
             "Tokens resident in the KV cache of running requests (KV usage x KV capacity).",
+            TOKENS,
         ),
-        "kv_cache_capacity_tokens": ("kv_capacity", "Tokens the KV cache can hold."),
-        "requests_running": ("running", "Requests in the engines' running batches."),
-        "requests_waiting": ("waiting", "Requests queued in the engines."),
+        "kv_cache_capacity_tokens": ("kv_capacity", "Tokens the KV cache can hold.", TOKENS),
+        "requests_running": (
+            "running",
+            "Requests in the engines' running batches.",
+            count_of("request"),
+        ),
+        "requests_waiting": ("waiting", "Requests queued in the engines.", count_of("request")),
     }
     by_model = state.in_flight_by_model()
-    for name, (key, doc) in live.items():
-        family = gauge(name, doc, ("model",))
+    for name, (key, doc, unit) in live.items():
+        family = gauge(name, doc, ("model",), unit=unit)
         for model, values in sorted(by_model.items()):
             if key in values:
                 family.add_metric([model], values[key])
@@ -197,12 +229,14 @@ COUNT_FAMILIES = {
         "requests",
         "Requests the engines finished, by model (vLLM: every finish reason); only for "
         "models whose engines count them; monotonic across engine restarts.",
+        count_of("request"),
     ),
     "preemptions": (
         "preemptions",
         "Requests the engines preempted, by model: their KV cache was dropped and is "
         "recomputed when they resume, work done twice; only for models whose engines "
         "count them.",
+        count_of("preemption"),
     ),
     "transferred_prompt": (
         "kv_transferred_prompt_tokens",
@@ -210,15 +244,16 @@ COUNT_FAMILIES = {
         "(disaggregated prefill), by model: counted and priced on the prefill engine, "
         "so left out of llmcost_tokens_total here; only for models whose engines count "
         "them.",
+        TOKENS,
     ),
 }
-"""ModelTotals.counts name -> (family, help)."""
+"""ModelTotals.counts name -> (family, help, unit)."""
 
 
 def _counts(state: NodeState) -> Iterator[Metric]:
     """The per-model counters beside the tokens, for the models whose engines give them."""
-    for name, (family_name, doc) in COUNT_FAMILIES.items():
-        family = counter(family_name, doc, ("model",))
+    for name, (family_name, doc, unit) in COUNT_FAMILIES.items():
+        family = counter(family_name, doc, ("model",), unit=unit)
         for model, totals in sorted(state.tokens.models.items()):
             if name in totals.counts:
                 family.add_metric([model], totals.counts[name])
@@ -229,37 +264,45 @@ WINDOW_SPAN = (
     "seconds",
     "Time the window's figures really cover: the window, or less while the history "
     "since start is shorter.",
+    SECONDS,
 )
 
 
 def _windows(state: NodeState) -> Iterator[Metric]:
+    per_million = money(state.config.currency, "Mtoken")
     families = {
         "window_span_seconds": WINDOW_SPAN,
         "throughput_tokens_per_second": (
             "tokens_per_second",
             "Tokens served per second over the window.",
+            TOKENS_PER_SECOND,
         ),
         "effective_cost_per_million_tokens": (
             "effective_cost_per_million",
             "Spend over tokens served in the window, per 1M tokens; +Inf when no token was served.",
+            per_million,
         ),
         "api_equivalent_cost_per_million_tokens": (
             "api_cost_per_million",
             "API-equivalent cost per 1M tokens of the window's token mix.",
+            per_million,
         ),
         "cost_ratio": (
             "cost_ratio",
             "Spend over API-equivalent cost in the window; above 1 the API would "
             "have been cheaper (+Inf with no traffic).",
+            RATIO,
         ),
         "throughput_utilization_ratio": (
             "utilization",
             "Throughput over capacity in the window (0-1).",
+            RATIO,
         ),
         "breakeven_utilization_ratio": (
             "breakeven_utilization",
             "Utilization at which self-hosting costs what the API would; above 1 "
             "the node can never beat the API.",
+            RATIO,
         ),
     }
     if state.config.cost.owned is not None:
@@ -267,6 +310,7 @@ def _windows(state: NodeState) -> Iterator[Metric]:
             "energy_cost_per_million",
             "Metered GPU energy cost (tariff x PUE) over tokens served in the window, "
             "per 1M tokens.",
+            per_million,
         )
     figures = {(name,): state.window(seconds) for name, seconds in state.windows.items()}
     yield from _window_families(families, figures, ("window",))
@@ -280,8 +324,14 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
         "of the node's shared and overhead costs; (unclaimed) is idle capacity. Sums "
         "to llmcost_cost_total.",
         ("model",),
+        unit=money(state.config.currency),
     )
-    hourly = gauge("model_hourly_cost", "Current hourly cost attributed to each model.", ("model",))
+    hourly = gauge(
+        "model_hourly_cost",
+        "Current hourly cost attributed to each model.",
+        ("model",),
+        unit=money(state.config.currency, "h"),
+    )
     accrual = state.accrual
     for owner in sorted(accrual.owner_spend):
         spend.add_metric([owner], accrual.owner_spend[owner])
@@ -295,33 +345,40 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
         "Tokens per second a model serves at 100% load: the node's when it is the only "
         "model, else its engines' configured capacities, else its learned sustained peak.",
         ("model", "source"),
+        unit=TOKENS_PER_SECOND,
     )
     for model in sorted(state.model_history):
         known_capacity = state.model_capacity(model)
         if known_capacity is not None:
             capacity.add_metric([model, known_capacity[1]], known_capacity[0])
     yield capacity
+    per_million = money(state.config.currency, "Mtoken")
     families = {
         "model_window_span_seconds": WINDOW_SPAN,
         "model_effective_cost_per_million_tokens": (
             "effective_cost_per_million",
             "A model's spend over its tokens in the window, per 1M tokens.",
+            per_million,
         ),
         "model_api_equivalent_cost_per_million_tokens": (
             "api_cost_per_million",
             "API-equivalent cost per 1M tokens of the model's window token mix.",
+            per_million,
         ),
         "model_cost_ratio": (
             "cost_ratio",
             "A model's spend over its API-equivalent cost in the window.",
+            RATIO,
         ),
         "model_throughput_utilization_ratio": (
             "utilization",
             "A model's throughput over its capacity in the window (where known).",
+            RATIO,
         ),
         "model_breakeven_utilization_ratio": (
             "breakeven_utilization",
             "Utilization at which the model's GPUs cost what the API would.",
+            RATIO,
         ),
     }
     figures = {
@@ -345,6 +402,7 @@ def _pod_costs(state: NodeState) -> Iterator[Metric]:
         "llmcost_model_cost_total; a pod's series ends limits.model_idle_timeout after it "
         "last held a GPU.",
         ("model", "namespace", "pod"),
+        unit=money(state.config.currency),
     )
     for (model, namespace, pod), amount in sorted(spend.items()):
         family.add_metric([model, namespace, pod], amount)
@@ -352,28 +410,37 @@ def _pod_costs(state: NodeState) -> Iterator[Metric]:
 
 
 def _collectors(state: NodeState) -> Iterator[Metric]:
-    up = gauge("collector_up", "1 if the target answered the last cycle.", ("collector", "target"))
+    up = gauge(
+        "collector_up",
+        "1 if the target answered the last cycle.",
+        ("collector", "target"),
+        unit=NO_UNIT,
+    )
     duration = gauge(
         "collector_duration_seconds",
         "Time the last collection of the target took.",
         ("collector", "target"),
+        unit=SECONDS,
     )
     errors = counter(
         "collector_errors",
         "Failed collections, by reason.",
         ("collector", "target", "reason"),
+        unit=count_of("error"),
     )
     restarts = counter(
         "engine_restarts",
         "Engine restarts detected: a newer _created, or (without one) token counters "
         "fallen below half their highest value.",
         ("collector", "target"),
+        unit=count_of("restart"),
     )
     dips = counter(
         "engine_dips",
         "Readings whose token counters stepped back without a restart signal (or switched "
         "to an older _created): ignored, the highest values kept.",
         ("collector", "target"),
+        unit=count_of("reading"),
     )
     exceeded = counter(
         "model_limit_exceeded",
@@ -381,12 +448,14 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
         "limits.models_per_node, each counted when it appears; their tokens are counted "
         'as model="(overflow)".',
         ("collector", "target"),
+        unit=count_of("model"),
     )
     rejected = counter(
         "collector_rejected_series",
         "Series of an engine's pages left out while the rest was read, by reason "
         "(non_finite, negative, out_of_range, malformed, duplicate).",
         ("collector", "target", "reason"),
+        unit=count_of("series"),
     )
     for (collector, target), status in sorted(state.targets.items()):
         up.add_metric([collector, target], 1 if status.up else 0)
@@ -411,6 +480,7 @@ def _discovery(state: NodeState, skipped: Mapping[str, int]) -> Iterator[Metric]
         "engine_info",
         "Namespace and pod of each engine target discovered among the node's pods; always 1.",
         ("collector", "target", "namespace", "pod"),
+        unit=NO_UNIT,
     )
     for (collector, target), status in sorted(state.targets.items()):
         if status.engine and status.pod is not None:
@@ -420,6 +490,7 @@ def _discovery(state: NodeState, skipped: Mapping[str, int]) -> Iterator[Metric]
         "Pods of this node chosen as engines but not read, by reason (bad_scrape, bad_port, "
         "bad_path, bad_scheme, unknown_engine, too_many, duplicate).",
         ("reason",),
+        unit=count_of("pod"),
     )
     for reason, count in skipped.items():
         pods.add_metric([reason], count)

@@ -7,9 +7,9 @@ no CPU, and every scraper of one cycle sees the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
 # The 0.0.4 text format: all our names are classic ones, so it is exact and
@@ -28,15 +28,20 @@ class _Published:
 
 
 class PrometheusPage:
-    """An Output holding the page `/metrics` serves: our families, then the process's."""
+    """An Output holding the page `/metrics` serves."""
 
     def __init__(self) -> None:
         self.body: bytes = b""
         self._published = _Published()
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self._published)
-        ProcessCollector(registry=self._registry)
 
     def publish(self, families: Sequence[Metric]) -> None:
         self._published.families = families
         self.body = generate_latest(self._registry)
+
+    def own_families(self) -> Iterable[Metric]:
+        return ()
+
+    def close(self) -> None:
+        """Nothing is pending: the page is rendered at publish."""
