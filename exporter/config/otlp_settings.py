@@ -208,8 +208,11 @@ class OtlpEndpoint:
         text = str(value).strip() if isinstance(value, str) else ""
         if text and "://" not in text:
             HttpUrl().load("https://" + text, where)  # host and port checks
-            return text
-        return HttpUrl().load(value, where)
+        else:
+            text = HttpUrl().load(value, where)
+        if "@" in urlsplit(text if "://" in text else "//" + text).netloc:
+            raise ConfigError(f"{where}: give credentials in otlp.headers, not in the URL")
+        return text
 
     def dump(self, value: str) -> str:
         return value

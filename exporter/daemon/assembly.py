@@ -26,11 +26,12 @@ from llm_cost_exporter.daemon.http_server import HttpServer
 from llm_cost_exporter.daemon.loop import CollectionLoop, EngineTargets
 from llm_cost_exporter.daemon.state_file import open_state_file
 from llm_cost_exporter.daemon.web_reload import LiveWebConfig
-from llm_cost_exporter.outputs.node_families import node_families
+from llm_cost_exporter.outputs.base import Output
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
 if TYPE_CHECKING:
     from llm_cost_exporter.discovery.connection import Connection
+    from llm_cost_exporter.outputs.otlp.output import OtlpOutput
 
 log = logging.getLogger("llm-cost-exporter")
 
@@ -45,6 +46,16 @@ def _discovery_connection(config: Config) -> Connection | None:
     from llm_cost_exporter.discovery.connection import connection
 
     return connection(config.kubernetes.discovery)
+
+
+def _otlp_output(config: Config, state: NodeState) -> OtlpOutput | None:
+    """The OTLP output when it is on; the SDK is imported only then."""
+    if not config.otlp.enabled:
+        return None
+    from llm_cost_exporter.outputs.otlp.output import OtlpOutput
+    from llm_cost_exporter.outputs.otlp.resource import resource_attributes
+
+    return OtlpOutput(config.otlp, resource_attributes(config.otlp), lambda: state.started_wall)
 
 
 def resolve_prices(config: Config) -> tuple[dict[str, ApiPrices], ApiPrices | None]:
@@ -130,14 +141,16 @@ async def _serve(
             watch = PodWatch(config.kubernetes.discovery, discovery, MAX_ENGINES - len(static))
             engines = DiscoveredEngines(static, watch, collector)
             background.append(asyncio.ensure_future(watch.run()))
-        page = PrometheusPage()
+        page = PrometheusPage() if config.serve_metrics else None
+        otlp = _otlp_output(config, state)
+        outputs: list[Output] = [o for o in (page, otlp) if o is not None]
         pod_resources = config.kubernetes.pod_resources
         pods = PodResourcesCollector(pod_resources.socket, config.timeout)
         loop = CollectionLoop(
             state,
             engines,
             nvml,
-            [page],
+            outputs,
             config.interval,
             config.timeout,
             state_file=state_file,
@@ -146,7 +159,7 @@ async def _serve(
         # Listen before the first collection, however long it takes: /metrics serves
         # the state as it is (no I/O to compute; resumed from the state file, its
         # counters are the ones last saved) and /healthz says "starting".
-        page.publish(node_families(state))
+        loop.publish()
         server = HttpServer(loop, page, web_config)
         host, port = split_listen_address(config.listen_address)
         try:
@@ -168,6 +181,15 @@ async def _serve(
             state.accrual.hourly_total,
             config.currency,
         )
+        if otlp is not None:
+            otlp.start()
+            log.info(
+                "pushing over OTLP (%s) to %s every %gs%s",
+                config.otlp.protocol,
+                config.otlp.target,
+                config.otlp.interval,
+                "" if config.serve_metrics else "; /metrics is not served",
+            )
         task = asyncio.ensure_future(loop.run_forever())
         background.append(task)
         stop = asyncio.Event()
@@ -182,5 +204,6 @@ async def _serve(
                 with contextlib.suppress(asyncio.CancelledError):
                     await future
             loop.finish()
+            await loop.close_outputs()
             await server.stop()
             log.info("stopped")

@@ -157,18 +157,20 @@ _GZIP_KEY = web.AppKey("gzip", _Gzipped)
 
 def build_app(
     loop: CollectionLoop,
-    page: PrometheusPage,
+    page: PrometheusPage | None,
     live: LiveWebConfig | None = None,
     errors: RateLimitedLog | None = None,
 ) -> web.Application:
-    """`page` is the loop's Prometheus output: `/metrics` serves its last body.
-    `live` is the web configuration (default: no auth, no extra headers)."""
+    """`page` is the loop's Prometheus output: `/metrics` serves its last body (none on a
+    node that only pushes OTLP). `live` is the web configuration (default: no auth, no
+    extra headers)."""
     gate = _Gate(live or LiveWebConfig(None), errors or RateLimitedLog(log))
     app = web.Application(middlewares=[gate.middleware])
     app[LOOP_KEY] = loop
     app[PAGE_KEY] = page
     app[_GZIP_KEY] = _Gzipped()
-    app.router.add_get("/metrics", _metrics)
+    if page is not None:
+        app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/", _landing)
     return app
@@ -177,7 +179,9 @@ def build_app(
 class HttpServer:
     """The app behind a GuardedSite: start to listen, stop to close every connection."""
 
-    def __init__(self, loop: CollectionLoop, page: PrometheusPage, live: LiveWebConfig) -> None:
+    def __init__(
+        self, loop: CollectionLoop, page: PrometheusPage | None, live: LiveWebConfig
+    ) -> None:
         self.live = live
         self.errors = RateLimitedLog(log)
         self.runner = web.AppRunner(build_app(loop, page, live, self.errors), access_log=None)

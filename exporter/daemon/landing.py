@@ -165,6 +165,11 @@ def render_landing(state: NodeState, health: LoopHealth) -> str:
         f"<td>{'up' if s.up else 'down'}</td><td>{escape(s.last_error)}</td></tr>"
         for s in sorted(state.targets.values(), key=lambda s: s.target)
     )
+    links = '<a href="/healthz">/healthz</a>'
+    if state.config.serve_metrics:
+        links = f'<a href="/metrics">/metrics</a> · {links}'
+    if state.config.otlp.enabled:
+        links += f" · pushed over OTLP to {escape(state.config.otlp.target)}"
     since = datetime.fromtimestamp(
         max(state.day_started_wall, state.started_wall), timezone.utc
     ).strftime("%Y-%m-%d %H:%M UTC")
@@ -196,6 +201,6 @@ Capacity: {capacity_text}. Spend today: <b>{_money(spend_today, currency)}</b>
 {_gpu_rows(state)}
 <h2>Sources</h2>
 <table><tr><th>collector</th><th>target</th><th>state</th><th>last error</th></tr>{targets}</table>
-<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p>
+<p>{links}</p>
 </body></html>
 """
