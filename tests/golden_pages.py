@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 TESTS = Path(__file__).parent
@@ -43,6 +43,7 @@ from llm_cost_exporter.config import config_from_mapping  # noqa: E402
 from llm_cost_exporter.config.settings import DEFAULT_POD_RESOURCES_SOCKET  # noqa: E402
 from llm_cost_exporter.daemon.assembly import resolve_prices  # noqa: E402
 from llm_cost_exporter.daemon.loop import CollectionLoop  # noqa: E402
+from llm_cost_exporter.outputs.base import Output  # noqa: E402
 from llm_cost_exporter.outputs.prometheus import PrometheusPage  # noqa: E402
 
 GOLDEN = TESTS / "golden"
@@ -135,13 +136,22 @@ def _run(
     engines: dict[str, list[Callable[[], str]]],
     gpus: _FixedGpus | None = None,
     pods: _FixedPods | None = None,
+    outputs: Sequence[Output] = (),
 ) -> bytes:
+    """The page after the fixed cycles; `outputs` get every cycle's families beside it."""
     clock = _Clock()
     sources = {url: _FixturePages(answers) for url, answers in engines.items()}
     collectors = [VllmCollector(url, source) for url, source in sources.items()]
     page = PrometheusPage()
     loop = CollectionLoop(
-        state, collectors, gpus, [page], interval=5.0, timeout=3.0, clock=clock, pods=pods
+        state,
+        collectors,
+        gpus,
+        [page, *outputs],
+        interval=5.0,
+        timeout=3.0,
+        clock=clock,
+        pods=pods,
     )
     for cycle, now in enumerate(CYCLE_TIMES):
         clock.now = now
@@ -151,7 +161,7 @@ def _run(
     return page.body
 
 
-def rented_node() -> bytes:
+def rented_node(outputs: Sequence[Output] = ()) -> bytes:
     """Two engines on one A100 each, a third that is down, one model without a price."""
     config = config_from_mapping(
         {
@@ -201,7 +211,7 @@ def rented_node() -> bytes:
         "http://127.0.0.1:8002/metrics": [_down("connection", "Connection refused")] * 2
         + [_down("timeout", "no answer")],
     }
-    return _run(state, engines)
+    return _run(state, engines, outputs=outputs)
 
 
 def _gpu(index: int, cycle: int, **extra: object) -> GpuReading:
@@ -237,7 +247,7 @@ def _snapshot(cycle: int) -> GpuSnapshot:
     return GpuSnapshot("550.54.15", tuple(gpus))
 
 
-def owned_node(pods: _FixedPods | None = None) -> bytes:
+def owned_node(pods: _FixedPods | None = None, outputs: Sequence[Output] = ()) -> bytes:
     """Two bought H100s read through NVML (one lost in the last cycle), one engine."""
     config = config_from_mapping(
         {
@@ -277,10 +287,10 @@ def owned_node(pods: _FixedPods | None = None) -> bytes:
             _grown("vllm-0.32.0-cpu-busy.prom", 2.0),
         ]
     }
-    return _run(state, engines, _FixedGpus([_snapshot(c) for c in range(3)]), pods)
+    return _run(state, engines, _FixedGpus([_snapshot(c) for c in range(3)]), pods, outputs)
 
 
-def kubernetes_node() -> bytes:
+def kubernetes_node(outputs: Sequence[Output] = ()) -> bytes:
     """The owned node on Kubernetes: GPU 0 held by the engine's pod, GPU 1's MIG devices
     by a 3g notebook and, from the second cycle, a 2g job; the kubelet does not
     answer in the last cycle (its last answer stands)."""
@@ -290,7 +300,9 @@ def kubernetes_node() -> bytes:
     notebook = pod("research", "notebook-7", mig_a, resource="nvidia.com/mig-3g.40gb")
     job = pod("research", "eval-job", mig_b, resource="nvidia.com/mig-2g.20gb")
     restarting = CollectorError("connection", "UNAVAILABLE: the kubelet is restarting")
-    return owned_node(_FixedPods([[serving, notebook], [serving, notebook, job], restarting]))
+    return owned_node(
+        _FixedPods([[serving, notebook], [serving, notebook, job], restarting]), outputs
+    )
 
 
 SCENARIOS: dict[str, Callable[[], bytes]] = {

@@ -8,6 +8,7 @@ exporter like a bad file does: one line naming it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from llm_cost_exporter.config.scalars import (
     Duration,
     Flag,
     HttpUrl,
+    ReadableFile,
     Secret,
     SecretFile,
     Text,
@@ -56,11 +58,11 @@ def _milliseconds(name: str, value: str, minimum: float, maximum: float) -> floa
     try:
         seconds = float(value) / 1000
     except ValueError:
-        seconds = -1.0
+        seconds = math.nan
     if not minimum <= seconds <= maximum:
         raise ConfigError(
-            f"{name}: must be milliseconds from {minimum * 1000:g} to {maximum * 1000:g}, "
-            f"got {shown(value)}"
+            f"{name}: must be milliseconds, {format_duration(minimum)} to "
+            f"{format_duration(maximum)}, got {shown(value)}"
         )
     return seconds
 
@@ -92,11 +94,11 @@ def _protocol_default(loaded: Mapping[str, Any]) -> str:
 def _endpoint_default(loaded: Mapping[str, Any]) -> str | None:
     specific = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
     if specific:
-        return HttpUrl().load(specific, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        return OtlpEndpoint().load(specific, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
     base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if not base:
         return None
-    url = HttpUrl().load(base, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    url = OtlpEndpoint().load(base, "OTEL_EXPORTER_OTLP_ENDPOINT")
     if loaded["protocol"] == "http/protobuf":  # the base URL of every signal
         return url.rstrip("/") + "/" + HTTP_PATH
     return url
@@ -135,7 +137,7 @@ def _timeout_default(loaded: Mapping[str, Any]) -> float:
 def _file_default(variable: str) -> Any:
     def derive(loaded: Mapping[str, Any]) -> str | None:
         found = environment(variable)
-        return None if found is None else SecretFile().load(found[1], found[0])
+        return None if found is None else ReadableFile().load(found[1], found[0])
 
     return derive
 
@@ -166,21 +168,21 @@ class OtlpTls:
     """TLS towards the receiver: an `https://` endpoint, or a gRPC one without scheme."""
 
     ca_file: str | None = setting(
-        SecretFile(),
+        ReadableFile(),
         "CA bundle that signs the receiver's certificate",
         None,
         derive=_file_default("CERTIFICATE"),
         default_doc="`OTEL_EXPORTER_OTLP_CERTIFICATE`, else the system's CAs",
     )
     cert_file: str | None = setting(
-        SecretFile(),
+        ReadableFile(),
         "Client certificate, for a receiver that asks for one (with key_file)",
         None,
         derive=_file_default("CLIENT_CERTIFICATE"),
         default_doc="`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`",
     )
     key_file: str | None = setting(
-        SecretFile(),
+        ReadableFile(),
         "The client certificate's private key",
         None,
         derive=_file_default("CLIENT_KEY"),
@@ -285,7 +287,12 @@ class OtlpConfig:
         "Secret: rotation needs no restart)",
         {},
     )
-    tls: OtlpTls = setting(OTLP_TLS, "TLS towards the receiver", OtlpTls())
+    tls: OtlpTls = setting(
+        OTLP_TLS,
+        "TLS towards the receiver",
+        OtlpTls(),
+        derive=lambda loaded: OTLP_TLS.load(None, "otlp.tls"),
+    )
     compression: str = setting(
         Choice(COMPRESSIONS, lower=True),
         "Compression of each export",

@@ -9,6 +9,7 @@ same rule: durations, the listen address and currency codes.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -391,6 +392,27 @@ class Secret:
 
     def dump(self, value: str) -> str:
         return SECRET_SHOWN
+
+
+class ReadableFile:
+    """A file read whole at every use (a certificate bundle): at load it must be a
+    readable regular file."""
+
+    type_name = "path of a file"
+
+    def load(self, value: Any, where: str) -> str:
+        path = non_empty_text(value, where)
+        try:
+            with open(path, "rb") as file:
+                if not os.path.isfile(path):
+                    raise ConfigError(f"{where}: {path} is not a regular file")
+                file.read(1)
+        except OSError as error:
+            raise ConfigError(f"{where}: {path}: {error.strerror or error}") from None
+        return path
+
+    def dump(self, value: str) -> str:
+        return value
 
 
 class SecretFile:
