@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
+import requests
 from opentelemetry.sdk.metrics.export import MetricExporter
 
 from llm_cost_exporter.collectors.base import CollectorError
@@ -19,6 +21,19 @@ from llm_cost_exporter.config.otlp_settings import OtlpConfig
 
 class TransportError(Exception):
     """A file the export needs cannot be read."""
+
+
+class OwnCaSession(requests.Session):
+    """A requests session that keeps the CA it is given: plain requests lets
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a session's CA, and a private
+    receiver's certificate would then fail to verify. Proxies still come from the
+    environment."""
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings = super().merge_environment_settings(*args, **kwargs)
+        if isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
 
 
 def _read(path: str, what: str) -> str:
@@ -81,6 +96,7 @@ class Transport:
             compression=Compression.Gzip
             if config.compression == "gzip"
             else Compression.NoCompression,
+            session=OwnCaSession(),
         )
 
     def _grpc(
