@@ -15,6 +15,8 @@ from llm_cost_exporter.collectors.base import REASONS
 from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot, MigInstance
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
 from llm_cost_exporter.config import config_from_mapping
+from llm_cost_exporter.outputs.otlp.output import OtlpOutput
+from llm_cost_exporter.outputs.prometheus import PrometheusPage
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 GOLDEN = Path(__file__).parent / "golden"
@@ -117,7 +119,15 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     # On Kubernetes the kubelet names the pods: its golden page is what the code renders
     # (test_golden_metrics), with the pod labels and the per-pod cost.
     kubernetes = page_families((GOLDEN / "kubernetes-node.prom").read_text())
-    for name, (kind, labels) in [*render_families(state).items(), *kubernetes.items()]:
+    # Where OTLP is on, its output reports on itself beside the node's families.
+    page = PrometheusPage()
+    page.publish(list(OtlpOutput(owned.otlp, {}, lambda: 0.0).own_families()))
+    otlp = page_families(page.body.decode())
+    for name, (kind, labels) in [
+        *render_families(state).items(),
+        *kubernetes.items(),
+        *otlp.items(),
+    ]:
         previous = families.get(name, (kind, frozenset()))
         families[name] = (kind, labels | previous[1])
     return families
