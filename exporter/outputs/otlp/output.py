@@ -8,7 +8,8 @@ by the timeout (the SDK exporter's own retries included), the queue by its
 size (the oldest export is dropped), and sums are cumulative, so once the
 receiver is back the next export carries every count made meanwhile. A change
 of state (failing, recovered) is one log line; the SDK's own per-attempt
-warnings are kept out of the log and their last one quoted in that line.
+warnings are kept out of the log and the first of the failed attempt quoted in
+that line.
 """
 
 from __future__ import annotations
@@ -33,15 +34,17 @@ RESULTS = ("success", "failure", "dropped")
 SDK_LOGGER = "opentelemetry"
 
 
-class _LastWarning(logging.Handler):
-    """Keeps the SDK exporter's last warning for our own log line, instead of logging it."""
+class _FirstWarning(logging.Handler):
+    """Keeps the SDK exporter's first warning of an attempt for our own log line, instead
+    of logging it: the first names the cause, the last only that the retries ran out."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.message: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.message = record.getMessage().splitlines()[0][:300]
+        if self.message is None:
+            self.message = record.getMessage().splitlines()[0][:500]
 
 
 def _ns(seconds: float) -> int:
@@ -75,7 +78,7 @@ class OtlpOutput:
         self._failed_attempts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sdk_warnings = _LastWarning()
+        self._sdk_warnings = _FirstWarning()
 
     # --- the Output side (event loop) ---------------------------------------------------
 
@@ -166,7 +169,11 @@ class OtlpOutput:
             try:
                 exporter = self._transport.exporter()
                 ok = exporter.export(self._queue[0]) == MetricExportResult.SUCCESS
-                reason = self._sdk_warnings.message or "the receiver refused the export"
+                reason = (
+                    self._transport.problem()
+                    or self._sdk_warnings.message
+                    or "the receiver refused the export"
+                )
             except TransportError as error:
                 ok, reason = False, str(error)
             except Exception as error:  # the SDK must never end the sender

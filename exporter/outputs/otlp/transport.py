@@ -23,17 +23,31 @@ class TransportError(Exception):
     """A file the export needs cannot be read."""
 
 
-class OwnCaSession(requests.Session):
-    """A requests session that keeps the CA it is given: plain requests lets
+class ExportSession(requests.Session):
+    """The HTTP exporter's session: it keeps the CA it is given (plain requests lets
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a session's CA, and a private
-    receiver's certificate would then fail to verify. Proxies still come from the
-    environment."""
+    receiver's certificate would then fail to verify; proxies still come from the
+    environment), and it remembers why the last request failed, which the exporter
+    does not say."""
+
+    problem: str | None = None
 
     def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         settings = super().merge_environment_settings(*args, **kwargs)
         if isinstance(self.verify, str):
             settings["verify"] = self.verify
         return settings
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            response = super().request(*args, **kwargs)
+        except requests.RequestException as error:
+            cause = getattr(error.args[0], "reason", None) if error.args else None
+            self.problem = f"{type(error).__name__}: {cause or error}"[:300]
+            raise
+        if not response.ok:
+            self.problem = f"HTTP {response.status_code} {response.reason}"
+        return response
 
 
 def _read(path: str, what: str) -> str:
@@ -54,6 +68,14 @@ class Transport:
         self.config = config
         self._exporter: MetricExporter | None = None
         self._fingerprint = b""
+        self._session: ExportSession | None = None
+
+    def problem(self) -> str | None:
+        """Why the last HTTP request failed, once; None over gRPC (its exporter says)."""
+        if self._session is None:
+            return None
+        problem, self._session.problem = self._session.problem, None
+        return problem
 
     def headers(self) -> dict[str, str]:
         """Every header, those from files read now; names lower-cased (gRPC requires it)."""
@@ -86,6 +108,7 @@ class Transport:
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
+        self._session = ExportSession()
         return OTLPMetricExporter(
             endpoint=config.target,
             certificate_file=config.tls.ca_file,
@@ -96,7 +119,7 @@ class Transport:
             compression=Compression.Gzip
             if config.compression == "gzip"
             else Compression.NoCompression,
-            session=OwnCaSession(),
+            session=self._session,
         )
 
     def _grpc(
