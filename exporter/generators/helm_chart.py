@@ -111,12 +111,20 @@ def _template(text: str, tokens: _Tokens) -> str:
     return _TOKEN.sub(lambda match: tokens.expression(int(match.group(1))), text)
 
 
+_SCRAPED = 'include "llm-cost-exporter.servesMetrics" .'
+"""Alerts on `up` need a scrape: left out where the nodes only push over OTLP, where
+`up` never exists and the absence alert would fire for ever."""
+_READS_UP = re.compile(r"(?<![\w:])up\{")
+
+
 def _rule_items(rule_list: list[dict[str, Any]], tokens: _Tokens) -> str:
     guards = _window_guards(tokens)
     out = []
     for rule in rule_list:
         item = _template(_dump([rule], 4), tokens)
         condition = next((c for t, c in guards if t in rule.get("record", "")), None)
+        if condition is None and _READS_UP.search(rule.get("expr", "")):
+            condition = _SCRAPED
         out.append(
             item if condition is None else f"{{{{- if {condition} }}}}\n{item}{{{{- end }}}}\n"
         )

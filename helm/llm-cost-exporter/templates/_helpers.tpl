@@ -39,6 +39,7 @@ app.kubernetes.io/component: exporter
 {{/* Where the pieces live inside the container. */}}
 {{- define "llm-cost-exporter.configDir" -}}/etc/llm-cost-exporter{{- end -}}
 {{- define "llm-cost-exporter.webDir" -}}/etc/llm-cost-exporter/web{{- end -}}
+{{- define "llm-cost-exporter.otlpDir" -}}/etc/llm-cost-exporter/otlp{{- end -}}
 {{- define "llm-cost-exporter.stateDir" -}}/var/lib/llm-cost-exporter{{- end -}}
 {{- define "llm-cost-exporter.podResourcesDir" -}}/var/lib/kubelet/pod-resources{{- end -}}
 
@@ -68,6 +69,43 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* True unless config.web.serve_metrics is false: a node that only pushes over OTLP,
+whose /metrics answers 404 (/healthz stays). */}}
+{{- define "llm-cost-exporter.servesMetrics" -}}
+{{- $web := .Values.config.web | default dict -}}
+{{- if not (and (kindIs "bool" $web.serve_metrics) (not $web.serve_metrics)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Refuses to render a monitor (`.value` names what turned it on) of a node that
+serves no /metrics: every scrape of it would see a 404. */}}
+{{- define "llm-cost-exporter.requireMetrics" -}}
+{{- if not (include "llm-cost-exporter.servesMetrics" .root) -}}
+{{- fail (printf "%s: config.web.serve_metrics is false (the node only pushes over OTLP; /metrics answers 404), so every scrape would fail; turn it off, or serve /metrics" .value) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* config.otlp's files inside the otlp Secret's directory need that Secret mounted. */}}
+{{- define "llm-cost-exporter.otlpFilesMounted" -}}
+{{- $otlp := .Values.config.otlp | default dict -}}
+{{- $files := dict -}}
+{{- range $header, $path := ($otlp.header_files | default dict) -}}
+{{- $_ := set $files (printf "header_files.%s" $header) $path -}}
+{{- end -}}
+{{- range $key, $path := ($otlp.tls | default dict) -}}
+{{- if has $key (list "ca_file" "cert_file" "key_file") -}}
+{{- $_ := set $files (printf "tls.%s" $key) $path -}}
+{{- end -}}
+{{- end -}}
+{{- $dir := printf "%s/" (include "llm-cost-exporter.otlpDir" .) -}}
+{{- range $name, $path := $files -}}
+{{- if and (kindIs "string" $path) (hasPrefix $dir $path) (not $.Values.otlp.existingSecret) -}}
+{{- fail (printf "otlp.existingSecret: config.otlp.%s reads %s, but no Secret is mounted at %s; name the Secret holding it" $name $path $dir) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The configuration file: the user's `config` with the keys the chart owns. */}}
 {{- define "llm-cost-exporter.config" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -77,6 +115,7 @@ true
 {{- if not $config.api_prices -}}
 {{- fail "config.api_prices: set the API prices to compare with, e.g. --set config.api_prices.default.catalog=anthropic/claude-3-5-haiku (the chart assumes no price)" -}}
 {{- end -}}
+{{- include "llm-cost-exporter.otlpFilesMounted" . -}}
 {{- $_ := set $config "state_file" (printf "%s/state.json" (include "llm-cost-exporter.stateDir" .)) -}}
 {{- $web := $config.web | default dict -}}
 {{- if not $web.listen_address -}}
