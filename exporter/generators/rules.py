@@ -43,6 +43,10 @@ class RuleParams:
 
     job: str = "llm-cost"
     """The scrape job of the exporters (`up{job=...}`)."""
+    push_job: str = "llm-cost-exporter"
+    """The `job` a receiver gives figures pushed over OTLP: the exporters' `service.name`."""
+    push_silent_for: str = "10m"
+    """How long a node that pushed may stay silent before LLMCostExporterSilent."""
     rate_window: str = "5m"
     """Window of the rates the dashboards read."""
     breakeven_page_window: str = "24h"
@@ -398,12 +402,28 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
         _alert(
             params,
             "LLMCostExporterAbsent",
-            f'absent(up{{job="{job}"}})',
+            f'absent(up{{job="{job}"}})\nand on ()\n'
+            f'absent(llmcost_build_info{{job="{params.push_job}"}})',
             params.exporter_absent_for,
             "warning",
             f"No llm-cost-exporter target in job {job}",
-            f"Prometheus has no target in job {job}: no node's cost is being watched.",
+            f"Prometheus has no target in job {job} and no node pushes to it (job "
+            f"{params.push_job}): no node's cost is being watched.",
             "llmcostexporterabsent",
+        ),
+        _alert(
+            params,
+            "LLMCostExporterSilent",
+            f'max by (job, instance) (max_over_time(llmcost_build_info{{job="{params.push_job}"}}'
+            "[6h]))\nunless on (job, instance)\n"
+            f'llmcost_build_info{{job="{params.push_job}"}}',
+            params.push_silent_for,
+            "warning",
+            "llm-cost-exporter on {{ $labels.instance }} stopped pushing",
+            "No figure pushed over OTLP by {{ $labels.instance }} has arrived for over "
+            f"{params.push_silent_for} (it pushed in the last 6h): this node's cost and token "
+            "figures are unknown, not zero.",
+            "llmcostexportersilent",
         ),
         _alert(
             params,
