@@ -35,6 +35,7 @@ from test_helm_chart import check_config, container, pod_script, pod_spec, with_
 
 from llm_cost_exporter.config import read_config
 from llm_cost_exporter.config.otlp_settings import OtlpConfig
+from llm_cost_exporter.generators import rules
 from llm_cost_exporter.outputs.otlp.resource import DOWNWARD_API, resource_attributes
 
 SECRET_DIR = "/etc/llm-cost-exporter/otlp"
@@ -46,13 +47,8 @@ POD = {
     "metadata.uid": "7d1c4a52-2f0e-4b8e-9a55-0c3e4f1b2a6d",
 }
 """What the kubelet would put in the pod's fieldRef variables."""
-SCRAPE_ALERTS = {
-    "LLMCostExporterDown",
-    "LLMCostExporterAbsent",
-    "LLMCostMetricsMissing",
-    "LLMCostDataStale",
-}
-"""The alerts that read a scrape's `up` series."""
+SCRAPE_ALERTS = {"LLMCostExporterDown", "LLMCostMetricsMissing", "LLMCostDataStale"}
+"""The alerts on a scrape's `up` series alone."""
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +218,20 @@ def test_the_rules_leave_out_the_alerts_on_up_for_an_otlp_only_node() -> None:
     everything, kept = alerts(scraped), alerts(pushing)
     assert set(everything) >= SCRAPE_ALERTS
     assert set(kept) == set(everything) - SCRAPE_ALERTS
-    assert not any(re.search(r"(?<![\w:])up\{", expr) for expr in kept.values())
+    assert SCRAPE_ALERTS == rules.SCRAPE_ONLY
+    # What stays reads no scrape's up, but for the absence alert, which counts pushed nodes.
+    assert {name for name, expr in kept.items() if re.search(r"(?<![\w:])up\{", expr)} == {
+        "LLMCostExporterAbsent"
+    }
+    assert "llmcost_build_info" in kept["LLMCostExporterAbsent"]
+    assert "LLMCostExporterSilent" in kept
     assert all(kept[name] == everything[name] for name in kept)
     # The recording rules the dashboards read are all there.
     assert (
         render(pushing).one("PrometheusRule")["spec"]["groups"][0]
         == (render(scraped).one("PrometheusRule")["spec"]["groups"][0])
     )
-    assert "LLMCostExporterAbsent" in render(pushing).notes
+    assert "LLMCostExporterSilent fires" in render(pushing).notes
 
 
 def test_notes_say_the_node_pushes_over_otlp(otlp_only: Rendered, minimal: Rendered) -> None:

@@ -112,9 +112,8 @@ def _template(text: str, tokens: _Tokens) -> str:
 
 
 _SCRAPED = 'include "llm-cost-exporter.servesMetrics" .'
-"""Alerts on `up` need a scrape: left out where the nodes only push over OTLP, where
-`up` never exists and the absence alert would fire for ever."""
-_READS_UP = re.compile(r"(?<![\w:])up\{")
+"""The alerts on a scrape's `up` are left out where the nodes only push over OTLP:
+there `up` never exists."""
 
 
 def _rule_items(rule_list: list[dict[str, Any]], tokens: _Tokens) -> str:
@@ -123,7 +122,7 @@ def _rule_items(rule_list: list[dict[str, Any]], tokens: _Tokens) -> str:
     for rule in rule_list:
         item = _template(_dump([rule], 4), tokens)
         condition = next((c for t, c in guards if t in rule.get("record", "")), None)
-        if condition is None and _READS_UP.search(rule.get("expr", "")):
+        if condition is None and rule.get("alert") in rules.SCRAPE_ONLY:
             condition = _SCRAPED
         out.append(
             item if condition is None else f"{{{{- if {condition} }}}}\n{item}{{{{- end }}}}\n"

@@ -37,6 +37,11 @@ ATTRIBUTION_SOURCES = "|".join(sorted((PodResourcesCollector.name, POD_WATCH)))
 """The sources that say which pods hold the GPUs and which pods are engines."""
 
 
+SCRAPE_ONLY = frozenset({"LLMCostExporterDown", "LLMCostMetricsMissing", "LLMCostDataStale"})
+"""Alerts on a scrape's `up`, which nodes that only push over OTLP never have (the
+pushed ones have LLMCostExporterSilent; LLMCostExporterAbsent counts both)."""
+
+
 @dataclass(frozen=True)
 class RuleParams:
     """Every threshold and window the rules use; see alerts/runbook.md for the choices."""
