@@ -193,10 +193,37 @@ class Daemon:
     rss_file_kb: int = 0
     window: list[Export] = field(default_factory=list)
     page: dict[str, float] = field(default_factory=dict)
+    threads_start: dict[str, float] = field(default_factory=dict)
+    threads_end: dict[str, float] = field(default_factory=dict)
+
+    def thread_seconds(self) -> dict[str, float]:
+        """CPU seconds in the window by thread name; what threads that ended in it spent
+        is the process's less what its live threads account for."""
+        spent = {
+            name: end - self.threads_start.get(name, 0.0) for name, end in self.threads_end.items()
+        }
+        ended = self.watched.cpu_end - self.watched.cpu_start - sum(spent.values())
+        return {**spent, "(ended threads)": max(0.0, ended)}
 
     @property
     def rss_median_mib(self) -> float:
         return statistics.median(self.watched.rss_kb) / 1024
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each of `pid`'s live threads, summed by thread name: Python's
+    own threads are all named after the interpreter, gRPC's native ones after their job."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks = int(fields[11]) + int(fields[12])
+        seconds[name] = seconds.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def clean_environment() -> dict[str, str]:
@@ -290,7 +317,7 @@ def report(daemons: list[Daemon], elapsed: float, export_interval: float) -> Non
         print(f"  CPU {cpu:+.3f} points of one core", end="")
         if exports:
             per_export = cpu / 100 * elapsed / len(exports) * 1000
-            print(f", about {per_export:.0f} ms of CPU per export", end="")
+            print(f", {per_export:.0f} ms of CPU per export interval", end="")
         print(f"; before the window (start-up, first export) {before:+.2f} s of CPU")
         print(
             f"  RSS {rss:+.1f} MiB steady (median), {rss_max:+.1f} MiB max, "
@@ -310,6 +337,16 @@ def report(daemons: list[Daemon], elapsed: float, export_interval: float) -> Non
             )
         else:
             print("  NO export received in the window")
+        threads = daemon.thread_seconds()
+        reference = off.thread_seconds()
+        busiest = sorted(threads.items(), key=lambda item: -item[1])[:6]
+        print(
+            "  CPU s in the window by thread name (OTLP off's alike-named in brackets): "
+            + ", ".join(
+                f"{name} {spent:.2f}" + (f" ({reference[name]:.2f})" if name in reference else "")
+                for name, spent in busiest
+            )
+        )
         page = daemon.page
         print(
             f"  the daemon counts {page.get('success', 0):.0f} successful, "
@@ -383,11 +420,14 @@ def main(argv: list[str] | None = None) -> int:
             first_deadline = time.monotonic() + args.export_interval + scaled(60)
             wait_first_exports(daemons, group, first_deadline)
             wait_seconds(args.warmup)
+            for daemon in daemons:
+                daemon.threads_start = thread_cpu(daemon.watched.pid)
             start = time.monotonic()
             elapsed = measure([d.watched for d in daemons], seconds, args.scrape_every)
             end = time.monotonic()
             for daemon in daemons:
                 pid = daemon.watched.pid
+                daemon.threads_end = thread_cpu(pid)
                 daemon.rss_anon_kb = status_kb(pid, "RssAnon")
                 daemon.rss_file_kb = status_kb(pid, "RssFile")
                 daemon.page = page_counts(daemon.port)
@@ -400,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report(daemons, elapsed, args.export_interval)
     print(
-        "\n(the targets are informative: two daemons doing the same work differ by a few "
-        "hundredths\n of a point of CPU on a shared machine; --intervals measures longer)"
+        "\n(the targets are informative: near them the CPU difference is a few dozen 10 ms "
+        "ticks,\n which load from elsewhere can move; --intervals measures longer)"
     )
     return 0
 
