@@ -132,6 +132,7 @@ class OtlpOutput:
         while not self._stop.wait(self.config.interval):
             self._take()
             self._send(deadline=None)
+            self._transport.rest()
         self._flush(time.monotonic() + self.config.timeout)
 
     def _flush(self, deadline: float) -> None:

@@ -148,6 +148,13 @@ class Transport:
             else grpc.Compression.NoCompression,
         )
 
+    def rest(self) -> None:
+        """Between exports: a gRPC channel left open keeps gRPC's threads waking several
+        times a second, which costs more than connecting again once an interval, so it is
+        closed; an idle HTTP connection costs nothing and is kept."""
+        if self.config.protocol == "grpc":
+            self.close()
+
     def close(self) -> None:
         """Shut the current exporter down (its connections, its retry waits)."""
         if self._exporter is not None:
