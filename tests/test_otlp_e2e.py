@@ -18,11 +18,12 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests.certs
 from conftest import minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 from realparts import otlp_points
@@ -199,6 +200,7 @@ def test_every_series_of_the_page_arrives_with_its_value_unit_and_kind(
             )
             text, received = export_of_the_page(exporter, receiver)
             saved = json.loads((tmp_path / "state.json").read_text())
+            assert b'href="/metrics"' in exporter.get("/")[2]
 
     families = {family.name: family for family in text_string_to_metric_families(text)}
     points = receiver_points(received)
@@ -253,8 +255,6 @@ def test_headers_and_tls_reach_the_receiver_and_a_rotated_header_file_needs_no_r
     protocol: str,
     client_certificate: bool,
 ) -> None:
-    """REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE are left as the environment has them: the
-    exporter keeps the CA it is given whatever they say."""
     token = tmp_path / "token"
     token.write_text("Bearer first-token\n")
     tls: dict[str, str] = {"ca_file": str(pki["ca"].cert)}
@@ -265,6 +265,12 @@ def test_headers_and_tls_reach_the_receiver_and_a_rotated_header_file_needs_no_r
         tls=pki["server"],
         client_ca=pki["ca"].cert if client_certificate else None,
     )
+    # The bundles requests and curl are told to use lack our CA: the exporter keeps its own.
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or requests.certs.where()
+    env = {
+        "REQUESTS_CA_BUNDLE": bundle,
+        "CURL_CA_BUNDLE": os.environ.get("CURL_CA_BUNDLE") or bundle,
+    }
     with receiver:
         otlp = {
             "endpoint": receiver.endpoint,
@@ -273,11 +279,11 @@ def test_headers_and_tls_reach_the_receiver_and_a_rotated_header_file_needs_no_r
             "header_files": {"Authorization": str(token)},
             "tls": tls,
         }
-        with ExporterProcess(node_config(simulator, tmp_path, otlp), tmp_path):
+        with ExporterProcess(node_config(simulator, tmp_path, otlp), tmp_path, env=env):
             first = receiver.wait_for(lambda p: p.name == "llmcost_cost")
-            requests = accepted(receiver)
-            assert requests, receiver.requests
-            for request in requests:
+            delivered = accepted(receiver)
+            assert delivered, receiver.requests
+            for request in delivered:
                 assert request.headers["x-scope-orgid"] == "team-a"
                 assert request.headers["authorization"] == "Bearer first-token"
                 assert request.client_cn == ("gpu-node-7-exporter" if client_certificate else None)
@@ -294,6 +300,8 @@ def test_headers_and_tls_reach_the_receiver_and_a_rotated_header_file_needs_no_r
                 what="an export with the rotated header",
             )
             assert arrived[0].headers["x-scope-orgid"] == "team-a"
+            since_rotation = accepted(receiver, receiver.requests.index(arrived[0]))
+            assert {r.headers["authorization"] for r in since_rotation} == {"Bearer second-token"}
             later = receiver.wait_for(
                 lambda p: p.name == "llmcost_cost" and p.time_unix_nano > first.time_unix_nano
             )
@@ -382,8 +390,8 @@ def test_an_outage_loses_no_counted_increase_and_shutdown_flushes_the_last_figur
             after = exporter.samples()
             assert value(after, "llmcost_otlp_exports_total", result="failure") >= failure.value
             dropped = value(after, "llmcost_otlp_exports_total", result="dropped")
-        # SIGTERM: the last cycle is saved, then pushed.
-        assert "stopped" in exporter.log()
+        # SIGTERM (leaving the with): the last cycle is saved, then pushed.
+        assert log_lines(exporter, "llm-cost-exporter: stopped")
     finally:
         receiver.stop()
 
@@ -405,11 +413,15 @@ def test_an_outage_loses_no_counted_increase_and_shutdown_flushes_the_last_figur
         # (each attempt queued the cycle then newest), none dropped.
         assert dropped == 0
         assert len(cycles_of_the_outage) >= 2
-    last = accepted(receiver)[-1]
-    last_points = {p.key: p for p in receiver_points(last)}
-    assert (
-        max(p.time_unix_nano for p in everything) == next(iter(last_points.values())).time_unix_nano
-    )
+    delivered = accepted(receiver)
+    last_points = {p.key: p for p in receiver_points(delivered[-1])}
+    last_time = next(iter(last_points.values())).time_unix_nano
+    assert max(p.time_unix_nano for p in everything) == last_time
+    # The shutdown export counts every earlier delivery but itself (and one more that
+    # may have been under way when its cycle was computed): none lost, none sent twice.
+    successes = last_points[series_key("llmcost_otlp_exports", {"result": "success"})].value
+    assert len(delivered) - 2 <= successes <= len(delivered) - 1
+    assert last_points[series_key("llmcost_otlp_exports", {"result": "dropped"})].value == dropped
     saved = saved_counters(tmp_path / "state.json")
     assert saved[series_key("llmcost_tokens", {"model": "model-a", "kind": "prompt"})] > 0
     assert {key: last_points[key].value for key in saved} == saved
@@ -418,21 +430,31 @@ def test_an_outage_loses_no_counted_increase_and_shutdown_flushes_the_last_figur
 def test_a_slow_receiver_costs_collection_and_metrics_nothing(
     simulator: SimulatorProcess, tmp_path: Path
 ) -> None:
+    """Exports time out one after the other while cycles go on and the pages answer at once:
+    the sender's waits never reach the event loop that collects and serves."""
     with OtlpReceiver("http") as receiver:
         receiver.hang(scaled(30))  # far beyond otlp.timeout
         otlp = {"endpoint": receiver.endpoint}
         with ExporterProcess(node_config(simulator, tmp_path, otlp), tmp_path) as exporter:
+            answered_in: list[float] = []
+
+            def timed(read: Callable[[], Any]) -> Any:
+                started = time.monotonic()
+                result = read()
+                answered_in.append(time.monotonic() - started)
+                return result
+
             seen: list[Samples] = [exporter.samples()]
 
             def next_cycle() -> bool:
-                samples = exporter.samples()
-                assert exporter.health() == "ok"
+                samples = timed(exporter.samples)
+                assert timed(exporter.health) == "ok"
                 cost = value(samples, "llmcost_cost_total", component="gpu")
                 if cost > value(seen[-1], "llmcost_cost_total", component="gpu"):
                     seen.append(samples)
                 return len(seen) >= 5
 
-            eventually(next_cycle, what="four more cycles on /metrics")
+            eventually(next_cycle, what="four more cycles on /metrics", interval=0.02)
             failures = [value(s, "llmcost_otlp_exports_total", result="failure") for s in seen]
             tokens = [
                 value(s, "llmcost_tokens_total", model="model-a", kind="generation") for s in seen
@@ -442,6 +464,8 @@ def test_a_slow_receiver_costs_collection_and_metrics_nothing(
             assert {value(s, "llmcost_otlp_exports_total", result="success") for s in seen} == {0}
             assert len(receiver.requests) >= 2
             assert log_lines(exporter, FAILING, RECOVERED[0])
+            # Each export hangs for the whole otlp.timeout (1s); none of that shows here.
+            assert max(answered_in) < scaled(0.5), sorted(answered_in)[-5:]
 
 
 def test_an_otlp_only_node_serves_no_metrics_page_and_pushes_the_figures(
@@ -460,8 +484,9 @@ def test_an_otlp_only_node_serves_no_metrics_page_and_pushes_the_figures(
             assert (status, body.decode().strip()) == (200, "ok")
             status, _, landing = exporter.get("/")
             assert status == 200
-            assert b'href="/healthz"' in landing or b"/healthz" in landing
+            assert b'href="/healthz"' in landing
             assert b'href="/metrics"' not in landing
+            assert f"pushed over OTLP to {grpc_endpoint(receiver)}".encode() in landing
             receiver.wait_for(
                 lambda p: (
                     p.name == "llmcost_tokens"
