@@ -6,6 +6,7 @@ the same names Prometheus client libraries give them everywhere.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import ProcessCollector
@@ -38,3 +39,12 @@ def process_families() -> Iterator[Metric]:
             family = Gauge(metric.name, metric.documentation, (), unit)
         family.samples = metric.samples
         yield family
+
+
+def process_start_time() -> float:
+    """When this process started, as `process_start_time_seconds` says; now where the
+    platform has no /proc."""
+    for metric in _PROCESS.collect():
+        if metric.name == "process_start_time_seconds" and metric.samples:
+            return metric.samples[0].value
+    return time.time()

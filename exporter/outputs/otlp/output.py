@@ -27,6 +27,7 @@ from llm_cost_exporter.config.otlp_settings import OtlpConfig
 from llm_cost_exporter.outputs.families import count_of, counter, gauge
 from llm_cost_exporter.outputs.otlp.conversion import Stamps, to_export
 from llm_cost_exporter.outputs.otlp.transport import Transport, TransportError
+from llm_cost_exporter.outputs.process_families import process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class OtlpOutput:
         self._counting_since = counting_since
         self._transport = transport or Transport(config)
         self._wall_clock = wall_clock
-        self._process_start = _ns(wall_clock())
+        self._process_start = _ns(process_start_time())
         self._latest: tuple[Sequence[Metric], int] | None = None
         self._taken: tuple[Sequence[Metric], int] | None = None
         self._queue: collections.deque[MetricsData] = collections.deque()
