@@ -342,8 +342,9 @@ def _print_systemd_unit(exec_path: str | None) -> int:
 def _run_daemon(args: argparse.Namespace) -> int:
     # Until the event loop takes SIGTERM over, it interrupts the start like Ctrl-C; as
     # a container's PID 1 it would otherwise be ignored until the stop's grace ran out.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Set inside the suppress, so a SIGTERM right after it is one too.
     with contextlib.suppress(KeyboardInterrupt):
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         return _start_daemon(args)
     return 0
 
