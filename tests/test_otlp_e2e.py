@@ -27,10 +27,10 @@ import requests.certs
 from conftest import minimal_config_dict
 from prometheus_client.parser import text_string_to_metric_families
 from realparts import otlp_points
-from realparts.certificates import Issued, Pki
+from realparts.certificates import Issued
 from realparts.exporter_process import ExporterProcess
 from realparts.otlp_points import Point, SeriesKey, series_key
-from realparts.otlp_receiver import OtlpReceiver, Received
+from realparts.otlp_receiver import OtlpReceiver, Received, receiver_pki
 from realparts.samples import Samples, eventually, page_samples, value
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
@@ -92,13 +92,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorPro
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    pki = Pki(tmp_path_factory.mktemp("pki"))
-    ca = pki.ca("otlp-ca")
-    return {
-        "ca": ca,
-        "server": pki.issue(ca, "otlp-receiver", "IP:127.0.0.1,DNS:localhost"),
-        "client": pki.issue(ca, "gpu-node-7-exporter", "DNS:gpu-node-7", client=True),
-    }
+    return receiver_pki(tmp_path_factory.mktemp("pki"), "gpu-node-7-exporter")
 
 
 def node_config(

@@ -41,9 +41,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from realparts.certificates import Issued, Pki
+from realparts.certificates import Issued
 from realparts.otlp_points import Point, series_key
-from realparts.otlp_receiver import OtlpReceiver
+from realparts.otlp_receiver import OtlpReceiver, receiver_pki
 from realparts.timeouts import scaled
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
@@ -124,13 +124,7 @@ def expected_points(time_unix_nano: int = NOW, cost: float = 12.5) -> list[Point
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    pki = Pki(tmp_path_factory.mktemp("otlp-pki"))
-    ca = pki.ca("otlp-ca")
-    return {
-        "ca": ca,
-        "server": pki.issue(ca, "otlp-receiver", "IP:127.0.0.1,DNS:localhost"),
-        "client": pki.issue(ca, "llm-cost-exporter", "DNS:llm-cost-exporter", client=True),
-    }
+    return receiver_pki(tmp_path_factory.mktemp("otlp-pki"), "llm-cost-exporter")
 
 
 @pytest.fixture

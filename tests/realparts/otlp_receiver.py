@@ -43,7 +43,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from . import otlp_points
-from .certificates import Issued
+from .certificates import Issued, Pki
 from .loopback_http import QuietHandler
 from .otlp_points import Point, SeriesKey
 from .timeouts import scaled
@@ -477,3 +477,15 @@ class _Servicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 context.set_trailing_metadata(((RETRY_INFO_KEY, retry),))
             context.abort(mode.status, f"the fake OTLP receiver was told to answer {mode.status}")
         return ExportMetricsServiceResponse()
+
+
+def receiver_pki(directory: Path, client_name: str) -> dict[str, Issued]:
+    """A CA, the receiver's certificate for 127.0.0.1 and localhost, and a client
+    certificate whose common name is `client_name`: `ca`, `server`, `client`."""
+    pki = Pki(directory)
+    ca = pki.ca("otlp-ca")
+    return {
+        "ca": ca,
+        "server": pki.issue(ca, "otlp-receiver", "IP:127.0.0.1,DNS:localhost"),
+        "client": pki.issue(ca, client_name, f"DNS:{client_name}", client=True),
+    }
