@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from llm_cost_exporter.accounting.costmodel import SECONDS_PER_HOUR
+
+if TYPE_CHECKING:
+    from llm_cost_exporter.tools.planner.model import Advice
 
 HOURS_PER_WEEK = 168
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -193,3 +197,5 @@ class Report:
     days: tuple[Day, ...]
     events: tuple[Event, ...]
     findings: tuple[str, ...]
+    advice: Advice | None = None  # what would have been cheaper
+    advice_missing: str = ""  # why there is no advice, when there is none
