@@ -1,5 +1,5 @@
 """Command line: the daemon, `check-config`, `simulate`, `rules`, `dashboards`, `chart`,
-`report`, `systemd-unit`, and `--demo`.
+`report`, `plan`, `systemd-unit`, and `--demo`.
 
 Flag names follow Prometheus exporter convention; each has an `LLMCOST_`
 environment variable. Precedence: flag, then environment, then the file,
@@ -100,6 +100,7 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llm_cost_exporter.tools.planner.command import add_plan_arguments
     from llm_cost_exporter.tools.report.command import add_report_arguments
     from llm_cost_exporter.tools.simulator.server import add_simulate_arguments
 
@@ -147,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Realized versus projected cost over a period, read from Prometheus.",
     )
     add_report_arguments(report)
+    plan = commands.add_parser(
+        "plan",
+        help="what would have been cheaper: right-sizing, scheduled scaling, hybrid routing",
+        description="Every policy costed over the same hours of real traffic, read from "
+        "Prometheus (as the monthly review reads it) or from a CSV file of hourly tokens.",
+        epilog="exit codes: 0 printed; 1 Prometheus could not answer, holds no data for the "
+        "period, or the data cannot be planned on; 2 bad options or a bad CSV file",
+    )
+    add_plan_arguments(plan)
     dashboards = commands.add_parser(
         "dashboards", help="render the Grafana dashboards and their per-panel reference"
     )
@@ -387,6 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from llm_cost_exporter.tools.report.command import run_report
 
             return run_report(args)
+        if args.command == "plan":
+            from llm_cost_exporter.tools.planner.command import run_plan
+
+            return run_plan(args)
         if args.command == "simulate":
             from llm_cost_exporter.tools.simulator.server import run_simulate
 

@@ -6,10 +6,14 @@ it calls to compute is pure and tested on its own.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from llm_cost_exporter.accounting.costmodel import TOKEN_KINDS
+from llm_cost_exporter.tools.planner.advise import PlanError, advise
+from llm_cost_exporter.tools.planner.from_prometheus import traffic_from_review
+from llm_cost_exporter.tools.planner.model import Knobs
+from llm_cost_exporter.tools.planner.replica import ReplicaSpec
 from llm_cost_exporter.tools.report import figures as f
 from llm_cost_exporter.tools.report.fetch import Progress, Table, choose_source, fetch
 from llm_cost_exporter.tools.report.findings import findings
@@ -17,6 +21,15 @@ from llm_cost_exporter.tools.report.model import Report, Row
 from llm_cost_exporter.tools.report.period import Period
 from llm_cost_exporter.tools.report.prometheus_api import PrometheusClient, PrometheusError
 from llm_cost_exporter.tools.report.selection import Selection
+
+
+@dataclass(frozen=True)
+class Planning:
+    """How the advice section plans: the knobs, and a replica other than the node as run."""
+
+    knobs: Knobs = field(default_factory=Knobs)
+    replica: ReplicaSpec | None = None
+    capacity: float | None = None  # overrides the exporters' capacity per node
 
 
 class EmptyPeriodError(PrometheusError):
@@ -32,6 +45,7 @@ def build_report(
     currency: str | None = None,
     now: datetime,
     progress: Progress | None = None,
+    planning: Planning | None = None,
 ) -> Report:
     chosen = choose_source(client, selection, period, source)
     tables = fetch(client, selection, period, chosen, progress)
@@ -49,6 +63,7 @@ def build_report(
         currency=currency or _currency(client, selection, period),
         prometheus_url=client.url,
         now=now,
+        planning=planning,
     )
 
 
@@ -61,6 +76,7 @@ def compute_report(
     currency: str,
     prometheus_url: str,
     now: datetime,
+    planning: Planning | None = None,
 ) -> Report:
     """Every figure of the review from the period's hourly tables."""
     unpriced = f.unpriced_models(tables)
@@ -116,7 +132,22 @@ def compute_report(
         findings=(),
     )
     below = [period.hour_start(h) for h in f.hours_below_breakeven(ledger.fleet, compare)]
-    return replace(report, findings=findings(report, below))
+    planning = planning or Planning()
+    try:
+        traffic = traffic_from_review(
+            ledger,
+            tables,
+            period,
+            unpriced,
+            currency=currency,
+            source=f"Prometheus at {prometheus_url} ({source})",
+            replica=planning.replica,
+            capacity=planning.capacity,
+        )
+        advice, missing = advise(traffic, planning.knobs), ""
+    except PlanError as err:
+        advice, missing = None, str(err)
+    return replace(report, findings=findings(report, below), advice=advice, advice_missing=missing)
 
 
 def _currency(client: PrometheusClient, selection: Selection, period: Period) -> str:

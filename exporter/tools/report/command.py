@@ -29,6 +29,24 @@ EXIT_COVERAGE = 3
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    from llm_cost_exporter.tools.planner.arguments import add_planning_arguments
+
+    add_period_arguments(parser)
+    parser.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.9,
+        metavar="FRACTION",
+        help="exit 3 when data covers less than this share of node-hours (default 0.9)",
+    )
+    parser.add_argument(
+        "--output-dir", default=".", metavar="DIR", help="where to write the report (default .)"
+    )
+    add_planning_arguments(parser)
+
+
+def add_period_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to read from and which period: shared by ``report`` and ``plan``."""
     parser.add_argument(
         "--prometheus.url",
         dest="url",
@@ -91,16 +109,6 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         help="raw counters (clock hours) or the hourly recording rules; default: raw "
         "while Prometheus holds the period's raw samples, else rules",
     )
-    parser.add_argument(
-        "--min-coverage",
-        type=float,
-        default=0.9,
-        metavar="FRACTION",
-        help="exit 3 when data covers less than this share of node-hours (default 0.9)",
-    )
-    parser.add_argument(
-        "--output-dir", default=".", metavar="DIR", help="where to write the report (default .)"
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
 
 
@@ -132,7 +140,7 @@ def credentials_from(args: argparse.Namespace) -> Credentials:
     return Credentials(token, basic, tuple(headers))
 
 
-class _Progress:
+class Progress:
     """One updating line on a terminal; a line per day otherwise (logs stay readable)."""
 
     def __init__(self, quiet: bool) -> None:
@@ -153,7 +161,23 @@ class _Progress:
         self.last_day = day
 
 
+def prometheus_period(
+    args: argparse.Namespace, now: datetime
+) -> tuple[Period, Selection, PrometheusClient]:
+    """The period, selection and client the options name; SelectionError says which is bad."""
+    if args.timeout <= 0:
+        raise SelectionError("--prometheus.timeout: expected a positive number of seconds")
+    try:
+        period = parse_period(args.month, args.start, args.end, args.timezone, now)
+        selection = Selection.parse(args.matchers)
+        client = PrometheusClient(args.url, credentials_from(args), args.timeout)
+    except (PeriodError, PrometheusError) as err:
+        raise SelectionError(str(err)) from None
+    return period, selection, client
+
+
 def run_report(args: argparse.Namespace) -> int:
+    from llm_cost_exporter.tools.planner.arguments import planning_from
     from llm_cost_exporter.tools.report.html import render_html
     from llm_cost_exporter.tools.report.tabular import render_csv, render_json
 
@@ -161,15 +185,9 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         if not 0.0 <= args.min_coverage <= 1.0:
             raise SelectionError("--min-coverage: expected a fraction between 0 and 1")
-        if args.timeout <= 0:
-            raise SelectionError("--prometheus.timeout: expected a positive number of seconds")
-        period = parse_period(args.month, args.start, args.end, args.timezone, now)
-        selection = Selection.parse(args.matchers)
-        client = PrometheusClient(args.url, credentials_from(args), args.timeout)
-    except (PeriodError, SelectionError) as err:
-        print(f"llm-cost-exporter report: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except PrometheusError as err:
+        period, selection, client = prometheus_period(args, now)
+        planning = planning_from(args)
+    except ValueError as err:  # SelectionError, and a bad planning knob
         print(f"llm-cost-exporter report: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -179,7 +197,8 @@ def run_report(args: argparse.Namespace) -> int:
             period,
             source=args.source,
             now=now,
-            progress=_Progress(args.quiet),
+            progress=Progress(args.quiet),
+            planning=planning,
         )
     except PrometheusError as err:
         print(f"llm-cost-exporter report: {err}", file=sys.stderr)
