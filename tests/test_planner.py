@@ -24,7 +24,12 @@ from llm_cost_exporter.tools.planner.model import (
     Knobs,
     Traffic,
 )
-from llm_cost_exporter.tools.planner.policies import cheapest_kept, tokens_per_replica
+from llm_cost_exporter.tools.planner.policies import (
+    cheapest_kept,
+    hour_cost,
+    tokens_per_replica,
+    week_slot_costs,
+)
 from llm_cost_exporter.tools.planner.replica import ReplicaSpec
 from llm_cost_exporter.tools.planner.schedules import (
     WindowSchedule,
@@ -340,3 +345,18 @@ def test_traffic_that_cannot_be_planned_says_why(change, message) -> None:
 def test_bad_knobs_are_refused(knobs, message) -> None:
     with pytest.raises(PlanError, match=message):
         advise(traffic_of(HAND_TOKENS, **HAND), knobs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_week_slot_costs_add_up_each_hours_cost(seed) -> None:
+    traffic = random_traffic(seed, hours=24 * 21)
+    per_replica = tokens_per_replica(traffic.capacity, 0.8)
+    counts = [0, 1, 2, 5, 9]
+    table = week_slot_costs(traffic.hours, counts, per_replica)
+    naive = [[0.0] * 168 for _ in counts]
+    for hour in traffic.hours:
+        slot = hour.start.weekday() * 24 + hour.start.hour
+        for c, count in enumerate(counts):
+            naive[c][slot] += hour_cost(hour, count, per_replica)
+    for c in range(len(counts)):
+        assert table[c] == pytest.approx(naive[c], rel=1e-9, abs=1e-9)

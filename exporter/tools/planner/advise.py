@@ -35,11 +35,11 @@ from llm_cost_exporter.tools.planner.policies import (
     as_run,
     by_hour_of_week,
     cheapest_kept,
-    hour_cost,
     kept_outcome,
     replicas_needed,
     tokens_per_replica,
     week_slot,
+    week_slot_costs,
 )
 from llm_cost_exporter.tools.planner.schedules import (
     WindowSchedule,
@@ -145,11 +145,7 @@ def _policies(traffic: Traffic, knobs: Knobs) -> tuple[tuple[Outcome, ...], dict
         per_replica,
     )
     counts = list(range(knobs.floor, fleet + 1))
-    slot_cost = [[0.0] * HOURS_PER_WEEK for _ in counts]
-    for hour in hours:
-        slot = week_slot(hour)
-        for c, count in enumerate(counts):
-            slot_cost[c][slot] += hour_cost(hour, count, per_replica)
+    slot_cost = week_slot_costs(hours, counts, per_replica)
     schedule = cheapest_window_schedule(
         lambda day, hour, count: slot_cost[count - knobs.floor][day * 24 + hour],
         counts,

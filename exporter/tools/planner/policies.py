@@ -66,6 +66,36 @@ def cheapest_kept(hour: Hour, per_replica: float, floor: int, fleet: int) -> int
     return min(max(kept, floor), fleet)
 
 
+def week_slot_costs(
+    hours: Sequence[Hour], counts: Sequence[int], per_replica: float
+) -> list[list[float]]:
+    """What each hour of the week costs over the period with each count of replicas kept.
+
+    ``hour_cost`` summed over a slot's hours, for every count at once: with the
+    slot's hours sorted busiest first, the hours that overflow ``k`` replicas
+    are a prefix, so each count costs one step instead of a pass over the hours.
+    """
+    slots: list[list[Hour]] = [[] for _ in range(HOURS_PER_WEEK)]
+    for hour in hours:
+        slots[week_slot(hour)].append(hour)
+    table = [[0.0] * HOURS_PER_WEEK for _ in counts]
+    for slot, members in enumerate(slots):
+        members.sort(key=lambda h: h.tokens, reverse=True)
+        replica_cost = math.fsum(h.replica_cost for h in members)
+        api = [0.0]  # API cost of the busiest j hours in full
+        price = [0.0]  # their API prices per token, summed
+        for h in members:
+            api.append(api[-1] + h.api_cost)
+            price.append(price[-1] + h.api_price_per_token)
+        overflowing = len(members)
+        for c, count in enumerate(counts):
+            served = count * per_replica
+            while overflowing and members[overflowing - 1].tokens <= served:
+                overflowing -= 1
+            table[c][slot] = count * replica_cost + api[overflowing] - served * price[overflowing]
+    return table
+
+
 def week_slot(hour: Hour) -> int:
     """Hour of the week, Monday 00:00 being 0, in the zone the hours are given in."""
     return hour.start.weekday() * 24 + hour.start.hour
