@@ -382,6 +382,7 @@ def test_sections_come_in_order() -> None:
         "coverage",
         "findings",
         "summary",
+        "advice",
         "components",
         "kinds",
         "projection",

@@ -10,9 +10,21 @@ inline, charts are inline SVG, and nothing refers to anything outside the file
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone, tzinfo
 
+from llm_cost_exporter.tools.report.advice_html import advice_section, render_advice_page
+from llm_cost_exporter.tools.report.markup import (
+    document,
+    html_figure,
+    html_section,
+    html_table,
+    mark,
+    marked_cell,
+    plain_cell,
+    scrolling,
+    signed,
+)
 from llm_cost_exporter.tools.report.measures import unit_of
 from llm_cost_exporter.tools.report.model import (
     Coverage,
@@ -33,80 +45,13 @@ from llm_cost_exporter.tools.report.svg import (
     line_chart,
     text,
 )
-from llm_cost_exporter.tools.report.units import DECIMALS, Unit, display, rounded
+from llm_cost_exporter.tools.report.units import display, rounded
 
 REALIZED_COLOUR = "#2563eb"
 API_COLOUR = "#ea580c"
 PLANNED_COLOUR = "#4b5563"
 
 EVENT_NAMES = {"exporter_restart": "exporter restart", "engine_restart": "engine restart"}
-
-CSS = """
-:root { --ink: #1f2937; --muted: #6b7280; --line: #e5e7eb; --strong-line: #d1d5db;
-  --bad: #b91c1c; --good: #047857; }
-* { box-sizing: border-box; }
-html { font-size: 14px; background: #f3f4f6; }
-body { margin: 0; color: var(--ink); font-size: 1rem; line-height: 1.5;
-  font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
-main { max-width: 1200px; margin: 24px auto; padding: 2.3rem 2.8rem 2.8rem; background: #fff;
-  border: 1px solid var(--line); border-radius: 8px; }
-h1 { font-size: 1.85rem; line-height: 1.25; margin: 0 0 0.3rem; }
-h2 { font-size: 1.3rem; margin: 2.6rem 0 0.85rem; padding-bottom: 0.4rem;
-  border-bottom: 1px solid var(--line); }
-h3 { font-size: 1.07rem; margin: 1.4rem 0 0.4rem; }
-p { margin: 0.4rem 0 0.7rem; }
-.period { font-size: 1.15rem; color: var(--muted); margin: 0 0 1.3rem; }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.2rem 1.3rem; margin: 0; }
-dl.meta dt { color: var(--muted); }
-dl.meta dd { margin: 0; overflow-wrap: anywhere; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.9rem;
-  background: #f3f4f6; padding: 0.05rem 0.3rem; border-radius: 3px; }
-table { border-collapse: collapse; width: 100%; margin: 0.4rem 0 1rem;
-  font-variant-numeric: tabular-nums; }
-th, td { padding: 0.45rem 0.7rem; border-bottom: 1px solid var(--line); text-align: left;
-  vertical-align: top; }
-thead th { font-size: 0.85rem; font-weight: 600; color: var(--muted);
-  border-bottom: 2px solid var(--strong-line); vertical-align: bottom; }
-thead th.num { white-space: normal; }
-tbody th { font-weight: 500; }
-.num { text-align: right; white-space: nowrap; }
-.scroll { overflow-x: auto; }
-td.when { min-width: 5.5em; }
-table.compact th, table.compact td { padding: 0.2rem 0.5rem; font-size: 0.9rem; }
-table.summary { break-inside: avoid; page-break-inside: avoid; }
-table.summary td.num { font-weight: 600; font-size: 1.07rem; }
-table.summary td.note, .note { color: var(--muted); font-size: 0.93rem; }
-tr.edge td, tr.edge th { font-weight: 600; background: #f9fafb; }
-.box { border: 1px solid var(--line); border-radius: 8px; padding: 0.3rem 1.4rem 0.85rem;
-  margin: 1.4rem 0; }
-.box h2 { border-bottom: 0; margin-top: 0.85rem; }
-.box.warn { border: 2px solid #f59e0b; background: #fffbeb; }
-.box.warn table { background: #fff; }
-.lead { font-size: 1.15rem; }
-.bad { color: var(--bad); }
-.good { color: var(--good); }
-.split { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.4fr); gap: 2rem;
-  align-items: start; }
-figure { margin: 0.6rem 0 1.1rem; }
-figcaption { color: var(--muted); font-size: 0.93rem; margin-top: 0.3rem; }
-svg.chart { display: block; max-width: 100%; height: auto; }
-ul.findings li { margin: 0.3rem 0; }
-footer { margin-top: 2.6rem; color: var(--muted); font-size: 0.85rem; }
-@media screen and (max-width: 820px) {
-  main { padding: 1.4rem; margin: 0; border: 0; border-radius: 0; }
-  .split { grid-template-columns: 1fr; }
-}
-@page { size: A4; margin: 14mm; }
-@media print {
-  html { font-size: 10.5px; background: #fff; }
-  main { max-width: none; margin: 0; padding: 0; border: 0; border-radius: 0; }
-  h2 { break-after: avoid; page-break-after: avoid; }
-  figure, .box, tr { break-inside: avoid; page-break-inside: avoid; }
-  thead { display: table-header-group; }
-  .scroll { overflow: visible; }
-  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-}
-"""
 
 
 # Small helpers -----------------------------------------------------------------------------
@@ -134,45 +79,6 @@ def _when(moment: datetime | None, zone: tzinfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-def _data_value(value: float | None, unit: Unit) -> str:
-    """The rounded value in fixed notation: what ``rounded`` gives, without exponents."""
-    r = rounded(value, unit)
-    return "" if r is None else f"{r:.{DECIMALS[unit]}f}"
-
-
-def _mark(section: str, item: str, measure: str, value: float | None) -> str:
-    """The attributes that let a machine find a figure and its rounded value."""
-    key = f"{section}.{item}.{measure}"
-    return f'data-figure="{text(key)}" data-value="{_data_value(value, unit_of(measure))}"'
-
-
-def _cell(
-    section: str,
-    item: str,
-    measure: str,
-    value: float | None,
-    currency: str,
-    *,
-    shown: str | None = None,
-    tag: str = "td",
-) -> str:
-    """A marked figure; ``shown`` replaces the displayed text (already escaped)."""
-    content = shown if shown is not None else text(display(value, unit_of(measure), currency))
-    return f'<{tag} class="num" {_mark(section, item, measure, value)}>{content}</{tag}>'
-
-
-def _plain(value: float | None, unit: Unit, currency: str) -> str:
-    """An unmarked figure cell."""
-    return f'<td class="num">{text(display(value, unit, currency))}</td>'
-
-
-def _signed(value: float | None, unit: Unit, currency: str) -> str:
-    """A difference, with an explicit plus so the direction is never guessed."""
-    shown = display(value, unit, currency)
-    r = rounded(value, unit)
-    return f"+{shown}" if r is not None and r > 0 else shown
-
-
 def _savings_words(savings: float | None, currency: str) -> tuple[str, str]:
     """Savings as a positive amount and the word for its direction."""
     if savings is None:
@@ -181,30 +87,6 @@ def _savings_words(savings: float | None, currency: str) -> tuple[str, str]:
     if (rounded(savings, "money") or 0) < 0:
         return amount, "overspend"
     return amount, "savings"
-
-
-def _table(head: Sequence[tuple[str, bool]], rows: Iterable[str], cls: str = "") -> str:
-    """A table with a header; ``head`` is (label, numeric) per column."""
-    cells = "".join(
-        f'<th scope="col"{" class=num" if numeric else ""}>{text(label)}</th>'
-        for label, numeric in head
-    )
-    klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _scroll(table: str) -> str:
-    """Wide tables scroll on a narrow screen instead of pushing the page sideways."""
-    return f'<div class="scroll">{table}</div>'
-
-
-def _section(ident: str, title: str, body: str, cls: str = "") -> str:
-    klass = f' class="{cls}"' if cls else ""
-    return f'<section id="{ident}"{klass}><h2>{text(title)}</h2>{body}</section>'
-
-
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{text(caption)}</figcaption></figure>"
 
 
 # Sections ----------------------------------------------------------------------------------
@@ -238,9 +120,9 @@ def _coverage(report: Report, zone: tzinfo) -> str:
     partial = cov.ratio < 1.0 or bool(cov.gaps)
     unobserved = cov.unobserved_spend_estimate
     lead = (
-        f'<p class="lead">The data covers <strong {_mark("coverage", "", "ratio", cov.ratio)}>'
+        f'<p class="lead">The data covers <strong {mark("coverage", "", "ratio", cov.ratio)}>'
         f"{text(display(cov.ratio, 'ratio'))}</strong> of the expected node-hours; "
-        f"<strong {_mark('coverage', '', 'missing_node_hours', cov.missing_node_hours)}>"
+        f"<strong {mark('coverage', '', 'missing_node_hours', cov.missing_node_hours)}>"
         f"{text(display(cov.missing_node_hours, 'hours'))}</strong> node-hours are missing.</p>"
     )
     scope = (
@@ -249,7 +131,7 @@ def _coverage(report: Report, zone: tzinfo) -> str:
         f"{text(display(cov.expected_node_hours, 'hours'))} expected node-hours were observed, "
         f"in a period of {text(display(cov.period_hours, 'hours'))} hours. At each node's last "
         "known hourly cost, the unobserved hours would have cost about "
-        f"<strong {_mark('coverage', '', 'unobserved_spend_estimate', unobserved)}>"
+        f"<strong {mark('coverage', '', 'unobserved_spend_estimate', unobserved)}>"
         f"{text(display(unobserved, 'money', currency))}</strong>, "
         "which is not included in the totals.</p>"
     )
@@ -265,11 +147,11 @@ def _gaps(cov: Coverage, zone: tzinfo) -> str:
         return "<p>No gaps: every node reported for every hour between its first and last hour.</p>"
     rows = (
         f"<tr><td>{text(g.node)}</td><td>{_when(g.start, zone)}</td><td>{_when(g.end, zone)}</td>"
-        f"{_plain(g.hours, 'hours', '')}</tr>"
+        f"{plain_cell(g.hours, 'hours', '')}</tr>"
         for g in sorted(cov.gaps, key=lambda g: (g.start, g.node))
     )
     head = (("Node", False), ("Gap start", False), ("Gap end", False), ("Hours", True))
-    return "<h3>Gaps</h3>" + _table(head, rows, "compact")
+    return "<h3>Gaps</h3>" + html_table(head, rows, "compact")
 
 
 def _membership(cov: Coverage, zone: tzinfo) -> str:
@@ -289,9 +171,9 @@ def _membership(cov: Coverage, zone: tzinfo) -> str:
 
 def _findings(report: Report) -> str:
     if not report.findings:
-        return _section("findings", "Findings", "<p>No findings.</p>")
+        return html_section("findings", "Findings", "<p>No findings.</p>")
     items = "".join(f"<li>{text(f)}</li>" for f in report.findings)
-    return _section("findings", "Findings", f'<ul class="findings">{items}</ul>')
+    return html_section("findings", "Findings", f'<ul class="findings">{items}</ul>')
 
 
 def _summary(report: Report) -> str:
@@ -353,14 +235,14 @@ def _summary(report: Report) -> str:
     ]
     body = [
         f'<tr><th scope="row">{text(label)}</th>'
-        f"{_cell('totals', '', measure, value, currency, shown=shown)}"
+        f"{marked_cell('totals', '', measure, value, currency, shown=shown)}"
         f'<td class="note">{text(note)}</td></tr>'
         for label, measure, value, shown, note in rows
     ]
     body.append(_breakeven_row(t))
     head = (("Measure", False), ("Value", True), ("", False))
-    table = _table(head, body, "summary")
-    return _section("summary", "Summary", table + _unpriced(report))
+    table = html_table(head, body, "summary")
+    return html_section("summary", "Summary", table + _unpriced(report))
 
 
 def _covered_note(t: Totals) -> str:
@@ -386,9 +268,9 @@ def _breakeven_row(t: Totals) -> str:
     share = display(t.share_below_breakeven, "ratio")
     return (
         '<tr><th scope="row">Hours below break-even</th><td class="num">'
-        f"<span {_mark('totals', '', 'hours_below_breakeven', t.hours_below_breakeven)}>"
+        f"<span {mark('totals', '', 'hours_below_breakeven', t.hours_below_breakeven)}>"
         f"{text(display(below, 'count'))}</span> of "
-        f"<span {_mark('totals', '', 'hours_compared', t.hours_compared)}>"
+        f"<span {mark('totals', '', 'hours_compared', t.hours_compared)}>"
         f"{text(display(compared, 'count'))}</span></td>"
         f'<td class="note">{text(share)} of the hours with an API comparison; '
         "in those hours the API would have been cheaper</td></tr>"
@@ -421,17 +303,17 @@ def _breakdown(
     items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
     rows = (
         f'<tr><th scope="row">{text(name)}</th>'
-        f"{_cell(section, name, measure, value, currency)}</tr>"
+        f"{marked_cell(section, name, measure, value, currency)}</tr>"
         for name, value in items
     )
-    table = _table(((column, False), (value_column, True)), rows)
+    table = html_table(((column, False), (value_column, True)), rows)
     chart = bar_chart(items, unit=unit, currency=currency, title=title)
-    return _section(ident, title, f'<div class="split">{table}<figure>{chart}</figure></div>')
+    return html_section(ident, title, f'<div class="split">{table}<figure>{chart}</figure></div>')
 
 
 def _components(report: Report) -> str:
     if not report.spend_by_component:
-        return _section(
+        return html_section(
             "components",
             "Spend by component",
             "<p>Spend by component is not available when models are selected.</p>",
@@ -450,7 +332,7 @@ def _components(report: Report) -> str:
 
 def _kinds(report: Report) -> str:
     if not report.tokens_by_kind:
-        return _section("kinds", "Tokens by kind", "<p>No tokens were recorded.</p>")
+        return html_section("kinds", "Tokens by kind", "<p>No tokens were recorded.</p>")
     return _breakdown(
         "kinds",
         "Tokens by kind",
@@ -467,7 +349,7 @@ def _projection(report: Report) -> str:
     title = "Projection versus realized"
     plan, t, currency = report.projection, report.totals, report.currency
     if plan is None:
-        return _section(
+        return html_section(
             "projection",
             title,
             "<p>No <code>llmcost_projected_*</code> series were found for this selection and "
@@ -492,9 +374,9 @@ def _projection(report: Report) -> str:
         ),
     )
     rows = (
-        f'<tr><th scope="row">{label}</th>{_plain(planned, unit, currency)}'
-        f"{_plain(realized, unit, currency)}"
-        f'<td class="num">{text(_signed(_difference(realized, planned), unit, currency))}</td>'
+        f'<tr><th scope="row">{label}</th>{plain_cell(planned, unit, currency)}'
+        f"{plain_cell(realized, unit, currency)}"
+        f'<td class="num">{text(signed(_difference(realized, planned), unit, currency))}</td>'
         "</tr>"
         for label, unit, planned, realized in lines
     )
@@ -502,11 +384,11 @@ def _projection(report: Report) -> str:
     body = (
         "<p>Planned figures are the <code>llmcost_projected_*</code> series during the period, "
         "scaled to the covered hours so both columns describe the same time. The utilization "
-        "difference is in percentage points.</p>" + _table(head, rows)
+        "difference is in percentage points.</p>" + html_table(head, rows)
     )
     body += _token_mix(report)
     body += _bridges(report.variance, plan.cost_per_million_tokens, t, currency)
-    return _section("projection", title, body)
+    return html_section("projection", title, body)
 
 
 def _difference(realized: float | None, planned: float | None) -> float | None:
@@ -524,9 +406,9 @@ def _token_mix(report: Report) -> str:
         planned = plan.token_mix.get(kind)
         realized = report.tokens_by_kind.get(kind, 0.0) / total if total else None
         rows.append(
-            f'<tr><th scope="row">{text(kind)}</th>{_plain(planned, "ratio", "")}'
-            f"{_plain(realized, 'ratio', '')}"
-            f'<td class="num">{text(_signed(_difference(realized, planned), "ratio", ""))}</td>'
+            f'<tr><th scope="row">{text(kind)}</th>{plain_cell(planned, "ratio", "")}'
+            f"{plain_cell(realized, 'ratio', '')}"
+            f'<td class="num">{text(signed(_difference(realized, planned), "ratio", ""))}</td>'
             "</tr>"
         )
     head = (
@@ -535,7 +417,7 @@ def _token_mix(report: Report) -> str:
         ("Realized share", True),
         ("Difference", True),
     )
-    return "<h3>Token mix</h3>" + _table(head, rows, "compact")
+    return "<h3>Token mix</h3>" + html_table(head, rows, "compact")
 
 
 def _bridges(
@@ -574,21 +456,21 @@ def _bridge(
     rows = [_bridge_edge(*start, currency)]
     rows += [
         f'<tr><td>{text(line.label)}</td><td class="num">'
-        f"{text(_signed(line.per_million, 'money_per_million', currency))}</td>"
-        f'<td class="num">{text(_signed(line.amount, "money", currency))}</td></tr>'
+        f"{text(signed(line.per_million, 'money_per_million', currency))}</td>"
+        f'<td class="num">{text(signed(line.amount, "money", currency))}</td></tr>'
         for line in lines
     ]
     rows.append(_bridge_edge(*end, currency))
     head = (("Step", False), ("Per 1M tokens", True), ("Over the period", True))
     return (
         f"<h3>{text(title)}</h3><p class=\"note\">{text(explanation)} 'Over the period' is "
-        "the effect on the realized tokens.</p>" + _table(head, rows)
+        "the effect on the realized tokens.</p>" + html_table(head, rows)
     )
 
 
 def _bridge_edge(label: str, value: float | None, currency: str) -> str:
     return (
-        f'<tr class="edge"><td>{text(label)}</td>{_plain(value, "money_per_million", currency)}'
+        f'<tr class="edge"><td>{text(label)}</td>{plain_cell(value, "money_per_million", currency)}'
         "<td></td></tr>"
     )
 
@@ -596,7 +478,7 @@ def _bridge_edge(label: str, value: float | None, currency: str) -> str:
 def _daily(report: Report) -> str:
     days, currency = report.days, report.currency
     if not days:
-        return _section("daily", "Daily cost per 1M tokens", "<p>No days with data.</p>")
+        return html_section("daily", "Daily cost per 1M tokens", "<p>No days with data.</p>")
     series = [
         Series("Realized cost per 1M", [d.cost_per_million_tokens for d in days], REALIZED_COLOUR),
         Series(
@@ -624,23 +506,28 @@ def _daily(report: Report) -> str:
         "Days without tokens leave a gap in the line. Dates are calendar days in the "
         f"report's time zone ({report.timezone})."
     )
-    return _section(
-        "daily", "Daily cost per 1M tokens", _figure(chart, caption) + _day_table(days, currency)
+    return html_section(
+        "daily",
+        "Daily cost per 1M tokens",
+        html_figure(chart, caption) + _day_table(days, currency),
     )
 
 
 def _day_table(days: Sequence[Day], currency: str) -> str:
-    rows = (
-        f'<tr><th scope="row">{text(d.date)}</th>'
-        f"{_cell('day', d.date, 'spend', d.spend, currency)}"
-        f"{_cell('day', d.date, 'tokens', d.tokens, currency)}"
-        f"{_cell('day', d.date, 'cost_per_million_tokens', d.cost_per_million_tokens, currency)}"
-        f"{_plain(d.api_equivalent_per_million_tokens, 'money_per_million', currency)}"
-        f"{_plain(d.utilization, 'ratio', currency)}"
-        f"{_plain(d.covered_hours, 'hours', currency)}"
-        f"{_plain(d.hours_below_breakeven, 'count', currency)}</tr>"
-        for d in days
-    )
+    def row(d: Day) -> str:
+        per_million = d.cost_per_million_tokens
+        return (
+            f'<tr><th scope="row">{text(d.date)}</th>'
+            f"{marked_cell('day', d.date, 'spend', d.spend, currency)}"
+            f"{marked_cell('day', d.date, 'tokens', d.tokens, currency)}"
+            f"{marked_cell('day', d.date, 'cost_per_million_tokens', per_million, currency)}"
+            f"{plain_cell(d.api_equivalent_per_million_tokens, 'money_per_million', currency)}"
+            f"{plain_cell(d.utilization, 'ratio', currency)}"
+            f"{plain_cell(d.covered_hours, 'hours', currency)}"
+            f"{plain_cell(d.hours_below_breakeven, 'count', currency)}</tr>"
+        )
+
+    rows = (row(d) for d in days)
     head = (
         ("Date", False),
         ("Spend", True),
@@ -651,7 +538,7 @@ def _day_table(days: Sequence[Day], currency: str) -> str:
         ("Covered hours", True),
         ("Hours below break-even", True),
     )
-    return _table(head, rows, "compact")
+    return html_table(head, rows, "compact")
 
 
 def _hour_of_week(report: Report) -> str:
@@ -673,7 +560,9 @@ def _hour_of_week(report: Report) -> str:
         f"<p>Peak-to-trough: <strong>{text(display(report.peak_to_trough, 'factor'))}</strong> "
         "(the busiest hour of the weekly profile over the quietest).</p>"
     )
-    return _section("hour-of-week", "Utilization by hour of week", _figure(chart, caption) + ratio)
+    return html_section(
+        "hour-of-week", "Utilization by hour of week", html_figure(chart, caption) + ratio
+    )
 
 
 def _row_cells(section: str, row: Row, currency: str) -> str:
@@ -684,14 +573,14 @@ def _row_cells(section: str, row: Row, currency: str) -> str:
     klass = "num bad" if word == "overspend" else "num"
     return (
         f'<th scope="row">{text(row.name)}</th>'
-        f"{_cell(section, row.name, 'spend', t.spend, currency)}"
-        f"{_cell(section, row.name, 'tokens', t.tokens, currency)}"
-        f"{_cell(section, row.name, 'cost_per_million_tokens', per_million, currency)}"
-        f"{_plain(t.api_equivalent, 'money', currency)}"
+        f"{marked_cell(section, row.name, 'spend', t.spend, currency)}"
+        f"{marked_cell(section, row.name, 'tokens', t.tokens, currency)}"
+        f"{marked_cell(section, row.name, 'cost_per_million_tokens', per_million, currency)}"
+        f"{plain_cell(t.api_equivalent, 'money', currency)}"
         f'<td class="{klass}">{savings}</td>'
-        f"{_plain(t.cost_ratio, 'factor', currency)}"
-        f"{_plain(t.utilization, 'ratio', currency)}"
-        f"{_plain(t.share_below_breakeven, 'ratio', currency)}"
+        f"{plain_cell(t.cost_ratio, 'factor', currency)}"
+        f"{plain_cell(t.utilization, 'ratio', currency)}"
+        f"{plain_cell(t.share_below_breakeven, 'ratio', currency)}"
     )
 
 
@@ -710,37 +599,39 @@ ROW_HEAD = (
 
 def _nodes(report: Report, zone: tzinfo) -> str:
     if not report.nodes:
-        return _section("nodes", "Per node", "<p>No nodes in the selection.</p>")
+        return html_section("nodes", "Per node", "<p>No nodes in the selection.</p>")
     rows = (
         f"<tr>{_row_cells('node', row, report.currency)}"
-        f"{_plain(row.coverage, 'ratio', report.currency)}"
+        f"{plain_cell(row.coverage, 'ratio', report.currency)}"
         f'<td class="when">{_when(row.first_seen, zone)}</td>'
         f'<td class="when">{_when(row.last_seen, zone)}</td></tr>'
         for row in report.nodes
     )
     head = (*ROW_HEAD, ("Coverage", True), ("First seen", False), ("Last seen", False))
-    return _section("nodes", "Per node", _scroll(_table(head, rows, "compact")))
+    return html_section("nodes", "Per node", scrolling(html_table(head, rows, "compact")))
 
 
 def _models(report: Report) -> str:
     if not report.models:
-        return _section("models", "Per model", "<p>No models in the selection.</p>")
+        return html_section("models", "Per model", "<p>No models in the selection.</p>")
     rows = (f"<tr>{_row_cells('model', row, report.currency)}</tr>" for row in report.models)
     note = (
         '<p class="note">Models without an API price show n/a for the API comparison.</p>'
         if report.unpriced_models
         else ""
     )
-    return _section("models", "Per model", _scroll(_table(ROW_HEAD, rows, "compact")) + note)
+    return html_section(
+        "models", "Per model", scrolling(html_table(ROW_HEAD, rows, "compact")) + note
+    )
 
 
 def _events(report: Report, zone: tzinfo) -> str:
     if not report.events:
-        return _section("events", "Events", "<p>None: no exporter or engine restarts.</p>")
+        return html_section("events", "Events", "<p>None: no exporter or engine restarts.</p>")
     events: list[Event] = sorted(report.events, key=lambda e: (e.hour, e.node, e.kind))
     rows = (
         f"<tr><td>{text(e.node)}</td><td>{_when(e.hour, zone)}</td>"
-        f"<td>{text(EVENT_NAMES.get(e.kind, e.kind))}</td>{_plain(e.count, 'count', '')}</tr>"
+        f"<td>{text(EVENT_NAMES.get(e.kind, e.kind))}</td>{plain_cell(e.count, 'count', '')}</tr>"
         for e in events
     )
     counts = {
@@ -748,7 +639,7 @@ def _events(report: Report, zone: tzinfo) -> str:
     }
     lead = "<p>" + text(", ".join(f"{name}s: {n}" for name, n in counts.items())) + ".</p>"
     head = (("Node", False), ("Hour", False), ("Event", False), ("Count", True))
-    return _section("events", "Events", lead + _table(head, rows, "compact"))
+    return html_section("events", "Events", lead + html_table(head, rows, "compact"))
 
 
 def _method(report: Report) -> str:
@@ -773,7 +664,7 @@ def _method(report: Report) -> str:
         "a hundredth of a cent, shares to a hundredth of a percent.",
     )
     body = "<ul>" + "".join(f"<li>{text(item)}</li>" for item in items) + "</ul>"
-    return _section("method", "How these figures are computed", body)
+    return html_section("method", "How these figures are computed", body)
 
 
 # Document ----------------------------------------------------------------------------------
@@ -787,6 +678,7 @@ def render_html(report: Report) -> str:
         _coverage(report, zone),
         _findings(report),
         _summary(report),
+        advice_section(report.advice, report.advice_missing, zone_name),
         _components(report),
         _kinds(report),
         _projection(report),
@@ -798,9 +690,7 @@ def render_html(report: Report) -> str:
         _method(report),
         "<footer>llm-cost-exporter report</footer>",
     )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{text(report.title)}</title><style>{CSS}</style></head>"
-        f"<body><main>{''.join(parts)}</main></body></html>\n"
-    )
+    return document(report.title, "".join(parts))
+
+
+__all__ = ["render_advice_page", "render_html"]

@@ -7,6 +7,7 @@ up here keeps all three rounding the same figure the same way.
 
 from __future__ import annotations
 
+from llm_cost_exporter.tools.planner.model import POLICIES
 from llm_cost_exporter.tools.report.units import Unit
 
 MEASURE_UNITS: dict[str, Unit] = {
@@ -39,7 +40,25 @@ MEASURE_UNITS: dict[str, Unit] = {
     "hours_below_breakeven": "count",
     "hours_compared": "count",
     "count": "count",
+    # The advice: what each policy would have cost, and what it assumes.
+    "cost": "money",
+    "saving_vs_as_run": "money",
+    "saving_vs_all_api": "money",
+    "self_hosted_share": "ratio",
+    "replica_hours": "hours",
+    "capacity": "tokens",  # tokens per second one replica serves at 100% load
+    "ceiling": "ratio",
+    "floor": "count",
+    "min_run": "hours",
+    "fleet_size": "count",
+    "breakeven_utilization": "ratio",
+    "scheduled_replicas": "count",
+    "hybrid_schedule_replicas": "count",
+    **{f"{policy}_cost": "money" for policy in POLICIES},
 }
+
+# Measures whose unit reads differently from their unit's usual label.
+MEASURE_LABELS: dict[str, str] = {"capacity": "tokens per second"}
 
 
 def unit_of(measure: str) -> Unit:

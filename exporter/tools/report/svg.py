@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -470,3 +470,138 @@ def _bar_value(value: float | None, total: float, unit: Unit, currency: str, sha
     if share and _finite(value) and total > 0:
         shown += f" ({display(value / total, 'ratio')})"
     return shown
+
+
+# Week chart --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A second y axis: the same positions in another unit (``value x factor``)."""
+
+    label: str
+    factor: float
+    show: Callable[[float], str]
+
+
+def _step_path(values: Sequence[float], x_of: Callable[[float], float], y_of) -> str:
+    """One horizontal segment per hour, joined by vertical steps: a count held for the hour."""
+    d = [f"M{_num(x_of(0))} {_num(y_of(values[0]))}H{_num(x_of(1))}"]
+    for i in range(1, len(values)):
+        d.append(f"V{_num(y_of(values[i]))}H{_num(x_of(i + 1))}")
+    return "".join(d)
+
+
+def week_chart(
+    area: Series,
+    steps: Sequence[Series],
+    *,
+    summary: str,
+    axis_label: str,
+    notes: Sequence[str] = (),
+    right: Axis | None = None,
+    width: float = 1000,
+    height: float = 330,
+) -> str:
+    """The 168 hours of a week, Monday 00:00 first: a filled profile and step lines over it.
+
+    ``area`` is drawn as a shaded line through each hour's middle (hours without
+    a value leave a gap); each of ``steps`` holds its value for the whole hour.
+    Both share the left axis; ``right`` labels the same gridlines in another
+    unit. ``notes`` become each hour's tooltip, so every exact figure is a
+    hover away.
+    """
+    hours = len(area.values)
+    values = [v for v in area.values if _finite(v)] + [
+        v for line in steps for v in line.values if _finite(v)
+    ]
+    ticks = nice_ticks(0.0, max(values) if values else 1.0)
+    left_labels = [f"{t:g}" for t in ticks]
+    right_labels = [right.show(t * right.factor) for t in ticks] if right else []
+    left = 14 + max(_text_width(t, 12) for t in [*left_labels, axis_label])
+    right_w = 14 + max(_text_width(t, 12) for t in [*right_labels, right.label]) if right else 16
+    top, bottom = 52.0, 30.0
+    plot_w, plot_h = width - left - right_w, height - top - bottom
+    low, high = ticks[0], ticks[-1]
+
+    def x_of(slot: float) -> float:
+        return left + plot_w * slot / max(hours, 1)
+
+    def y_of(value: float) -> float:
+        return top + plot_h * (1 - (value - low) / (high - low))
+
+    body = _week_legend(area, steps, left)
+    body.append(
+        f'<text x="{_num(left - 6)}" y="{_num(top - 10)}" text-anchor="end" '
+        f'fill="{MUTED}">{text(axis_label)}</text>'
+    )
+    if right:
+        body.append(
+            f'<text x="{_num(width - right_w + 6)}" y="{_num(top - 10)}" '
+            f'fill="{MUTED}">{text(right.label)}</text>'
+        )
+    for tick, label, index in zip(ticks, left_labels, range(len(ticks)), strict=True):
+        y = _num(y_of(tick))
+        body.append(
+            f'<line x1="{_num(left)}" y1="{y}" x2="{_num(width - right_w)}" y2="{y}" '
+            f'stroke="{GRID}"/><text x="{_num(left - 6)}" y="{y}" dy="0.35em" '
+            f'text-anchor="end" fill="{MUTED}">{text(label)}</text>'
+        )
+        if right:
+            body.append(
+                f'<text x="{_num(width - right_w + 6)}" y="{y}" dy="0.35em" '
+                f'fill="{MUTED}">{text(right_labels[index])}</text>'
+            )
+    for day, name in enumerate(WEEKDAYS):
+        if day:
+            x = _num(x_of(day * 24))
+            body.append(
+                f'<line x1="{x}" y1="{_num(top)}" x2="{x}" y2="{_num(top + plot_h)}" '
+                f'stroke="{GRID}"/>'
+            )
+        body.append(
+            f'<text x="{_num(x_of(day * 24 + 12))}" y="{_num(top + plot_h + 18)}" '
+            f'text-anchor="middle" fill="{MUTED}">{name}</text>'
+        )
+    body += _week_area(area, x_of, y_of, low)
+    for index, line in enumerate(steps, start=1):
+        if len(line.values) and all(_finite(v) for v in line.values):
+            dash = ' stroke-dasharray="6 4"' if line.dashed else ""
+            body.append(
+                f'<path class="steps" data-series="{index}" '
+                f'd="{_step_path(line.values, x_of, y_of)}" fill="none" stroke="{line.colour}" '
+                f'stroke-width="2.5"{dash}/>'
+            )
+    for slot, note in enumerate(notes[:hours]):
+        body.append(
+            f'<rect class="hour" x="{_num(x_of(slot))}" y="{_num(top)}" '
+            f'width="{_num(x_of(slot + 1) - x_of(slot))}" height="{_num(plot_h)}" '
+            f'fill="{INK}" fill-opacity="0"><title>{text(note)}</title></rect>'
+        )
+    return _svg(width, height, summary, body, "week", 12)
+
+
+def _week_legend(area: Series, steps: Sequence[Series], x: float) -> list[str]:
+    out = [
+        f'<rect x="{_num(x)}" y="8" width="22" height="12" fill="{area.colour}" '
+        f'fill-opacity="0.25" stroke="{area.colour}"/>'
+        f'<text x="{_num(x + 28)}" y="18">{text(area.label)}</text>'
+    ]
+    x += 28 + _text_width(area.label, 12) + 20
+    return out + _legend([(s.label, s.colour, s.dashed) for s in steps], x, 14)
+
+
+def _week_area(area: Series, x_of, y_of, base: float) -> list[str]:
+    """The profile: a shaded band under each run of hours with data, and its line."""
+    out = []
+    for run in _runs(area.values):
+        points = [f"{_num(x_of(i + 0.5))},{_num(y_of(area.values[i]))}" for i in run]
+        floor = _num(y_of(base))
+        edge = f"{_num(x_of(run[-1] + 0.5))},{floor} {_num(x_of(run[0] + 0.5))},{floor}"
+        out.append(
+            f'<polygon points="{" ".join(points)} {edge}" fill="{area.colour}" '
+            f'fill-opacity="0.18" stroke="none"/>'
+            f'<polyline class="line" data-series="0" points="{" ".join(points)}" fill="none" '
+            f'stroke="{area.colour}" stroke-width="1.5" stroke-linejoin="round"/>'
+        )
+    return out

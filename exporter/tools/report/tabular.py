@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from llm_cost_exporter.tools.report.measures import unit_of
+from llm_cost_exporter.tools.planner.model import ALL_API, AS_RUN, Advice, Sensitivity
+from llm_cost_exporter.tools.report.measures import MEASURE_LABELS, unit_of
 from llm_cost_exporter.tools.report.model import Report, Totals, hour_of_week_label
 from llm_cost_exporter.tools.report.units import rounded
 
@@ -38,6 +40,16 @@ TOTALS_MEASURES = (
     "priced_spend",
     "priced_tokens",
 )
+POLICY_MEASURES = (
+    "cost",
+    "cost_per_million_tokens",
+    "self_hosted_share",
+    "utilization",
+    "hours_below_breakeven",
+    "saving_vs_as_run",
+    "saving_vs_all_api",
+    "replica_hours",
+)
 DAY_MEASURES = (
     "spend",
     "tokens",
@@ -51,6 +63,8 @@ DAY_MEASURES = (
 
 
 def unit_label(measure: str, currency: str) -> str:
+    if measure in MEASURE_LABELS:
+        return MEASURE_LABELS[measure]
     unit = unit_of(measure)
     return {
         "money": currency,
@@ -65,16 +79,87 @@ def unit_label(measure: str, currency: str) -> str:
 
 def figure_rows(report: Report) -> list[FigureRow]:
     """Every figure of the review, rounded for output, as (section, item, measure, value, unit)."""
+    return _rounded(_raw_rows(report), report.currency)
+
+
+def advice_figure_rows(advice: Advice) -> list[FigureRow]:
+    """The advice's figures alone, the same rows the review carries for it."""
+    return _rounded(advice_figures(advice), advice.currency)
+
+
+def _rounded(rows: Iterator[tuple[str, str, str, Any]], currency: str) -> list[FigureRow]:
     return [
-        (
-            section,
-            item,
-            measure,
-            rounded(value, unit_of(measure)),
-            unit_label(measure, report.currency),
-        )
-        for section, item, measure, value in _raw_rows(report)
+        (section, item, measure, rounded(value, unit_of(measure)), unit_label(measure, currency))
+        for section, item, measure, value in rows
     ]
+
+
+def policy_value(advice: Advice, key: str, measure: str) -> float | int | None:
+    """One of :data:`POLICY_MEASURES` for the policy ``key``, unrounded."""
+    outcome = advice.outcome(key)
+    if measure == "saving_vs_as_run":
+        return advice.saving_against(AS_RUN, outcome)
+    if measure == "saving_vs_all_api":
+        return advice.saving_against(ALL_API, outcome)
+    if measure == "cost_per_million_tokens":
+        return outcome.cost_per_million_tokens
+    return getattr(outcome, measure)
+
+
+def load_item(load: float) -> str:
+    """``load_100%``: the item naming one replica's cost per 1M tokens at a load."""
+    return f"load_{load:.0%}"
+
+
+def sensitivity_item(case: Sensitivity) -> str:
+    """``capacity_-20%``, ``ceiling_60%``: a case's label as an item name (no dots, no spaces)."""
+    return case.label.replace(" ", "_").replace(".", "_")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def advice_figures(advice: Advice) -> Iterator[tuple[str, str, str, Any]]:
+    """Every figure of the advice, unrounded, as (section, item, measure, value).
+
+    The HTML marks the same names, so the three outputs can be compared figure by figure.
+    """
+    yield "advice_period", "", "period_hours", advice.hours
+    yield "advice_period", "", "tokens", advice.tokens
+    knobs = advice.knobs
+    yield "advice_knobs", "", "ceiling", knobs.ceiling
+    yield "advice_knobs", "", "floor", knobs.floor
+    yield "advice_knobs", "", "min_run", knobs.min_run
+    for outcome in advice.outcomes:
+        for measure in POLICY_MEASURES:
+            yield "advice", outcome.key, measure, policy_value(advice, outcome.key, measure)
+    e = advice.economics
+    yield "advice_replica", "", "hourly_cost", e.hourly_cost
+    yield "advice_replica", "", "capacity", advice.capacity
+    yield "advice_replica", "", "fleet_size", advice.fleet_size
+    yield "advice_replica", "", "api_equivalent_per_million_tokens", e.api_per_million
+    yield "advice_replica", "", "breakeven_utilization", _finite(e.breakeven_utilization)
+    for load, per_million in e.cost_per_million_by_load:
+        yield "advice_replica", load_item(load), "cost_per_million_tokens", _finite(per_million)
+    for case in advice.sensitivity:
+        item = sensitivity_item(case)
+        yield "advice_sensitivity", item, "capacity", case.capacity
+        yield "advice_sensitivity", item, "ceiling", case.ceiling
+        for outcome in advice.outcomes:
+            yield "advice_sensitivity", item, f"{outcome.key}_cost", case.costs.get(outcome.key)
+    for index, (tokens, scheduled, hybrid) in enumerate(
+        zip(
+            advice.week_tokens,
+            advice.scheduled_replicas,
+            advice.hybrid_schedule_replicas,
+            strict=True,
+        )
+    ):
+        slot = hour_of_week_label(index)
+        yield "advice_week", slot, "tokens", tokens
+        yield "advice_week", slot, "scheduled_replicas", scheduled
+        yield "advice_week", slot, "hybrid_schedule_replicas", hybrid
 
 
 def _totals(section: str, item: str, totals: Totals) -> Iterator[tuple[str, str, str, Any]]:
@@ -144,6 +229,8 @@ def _raw_rows(report: Report) -> Iterator[tuple[str, str, str, Any]]:
         yield "hour_of_week", slot, "tokens", tokens
     for event in report.events:
         yield event.kind, f"{event.node} {event.hour.isoformat()}", "count", event.count
+    if report.advice is not None:
+        yield from advice_figures(report.advice)
 
 
 def meta(report: Report) -> dict[str, Any]:
@@ -158,6 +245,25 @@ def meta(report: Report) -> dict[str, Any]:
         "currency": report.currency,
         "source": report.coverage.source,
         "unpriced_models": list(report.unpriced_models),
+        "advice_cheapest": report.advice.cheapest.key if report.advice else "",
+        "advice_missing": report.advice_missing if report.advice is None else "",
+    }
+
+
+def advice_description(advice: Advice | None) -> dict[str, Any] | None:
+    """The advice's words, for the JSON: which policy is cheapest and what each one does."""
+    if advice is None:
+        return None
+    return {
+        "cheapest": advice.cheapest.key,
+        "replica": advice.replica,
+        "source": advice.source,
+        "on_api": advice.on_api,
+        "policies": {o.key: {"name": o.name, "summary": o.summary} for o in advice.outcomes},
+        "sensitivity": {
+            sensitivity_item(case): {"label": case.label, "cheapest": case.cheapest}
+            for case in advice.sensitivity
+        },
     }
 
 
@@ -190,5 +296,6 @@ def render_json(report: Report) -> str:
             for g in report.coverage.gaps
         ],
         "events": [{**asdict(e), "hour": e.hour.isoformat()} for e in report.events],
+        "advice": advice_description(report.advice),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
