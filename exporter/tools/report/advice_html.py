@@ -117,7 +117,7 @@ def _policies(advice: Advice) -> str:
         "whose kept replicas cost more than the API would have charged for the tokens they "
         "served.</p>"
     )
-    return scrolling(html_table(POLICY_HEAD, rows, "compact policies")) + note
+    return scrolling(html_table(POLICY_HEAD, rows, "compact")) + note
 
 
 # The week ----------------------------------------------------------------------------------
@@ -218,16 +218,7 @@ def _economics(advice: Advice) -> str:
     )
     rows = []
     for load, per_million in e.cost_per_million_by_load:
-        cheaper = (
-            ""
-            if api is None
-            else (
-                "yes"
-                if (rounded(per_million, "money_per_million") or 0)
-                < (rounded(api, "money_per_million") or 0)
-                else "no"
-            )
-        )
+        cheaper = "" if api is None else ("yes" if _below(per_million, api) else "no")
         rows.append(
             f'<tr><th scope="row">At {percent(load)} load</th>'
             + marked_cell(
@@ -246,6 +237,13 @@ def _economics(advice: Advice) -> str:
         + lead
         + html_table(head, rows, "compact")
         + f"<p>{breakeven(advice, MARKED)}</p>"
+    )
+
+
+def _below(per_million: float, api: float) -> bool:
+    """Cheaper than the API as both are shown: rounded to a hundredth of a cent."""
+    return (rounded(per_million, "money_per_million") or 0) < (
+        rounded(api, "money_per_million") or 0
     )
 
 
