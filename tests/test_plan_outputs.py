@@ -27,7 +27,8 @@ from llm_cost_exporter.tools.planner.model import (
 from llm_cost_exporter.tools.planner.table import WIDTH, render_table
 from llm_cost_exporter.tools.report.advice_html import advice_section
 from llm_cost_exporter.tools.report.advice_words import verdict
-from llm_cost_exporter.tools.report.html import render_advice_page, render_html
+from llm_cost_exporter.tools.report.advice_html import render_advice_page
+from llm_cost_exporter.tools.report.html import render_html
 from llm_cost_exporter.tools.report.markup import CSS
 from llm_cost_exporter.tools.report.measures import unit_of
 from llm_cost_exporter.tools.report.tabular import (

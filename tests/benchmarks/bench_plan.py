@@ -116,10 +116,13 @@ def planned(client: TimedClient, period: Period, source: str, planning: Planning
     review = time.perf_counter() - started
     assert report.advice is not None, report.advice_missing
 
-    def advice_alone() -> None:
-        unpriced = f.unpriced_models(tables)
-        ledger = f.build_ledger(tables, unpriced, False)
-        traffic = traffic_from_review(
+    unpriced = f.unpriced_models(tables)
+    ledger = f.build_ledger(tables, unpriced, False)
+    traffic = traffic_from_review(
+        ledger, tables, period, unpriced, currency="USD", source=source, capacity=planning.capacity
+    )
+    to_traffic = median_seconds(
+        lambda: traffic_from_review(
             ledger,
             tables,
             period,
@@ -128,14 +131,13 @@ def planned(client: TimedClient, period: Period, source: str, planning: Planning
             source=source,
             capacity=planning.capacity,
         )
-        advise(traffic, planning.knobs)
-
-    alone = median_seconds(advice_alone)
+    )
+    alone = median_seconds(lambda: advise(traffic, planning.knobs))
     print(
         f"   {client.queries} queries, {client.waited:.2f} s waiting for Prometheus "
-        f"({fetched:.2f} s fetching in all); review with advice {review:.2f} s, "
-        f"of which the advice alone {alone:.2f} s "
-        f"({alone / fetched:.2f}x the fetch); fleet {report.advice.fleet_size}, "
+        f"({fetched:.2f} s fetching in all); review with advice {review:.2f} s, of which the "
+        f"traffic model {to_traffic:.2f} s and the advice {alone:.2f} s "
+        f"({(to_traffic + alone) / fetched:.2f}x the fetch); fleet {report.advice.fleet_size}, "
         f"fixed fleet {report.advice.outcome(FIXED).cost:,.2f} USD"
     )
 

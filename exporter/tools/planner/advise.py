@@ -70,8 +70,9 @@ def check(traffic: Traffic, knobs: Knobs) -> None:
         raise PlanError(f"minimum run: must be 1 to {HOURS_PER_WEEK} hours")
 
 
-def _replicas(n: int) -> str:
-    return f"{n} replica" + ("" if n == 1 else "s")
+def replicas(count: int) -> str:
+    """``1 replica``, ``3 replicas``."""
+    return f"{count} replica" + ("" if count == 1 else "s")
 
 
 def _clock(hour: int) -> str:
@@ -81,7 +82,7 @@ def _clock(hour: int) -> str:
 def describe_window(schedule: WindowSchedule) -> str:
     """The hybrid schedule as an operator would configure it."""
     if schedule.start == schedule.end:
-        return f"keep {_replicas(schedule.other)} at all times; traffic above them goes to the API"
+        return f"keep {replicas(schedule.other)} at all times; traffic above them goes to the API"
     window = (
         "on weekdays"
         if (schedule.start, schedule.end) == (0, 24)
@@ -89,7 +90,7 @@ def describe_window(schedule: WindowSchedule) -> str:
     )
     rest = "weekends" if (schedule.start, schedule.end) == (0, 24) else "nights and weekends"
     return (
-        f"keep {_replicas(schedule.day)} {window} and {_replicas(schedule.other)} "
+        f"keep {replicas(schedule.day)} {window} and {replicas(schedule.other)} "
         f"at {rest}; traffic above them goes to the API"
     )
 
@@ -98,11 +99,11 @@ def describe_week(levels: tuple[int, ...]) -> str:
     """A scaling week in words: its range and how often it steps."""
     low, high = min(levels), max(levels)
     if low == high:
-        return f"{_replicas(low)} all week"
+        return f"{replicas(low)} all week"
     steps = sum(1 for i in range(len(levels)) if levels[i] != levels[i - 1])
     busiest = max(range(len(levels)), key=lambda i: (levels[i], -i))
     return (
-        f"{low} to {_replicas(high)} by hour of the week, {steps} scale steps a week "
+        f"{low} to {replicas(high)} by hour of the week, {steps} scale steps a week "
         f"(most from {WEEKDAYS[busiest // 24]} {_clock(busiest % 24)})"
     )
 
@@ -115,7 +116,7 @@ def _policies(traffic: Traffic, knobs: Knobs) -> tuple[tuple[Outcome, ...], dict
     fixed = kept_outcome(
         FIXED,
         "Right-sized fixed fleet",
-        f"{_replicas(fleet)} all month: the busiest hour at {knobs.ceiling:.0%} utilization",
+        f"{replicas(fleet)} all month: the busiest hour at {knobs.ceiling:.0%} utilization",
         traffic,
         [fleet] * len(hours),
         per_replica,

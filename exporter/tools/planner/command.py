@@ -150,7 +150,7 @@ def _from_prometheus(args: argparse.Namespace, now: datetime) -> Advice:
 
 def run_plan(args: argparse.Namespace) -> int:
     from llm_cost_exporter.tools.planner.table import render_table
-    from llm_cost_exporter.tools.report.html import render_advice_page
+    from llm_cost_exporter.tools.report.advice_html import render_advice_page
 
     now = datetime.now(timezone.utc)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llm_cost_exporter.tools.planner.advise import replicas
 from llm_cost_exporter.tools.planner.model import (
     ALL_API,
     AS_RUN,
@@ -31,10 +32,6 @@ class Style:
 
 
 PLAIN = Style(escape=lambda words: words, figure=lambda s, i, m, v, shown: shown)
-
-
-def replicas(count: int) -> str:
-    return f"{count} replica" + ("" if count == 1 else "s")
 
 
 def percent(share: float) -> str:

@@ -144,10 +144,10 @@ def compute_report(
             replica=planning.replica,
             capacity=planning.capacity,
         )
-        advice, missing = advise(traffic, planning.knobs), ""
+        report = replace(report, advice=advise(traffic, planning.knobs))
     except PlanError as err:
-        advice, missing = None, str(err)
-    return replace(report, findings=findings(report, below), advice=advice, advice_missing=missing)
+        report = replace(report, advice_missing=str(err))
+    return replace(report, findings=findings(report, below))
 
 
 def _currency(client: PrometheusClient, selection: Selection, period: Period) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from llm_cost_exporter.tools.report.advice_words import verdict
 from llm_cost_exporter.tools.report.model import Report, hour_of_week_label
 from llm_cost_exporter.tools.report.units import display
 
@@ -43,6 +44,8 @@ def findings(report: Report, below_breakeven_hours: Iterable[datetime]) -> tuple
                 "over the period."
             )
     out.extend(_breakeven(report, list(below_breakeven_hours)))
+    if report.advice is not None:
+        out.append(verdict(report.advice))
     out.extend(_plan(report))
     out.extend(_traffic_shape(report))
     out.extend(_rate_changes(report, money))

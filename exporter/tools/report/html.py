@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone, tzinfo
 
-from llm_cost_exporter.tools.report.advice_html import advice_section, render_advice_page
+from llm_cost_exporter.tools.report.advice_html import advice_section
 from llm_cost_exporter.tools.report.markup import (
     document,
     html_figure,
@@ -691,6 +691,3 @@ def render_html(report: Report) -> str:
         "<footer>llm-cost-exporter report</footer>",
     )
     return document(report.title, "".join(parts))
-
-
-__all__ = ["render_advice_page", "render_html"]
