@@ -25,9 +25,8 @@ from llm_cost_exporter.tools.planner.model import (
     Traffic,
 )
 from llm_cost_exporter.tools.planner.table import WIDTH, render_table
-from llm_cost_exporter.tools.report.advice_html import advice_section
+from llm_cost_exporter.tools.report.advice_html import advice_section, render_advice_page
 from llm_cost_exporter.tools.report.advice_words import verdict
-from llm_cost_exporter.tools.report.advice_html import render_advice_page
 from llm_cost_exporter.tools.report.html import render_html
 from llm_cost_exporter.tools.report.markup import CSS
 from llm_cost_exporter.tools.report.measures import unit_of
