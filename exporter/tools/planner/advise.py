@@ -104,7 +104,7 @@ def describe_week(levels: tuple[int, ...]) -> str:
     busiest = max(range(len(levels)), key=lambda i: (levels[i], -i))
     return (
         f"{low} to {replicas(high)} by hour of the week, {steps} scale steps a week "
-        f"(most from {WEEKDAYS[busiest // 24]} {_clock(busiest % 24)})"
+        f"(the peak of {high} first at {WEEKDAYS[busiest // 24]} {_clock(busiest % 24)})"
     )
 
 

@@ -19,7 +19,6 @@ from llm_cost_exporter.tools.planner.replica import ReplicaSpec
 from llm_cost_exporter.tools.report.fetch import Table
 from llm_cost_exporter.tools.report.figures import Ledger
 from llm_cost_exporter.tools.report.period import Period
-from llm_cost_exporter.tools.report.units import display
 
 
 def traffic_from_review(
@@ -77,11 +76,7 @@ def traffic_from_review(
                 "no capacity per replica: the exporters report none (configure or learn "
                 "capacity) and --capacity was not given"
             )
-        average = math.fsum(h.spend for h in hours) / math.fsum(h.replicas for h in hours)
-        what = (
-            f"one node as run: {display(average, 'money', currency)}/h on average, "
-            f"{capacity:,.0f} tokens/s"
-        )
+        what = "one node as run"
     tokens_by_model = {
         model: math.fsum(c.tokens for c in cells.values()) for model, cells in ledger.models.items()
     }

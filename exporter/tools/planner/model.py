@@ -25,6 +25,9 @@ SCHEDULED = "scheduled"
 HYBRID = "hybrid"
 HYBRID_SCHEDULE = "hybrid_schedule"
 POLICIES = (AS_RUN, ALL_API, FIXED, SCHEDULED, HYBRID, HYBRID_SCHEDULE)
+# Which policy wins a tie to the cent: the one that changes least, then the one an
+# operator can configure (a schedule) over the per-hour optimum nobody can run ahead.
+PREFERENCE = (AS_RUN, ALL_API, FIXED, SCHEDULED, HYBRID_SCHEDULE, HYBRID)
 
 
 @dataclass(frozen=True)
@@ -158,8 +161,8 @@ class Advice:
 
 
 def cheapest_of(outcomes: tuple[Outcome, ...]) -> Outcome:
-    """The cheapest policy to the cent; as run wins ties, then the simpler policy."""
-    return min(outcomes, key=lambda o: (round(o.cost, 2), POLICIES.index(o.key)))
+    """The cheapest policy to the cent; ties go by :data:`PREFERENCE`."""
+    return min(outcomes, key=lambda o: (round(o.cost, 2), PREFERENCE.index(o.key)))
 
 
 def replica_hours_capacity(replicas: float, capacity: float) -> float:

@@ -43,13 +43,12 @@ class ReplicaSpec:
         return compute * (1.0 + self.overhead) + self.fixed_per_month / HOURS_PER_MONTH
 
     def describe(self, currency: str) -> str:
-        """``1 x L40S at $1.50/h, 30% overhead: $1.95/h, 1,500 tokens/s``."""
-        parts = [f"{self.gpus} \u00d7 {self.gpu} at {display(self.gpu_price, 'money', currency)}/h"]
+        """``2 x L40S at $1.50/h each, 30% overhead``: what it is; its totals are shown apart."""
+        each = " each" if self.gpus > 1 else ""
+        price = display(self.gpu_price, "money", currency)
+        parts = [f"{self.gpus} \u00d7 {self.gpu} at {price}/h{each}"]
         if self.overhead:
             parts.append(f"{self.overhead:.0%} overhead")
         if self.fixed_per_month:
             parts.append(f"{display(self.fixed_per_month, 'money', currency)} a month fixed")
-        return (
-            ", ".join(parts)
-            + f": {display(self.hourly_cost, 'money', currency)}/h, {self.capacity:,.0f} tokens/s"
-        )
+        return ", ".join(parts)

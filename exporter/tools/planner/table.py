@@ -26,6 +26,7 @@ from llm_cost_exporter.tools.report.advice_words import (
     sensitivity_verdict,
     verdict,
 )
+from llm_cost_exporter.tools.report.measures import unit_of
 from llm_cost_exporter.tools.report.tabular import POLICY_MEASURES, policy_value
 from llm_cost_exporter.tools.report.units import display
 
@@ -34,15 +35,6 @@ GAP = "  "
 CHEAPEST = "* "
 MIN_WRAP = 12  # a wrapped column never gets narrower than this
 
-UNITS = {
-    "cost": "money",
-    "cost_per_million_tokens": "money_per_million",
-    "self_hosted_share": "ratio",
-    "utilization": "ratio",
-    "hours_below_breakeven": "count",
-    "saving_vs_as_run": "money",
-    "saving_vs_all_api": "money",
-}
 HEADERS = {
     "cost": ("", "Cost"),
     "cost_per_million_tokens": ("Per 1M", "tokens"),
@@ -52,7 +44,7 @@ HEADERS = {
     "saving_vs_as_run": ("Saving vs", "as run"),
     "saving_vs_all_api": ("Saving vs", "all API"),
 }
-TABLE_MEASURES = tuple(m for m in POLICY_MEASURES if m in UNITS)
+TABLE_MEASURES = tuple(m for m in POLICY_MEASURES if m in HEADERS)
 
 
 @dataclass(frozen=True)
@@ -133,7 +125,7 @@ def _policy_table(advice: Advice) -> str:
     rows = [
         [(CHEAPEST if o.key == best else "") + o.name]
         + [
-            display(policy_value(advice, o.key, m), UNITS[m], advice.currency)
+            display(policy_value(advice, o.key, m), unit_of(m), advice.currency)
             for m in TABLE_MEASURES
         ]
         for o in advice.outcomes

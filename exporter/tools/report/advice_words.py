@@ -18,6 +18,7 @@ from llm_cost_exporter.tools.planner.model import (
     HYBRID,
     HYBRID_SCHEDULE,
     Advice,
+    cheapest_of,
 )
 from llm_cost_exporter.tools.report.units import display, rounded
 
@@ -73,7 +74,7 @@ def verdict(advice: Advice, style: Style = PLAIN) -> str:
     if best.key == AS_RUN:
         how = "keeping everything on the API, as it ran" if advice.on_api else "the way it ran"
         others = [o for o in advice.outcomes if o.key != AS_RUN]
-        closest = min(others, key=lambda o: (round(o.cost, 2), advice.outcomes.index(o)))
+        closest = cheapest_of(tuple(others))
         more = closest.cost - ran.cost
         gap = (
             "the same"
