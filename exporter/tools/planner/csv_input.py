@@ -42,6 +42,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.tools.planner import litellm_logs
@@ -168,31 +169,30 @@ def _whole(head: list[str], stream: Iterator[str], name: str) -> str:
 def _read_csv(lines: Iterable[str], buckets: HourBuckets, name: str) -> tuple[bool, str]:
     """(whether rows carry what was billed, the source in words)."""
     litellm_logs.csv_field_limit()
-    reader = csv.reader(lines)
-    try:
-        records = _records(reader)
-        _, header = next(records, (0, []))
-        header = [column.strip() for column in header]
-        if litellm_logs.TIME in header:
-            counts = litellm_logs.read_csv(records, header, buckets, name)
-            counts.check(name)
-            return True, counts.describe(name, buckets.outside)
-        if HOURLY[0] in header:
-            billed = _read_hourly(records, header, buckets, name)
-            outside = f" ({buckets.outside:,} rows outside the period left out)"
-            return billed, f"{name}: hourly tokens" + (outside if buckets.outside else "")
-    except csv.Error as exc:
-        raise PlanError(f"{name} line {reader.line_num}: not valid CSV: {exc}") from None
+    records = _records(csv.reader(lines, strict=True), name)
+    _, header = next(records, (0, []))
+    header = [column.strip() for column in header]
+    if litellm_logs.TIME in header:
+        counts = litellm_logs.read_csv(records, header, buckets, name)
+        counts.check(name)
+        return True, counts.describe(name, buckets.outside)
+    if HOURLY[0] in header:
+        billed = _read_hourly(records, header, buckets, name)
+        outside = f" ({buckets.outside:,} rows outside the period left out)"
+        return billed, f"{name}: hourly tokens" + (outside if buckets.outside else "")
     raise PlanError(f"{name} line 1: unknown header: {ACCEPTED}")
 
 
-def _records(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+def _records(reader: Any, name: str) -> Iterator[tuple[int, list[str]]]:
     """(line the record starts on, its fields), blank lines skipped."""
     line = reader.line_num
-    for row in reader:
-        if row and (len(row) > 1 or row[0].strip()):
-            yield line + 1, row
-        line = reader.line_num
+    try:
+        for row in reader:
+            if row and (len(row) > 1 or row[0].strip()):
+                yield line + 1, row
+            line = reader.line_num
+    except csv.Error as exc:
+        raise PlanError(f"{name} line {line + 1}: not valid CSV: {exc}") from None
 
 
 def _read_hourly(

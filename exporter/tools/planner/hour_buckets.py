@@ -33,7 +33,7 @@ QUARTER = 900
 def tokens(value: object, where: str, column: str) -> float:
     """A token count: a finite number, 0 or more (a JSON number or its text)."""
     number = _number(value)
-    if number is None or not 0 <= number < math.inf:
+    if not 0 <= number < math.inf:
         raise PlanError(f"{where}: {column}: expected a number of tokens, got {value!r}")
     return number
 
@@ -41,22 +41,19 @@ def tokens(value: object, where: str, column: str) -> float:
 def money(value: object, where: str, column: str) -> float:
     """An amount billed: a finite number, 0 or more."""
     number = _number(value)
-    if number is None or not 0 <= number < math.inf:
+    if not 0 <= number < math.inf:
         raise PlanError(f"{where}: {column}: expected an amount of money, got {value!r}")
     return number
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+def _number(value: object) -> float:
+    """The number, or NaN for anything that is not one (JSON's true and false are not)."""
+    if value is True or value is False:
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def instant(value: object, where: str, column: str, naive: tzinfo) -> datetime:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timezone
@@ -41,6 +42,9 @@ FIELDS = REQUIRED + OPTIONAL
 USAGE_SECTIONS = ("usage_object", "additional_usage_values")
 # Metadata is parsed only when its text can hold what is looked for in it.
 CACHE_MARKERS = ("cached_tokens", "cache_read_input_tokens")
+_USAGE_KEY_TEXT = f'"{USAGE_SECTIONS[0]}"'
+_USAGE_KEY = re.compile(_USAGE_KEY_TEXT + r"\s*:\s*")
+_DECODER = json.JSONDecoder()
 FAILURE = "failure"
 SUCCESS = "success"
 
@@ -61,7 +65,8 @@ class LogCounts:
             raise PlanError(f"{name}: no successful request ({self.failed:,} failed)")
 
     def describe(self, name: str, outside: int) -> str:
-        text = f"{name}: LiteLLM spend logs, {self.requests:,} requests"
+        plural = "" if self.requests == 1 else "s"
+        text = f"{name}: LiteLLM spend logs, {self.requests:,} request{plural}"
         left = []
         if self.failed:
             left.append(f"{self.failed:,} failed")
@@ -183,9 +188,35 @@ def cached_tokens(metadata: object, where: str) -> float | None:
     if isinstance(metadata, str):
         if not any(marker in metadata for marker in CACHE_MARKERS):
             return None
+        usage = _usage_object(metadata)
+        if usage is not None:
+            found = _cache_figure({USAGE_SECTIONS[0]: usage}, where)
+            if found is not None:
+                return found
         metadata = _object(metadata, where)
     if not isinstance(metadata, Mapping):
         raise PlanError(f"{where}: metadata: expected a JSON object, got {_short(metadata)}")
+    return _cache_figure(metadata, where)
+
+
+def _usage_object(text: str) -> Mapping | None:
+    """``usage_object`` alone, decoded without the rest of the metadata when it is there once.
+
+    Metadata runs to kilobytes and decoding it whole is most of the time a
+    row takes; its usage object is a few hundred bytes. A key spelt out with
+    its quotes cannot occur inside a JSON string, so one occurrence is a key.
+    """
+    found = _USAGE_KEY.search(text)
+    if found is None or text.count(_USAGE_KEY_TEXT) != 1:
+        return None
+    try:
+        value = _DECODER.raw_decode(text, found.end())[0]
+    except ValueError:
+        return None
+    return value if isinstance(value, Mapping) else None
+
+
+def _cache_figure(metadata: Mapping, where: str) -> float | None:
     for section in USAGE_SECTIONS:
         usage = metadata.get(section)
         if not isinstance(usage, Mapping):
