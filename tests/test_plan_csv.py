@@ -307,6 +307,7 @@ METADATA_CACHED = json.dumps({"usage_object": {"prompt_tokens_details": {"cached
         ("", f"traffic.csv: empty file: {ACCEPTED}"),
         ("\ufeff\r\n  \n", f"traffic.csv: empty file: {ACCEPTED}"),
         ("time,tokens\n2025-03-03T09:00Z,5\n", f"traffic.csv line 1: unknown header: {ACCEPTED}"),
+        ("\r\n\r\ntime,tokens\r\n", f"traffic.csv line 3: unknown header: {ACCEPTED}"),
         (f"{H}\n", "traffic.csv: no data rows after the header"),
         (f"{H}\n\n\n", "traffic.csv: no data rows after the header"),
         (
@@ -423,6 +424,11 @@ METADATA_CACHED = json.dumps({"usage_object": {"prompt_tokens_details": {"cached
             '[{"startTime": "2025-03-03T08:00:00Z", "model": "m", "prompt_tokens": true, '
             '"completion_tokens": 1, "spend": 0}]',
             "traffic.csv row 1: prompt_tokens: expected a number of tokens, got True",
+        ),
+        (
+            '[{"startTime": "2025-03-03T08:00:00Z", "model": "m", "prompt_tokens": 1, '
+            f'"completion_tokens": 1{"0" * 400}, "spend": 0}}]',
+            f"traffic.csv row 1: completion_tokens: expected a number of tokens, got 1{'0' * 400}",
         ),
     ],
 )

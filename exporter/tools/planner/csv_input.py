@@ -170,17 +170,18 @@ def _read_csv(lines: Iterable[str], buckets: HourBuckets, name: str) -> tuple[bo
     """(whether rows carry what was billed, the source in words)."""
     litellm_logs.csv_field_limit()
     records = _records(csv.reader(lines, strict=True), name)
-    _, header = next(records, (0, []))
+    line, header = next(records, (1, []))
     header = [column.strip() for column in header]
+    where = f"{name} line {line}"
     if litellm_logs.TIME in header:
-        counts = litellm_logs.read_csv(records, header, buckets, name)
+        counts = litellm_logs.read_csv(records, header, where, buckets, name)
         counts.check(name)
         return True, counts.describe(name, buckets.outside)
     if HOURLY[0] in header:
-        billed = _read_hourly(records, header, buckets, name)
+        billed = _read_hourly(records, header, where, buckets, name)
         outside = f" ({buckets.outside:,} rows outside the period left out)"
         return billed, f"{name}: hourly tokens" + (outside if buckets.outside else "")
-    raise PlanError(f"{name} line 1: unknown header: {ACCEPTED}")
+    raise PlanError(f"{where}: unknown header: {ACCEPTED}")
 
 
 def _records(reader: Any, name: str) -> Iterator[tuple[int, list[str]]]:
@@ -198,6 +199,7 @@ def _records(reader: Any, name: str) -> Iterator[tuple[int, list[str]]]:
 def _read_hourly(
     records: Iterator[tuple[int, list[str]]],
     header: list[str],
+    header_line: str,
     buckets: HourBuckets,
     name: str,
 ) -> bool:
@@ -206,14 +208,14 @@ def _read_hourly(
     for column in header:
         if column not in known:
             raise PlanError(
-                f"{name} line 1: unknown column {column!r}: the hourly format has "
+                f"{header_line}: unknown column {column!r}: the hourly format has "
                 f"{', '.join(HOURLY)} and optionally {BILLED}"
             )
         if header.count(column) > 1:
-            raise PlanError(f"{name} line 1: column {column!r} twice")
+            raise PlanError(f"{header_line}: column {column!r} twice")
     missing = [column for column in HOURLY if column not in header]
     if missing:
-        raise PlanError(f"{name} line 1: hourly tokens without the column(s) {', '.join(missing)}")
+        raise PlanError(f"{header_line}: hourly tokens without the column(s) {', '.join(missing)}")
     hour, model, prompt, cached, generation = (header.index(column) for column in HOURLY)
     billed = header.index(BILLED) if BILLED in header else None
     width, rows = len(header), 0

@@ -81,13 +81,13 @@ class LogCounts:
         return text
 
 
-def header_columns(header: Sequence[str], name: str) -> list[int | None]:
+def header_columns(header: Sequence[str], where: str) -> list[int | None]:
     """Where each of FIELDS is in the header (None: an optional column not there)."""
     positions = {column: i for i, column in enumerate(header)}
     missing = [column for column in REQUIRED if column not in positions]
     if missing:
         raise PlanError(
-            f"{name} line 1: LiteLLM spend logs without the column"
+            f"{where}: LiteLLM spend logs without the column"
             f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"(needed: {', '.join(REQUIRED)})"
         )
@@ -97,11 +97,12 @@ def header_columns(header: Sequence[str], name: str) -> list[int | None]:
 def read_csv(
     records: Iterator[tuple[int, list[str]]],
     header: Sequence[str],
+    header_line: str,
     buckets: HourBuckets,
     name: str,
 ) -> LogCounts:
-    """Every request row of a CSV export into ``buckets``."""
-    columns = header_columns(header, name)
+    """Every request row of a CSV export into ``buckets``; ``header_line`` names the header."""
+    columns = header_columns(header, header_line)
     width = len(header)
     counts = LogCounts()
     for line, row in records:
