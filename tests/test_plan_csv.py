@@ -152,6 +152,9 @@ def test_a_period_adds_quiet_hours_and_leaves_rows_outside_out() -> None:
         ("03-03 10:00+0000", 0, 0, 0, 0.0, 0.0),
     ]
     assert traffic.source == "traffic.csv: hourly tokens (2 rows outside the period left out)"
+    assert figures(read(HOURLY, start=datetime(2025, 3, 3, 8))) == figures(
+        read(HOURLY, start=start)
+    )  # a naive bound is in the planner's zone
     later = read(HOURLY, start=datetime(2025, 3, 3, 10, tzinfo=UTC))
     assert [row[0] for row in figures(later)] == ["03-03 10:00+0000", "03-03 11:00+0000"]
 
@@ -416,6 +419,13 @@ METADATA_CACHED = json.dumps({"usage_object": {"prompt_tokens_details": {"cached
         ),
         ("[]", "traffic.csv: no data rows after the header"),
         ("[1]", "traffic.csv row 1: expected a JSON object, got int"),
+        (
+            # /spend/logs with dates and without summarize=false: totals by day
+            '[{"startTime": "2025-03-03", "spend": 1.5, "users": {"u": 1.5}, '
+            '"models": {"gpt-4o": 1.5}}]',
+            "traffic.csv row 1: spend summed by day, not one row per request: "
+            "ask /spend/logs with summarize=false",
+        ),
         (
             '[{"startTime": "2025-03-03T08:00:00Z", "model": "m", "prompt_tokens": 1}]',
             "traffic.csv row 1: no completion_tokens, spend",

@@ -77,13 +77,20 @@ def _hour_key(when: datetime, zone: tzinfo) -> int:
 
 
 class HourBuckets:
-    """Tokens by kind and billed money, summed per clock hour of ``zone``."""
+    """Tokens by kind and billed money, summed per clock hour of ``zone``.
+
+    ``start`` and ``end`` (naive: in ``zone``) bound the hours, ``end`` excluded.
+    """
 
     def __init__(
         self, name: str, zone: tzinfo, start: datetime | None, end: datetime | None
     ) -> None:
         self.name = name
         self.zone = zone
+        if start is not None and start.tzinfo is None:
+            start = start.replace(tzinfo=zone)
+        if end is not None and end.tzinfo is None:
+            end = end.replace(tzinfo=zone)
         self._start = _hour_key(start, zone) if start is not None else None
         self._end = int(end.timestamp()) if end is not None else None
         if self._start is not None and self._end is not None:
@@ -98,7 +105,6 @@ class HourBuckets:
         self.models: dict[str, float] = {}
         self.first: int | None = None
         self.last: int | None = None
-        self.rows = 0  # rows inside the period
         self.outside = 0  # rows left out: outside the period
 
     def hour_of(self, when: datetime) -> int:
@@ -138,7 +144,6 @@ class HourBuckets:
         sums[2] += generation
         sums[3] += billed
         self.models[model] = self.models.get(model, 0.0) + prompt + cached + generation
-        self.rows += 1
 
     def _widen(self, key: int, where: str, column: str, when: datetime) -> None:
         first = key if self.first is None else min(self.first, key)

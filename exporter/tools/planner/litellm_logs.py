@@ -2,8 +2,9 @@
 
 The rows are those of LiteLLM's ``LiteLLM_SpendLogs`` table, exported as CSV
 (``COPY (SELECT ...) TO STDOUT WITH CSV HEADER``) or fetched as JSON from the
-proxy's ``/spend/logs`` (a list of rows) or ``/spend/logs/v2`` (rows under
-``data``). What the planner reads from a row:
+proxy's ``/spend/logs`` (a list of rows; with dates, ``summarize=false``, or it
+sums them by day) or ``/spend/logs/v2`` (rows under ``data``, a page at a
+time). What the planner reads from a row:
 
 - ``startTime``: when the request started; its hour is the hour the request
   counts in. The table stores UTC without an offset, so a naive time is UTC.
@@ -130,6 +131,11 @@ def read_json(text: str, buckets: HourBuckets, name: str) -> LogCounts:
         if not isinstance(row, dict):
             raise PlanError(f"{where}: expected a JSON object, got {type(row).__name__}")
         missing = [column for column in REQUIRED if column not in row]
+        if missing and "models" in row:
+            raise PlanError(
+                f"{where}: spend summed by day, not one row per request: "
+                "ask /spend/logs with summarize=false"
+            )
         if missing:
             raise PlanError(f"{where}: no {', '.join(missing)}")
         add_request([row.get(column) for column in FIELDS], where, buckets, counts)
