@@ -100,7 +100,7 @@ def test_plan_prints_every_policy_and_writes_the_same_figures_as_html(
                 "--capacity",
                 "100",
             ],
-            "--csv missing.csv: No such file or directory",
+            "missing.csv: cannot read: No such file or directory",
         ),
         (["--csv", "x.csv"], "--csv: describe the replica with --replica-gpu-price and --capacity"),
         (["--csv", "x.csv", *REPLICA, "--capacity", "100"], "--csv: give the API's prices"),
@@ -150,3 +150,52 @@ def test_the_table_names_every_policy_once(backfilled_month, capsys) -> None:
         assert sum(1 for row in rows if row.lstrip("* ").startswith(name)) == 1, name
     assert sum(1 for row in rows if row.startswith("* ")) == 1  # the cheapest, marked
     assert len(POLICIES) == 6
+
+
+def full_load_csv(path: Path, tokens_per_second: float, hours: int = 24) -> Path:
+    lines = ["hour,model,prompt_tokens,cached_prompt_tokens,generation_tokens"]
+    for hour in range(hours):
+        lines.append(f"2026-10-05T{hour:02d}:00:00Z,m,0,0,{round(tokens_per_second * 3600)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("overhead", "per_million"), [("0", "$0.2778"), ("0.3", "$0.3611")])
+def test_an_l40s_at_full_load_from_a_file(capsys, tmp_path, overhead, per_million) -> None:
+    """$1.50/h serving 1,500 tokens/s: $0.28 per 1M, $0.36 with 30% overhead (to the cent)."""
+    code, out, err = plan(
+        capsys,
+        "--csv",
+        str(full_load_csv(tmp_path / "full.csv", 1500)),
+        "--api-prices",
+        "input=1,output=1",
+        "--replica-gpu",
+        "L40S",
+        "--replica-gpu-price",
+        "1.50",
+        "--capacity",
+        "1500",
+        "--overhead",
+        overhead,
+        "--ceiling",
+        "1",
+    )
+    assert code == 0, err
+    row = re.search(r"^(\* )?Right-sized fixed fleet +(\$[\d,.]+) +(\$[\d,.]+)", out, re.M)
+    assert row and row.group(3) == per_million
+    assert f"{per_million} at 100% load" in out
+
+
+def test_the_readme_example_prints_what_the_readme_shows(capsys, monkeypatch) -> None:
+    root = Path(__file__).parents[1]
+    monkeypatch.chdir(root)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## What would have been cheaper") :]
+    command = re.search(r"```sh\n(llm-cost-exporter plan --csv .*?)\n```", section, re.S)
+    assert command, "the README's plan example"
+    args = command.group(1).replace("\\\n", " ").split()[1:]
+    shown = re.search(r"```text\n(.*?)\n```", section, re.S)
+    assert shown, "the README's plan output"
+    code, out, err = plan(capsys, *args[1:])
+    assert code == 0, err
+    assert shown.group(1).strip() in out

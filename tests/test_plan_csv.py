@@ -7,6 +7,7 @@ next to it, at the API prices below ($2.50 / $1.25 / $10.00 per 1M tokens).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tracemalloc
 from collections.abc import Iterator
@@ -18,11 +19,7 @@ import pytest
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.tools.planner.advise import PlanError, advise
-from llm_cost_exporter.tools.planner.csv_input import (
-    traffic_from_csv,
-    traffic_from_file,
-    traffic_from_lines,
-)
+from llm_cost_exporter.tools.planner.csv_input import traffic_from_file, traffic_from_lines
 from llm_cost_exporter.tools.planner.model import ALL_API, AS_RUN, FIXED, HYBRID, Knobs, Traffic
 from llm_cost_exporter.tools.planner.replica import ReplicaSpec
 
@@ -42,8 +39,14 @@ hour,model,prompt_tokens,cached_prompt_tokens,generation_tokens,api_cost
 
 
 def read(text: str, zone=UTC, name: str = "traffic.csv", **period) -> Traffic:
-    return traffic_from_csv(
-        text, name=name, prices=PRICES, replica=REPLICA, zone=zone, currency="USD", **period
+    return traffic_from_lines(
+        io.StringIO(text, newline=""),
+        name=name,
+        prices=PRICES,
+        replica=REPLICA,
+        zone=zone,
+        currency="USD",
+        **period,
     )
 
 

@@ -101,7 +101,7 @@ def _prices(args: argparse.Namespace) -> ApiPrices:
 
 
 def _from_csv(args: argparse.Namespace, now: datetime) -> Advice:
-    from llm_cost_exporter.tools.planner.csv_input import traffic_from_csv
+    from llm_cost_exporter.tools.planner.csv_input import traffic_from_file
 
     planning = planning_from(args)
     if planning.replica is None:
@@ -112,15 +112,8 @@ def _from_csv(args: argparse.Namespace, now: datetime) -> Advice:
     if args.month or args.start or args.end:
         period = parse_period(args.month, args.start, args.end, args.timezone, now)
         start, end = period.start, period.end
-    path = Path(args.csv)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise ValueError(f"--csv {path}: {reason}") from None
-    traffic = traffic_from_csv(
-        text,
-        name=path.name,
+    traffic = traffic_from_file(
+        Path(args.csv),
         prices=prices,
         replica=planning.replica,
         zone=zone,

@@ -37,7 +37,6 @@ CSV is streamed: memory holds the hours, not the rows.
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
@@ -59,30 +58,6 @@ ACCEPTED = (
     f"expected hourly tokens ({','.join(HOURLY)}[,{BILLED}]) "
     f"or LiteLLM spend logs ({','.join(litellm_logs.REQUIRED)},...)"
 )
-
-
-def traffic_from_csv(
-    text: str,
-    *,
-    name: str,
-    prices: ApiPrices,
-    replica: ReplicaSpec,
-    zone: tzinfo,
-    currency: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> Traffic:
-    """The traffic in ``text``, a whole file; ``name`` names it in messages and the source."""
-    return traffic_from_lines(
-        io.StringIO(text, newline=""),
-        name=name,
-        prices=prices,
-        replica=replica,
-        zone=zone,
-        currency=currency,
-        start=start,
-        end=end,
-    )
 
 
 def traffic_from_file(
