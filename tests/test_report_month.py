@@ -494,9 +494,24 @@ def test_low_coverage_writes_the_review_and_exits_3(capsys, tmp_path: Path, mont
         (["--match", "cluster"], "--match 'cluster'"),
         (["--min-coverage", "2"], "--min-coverage"),
         (["--prometheus.url", "ftp://x"], "--prometheus.url 'ftp://x'"),
+        (["--ceiling", "1.5"], "--ceiling: expected a ratio above 0 and at most 1"),
+        (["--replica-gpu-price", "3"], "--capacity: required with --replica-gpu-price"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(capsys, tmp_path: Path, args, message) -> None:
     run = report(capsys, tmp_path, "http://127.0.0.1:9", *args)
     assert run.code == 2
     assert message in _one_error_line(run)
+
+
+def test_the_review_says_what_would_have_been_cheaper(october: Run) -> None:
+    """The advice covers the review's own hours: as run is the review's spend, all on the
+    API its API-equivalent, and the verdict is among the findings."""
+    figures, document = october.figures, october.json
+    assert figures["advice"]["as_run"]["cost"] == figures["totals"]["spend"]
+    assert figures["advice"]["all_api"]["cost"] == figures["totals"]["api_equivalent"]
+    assert figures["advice_period"][""]["period_hours"] == figures["totals"]["covered_hours"]
+    cheapest = document["advice"]["cheapest"]
+    assert any("would have been cheap" in f for f in document["findings"])
+    assert 'id="advice"' in october.file(".html")
+    assert cheapest in figures["advice"]

@@ -27,7 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_report import TimedClient  # noqa: E402
 from plan_traffic import b2b_level, b2b_month  # noqa: E402
 from realparts.backfill import HistoricalPrometheusServer, backfill  # noqa: E402
 from realparts.synthetic_month import Scenario, generate  # noqa: E402
@@ -41,10 +43,6 @@ from llm_cost_exporter.tools.report import figures as f  # noqa: E402
 from llm_cost_exporter.tools.report.build import Planning, compute_report  # noqa: E402
 from llm_cost_exporter.tools.report.fetch import RAW, RULES, fetch  # noqa: E402
 from llm_cost_exporter.tools.report.period import Period, parse_period  # noqa: E402
-from llm_cost_exporter.tools.report.prometheus_api import (  # noqa: E402
-    Credentials,
-    PrometheusClient,
-)
 from llm_cost_exporter.tools.report.selection import Selection  # noqa: E402
 
 REPEATS = 3
@@ -64,23 +62,6 @@ def median_seconds(run: Callable[[], object], repeats: int = REPEATS) -> float:
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-class TimedClient(PrometheusClient):
-    """Counts queries and the time spent waiting for their answers."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, Credentials())
-        self.queries = 0
-        self.waited = 0.0
-
-    def query(self, expr: str, at: float):  # type: ignore[override]
-        started = time.perf_counter()
-        try:
-            return super().query(expr, at)
-        finally:
-            self.waited += time.perf_counter() - started
-            self.queries += 1
 
 
 def in_memory() -> None:
