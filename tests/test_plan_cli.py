@@ -199,3 +199,23 @@ def test_the_readme_example_prints_what_the_readme_shows(capsys, monkeypatch) ->
     code, out, err = plan(capsys, *args[1:])
     assert code == 0, err
     assert shown.group(1).strip() in out
+
+
+def test_api_prices_from_the_catalog(capsys, tmp_path) -> None:
+    """gpt-4o-mini lists $0.15 / $0.075 / $0.60 per 1M: a full-load day of generation."""
+    args = [
+        "--csv",
+        str(full_load_csv(tmp_path / "full.csv", 100)),
+        "--replica-gpu-price",
+        "1.50",
+        "--capacity",
+        "1500",
+    ]
+    code, out, err = plan(capsys, *args, "--api-catalog", "openai/gpt-4o-mini")
+    assert code == 0, err
+    # 24 hours of 360,000 generated tokens at $0.60 per 1M.
+    assert re.search(r"^All on the API +\$5\.18 ", out, re.M)
+    code, out, err = plan(capsys, *args, "--api-catalog", "openai/no-such-model")
+    assert code == 2 and out == ""
+    assert err.startswith("llm-cost-exporter plan: --api-catalog: ") and "no-such-model" in err
+    assert len(err.strip().splitlines()) == 1
