@@ -510,7 +510,7 @@ def test_the_review_says_what_would_have_been_cheaper(october: Run) -> None:
     figures, document = october.figures, october.json
     assert figures["advice"]["as_run"]["cost"] == figures["totals"]["spend"]
     assert figures["advice"]["all_api"]["cost"] == figures["totals"]["api_equivalent"]
-    assert figures["advice_period"][""]["period_hours"] == figures["totals"]["covered_hours"]
+    assert figures["advice_period"]["period_hours"] == figures["totals"]["covered_hours"]
     cheapest = document["advice"]["cheapest"]
     assert any("would have been cheap" in f for f in document["findings"])
     assert 'id="advice"' in october.file(".html")
