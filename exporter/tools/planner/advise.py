@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 from llm_cost_exporter.accounting.costmodel import (
     MILLION,
@@ -58,6 +59,7 @@ class PlanError(ValueError):
 
 
 def check(traffic: Traffic, knobs: Knobs) -> None:
+    """Refuse, in one line, what no policy could be costed with."""
     if not traffic.hours:
         raise PlanError("no hour with traffic data in the period")
     if not traffic.capacity > 0:
@@ -108,7 +110,14 @@ def describe_week(levels: tuple[int, ...]) -> str:
     )
 
 
-def _policies(traffic: Traffic, knobs: Knobs) -> tuple[tuple[Outcome, ...], dict]:
+class _Policies(NamedTuple):
+    outcomes: tuple[Outcome, ...]  # in POLICIES order
+    fleet: int
+    scheduled_week: tuple[int, ...]
+    hybrid_week: tuple[int, ...]
+
+
+def _policies(traffic: Traffic, knobs: Knobs) -> _Policies:
     hours = traffic.hours
     per_replica = tokens_per_replica(traffic.capacity, knobs.ceiling)
     needed = [replicas_needed(h.tokens, per_replica) for h in hours]
@@ -116,7 +125,8 @@ def _policies(traffic: Traffic, knobs: Knobs) -> tuple[tuple[Outcome, ...], dict
     fixed = kept_outcome(
         FIXED,
         "Right-sized fixed fleet",
-        f"{replicas(fleet)} all month: the busiest hour at {knobs.ceiling:.0%} utilization",
+        f"{replicas(fleet)} throughout, enough for the busiest hour at "
+        f"{knobs.ceiling:.0%} utilization",
         traffic,
         [fleet] * len(hours),
         per_replica,
@@ -161,7 +171,7 @@ def _policies(traffic: Traffic, knobs: Knobs) -> tuple[tuple[Outcome, ...], dict
         per_replica,
     )
     outcomes = (as_run(traffic), all_api(traffic), fixed, scheduled, hybrid, simple)
-    return outcomes, {"fleet": fleet, "week": week, "schedule": schedule.week()}
+    return _Policies(outcomes, fleet, week, schedule.week())
 
 
 def _economics(traffic: Traffic) -> ReplicaEconomics:
@@ -190,7 +200,7 @@ def _sensitivity(traffic: Traffic, knobs: Knobs) -> tuple[Sensitivity, ...]:
     rows = []
     for factor in CAPACITY_FACTORS:
         moved = replace(traffic, capacity=traffic.capacity * factor)
-        outcomes, _ = _policies(moved, knobs)
+        outcomes = _policies(moved, knobs).outcomes
         rows.append(
             Sensitivity(
                 "capacity",
@@ -204,7 +214,7 @@ def _sensitivity(traffic: Traffic, knobs: Knobs) -> tuple[Sensitivity, ...]:
     for ceiling in CEILINGS:
         if math.isclose(ceiling, knobs.ceiling):
             continue
-        outcomes, _ = _policies(traffic, replace(knobs, ceiling=ceiling))
+        outcomes = _policies(traffic, replace(knobs, ceiling=ceiling)).outcomes
         rows.append(
             Sensitivity(
                 "ceiling",
@@ -222,7 +232,7 @@ def advise(traffic: Traffic, knobs: Knobs | None = None) -> Advice:
     """Every policy over the traffic's hours, the replica's economics and the sensitivities."""
     knobs = knobs or Knobs()
     check(traffic, knobs)
-    outcomes, extra = _policies(traffic, knobs)
+    plans = _policies(traffic, knobs)
     return Advice(
         knobs=knobs,
         currency=traffic.currency,
@@ -231,12 +241,12 @@ def advise(traffic: Traffic, knobs: Knobs | None = None) -> Advice:
         capacity=traffic.capacity,
         hours=len(traffic.hours),
         tokens=traffic.tokens,
-        fleet_size=extra["fleet"],
-        outcomes=outcomes,
+        fleet_size=plans.fleet,
+        outcomes=plans.outcomes,
         economics=_economics(traffic),
         sensitivity=_sensitivity(traffic, knobs),
         week_tokens=by_hour_of_week(traffic.hours, [h.tokens for h in traffic.hours]),
-        scheduled_replicas=tuple(extra["week"]),
-        hybrid_schedule_replicas=extra["schedule"],
+        scheduled_replicas=plans.scheduled_week,
+        hybrid_schedule_replicas=plans.hybrid_week,
         on_api=traffic.on_api,
     )
