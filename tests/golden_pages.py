@@ -124,6 +124,12 @@ def _grown(name: str, factor: float) -> Callable[[], str]:
     return lambda: text
 
 
+def _serving(name: str, model: str) -> Callable[[], str]:
+    """A fixture page whose one model is called `model`."""
+    text = re.sub(r'model_name="[^"]*"', f'model_name="{model}"', fixture_page(name))
+    return lambda: text
+
+
 def _down(reason: str, message: str) -> Callable[[], str]:
     def answer() -> str:
         raise CollectorError(reason, message)
@@ -310,6 +316,48 @@ SCENARIOS: dict[str, Callable[[], bytes]] = {
     "owned-node.prom": owned_node,
     "kubernetes-node.prom": kubernetes_node,
 }
+
+
+def sized_node(engines: int, gpus: int, models: int | None = None) -> bytes:
+    """A rented node of ``engines`` engines on ``gpus`` H100s, read through NVML, as a
+    fleet would hold it: each engine serves the real busy vLLM 0.32 page under its
+    model's name (``models`` distinct names, one per engine by default), every GPU
+    healthy. What one node costs in series is measured on it."""
+    models = models or engines
+    names = [f"model-{i % models}" for i in range(engines)]
+    config = config_from_mapping(
+        {
+            "engines": [
+                {"url": f"http://127.0.0.1:{8000 + i}/metrics", "gpus": [i % gpus]}
+                for i in range(engines)
+            ],
+            "cost": {
+                "gpus": [{"model": "H100", "count": gpus}],
+                "gpu_prices_per_hour": {"H100": 2.50},
+                "overhead_ratio": 0.3,
+            },
+            "api_prices": {"default": {"input": 0.80, "cached_input": 0.08, "output": 4.00}},
+            "capacity": {"tokens_per_second": 2000 * gpus},
+        }
+    )
+    snapshots = [
+        GpuSnapshot("550.54.15", tuple(_gpu(i, cycle) for i in range(gpus))) for cycle in range(3)
+    ]
+    inventory = build_inventory(
+        [(g.index, g.uuid, g.name) for g in snapshots[0].gpus],
+        [(g.model, g.count) for g in config.cost.gpus],
+        config.cost.gpu_hourly_by_key,
+        nvml_available=True,
+    )
+    state = NodeState(
+        config, {}, ApiPrices(0.80, 0.08, 4.00), wall_clock=lambda: WALL_START, gpus=inventory
+    )
+    pages = {
+        f"http://127.0.0.1:{8000 + i}/metrics": [_serving("vllm-0.32.0-cpu-busy.prom", name)]
+        * len(CYCLE_TIMES)
+        for i, name in enumerate(names)
+    }
+    return _run(state, pages, _FixedGpus(snapshots))
 
 
 def normalized(page: bytes) -> bytes:
