@@ -8,6 +8,13 @@ series on ``/metrics`` (process metrics included), the samples per second at a
 250 series for the 8-engine, 8-GPU node. Reference, in the same run: the
 1-engine, 1-GPU node, so the cost of each added engine and GPU shows.
 
+Last, each family of the 8-engine node is looked up in what reads the
+series: the recording and alerting rules (``alerts/``), the dashboards
+(``dashboards/``), the Helm chart's templates, and the queries of the
+monthly review and the planner (``exporter/tools/``). A family none of them
+names, literally or through a ``__name__`` pattern, is listed as read by none:
+a candidate to make optional or drop.
+
 Run from the repository root: ``python tests/benchmarks/bench_series.py [--top N]``.
 """
 
@@ -25,6 +32,13 @@ from golden_pages import sized_node  # noqa: E402
 
 from llm_cost_exporter.outputs.process_families import process_families  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
+READERS = {
+    "rules": ("alerts", ("*.yml",)),
+    "dashboards": ("dashboards", ("*.json",)),
+    "chart": ("helm", ("*.yaml", "*.tpl")),
+    "review": ("exporter/tools", ("*.py",)),
+}
 BUDGET = 250
 SCRAPE_SECONDS = 15
 SIZES = ((1, 1), (8, 8))
@@ -39,6 +53,34 @@ def families(page: str) -> Counter[str]:
     return out
 
 
+def readers() -> dict[str, tuple[str, list[re.Pattern[str]]]]:
+    """Each reader's text, and the ``__name__`` patterns it selects families with."""
+    out = {}
+    for reader, (folder, globs) in READERS.items():
+        text = "\n".join(
+            path.read_text(encoding="utf-8", errors="replace")
+            for pattern in globs
+            for path in sorted((ROOT / folder).rglob(pattern))
+        )
+        patterns = [
+            re.compile(p.replace('\\"', "")) for p in re.findall(r'__name__=~\\?"([^"\\]+)', text)
+        ]
+        out[reader] = (text, patterns)
+    return out
+
+
+def read_by(family: str, sources: dict[str, tuple[str, list[re.Pattern[str]]]]) -> list[str]:
+    names = {family, family.removesuffix("_total")}
+    found = []
+    for reader, (text, patterns) in sources.items():
+        literal = any(
+            re.search(rf"(?<![A-Za-z0-9_:]){re.escape(n)}(?![A-Za-z0-9_])", text) for n in names
+        )
+        if literal or any(p.fullmatch(family) for p in patterns):
+            found.append(reader)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,6 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     process = sum(len(family.samples) for family in process_families())
     counted = {}
+    by_family: Counter[str] = Counter()
     for engines, gpus in SIZES:
         by_family = families(sized_node(engines, gpus).decode())
         total = sum(by_family.values()) + process
@@ -63,6 +106,14 @@ def main() -> None:
         f"each added engine and GPU: {(large - small) / added:.1f} series; "
         f"8/8 node against the {BUDGET}-series budget: {large / BUDGET:.2f}x"
     )
+    sources = readers()
+    unread = {f: n for f, n in by_family.items() if not read_by(f, sources)}
+    print(
+        f"families of the 8/8 node that no rule, dashboard, chart template or review query "
+        f"reads: {len(unread)} of {len(by_family)}, {sum(unread.values())} series"
+    )
+    for name, count in sorted(unread.items(), key=lambda item: (-item[1], item[0])):
+        print(f"   {count:4d}  {name}")
 
 
 if __name__ == "__main__":
