@@ -21,13 +21,11 @@ from llm_cost_exporter.config import ConfigError
 from llm_cost_exporter.tools.planner.advise import PlanError, advise
 from llm_cost_exporter.tools.planner.arguments import add_planning_arguments, planning_from
 from llm_cost_exporter.tools.planner.model import Advice
-from llm_cost_exporter.tools.report.build import build_report
 from llm_cost_exporter.tools.report.command import (
     EXIT_PROMETHEUS,
     EXIT_USAGE,
-    Progress,
     add_period_arguments,
-    prometheus_period,
+    review_of,
 )
 from llm_cost_exporter.tools.report.period import parse_period, zone_named
 from llm_cost_exporter.tools.report.prometheus_api import PrometheusError
@@ -125,17 +123,7 @@ def _from_csv(args: argparse.Namespace, now: datetime) -> Advice:
 
 
 def _from_prometheus(args: argparse.Namespace, now: datetime) -> Advice:
-    period, selection, client = prometheus_period(args, now)
-    planning = planning_from(args)
-    report = build_report(
-        client,
-        selection,
-        period,
-        source=args.source,
-        now=now,
-        progress=Progress(args.quiet),
-        planning=planning,
-    )
+    report = review_of(args, now, planning_from(args))
     if report.advice is None:
         raise PlanError(report.advice_missing)
     return report.advice

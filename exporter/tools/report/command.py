@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from llm_cost_exporter.environment import env
-from llm_cost_exporter.tools.report.build import build_report
+from llm_cost_exporter.tools.report.build import Planning, build_report
+from llm_cost_exporter.tools.report.model import Report
 from llm_cost_exporter.tools.report.period import Period, PeriodError, parse_period
 from llm_cost_exporter.tools.report.prometheus_api import (
     Credentials,
@@ -176,6 +177,24 @@ def prometheus_period(
     return period, selection, client
 
 
+def review_of(args: argparse.Namespace, now: datetime, planning: Planning) -> Report:
+    """The review the options ask for, read from Prometheus with progress on standard error.
+
+    Options are checked first (``prometheus_period``): a bad one raises
+    SelectionError, an unanswering Prometheus PrometheusError.
+    """
+    period, selection, client = prometheus_period(args, now)
+    return build_report(
+        client,
+        selection,
+        period,
+        source=args.source,
+        now=now,
+        progress=Progress(args.quiet),
+        planning=planning,
+    )
+
+
 def run_report(args: argparse.Namespace) -> int:
     from llm_cost_exporter.tools.planner.arguments import planning_from
     from llm_cost_exporter.tools.report.html import render_html
@@ -185,21 +204,13 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         if not 0.0 <= args.min_coverage <= 1.0:
             raise SelectionError("--min-coverage: expected a fraction between 0 and 1")
-        period, selection, client = prometheus_period(args, now)
+        period = prometheus_period(args, now)[0]
         planning = planning_from(args)
     except ValueError as err:  # SelectionError, and a bad planning knob
         print(f"llm-cost-exporter report: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = build_report(
-            client,
-            selection,
-            period,
-            source=args.source,
-            now=now,
-            progress=Progress(args.quiet),
-            planning=planning,
-        )
+        report = review_of(args, now, planning)
     except PrometheusError as err:
         print(f"llm-cost-exporter report: {err}", file=sys.stderr)
         return EXIT_PROMETHEUS
