@@ -122,7 +122,9 @@ def test_bom_crlf_blank_lines_any_column_order_and_an_empty_model() -> None:
 )
 def test_hours_are_clock_hours_of_the_planners_zone(stamp: str, zone, local: str) -> None:
     text = f"hour,model,prompt_tokens,cached_prompt_tokens,generation_tokens\n{stamp},m,1,0,0\n"
-    assert [row[0] for row in figures(read(text, zone))] == [local]
+    traffic = read(text, zone)
+    assert [row[0] for row in figures(traffic)] == [local]
+    assert traffic.zone == zone.key  # the week's hours are named in it
 
 
 def test_hours_stay_contiguous_across_daylight_saving_changes() -> None:

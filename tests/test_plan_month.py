@@ -157,6 +157,7 @@ def test_every_policy_costs_what_the_truth_says_to_the_cent(
         HYBRID_SCHEDULE: cents(hand.hybrid_schedule()),
     }
     assert advice.capacity == capacity
+    assert advice.zone == "UTC"  # the review's zone: the week's hours are read in it
     assert advice.outcome(AS_RUN).tokens == truth.observable.tokens_total
 
 

@@ -297,7 +297,9 @@ def test_without_advice_the_section_says_why() -> None:
 
 
 def test_the_section_renders_inside_the_review(advice: Advice) -> None:
-    report = replace(make_report(), advice=advice)
+    report = make_report()
+    # The review's period names the zone; the advice drawn from it carries the same.
+    report = replace(report, advice=replace(advice, zone=report.timezone))
     markup = render_html(report)
     doc = Document(markup)
     assert doc.errors == []
@@ -444,3 +446,10 @@ def test_huge_figures_put_each_name_above_its_figures() -> None:
         assert figures[-1] == display(
             figure(huge, outcome.key, "saving_vs_all_api"), "money", huge.currency
         )
+
+
+def test_the_week_names_the_time_zone_of_its_hours(advice: Advice) -> None:
+    assert "Monday first, in the traffic's time zone," in Document(advice_section(advice)).text
+    berlin = replace(advice, zone="Europe/Berlin")
+    for markup in (advice_section(berlin), render_advice_page(berlin, "Plan")):
+        assert "Monday first, in Europe/Berlin," in Document(markup).text

@@ -249,4 +249,5 @@ def advise(traffic: Traffic, knobs: Knobs | None = None) -> Advice:
         scheduled_replicas=plans.scheduled_week,
         hybrid_schedule_replicas=plans.hybrid_week,
         on_api=traffic.on_api,
+        zone=traffic.zone,
     )

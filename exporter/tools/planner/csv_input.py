@@ -125,6 +125,7 @@ def traffic_from_lines(
         source=source,
         on_api=True,
         tokens_by_model=dict(sorted(buckets.models.items(), key=lambda item: -item[1])),
+        zone=getattr(zone, "key", None) or str(zone),
     )
 
 

@@ -87,6 +87,7 @@ def traffic_from_review(
         currency=currency,
         source=source,
         tokens_by_model=tokens_by_model,
+        zone=period.zone_name,
     )
 
 

@@ -60,6 +60,7 @@ class Traffic:
     source: str  # where the hours come from, in words
     on_api: bool = False  # as run means on the API: the team has not self-hosted yet
     tokens_by_model: Mapping[str, float] = field(default_factory=dict)
+    zone: str = ""  # the time zone the hours of the week are read in, e.g. Europe/Berlin
 
     @property
     def tokens(self) -> float:
@@ -147,6 +148,7 @@ class Advice:
     scheduled_replicas: tuple[int, ...]  # the scheduled scaling policy's week, Monday 00:00 first
     hybrid_schedule_replicas: tuple[int, ...]  # the operator's hybrid schedule, the same way
     on_api: bool = False
+    zone: str = ""  # the time zone of the week's hours (the traffic's)
 
     def outcome(self, key: str) -> Outcome:
         return next(o for o in self.outcomes if o.key == key)

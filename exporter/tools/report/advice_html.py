@@ -123,7 +123,7 @@ def _policies(advice: Advice) -> str:
 # The week ----------------------------------------------------------------------------------
 
 
-def _week(advice: Advice, zone: str | None) -> str:
+def _week(advice: Advice) -> str:
     scheduled, hybrid = advice.outcome(SCHEDULED), advice.outcome(HYBRID_SCHEDULE)
     ceiling = percent(advice.knobs.ceiling)
     per_replica = advice.capacity * SECONDS_PER_HOUR * advice.knobs.ceiling
@@ -141,7 +141,7 @@ def _week(advice: Advice, zone: str | None) -> str:
             f"{replicas(advice.scheduled_replicas[slot])}; {lower(hybrid.name)} "
             f"{replicas(advice.hybrid_schedule_replicas[slot])}"
         )
-    where = f"in {zone}" if zone else "in the traffic's time zone"
+    where = f"in {advice.zone}" if advice.zone else "in the traffic's time zone"
     chart = week_chart(
         Series(f"Average traffic, in replicas at {ceiling}", in_replicas, TRAFFIC_COLOUR),
         [
@@ -308,7 +308,7 @@ def _sensitivity(advice: Advice) -> str:
 # The section and the page ------------------------------------------------------------------
 
 
-def advice_section(advice: Advice | None, missing: str = "", zone: str | None = None) -> str:
+def advice_section(advice: Advice | None, missing: str = "") -> str:
     """The "What would have been cheaper" section; without advice, why there is none."""
     if advice is None:
         reason = f": {missing.rstrip('.')}." if missing else "."
@@ -322,7 +322,7 @@ def advice_section(advice: Advice | None, missing: str = "", zone: str | None = 
         f'<p class="lead">{verdict(advice, MARKED)}</p>'
         f'<p class="note">{assumptions(advice, MARKED)}</p>'
         + _policies(advice)
-        + _week(advice, zone)
+        + _week(advice)
         + _economics(advice)
         + _sensitivity(advice)
         + f"<h3>What this leaves out</h3><ul>{leaves_out}</ul>"

@@ -678,7 +678,7 @@ def render_html(report: Report) -> str:
         _coverage(report, zone),
         _findings(report),
         _summary(report),
-        advice_section(report.advice, report.advice_missing, zone_name),
+        advice_section(report.advice, report.advice_missing),
         _components(report),
         _kinds(report),
         _projection(report),
