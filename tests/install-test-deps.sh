@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian/Ubuntu machine: the real
-# Prometheus binaries (tests scrape through a real server), a C compiler, podman,
+# Prometheus and VictoriaMetrics binaries (tests query through real servers), a C compiler, podman,
 # runc and debootstrap (the container image is built and run for real), and a
 # virtualenv with this project installed in editable mode. Safe to re-run.
 #
@@ -21,6 +21,8 @@ if ! have prometheus || ! have promtool; then
 fi
 have prometheus-alertmanager || have alertmanager || apt_pkgs+=(prometheus-alertmanager)
 have prometheus-node-exporter || have node_exporter || apt_pkgs+=(prometheus-node-exporter)
+# The fleet tests prove the rules, the review and the dashboards on a second backend.
+{ have victoria-metrics && have vmalert; } || apt_pkgs+=(victoria-metrics)
 have gcc || apt_pkgs+=(gcc)
 # systemd-analyze checks the systemd unit (no systemd needs to run).
 have systemd-analyze || apt_pkgs+=(systemd)
@@ -60,8 +62,8 @@ if ((${#apt_pkgs[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_wait[@]}" install -y -qq \
     --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 else
-  say "system packages present (prometheus, promtool, alertmanager, node-exporter, gcc," \
-    "python3-venv, podman, runc, debootstrap)"
+  say "system packages present (prometheus, promtool, alertmanager, node-exporter," \
+    "victoria-metrics, gcc, python3-venv, podman, runc, debootstrap)"
 fi
 
 have prometheus && have promtool || die "prometheus/promtool still not on PATH after install"

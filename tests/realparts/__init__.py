@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from .ports import free_port, wait_http_ok
 from .prometheus_server import PrometheusError, PrometheusServer, find_prometheus_binary
+from .victoria_metrics import VictoriaMetricsServer, VmalertServer
 
 __all__ = [
     "PrometheusError",
     "PrometheusServer",
+    "VictoriaMetricsServer",
+    "VmalertServer",
     "find_prometheus_binary",
     "free_port",
     "wait_http_ok",

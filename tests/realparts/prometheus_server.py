@@ -47,7 +47,135 @@ def _alertmanager_config(url: str) -> dict[str, Any]:
     return entry
 
 
-class PrometheusServer(BinaryServer):
+class PrometheusHttpApi:
+    """The Prometheus HTTP API's queries, rules and alerts, for any server that speaks it.
+
+    Mixed into a :class:`BinaryServer` (Prometheus itself, VictoriaMetrics, vmalert):
+    it needs ``url``, ``error``, ``log_section`` and ``_check_alive`` from there.
+    """
+
+    url: str
+    error: type[Exception]
+
+    def _api(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """Call ``/api/v1/<path>`` and return ``data``, raising unless status is success."""
+        url = f"{self.url}/api/v1/{path}"
+        body = urllib.parse.urlencode(params).encode() if params else None
+        req = urllib.request.Request(url, data=body)  # POST when there are params
+        try:
+            with urllib.request.urlopen(req, timeout=scaled(60)) as resp:
+                payload = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read().decode(errors="replace")
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                raise self.error(
+                    f"{path} {dict(params or {})}: HTTP {exc.code}: {raw[:500]}\n"
+                    f"{self.log_section()}"
+                ) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise self.error(
+                f"{path}: cannot reach the server at {self.url}: {exc}\n{self.log_section()}"
+            ) from exc
+        if payload.get("status") != "success":
+            raise self.error(
+                f"{path} {dict(params or {})}: {payload.get('errorType')}: "
+                f"{payload.get('error')}\n{self.log_section()}"
+            )
+        return payload.get("data")
+
+    def query(self, expr: str, time: float | None = None) -> list[dict[str, Any]]:
+        """Instant query; returns the result vector (``[{"metric": ..., "value": [t, "v"]}]``).
+
+        Scalar and string results are wrapped as a single sample with empty
+        labels so callers always get a list.
+        """
+        params = {"query": expr}
+        if time is not None:
+            params["time"] = repr(float(time))
+        data = self._api("query", params)
+        result = data.get("result")
+        if data.get("resultType") in ("scalar", "string"):
+            return [{"metric": {}, "value": result}]
+        return list(result or [])
+
+    def query_scalar(self, expr: str, time: float | None = None) -> float | None:
+        """Value of the first sample as float (NaN/Inf preserved), ``None`` if empty."""
+        result = self.query(expr, time)
+        if not result:
+            return None
+        return float(result[0]["value"][1])
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float | str = 1.0
+    ) -> list[dict[str, Any]]:
+        """Range query; returns the matrix (``[{"metric": ..., "values": [[t, "v"], ...]}]``)."""
+        params = {
+            "query": expr,
+            "start": repr(float(start)),
+            "end": repr(float(end)),
+            "step": step if isinstance(step, str) else repr(float(step)),
+        }
+        return list(self._api("query_range", params).get("result") or [])
+
+    def wait_for(
+        self,
+        expr: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] | None = None,
+        timeout: float = 30.0,
+        interval: float = 0.25,
+    ) -> list[dict[str, Any]]:
+        """Poll ``expr`` until ``predicate(result)`` holds (default: non-empty result).
+
+        Query errors (e.g. a bad expression) raise immediately since retrying
+        cannot fix them. ``timeout`` is scaled by ``LLMCOST_TEST_TIMEOUT_SCALE``.
+        """
+        check = predicate or bool
+        timeout = scaled(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            result = self.query(expr)
+            if check(result):
+                return result
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{expr!r} did not satisfy the predicate within {timeout:g}s; "
+                    f"last result: {json.dumps(result)[:1000]}\n{self.log_section(15)}"
+                )
+            time.sleep(interval)
+
+    def wait_for_scalar(
+        self,
+        expr: str,
+        predicate: Callable[[float], bool],
+        timeout: float = 30.0,
+        interval: float = 0.25,
+    ) -> float:
+        """Poll until the first sample of ``expr`` exists and ``predicate(value)`` holds."""
+        result = self.wait_for(
+            expr,
+            lambda r: bool(r) and predicate(float(r[0]["value"][1])),
+            timeout=timeout,
+            interval=interval,
+        )
+        return float(result[0]["value"][1])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts from ``/api/v1/alerts`` (``labels``, ``annotations``, ``state``...)."""
+        return list(self._api("alerts").get("alerts") or [])
+
+    def rules(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Rule groups from ``/api/v1/rules``, evaluation state included.
+
+        ``kind`` (``"alert"`` or ``"record"``) is passed as the API's ``type`` filter.
+        """
+        path = "rules" if kind is None else f"rules?type={urllib.parse.quote(kind)}"
+        return list(self._api(path).get("groups") or [])
+
+
+class PrometheusServer(PrometheusHttpApi, BinaryServer):
     """A throwaway Prometheus scraping ``targets`` (``host:port``) on 127.0.0.1.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Everything
@@ -153,113 +281,6 @@ class PrometheusServer(BinaryServer):
             f"--rules.alert.resend-delay={self.alert_resend_delay}",
         ]
 
-    # -- HTTP API ----------------------------------------------------------
-
-    def _api(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        """Call ``/api/v1/<path>`` and return ``data``, raising unless status is success."""
-        url = f"{self.url}/api/v1/{path}"
-        body = urllib.parse.urlencode(params).encode() if params else None
-        req = urllib.request.Request(url, data=body)  # POST when there are params
-        try:
-            with urllib.request.urlopen(req, timeout=scaled(60)) as resp:
-                payload = json.load(resp)
-        except urllib.error.HTTPError as exc:
-            raw = exc.read().decode(errors="replace")
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                raise PrometheusError(
-                    f"{path} {dict(params or {})}: HTTP {exc.code}: {raw[:500]}\n"
-                    f"{self.log_section()}"
-                ) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise PrometheusError(
-                f"{path}: cannot reach Prometheus at {self.url}: {exc}\n{self.log_section()}"
-            ) from exc
-        if payload.get("status") != "success":
-            raise PrometheusError(
-                f"{path} {dict(params or {})}: {payload.get('errorType')}: "
-                f"{payload.get('error')}\n{self.log_section()}"
-            )
-        return payload.get("data")
-
-    def query(self, expr: str, time: float | None = None) -> list[dict[str, Any]]:
-        """Instant query; returns the result vector (``[{"metric": ..., "value": [t, "v"]}]``).
-
-        Scalar and string results are wrapped as a single sample with empty
-        labels so callers always get a list.
-        """
-        params = {"query": expr}
-        if time is not None:
-            params["time"] = repr(float(time))
-        data = self._api("query", params)
-        result = data.get("result")
-        if data.get("resultType") in ("scalar", "string"):
-            return [{"metric": {}, "value": result}]
-        return list(result or [])
-
-    def query_scalar(self, expr: str, time: float | None = None) -> float | None:
-        """Value of the first sample as float (NaN/Inf preserved), ``None`` if empty."""
-        result = self.query(expr, time)
-        if not result:
-            return None
-        return float(result[0]["value"][1])
-
-    def query_range(
-        self, expr: str, start: float, end: float, step: float | str = 1.0
-    ) -> list[dict[str, Any]]:
-        """Range query; returns the matrix (``[{"metric": ..., "values": [[t, "v"], ...]}]``)."""
-        params = {
-            "query": expr,
-            "start": repr(float(start)),
-            "end": repr(float(end)),
-            "step": step if isinstance(step, str) else repr(float(step)),
-        }
-        return list(self._api("query_range", params).get("result") or [])
-
-    def wait_for(
-        self,
-        expr: str,
-        predicate: Callable[[list[dict[str, Any]]], bool] | None = None,
-        timeout: float = 30.0,
-        interval: float = 0.25,
-    ) -> list[dict[str, Any]]:
-        """Poll ``expr`` until ``predicate(result)`` holds (default: non-empty result).
-
-        Query errors (e.g. a bad expression) raise immediately since retrying
-        cannot fix them. ``timeout`` is scaled by ``LLMCOST_TEST_TIMEOUT_SCALE``.
-        """
-        check = predicate or bool
-        timeout = scaled(timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_alive()
-            result = self.query(expr)
-            if check(result):
-                return result
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{expr!r} did not satisfy the predicate within {timeout:g}s; "
-                    f"last result: {json.dumps(result)[:1000]}\n{self._log_section(15)}"
-                )
-            time.sleep(interval)
-
-    def wait_for_scalar(
-        self,
-        expr: str,
-        predicate: Callable[[float], bool],
-        timeout: float = 30.0,
-        interval: float = 0.25,
-    ) -> float:
-        """Poll until the first sample of ``expr`` exists and ``predicate(value)`` holds."""
-        result = self.wait_for(
-            expr,
-            lambda r: bool(r) and predicate(float(r[0]["value"][1])),
-            timeout=timeout,
-            interval=interval,
-        )
-        return float(result[0]["value"][1])
-
     def targets_health(self) -> list[dict[str, Any]]:
         """Active targets from ``/api/v1/targets`` (``scrapeUrl``, ``health``, ``lastError``...)."""
         data = self._api("targets?state=active")
@@ -278,18 +299,6 @@ class PrometheusServer(BinaryServer):
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"targets not scraped within {timeout:g}s: {json.dumps(targets)[:1000]}\n"
-                    f"{self._log_section(15)}"
+                    f"{self.log_section(15)}"
                 )
             time.sleep(interval)
-
-    def alerts(self) -> list[dict[str, Any]]:
-        """Active alerts from ``/api/v1/alerts`` (``labels``, ``annotations``, ``state``...)."""
-        return list(self._api("alerts").get("alerts") or [])
-
-    def rules(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Rule groups from ``/api/v1/rules``, evaluation state included.
-
-        ``kind`` (``"alert"`` or ``"record"``) is passed as the API's ``type`` filter.
-        """
-        path = "rules" if kind is None else f"rules?type={urllib.parse.quote(kind)}"
-        return list(self._api(path).get("groups") or [])
