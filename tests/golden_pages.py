@@ -253,8 +253,11 @@ def _snapshot(cycle: int) -> GpuSnapshot:
     return GpuSnapshot("550.54.15", tuple(gpus))
 
 
-def owned_node(pods: _FixedPods | None = None, outputs: Sequence[Output] = ()) -> bytes:
-    """Two bought H100s read through NVML (one lost in the last cycle), one engine."""
+def owned_node(
+    pods: _FixedPods | None = None, outputs: Sequence[Output] = (), optional: bool = True
+) -> bytes:
+    """Two bought H100s read through NVML (one lost in the last cycle), one engine; with
+    the optional families unless ``optional`` is false."""
     config = config_from_mapping(
         {
             "engines": [{"url": "http://127.0.0.1:8000/metrics"}],
@@ -271,6 +274,8 @@ def owned_node(pods: _FixedPods | None = None, outputs: Sequence[Output] = ()) -
             "api_prices": {"default": {"input": 0.80, "cached_input": 0.08, "output": 4.00}},
             "capacity": {"learn": True, "learn_window": "1m"},
             "windows": ["1m", "5m"],
+            # The optional families, so a golden page holds every family there is.
+            "metrics": {"gpu_diagnostics": optional, "model_gauges": optional},
         }
     )
     inventory = build_inventory(
@@ -321,8 +326,8 @@ SCENARIOS: dict[str, Callable[[], bytes]] = {
 def sized_node(engines: int, gpus: int, models: int | None = None) -> bytes:
     """A rented node of ``engines`` engines on ``gpus`` H100s, read through NVML, as a
     fleet would hold it: each engine serves the real busy vLLM 0.32 page under its
-    model's name (``models`` distinct names, one per engine by default), every GPU
-    healthy. What one node costs in series is measured on it."""
+    model's name (``models`` distinct names, one per engine by default; idle, then
+    busy), every GPU healthy. What one node costs in series is measured on it."""
     models = models or engines
     names = [f"model-{i % models}" for i in range(engines)]
     config = config_from_mapping(
@@ -352,9 +357,13 @@ def sized_node(engines: int, gpus: int, models: int | None = None) -> bytes:
     state = NodeState(
         config, {}, ApiPrices(0.80, 0.08, 4.00), wall_clock=lambda: WALL_START, gpus=inventory
     )
+    # Idle, then busy in the last cycle: the windows have traffic, so every live figure
+    # a serving node exports is there.
     pages = {
-        f"http://127.0.0.1:{8000 + i}/metrics": [_serving("vllm-0.32.0-cpu-busy.prom", name)]
-        * len(CYCLE_TIMES)
+        f"http://127.0.0.1:{8000 + i}/metrics": [
+            *[_serving("vllm-0.32.0-cpu-idle.prom", name)] * (len(CYCLE_TIMES) - 1),
+            _serving("vllm-0.32.0-cpu-busy.prom", name),
+        ]
         for i, name in enumerate(names)
     }
     return _run(state, pages, _FixedGpus(snapshots))

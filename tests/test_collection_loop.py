@@ -212,7 +212,13 @@ def test_an_unknown_engine_type_is_a_one_line_error_naming_the_known_ones() -> N
 async def test_each_window_exports_the_span_it_really_covers() -> None:
     page = PrometheusPage()
     engine = FakeEngine("http://e/metrics", [[reading(10 * n)] for n in range(30)])
-    loop, clock = make_loop([engine], [page], engines=["http://e/metrics"], windows=["1m", "5m"])
+    loop, clock = make_loop(
+        [engine],
+        [page],
+        engines=["http://e/metrics"],
+        windows=["1m", "5m"],
+        metrics={"model_gauges": True},
+    )
 
     def spans() -> dict[tuple, float]:
         found = samples(page.body)

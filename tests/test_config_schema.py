@@ -134,8 +134,8 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"cosst": {}},
             "cosst: unknown field; did you mean cost? (allowed: api_prices, capacity, collection, "
-            "cost, currency, engines, kubernetes, limits, log_level, nvml, otlp, projection, "
-            "state_file, state_max_gap, web, windows)",
+            "cost, currency, engines, kubernetes, limits, log_level, metrics, nvml, otlp, "
+            "projection, state_file, state_max_gap, web, windows)",
         ),
         (
             {"collection": {"intervall": "5s"}},

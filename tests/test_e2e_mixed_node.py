@@ -80,6 +80,7 @@ def test_each_engine_on_a_mixed_node_agrees_with_its_ground_truth(tmp_path) -> N
             collection={"interval": "250ms", "timeout": "200ms"},
             nvml={"enabled": False},
             windows=[window],
+            metrics={"model_gauges": True},
         )
         with (
             ExporterProcess(config, tmp_path) as exporter,

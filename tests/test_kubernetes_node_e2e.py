@@ -72,6 +72,7 @@ def node(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         config = minimal_config_dict(
             cost={"gpu_prices_per_hour": {"H100": PRICE}, "overhead_ratio": 0.0},
             collection={"interval": "250ms", "timeout": "200ms"},
+            metrics={"model_gauges": True},
             kubernetes={
                 "pod_resources": {"socket": str(kubelet.socket_path)},
                 "discovery": api.discovery_settings(node_name=NODE),

@@ -162,17 +162,24 @@ def exported_names(pages: Iterable[Path] = GOLDEN_PAGES) -> set[str]:
     with `_total` (as text format 0.0.4 names them) and without (the family name)."""
     names: set[str] = set()
     for page in pages:
-        for line in page.read_text(encoding="utf-8").splitlines():
-            if line.startswith("# TYPE "):
-                _, _, name, kind = line.split(maxsplit=3)
-                names.add(name)
-                if kind == "counter":
-                    names.add(name.removesuffix("_total"))
-                    names.add(name.removesuffix("_total") + "_total")
-                elif kind in ("histogram", "summary"):
-                    names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
-            elif line and not line.startswith("#"):
-                names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
+        names |= _names_in_page(page.read_text(encoding="utf-8"))
+    return names
+
+
+def _names_in_page(text: str) -> set[str]:
+    """The names one page exports (see exported_names)."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(maxsplit=3)
+            names.add(name)
+            if kind == "counter":
+                names.add(name.removesuffix("_total"))
+                names.add(name.removesuffix("_total") + "_total")
+            elif kind in ("histogram", "summary"):
+                names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
     return names
 
 
@@ -237,6 +244,27 @@ def test_every_name_read_is_exported_or_recorded() -> None:
         "names read that no golden page exports and no recording rule records:\n"
         + "\n".join(missing)
     )
+
+
+def test_what_is_read_is_exported_without_the_optional_families() -> None:
+    """The rules, dashboards and review work on a node as configured by default: none of
+    them reads a family only `metrics.gpu_diagnostics` or `metrics.model_gauges` exports."""
+    from golden_pages import owned_node
+
+    everything = _names_in_page((ROOT / "tests" / "golden" / "owned-node.prom").read_text())
+    by_default = _names_in_page(owned_node(optional=False).decode())
+    optional = everything - by_default
+    assert "llmcost_gpu_temperature_celsius" in optional
+    assert "llmcost_model_cost_ratio" in optional
+    readers: Readers = defaultdict(set)
+    for part in (report_readers(), dashboard_readers(), rule_readers()):
+        for name, who in part.items():
+            readers[name] |= who
+    reading_optional = [
+        f"{name}: read by {'; '.join(sorted(readers[name]))}"
+        for name in sorted(optional & set(readers))
+    ]
+    assert not reading_optional, "\n".join(reading_optional)
 
 
 def test_a_missing_name_is_reported_with_its_readers() -> None:

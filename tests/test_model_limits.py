@@ -128,7 +128,9 @@ def reading(model: str, generation: float, rank: str = "0", started_at: float = 
 
 def make_state(default: ApiPrices | None = API, prices=None, engines=(A,), **limits) -> NodeState:
     config = config_from_mapping(
-        minimal_config_dict(limits=limits, windows=["1m"], engines=list(engines))
+        minimal_config_dict(
+            limits=limits, windows=["1m"], engines=list(engines), metrics={"model_gauges": True}
+        )
     )
     return NodeState(config, prices or {}, default, wall_clock=lambda: 1000.0)
 

@@ -47,6 +47,7 @@ H100 = "NVIDIA H100 80GB HBM3"
 A100 = "NVIDIA A100-SXM4-80GB"
 RENTED = {"H100": 2.99, "A100*80GB*": 1.79}
 FAST = {"interval": "250ms", "timeout": "200ms"}
+EVERY_FAMILY = {"gpu_diagnostics": True, "model_gauges": True}
 
 
 def h100(**fields: Any) -> FakeGpu:
@@ -82,9 +83,11 @@ def dead_engine() -> list[dict[str, str]]:
 
 
 def rented(**overrides: Any) -> dict[str, Any]:
+    """Every GPU family on, the optional ones included: these tests read them all."""
     return minimal_config_dict(
         cost={"gpu_prices_per_hour": RENTED, "overhead_ratio": 0.0},
         collection=FAST,
+        metrics=EVERY_FAMILY,
         **overrides,
     )
 
@@ -102,7 +105,8 @@ def test_eight_gpus_of_two_models_are_billed_to_the_cent(node: GpuNode) -> None:
     for index in range(8):
         uuid = default_gpu_uuid(index)
         price = 2.99 if index < 4 else 1.79
-        assert value(last, "llmcost_gpu_hourly_cost", gpu=str(index), uuid=uuid) == price
+        key = "H100" if index < 4 else "A100*80GB*"
+        assert value(last, "llmcost_gpu_hourly_cost", price_key=key) == price
         assert value(last, "llmcost_gpu_info", uuid=uuid, source="nvml",
                      price_key="H100" if index < 4 else "A100*80GB*") == 1  # fmt: skip
     spent = value(last, "llmcost_cost_total", component="gpu") - value(
@@ -212,7 +216,7 @@ def test_a_lost_gpu_stays_billed_and_recovers(node: GpuNode) -> None:
             lost, "llmcost_gpu_errors_total", gpu="2"
         )
         # Still billed: the GPU keeps its price and the node its full hourly cost.
-        assert value(later, "llmcost_gpu_hourly_cost", gpu="2") == 1.79
+        assert value(later, "llmcost_gpu_hourly_cost", price_key="A100*80GB*") == 1.79
         assert value(later, "llmcost_hourly_cost", component="gpu") == pytest.approx(4 * 1.79)
         gpus[2].lost = False
         node.write(gpus)
@@ -272,6 +276,7 @@ def test_two_engines_on_disjoint_gpus_split_the_cost_by_model(node: GpuNode) -> 
             cost={"gpu_prices_per_hour": RENTED, "overhead_ratio": 0.3, "node_extra_per_hour": 2.0},
             collection=FAST,
             windows=["20s"],
+            metrics=EVERY_FAMILY,
         )
         with node.exporter(config) as exporter:
             eventually(lambda: value(exporter.samples(), "llmcost_model_cost_total", model="big"))
@@ -349,7 +354,7 @@ def test_owned_hardware_costs_amortization_plus_metered_energy(node: GpuNode) ->
         time.sleep(0.6)  # more cycles, which must not bill the same energy again
         after = exporter.samples()
     amortized = 30_000 / (36 * 730)
-    assert value(after, "llmcost_gpu_hourly_cost", gpu="0") == pytest.approx(amortized)
+    assert value(after, "llmcost_gpu_hourly_cost", price_key="H100") == pytest.approx(amortized)
     energy = energy_billed(after)
     assert energy == pytest.approx(billed, abs=1e-12)
     # Hourly: two amortized GPUs plus 2 x 700 W at the tariff, 20% overhead on both.

@@ -108,6 +108,7 @@ def node_config(
         nvml={"enabled": False},
         state_file=str(workdir / "state.json"),
         otlp={"interval": "1s", "timeout": "1s", **otlp},
+        metrics={"gpu_diagnostics": True, "model_gauges": True},
     )
     config["cost"]["gpus"][0]["count"] = 2
     config.update(overrides)

@@ -360,7 +360,8 @@ def test_time_sliced_gpu_is_split_evenly_among_the_replicas_held() -> None:
 def discovering_node(shared: bool = True) -> NodeState:
     """The four-H100 node with no configured engine: its engines are discovered pods."""
     discovery = {"discovery": {"enabled": True, "node_name": "gpu-node-1"}}
-    state = node(shared=shared, engines=[], kubernetes=discovery)
+    # The per-model window gauges on: none may read as if a model were free.
+    state = node(shared=shared, engines=[], kubernetes=discovery, metrics={"model_gauges": True})
     engine_pods = {A: EnginePod("serving", "alpha-0"), B: EnginePod("serving", "beta-0")}
     state.track_engines({("vllm", A), ("vllm", B)}, engine_pods, complete=True)
     return state

@@ -41,6 +41,7 @@ def config(socket: Path, engines: list[dict]) -> dict:
             "node_extra_per_hour": 1.5,
         },
         collection=FAST,
+        metrics={"model_gauges": True},
         kubernetes={"pod_resources": {"socket": str(socket)}},
     )
 

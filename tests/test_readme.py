@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     state.learned.peak = 1500.0
     idle = parse_vllm_page(fixture_page("vllm-0.32.0-cpu-idle.prom"))
     busy = parse_vllm_page(fixture_page("vllm-0.32.0-cpu-busy.prom"))
+    # A decode engine of a disaggregated pair: its transferred tokens' series appears.
+    busy = [dataclasses.replace(busy[0], transferred_prompt_tokens=1000.0), *busy[1:]]
     unpriced = parse_vllm_page(fixture_page("vllm-0.10.0-reconstructed.prom"))
     state.record_engine_readings("vllm", "http://a/metrics", idle + unpriced, 0.01)
     state.advance(0.0)
@@ -116,6 +119,26 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     state.record_engine_readings("vllm", "http://a/metrics", busy, 0.01)
     state.record_gpu_snapshot("nvml", "local", gpu_snapshot(8000.0), 0.001, 10.0)
     state.advance(10.0)
+    # An engine serving more models than allowed, whose counters then step back, then
+    # sends a NaN: the series that appear with their first event.
+    limited = NodeState(
+        config_from_mapping(minimal_config_dict(limits={"models_per_engine": 1})),
+        {},
+        ApiPrices(0.8, 0.8, 4.0),
+    )
+    limited.record_engine_readings("vllm", "http://a/metrics", busy + unpriced, 0.01)
+    limited.advance(0.0)
+    limited.record_engine_readings("vllm", "http://a/metrics", idle, 0.01)
+    limited.advance(10.0)
+    nan_running = re.sub(
+        r"^(vllm:num_requests_running\{[^}]*\}) .*$",
+        r"\1 NaN",
+        fixture_page("vllm-0.32.0-cpu-busy.prom"),
+        flags=re.M,
+    )
+    limited.record_engine_readings("vllm", "http://a/metrics", parse_vllm_page(nan_running), 0.01)
+    limited.advance(20.0)
+    events = render_families(limited)
     # On Kubernetes the kubelet names the pods: its golden page is what the code renders
     # (test_golden_metrics), with the pod labels and the per-pod cost.
     kubernetes = page_families((GOLDEN / "kubernetes-node.prom").read_text())
@@ -125,6 +148,7 @@ def exported_families() -> dict[str, tuple[str, frozenset[str]]]:
     otlp = page_families(page.body.decode())
     for name, (kind, labels) in [
         *render_families(state).items(),
+        *events.items(),
         *kubernetes.items(),
         *otlp.items(),
     ]:

@@ -242,7 +242,7 @@ def test_coverage_finds_gaps_and_nodes_that_joined_or_left() -> None:
             (A, ("m",)): {h: 2.0 for h in range(24) if not 5 <= h < 8},
             (B, ("m",)): {h: 1.0 for h in range(10, 20)},
         },
-        model_gauges={(A, ("llmcost_model_hourly_cost", "m", "")): {4: 3.0}},
+        model_gauges={(A, ("llmcost_hourly_cost", "", "")): {4: 3.0}},
     )
     ledger = build_ledger(tables, (), by_model=False)
     coverage = coverage_of(ledger, tables, observed_hours(tables, ledger), period, "raw counters")

@@ -229,6 +229,30 @@ class NvmlConfig:
 NVML = dataclass_section(NvmlConfig)
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Families beyond what the rules, dashboards and review read: off by default, so a
+    node stays within its series budget, on where someone looks at them."""
+
+    gpu_diagnostics: bool = setting(
+        Flag(),
+        "Export each GPU's temperature, SM clock and occupancy, clock events, feature "
+        "support, MIG mode and utilization by each source (llmcost_gpu_selected_"
+        "utilization_ratio is always exported)",
+        False,
+    )
+    model_gauges: bool = setting(
+        Flag(),
+        "Export the live gauges per model (llmcost_model_hourly_cost and the window figures "
+        "llmcost_model_*_per_million_tokens, _ratio, _window_span_seconds); the recording "
+        "rules compute the same from the counters",
+        False,
+    )
+
+
+METRICS = dataclass_section(MetricsConfig)
+
+
 # --- API prices -------------------------------------------------------------------
 
 _HAND_PRICES = ("input", "cached_input", "output")
@@ -793,6 +817,9 @@ class Config:
     )
     projection: Projection = setting(
         PROJECTION, "What the self-hosting decision assumed", Projection()
+    )
+    metrics: MetricsConfig = setting(
+        METRICS, "Optional metric families, off by default", MetricsConfig()
     )
     windows: tuple[str, ...] = setting(
         ListOf(

@@ -390,17 +390,10 @@ def _gpu_panels() -> list[Panel]:
     gpu = NODE
     return [
         Panel(
-            "GPU utilization by source",
-            "busy_time: share of time any kernel ran (reads 100% with one SM busy); "
-            "sm_activity: share of SMs busy (GPM, Hopper and newer).",
-            [(f"llmcost_gpu_utilization_ratio{{{gpu}}}", "GPU {{gpu}} {{source}}")],
-            "percentunit",
-            1,
-        ),
-        Panel(
             "GPU utilization used for alerts",
             "The figure LLMCostGpuUtilizationLow averages: SM activity where the GPU reports it, "
-            "busy time otherwise (the source label says which).",
+            "busy time otherwise (the source label says which; metrics.gpu_diagnostics exports "
+            "both sources).",
             [(f"llmcost_gpu_selected_utilization_ratio{{{gpu}}}", "GPU {{gpu}} ({{source}})")],
             "percentunit",
             1,

@@ -45,6 +45,8 @@ READING_GAUGES = (
     ),
     ("gpu_memory_total_bytes", "memory_total_bytes", "GPU memory installed.", BYTES),
     ("gpu_power_watts", "power_watts", "Power draw (a 1 s average on Ampere and newer).", WATTS),
+)
+DIAGNOSTIC_GAUGES = (
     ("gpu_temperature_celsius", "temperature_celsius", "GPU core temperature.", CELSIUS),
     ("gpu_sm_clock_hertz", "sm_clock_hertz", "Current SM clock.", HERTZ),
     (
@@ -54,6 +56,8 @@ READING_GAUGES = (
         RATIO,
     ),
 )
+"""Exported with metrics.gpu_diagnostics only, as are the clock events, the feature
+support, the MIG mode and the utilization by each source."""
 
 
 def _labels(status: GpuStatus) -> list[str]:
@@ -77,10 +81,12 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
     info = gauge("gpu_info", info_help, info_labels, unit=NO_UNIT)
     hourly = gauge(
         "gpu_hourly_cost",
-        "What one GPU costs per hour before overhead: rental price, or amortized purchase.",
-        GPU_LABELS,
+        "What one GPU of a price key costs per hour before overhead: rental price, or "
+        "amortized purchase; llmcost_gpu_info names each GPU's price_key.",
+        ("price_key",),
         unit=money(state.config.currency, "h"),
     )
+    prices: dict[str, float] = {}
     for status in statuses:
         gpu = status.gpu
         owner = ",".join(owners.get(gpu.key, ()))
@@ -90,12 +96,15 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
         else:
             for holder in pods.get(gpu.key, UNALLOCATED_GPU).holders:
                 info.add_metric([*labels, holder.namespace, holder.pod, holder.container], 1)
-        hourly.add_metric(_labels(status), gpu.hourly)
+        prices.setdefault(gpu.price_key, gpu.hourly)
+    for price_key, price in sorted(prices.items()):
+        hourly.add_metric([price_key], price)
     yield info
     yield hourly
-    yield from _health(statuses)
-    yield from _readings(statuses, state.config.nvml.utilization_source)
-    yield from _mig(statuses)
+    diagnostics = state.config.metrics.gpu_diagnostics
+    yield from _health(statuses, diagnostics)
+    yield from _readings(statuses, state.config.nvml.utilization_source, diagnostics)
+    yield from _mig(statuses, diagnostics)
     missing = gauge(
         "gpu_price_missing",
         "1 for a GPU NVML listed after start whose model has no price: it is not billed.",
@@ -107,7 +116,7 @@ def gpu_families(state: NodeState) -> Iterator[Metric]:
     yield missing
 
 
-def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
+def _health(statuses: list[GpuStatus], diagnostics: bool) -> Iterator[Metric]:
     healthy = gauge(
         "gpu_healthy",
         "1 if NVML answered for the GPU in the last cycle, 0 if it failed or fell off "
@@ -118,7 +127,8 @@ def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
     errors = counter(
         "gpu_errors",
         "Cycles in which the GPU could not be fully read: gpu_lost (nothing read) or "
-        "query_failed (a query other than an unsupported one failed).",
+        "query_failed (a query other than an unsupported one failed); a reason's series "
+        "appears with its first error.",
         (*GPU_LABELS, "reason"),
         unit=count_of("error"),
     )
@@ -134,15 +144,16 @@ def _health(statuses: list[GpuStatus]) -> Iterator[Metric]:
             healthy.add_metric(_labels(status), 1 if status.healthy else 0)
         if status.reading is not None:
             for reason, count in sorted(status.errors.items()):
-                errors.add_metric([*_labels(status), reason], count)
-        if status.reading is not None and status.reading.supported:
+                if count:
+                    errors.add_metric([*_labels(status), reason], count)
+        if diagnostics and status.reading is not None and status.reading.supported:
             for feature in FEATURES:
                 value = status.reading.supported.get(feature, False)
                 supported.add_metric([*_labels(status), feature], 1 if value else 0)
-    yield from (healthy, errors, supported)
+    yield from (healthy, errors, *([supported] if diagnostics else []))
 
 
-def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
+def _readings(statuses: list[GpuStatus], preferred: str, diagnostics: bool) -> Iterator[Metric]:
     utilization = gauge(
         "gpu_utilization_ratio",
         "GPU utilization by source: busy_time = share of time any kernel ran "
@@ -159,7 +170,8 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
         unit=RATIO,
     )
     gauges = [
-        (gauge(name, doc, GPU_LABELS, unit=unit), attr) for name, attr, doc, unit in READING_GAUGES
+        (gauge(name, doc, GPU_LABELS, unit=unit), attr)
+        for name, attr, doc, unit in (*READING_GAUGES, *(DIAGNOSTIC_GAUGES if diagnostics else ()))
     ]
     energy = counter(
         "gpu_energy_joules",
@@ -185,7 +197,7 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
             ("busy_time", reading.busy_utilization),
             ("sm_activity", reading.sm_activity),
         ):
-            if value is not None:
+            if diagnostics and value is not None:
                 utilization.add_metric([*labels, source], value)
         chosen = reading.utilization(preferred)
         if chosen is not None:
@@ -194,18 +206,20 @@ def _readings(statuses: list[GpuStatus], preferred: str) -> Iterator[Metric]:
             value = getattr(reading, attr)
             if value is not None:
                 family.add_metric(labels, value)
-        if reading.clock_event_reasons is not None:
+        if diagnostics and reading.clock_event_reasons is not None:
             for reason, bit in CLOCK_EVENT_REASONS.items():
                 active = 1 if reading.clock_event_reasons & bit else 0
                 throttle.add_metric([*labels, reason], active)
-    yield utilization
+    if diagnostics:
+        yield utilization
     yield selected
     yield from (family for family, _ in gauges)
     yield energy
-    yield throttle
+    if diagnostics:
+        yield throttle
 
 
-def _mig(statuses: list[GpuStatus]) -> Iterator[Metric]:
+def _mig(statuses: list[GpuStatus], diagnostics: bool) -> Iterator[Metric]:
     mode = gauge("gpu_mig_mode_enabled", "1 if the GPU runs in MIG mode.", GPU_LABELS, unit=NO_UNIT)
     instance_labels = (*GPU_LABELS, "mig_uuid", "gpu_instance")
     instances = gauge(
@@ -231,7 +245,8 @@ def _mig(statuses: list[GpuStatus]) -> Iterator[Metric]:
         if reading is None or reading.mig_enabled is None:
             continue
         labels = _labels(status)
-        mode.add_metric(labels, 1 if reading.mig_enabled else 0)
+        if diagnostics:
+            mode.add_metric(labels, 1 if reading.mig_enabled else 0)
         for mig in reading.mig_instances:
             instance = "" if mig.gpu_instance_id is None else str(mig.gpu_instance_id)
             instances.add_metric([*labels, mig.uuid, instance], 1)
@@ -239,4 +254,4 @@ def _mig(statuses: list[GpuStatus]) -> Iterator[Metric]:
                 used.add_metric([*labels, mig.uuid], mig.memory_used_bytes)
             if mig.memory_total_bytes is not None:
                 total.add_metric([*labels, mig.uuid], mig.memory_total_bytes)
-    yield from (mode, instances, used, total)
+    yield from (*([mode] if diagnostics else []), instances, used, total)

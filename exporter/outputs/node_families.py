@@ -242,12 +242,15 @@ COUNT_FAMILIES = {
         "kv_transferred_prompt_tokens",
         "Prompt tokens whose KV cache another engine computed and sent here "
         "(disaggregated prefill), by model: counted and priced on the prefill engine, "
-        "so left out of llmcost_tokens_total here; only for models whose engines count "
-        "them.",
+        "so left out of llmcost_tokens_total here; a model's series appears with its "
+        "first transferred token.",
         TOKENS,
     ),
 }
 """ModelTotals.counts name -> (family, help, unit)."""
+ONLY_ONCE_SEEN = frozenset({"transferred_prompt"})
+"""Counts engines report at 0 where the feature is unused (vLLM's external_kv_transfer
+on every engine not in a disaggregated pair): their series start with the first."""
 
 
 def _counts(state: NodeState) -> Iterator[Metric]:
@@ -255,7 +258,7 @@ def _counts(state: NodeState) -> Iterator[Metric]:
     for name, (family_name, doc, unit) in COUNT_FAMILIES.items():
         family = counter(family_name, doc, ("model",), unit=unit)
         for model, totals in sorted(state.tokens.models.items()):
-            if name in totals.counts:
+            if name in totals.counts and (totals.counts[name] or name not in ONLY_ONCE_SEEN):
                 family.add_metric([model], totals.counts[name])
         yield family
 
@@ -333,12 +336,14 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
         unit=money(state.config.currency, "h"),
     )
     accrual = state.accrual
+    live = state.config.metrics.model_gauges
     for owner in sorted(accrual.owner_spend):
         spend.add_metric([owner], accrual.owner_spend[owner])
-        if owner in accrual.owner_hourly:
+        if live and owner in accrual.owner_hourly:
             hourly.add_metric([owner], accrual.owner_hourly[owner])
     yield spend
-    yield hourly
+    if live:
+        yield hourly
     yield from _pod_costs(state)
     capacity = gauge(
         "model_capacity_tokens_per_second",
@@ -352,6 +357,8 @@ def _model_costs(state: NodeState) -> Iterator[Metric]:
         if known_capacity is not None:
             capacity.add_metric([model, known_capacity[1]], known_capacity[0])
     yield capacity
+    if not live:
+        return
     per_million = money(state.config.currency, "Mtoken")
     families = {
         "model_window_span_seconds": WINDOW_SPAN,
@@ -424,7 +431,7 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
     )
     errors = counter(
         "collector_errors",
-        "Failed collections, by reason.",
+        "Failed collections, by reason; a reason's series appears with its first error.",
         ("collector", "target", "reason"),
         unit=count_of("error"),
     )
@@ -438,7 +445,8 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
     dips = counter(
         "engine_dips",
         "Readings whose token counters stepped back without a restart signal (or switched "
-        "to an older _created): ignored, the highest values kept.",
+        "to an older _created): ignored, the highest values kept; a target's series "
+        "appears with its first.",
         ("collector", "target"),
         unit=count_of("reading"),
     )
@@ -446,14 +454,15 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
         "model_limit_exceeded",
         "Model names an engine served beyond limits.models_per_engine or "
         "limits.models_per_node, each counted when it appears; their tokens are counted "
-        'as model="(overflow)".',
+        'as model="(overflow)"; a target\'s series appears with its first.',
         ("collector", "target"),
         unit=count_of("model"),
     )
     rejected = counter(
         "collector_rejected_series",
         "Series of an engine's pages left out while the rest was read, by reason "
-        "(non_finite, negative, out_of_range, malformed, duplicate).",
+        "(non_finite, negative, out_of_range, malformed, duplicate); a reason's series "
+        "appears with its first rejection.",
         ("collector", "target", "reason"),
         unit=count_of("series"),
     )
@@ -461,13 +470,17 @@ def _collectors(state: NodeState) -> Iterator[Metric]:
         up.add_metric([collector, target], 1 if status.up else 0)
         duration.add_metric([collector, target], status.duration_seconds)
         for reason, count in sorted(status.errors.items()):
-            errors.add_metric([collector, target, reason], count)
+            if count:
+                errors.add_metric([collector, target, reason], count)
         if status.engine:
             restarts.add_metric([collector, target], status.restarts)
-            exceeded.add_metric([collector, target], state.model_limits.exceeded.get(target, 0))
-            dips.add_metric([collector, target], status.dips)
+            if exceeded_count := state.model_limits.exceeded.get(target, 0):
+                exceeded.add_metric([collector, target], exceeded_count)
+            if status.dips:
+                dips.add_metric([collector, target], status.dips)
             for reason, count in status.rejected.items():
-                rejected.add_metric([collector, target, reason], count)
+                if count:
+                    rejected.add_metric([collector, target, reason], count)
     yield from (up, duration, errors, restarts, exceeded, dips, rejected)
     if state.discovery_skipped is not None:
         yield from _discovery(state, state.discovery_skipped)

@@ -112,9 +112,10 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
             sel(
                 "",
                 True,
-                '__name__=~"llmcost_model_hourly_cost|llmcost_api_price_missing'
+                '__name__=~"llmcost_hourly_cost|llmcost_api_price_missing'
                 '|llmcost_api_price_per_million_tokens"',
             ),
+            combine="sum",
         ),
         Figure(
             "samples",

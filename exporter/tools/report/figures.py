@@ -262,12 +262,13 @@ def _holes(hours: list[int]) -> Iterable[tuple[int, int]]:
 
 
 def _node_hourly_cost(tables: dict[str, Table]) -> dict[NodeKey, dict[int, float]]:
-    out: dict[NodeKey, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for (node, (name, _, _)), hours in tables["model_gauges"].rows.items():
-        if name == "llmcost_model_hourly_cost":
-            for hour, value in hours.items():
-                out[node][hour] += value
-    return out
+    """Each node's hourly cost, its components summed. A selection by model leaves it out
+    (the series has no model label): a gap is then priced at the selection's mean."""
+    return {
+        node: dict(hours)
+        for (node, (name, _, _)), hours in tables["model_gauges"].rows.items()
+        if name == "llmcost_hourly_cost"
+    }
 
 
 def _last_known(values: dict[int, float], hour: int) -> float | None:
