@@ -82,32 +82,96 @@ REVIEW_RULES = (
 )
 
 
-@pytest.fixture(scope="session")
-def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The synthetic October (5-minute samples) and the review's hourly rules, backfilled
-    into a real Prometheus: yields ``(server, truth)``."""
+def review_rule_file(directory: Path) -> Path:
+    """The ``llmcost-hourly`` group as generated, cut to the rules the review reads."""
     import json
-    import shutil
-
-    from realparts.backfill import HistoricalPrometheusServer, backfill
-    from realparts.synthetic_month import Scenario, generate
 
     from llm_cost_exporter.generators.rules import params_with, recording_rules
 
-    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
-        pytest.skip("promtool and prometheus are needed")
-    text, truth = generate(Scenario(step_seconds=300))
-    workdir = tmp_path_factory.mktemp("month")
     hourly = next(
         g for g in recording_rules(params_with({}))["groups"] if g["name"] == "llmcost-hourly"
     )
     hourly = {**hourly, "rules": [r for r in hourly["rules"] if r["record"] in REVIEW_RULES]}
     assert len(hourly["rules"]) == len(REVIEW_RULES)
-    rule_file = workdir / "hourly-rules.yml"
+    rule_file = directory / "hourly-rules.yml"
     rule_file.write_text(json.dumps({"groups": [hourly]}))  # JSON is valid YAML
+    return rule_file
+
+
+@pytest.fixture(scope="session")
+def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The synthetic October (5-minute samples) and the review's hourly rules, backfilled
+    into a real Prometheus: yields ``(server, truth)``."""
+    import shutil
+
+    from realparts.backfill import HistoricalPrometheusServer, backfill
+    from realparts.synthetic_month import Scenario, generate
+
+    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
+        pytest.skip("promtool and prometheus are needed")
+    text, truth = generate(Scenario(step_seconds=300))
+    workdir = tmp_path_factory.mktemp("month")
+    rule_file = review_rule_file(workdir)
     backfill(text, [rule_file], truth.start, truth.end, workdir / "prometheus")
     with HistoricalPrometheusServer(workdir / "prometheus") as server:
         yield server, truth
+
+
+@pytest.fixture(scope="session")
+def victoria_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same October imported into a real VictoriaMetrics, the same hourly rules
+    replayed over it by vmalert: yields ``(server, truth)``."""
+    import time
+    from datetime import datetime, timezone
+
+    from realparts.synthetic_month import Scenario, generate
+    from realparts.victoria_metrics import (
+        VictoriaMetricsServer,
+        find_victoria_metrics,
+        find_vmalert,
+        openmetrics_to_import,
+        replay_rules,
+    )
+
+    try:
+        find_victoria_metrics(), find_vmalert()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    began = time.monotonic()
+    text, truth = generate(Scenario(step_seconds=300))
+    workdir = tmp_path_factory.mktemp("victoria-month")
+    rule_file = review_rule_file(workdir)
+    with VictoriaMetricsServer(workdir=workdir / "victoria-metrics") as server:
+        server.import_prometheus(openmetrics_to_import(text))
+        server.flush()
+        replay_rules(
+            [rule_file],
+            server,
+            datetime.fromtimestamp(truth.start, timezone.utc),
+            datetime.fromtimestamp(truth.end, timezone.utc),
+            workdir=workdir,
+        )
+        print(f"victoria_month ready in {time.monotonic() - began:.1f}s")
+        yield server, truth
+
+
+MONTH_BACKENDS = (
+    pytest.param("backfilled_month", id="prometheus"),
+    pytest.param("victoria_month", id="victoria-metrics"),
+)
+
+
+@pytest.fixture(scope="module", params=MONTH_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The synthetic October on each store the review reads: ``(server, truth)``."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    """Which month fixture ``backend`` is in this test (``backfilled_month`` or
+    ``victoria_month``), for the few facts that differ between the stores."""
+    return request.node.callspec.params["backend"]
 
 
 # --- containers (the image tests and the systemd unit's) ---------------------------

@@ -243,38 +243,55 @@ def _cluster_rates(window: str) -> list[dict[str, str]]:
     )
 
 
-def _increases(window: str) -> list[dict[str, str]]:
+def _sum_without(label: str, expr: str) -> str:
+    if "\n" not in expr:
+        return f"sum without ({label}) ({expr})"
+    return f"sum without ({label}) (\n" + "".join(f"  {line}\n" for line in expr.split("\n")) + ")"
+
+
+def _increases(window: str, *, two_samples: bool = False) -> list[dict[str, str]]:
     """Money and tokens per `window`, evaluated once per `window`: summing these
     samples over a month gives the month's totals, at any downsampling. Tokens by
-    model and kind together let a review price each model's own mix."""
+    model and kind together let a review price each model's own mix.
+
+    `two_samples` records a window only where it holds two samples of the
+    counter, as PromQL's increase() needs anyway. MetricsQL's increase() also
+    takes the last sample before the window as its base, and so records 0 for
+    a window holding one sample or none (an exporter gone, or a restarted one's
+    first scrape): an hour a review would count as seen.
+    """
+
+    def increase(counter: str) -> str:
+        expr = f"increase({counter}[{window}])"
+        if two_samples:
+            expr += f"\nand count_over_time({counter}[{window}]) > 1"
+        return expr
+
     return [
         _record(
             f"instance:llmcost_cost:increase{window}",
-            f"sum without (component) (increase(llmcost_cost_total[{window}]))",
+            _sum_without("component", increase("llmcost_cost_total")),
         ),
         _record(
-            f"instance_component:llmcost_cost:increase{window}",
-            f"increase(llmcost_cost_total[{window}])",
+            f"instance_component:llmcost_cost:increase{window}", increase("llmcost_cost_total")
         ),
         _record(
-            f"instance_model:llmcost_cost:increase{window}",
-            f"increase(llmcost_model_cost_total[{window}])",
+            f"instance_model:llmcost_cost:increase{window}", increase("llmcost_model_cost_total")
         ),
         _record(
             f"instance_kind:llmcost_tokens:increase{window}",
-            f"sum without (model) (increase(llmcost_tokens_total[{window}]))",
+            _sum_without("model", increase("llmcost_tokens_total")),
         ),
         _record(
             f"instance_model:llmcost_tokens:increase{window}",
-            f"sum without (kind) (increase(llmcost_tokens_total[{window}]))",
+            _sum_without("kind", increase("llmcost_tokens_total")),
         ),
         _record(
-            f"instance_model_kind:llmcost_tokens:increase{window}",
-            f"increase(llmcost_tokens_total[{window}])",
+            f"instance_model_kind:llmcost_tokens:increase{window}", increase("llmcost_tokens_total")
         ),
         _record(
             f"instance_model:llmcost_api_equivalent_cost:increase{window}",
-            f"increase(llmcost_api_equivalent_cost_total[{window}])",
+            increase("llmcost_api_equivalent_cost_total"),
         ),
     ]
 
@@ -292,7 +309,11 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "llmcost-rates", "rules": rates},
-            {"name": "llmcost-hourly", "interval": "1h", "rules": _increases("1h")},
+            {
+                "name": "llmcost-hourly",
+                "interval": "1h",
+                "rules": _increases("1h", two_samples=True),
+            },
             {"name": "llmcost-daily", "interval": "1d", "rules": _increases("1d")},
         ]
     }

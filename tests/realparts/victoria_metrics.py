@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,30 @@ def find_victoria_metrics() -> str:
 
 def find_vmalert() -> str:
     return locate_binary("VMALERT_BIN", ("vmalert",), DEBIAN_PACKAGE, ("/usr/bin/vmalert",))
+
+
+def openmetrics_to_import(text: str) -> Iterator[str]:
+    """OpenMetrics exposition with timestamps as import lines for
+    :meth:`VictoriaMetricsServer.import_prometheus`.
+
+    Comments and ``# EOF`` are dropped, as are ``_created`` series: OpenMetrics'
+    counter creation times are metadata, and as series of their own they would
+    only be one more (wrong) match for a ``{__name__=~...}`` selector.
+    Timestamps go from seconds to milliseconds; every sample must carry one.
+    """
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        closing = line.rfind("}")
+        series, rest = (line[: closing + 1], line[closing + 1 :]) if closing >= 0 else ("", line)
+        fields = rest.split()
+        if not series:
+            series, fields = fields[0], fields[1:]
+        if len(fields) != 2:
+            raise ValueError(f"expected name{{labels}} value timestamp: {line!r}")
+        if series.split("{", 1)[0].endswith("_created"):
+            continue
+        yield f"{series} {fields[0]} {round(float(fields[1]) * 1000)}"
 
 
 class VictoriaMetricsServer(PrometheusHttpApi, BinaryServer):
@@ -186,6 +210,9 @@ def replay_rules(
         *(f"-rule={Path(p).resolve()}" for p in rule_files),
         f"-datasource.url={server.url}",
         f"-remoteWrite.url={server.url}",
+        # Each group at its own interval, as a live vmalert evaluates it; vmalert's
+        # default (5m) would record an hourly group's window twelve times an hour.
+        "-datasource.queryStep=0s",
         f"-replay.timeFrom={start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         f"-replay.timeTo={end.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         "-replay.disableProgressBar",

@@ -86,19 +86,19 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
         Figure(
             "spend",
             ("model",),
-            f"increase({sel('llmcost_model_cost_total', True)}[1h])",
+            _increase(sel("llmcost_model_cost_total", True)),
             "instance_model:llmcost_cost:increase1h",
         ),
         Figure(
             "tokens",
             ("model", "kind"),
-            f"increase({sel('llmcost_tokens_total', True)}[1h])",
+            _increase(sel("llmcost_tokens_total", True)),
             "instance_model_kind:llmcost_tokens:increase1h",
         ),
         Figure(
             "api_equivalent",
             ("model",),
-            f"increase({sel('llmcost_api_equivalent_cost_total', True)}[1h])",
+            _increase(sel("llmcost_api_equivalent_cost_total", True)),
             "instance_model:llmcost_api_equivalent_cost:increase1h",
         ),
         Figure(
@@ -133,7 +133,7 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
             "engine_restarts",
             (),
             "sum without (collector, target) "
-            f"(increase({sel('llmcost_engine_restarts_total', False)}[1h]))",
+            f"({_increase(sel('llmcost_engine_restarts_total', False))})",
             combine="sum",
         ),
     ]
@@ -142,7 +142,7 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
             Figure(
                 "components",
                 ("component",),
-                f"increase({sel('llmcost_cost_total', False)}[1h])",
+                _increase(sel("llmcost_cost_total", False)),
                 "instance_component:llmcost_cost:increase1h",
             ),
             Figure(
@@ -157,6 +157,17 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
             ),
         ]
     return tuple(out)
+
+
+def _increase(selector: str) -> str:
+    """The hour's increase, where the hour holds two samples of the series.
+
+    PromQL needs two samples inside the window for an increase. MetricsQL also
+    takes the last sample before the window as its base: an hour whose only
+    sample is its start (the exporter went away) or a restarted process's
+    first one reads 0 there, an hour the node would seem to have been seen in.
+    """
+    return f"increase({selector}[1h]) and count_over_time({selector}[1h]) > 1"
 
 
 def _preferred_capacity(selection: Selection, metric: str, has_model_label: bool) -> str:
@@ -224,8 +235,8 @@ def fetch(
     done = 0
     for chunk_start, chunk_end in chunks:
         for figure in wanted:
-            expr = _chunk_query(figure, selection, source, chunk_end - chunk_start)
-            for labels, samples in client.query(expr, chunk_end):
+            expr, at = _chunk_query(figure, selection, source, chunk_start, chunk_end)
+            for labels, samples in client.query(expr, at):
                 for ts, value in samples:
                     hour = period.hour_of_sample(ts)
                     if hour is not None and chunk_start < ts <= chunk_end:
@@ -247,7 +258,17 @@ def _chunks(period: Period) -> Iterable[tuple[int, int]]:
         start = end
 
 
-def _chunk_query(figure: Figure, selection: Selection, source: str, seconds: int) -> str:
+def _chunk_query(
+    figure: Figure, selection: Selection, source: str, chunk_start: int, chunk_end: int
+) -> tuple[str, int]:
+    """The query for one chunk's figures and the instant to evaluate it at.
+
+    Recorded samples are read as stored. A raw figure is evaluated hourly by
+    a subquery, whose steps Prometheus puts on multiples of the hour since the
+    epoch and VictoriaMetrics counts back from the evaluation instant; so it
+    is evaluated on a whole hour, where both put them on the same instants.
+    """
+    seconds = chunk_end - chunk_start
     if source == RULES and figure.rule:
-        return f"{selection.selector(figure.rule, True)}[{seconds}s]"
-    return f"({figure.raw})[{seconds}s:1h]"
+        return f"{selection.selector(figure.rule, True)}[{seconds}s]", chunk_end
+    return f"({figure.raw})[{seconds}s:1h]", chunk_end - chunk_end % HOUR
