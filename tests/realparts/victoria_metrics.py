@@ -13,13 +13,14 @@ from __future__ import annotations
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .binary_server import BinaryServer, locate_binary
 from .prometheus_server import PrometheusHttpApi
+from .remote_write import snappy_literal, write_request
 from .timeouts import scaled
 
 DEBIAN_PACKAGE = "victoria-metrics"
@@ -106,6 +107,27 @@ class VictoriaMetricsServer(PrometheusHttpApi, BinaryServer):
             ) from exc
         return len(chunk)
 
+    def remote_write(
+        self, series: Iterable[tuple[Mapping[str, str], Sequence[tuple[int, float]]]]
+    ) -> None:
+        """Send (labels with ``__name__``, [(timestamp_ms, value)]) by the remote-write
+        protocol, which carries staleness markers (``remote_write.STALE_NAN``)."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/write",
+            data=snappy_literal(write_request(series)),
+            method="POST",
+            headers={
+                "Content-Type": "application/x-protobuf",
+                "Content-Encoding": "snappy",
+                "X-Prometheus-Remote-Write-Version": "0.1.0",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=scaled(60)) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise VictoriaMetricsError(f"remote write failed: {exc}\n{self.log_section()}") from exc
+
     def flush(self) -> None:
         """Make everything imported so far visible to queries."""
         try:
@@ -174,8 +196,18 @@ def replay_rules(
     end: datetime,
     *,
     workdir: Path,
+    evaluation_interval: str | None = None,
+    rules_delay: str = "0s",
 ) -> str:
-    """Evaluate recording rules over ``[start, end]`` with vmalert's replay mode.
+    """Evaluate rules over ``[start, end]`` with vmalert's replay mode.
+
+    Each group is evaluated at its own ``interval`` (else ``evaluation_interval``,
+    vmalert's default 1m) from ``start`` on: the query step is the group's interval,
+    not vmalert's 5m default, which would record every 5m whatever the group says.
+    Alerting rules write ``ALERTS`` and ``ALERTS_FOR_STATE`` series (labels only; no
+    annotation is rendered). Rules reading another rule's results within one run
+    need ``rules_delay`` for those to become searchable; running dependent rules in
+    separate calls avoids the wait.
 
     The results are written back into ``server`` by remote write, as a live
     vmalert would have recorded them; :meth:`VictoriaMetricsServer.flush`
@@ -189,8 +221,11 @@ def replay_rules(
         f"-replay.timeFrom={start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         f"-replay.timeTo={end.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         "-replay.disableProgressBar",
-        "-replay.rulesDelay=0s",
+        f"-replay.rulesDelay={rules_delay}",
+        "-datasource.queryStep=0s",
     ]
+    if evaluation_interval is not None:
+        cmd.append(f"-evaluationInterval={evaluation_interval}")
     result = subprocess.run(
         cmd,
         capture_output=True,
