@@ -22,6 +22,7 @@ import json
 import math
 import re
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -34,13 +35,17 @@ from typing import Any
 import pytest
 import yaml
 from promtool_notation import STALE, parse_duration, parse_series, samples
+from realparts.alertmanager_server import AlertmanagerServer
 from realparts.remote_write import STALE_NAN
+from realparts.samples import eventually
 from realparts.timeouts import scaled
 from realparts.victoria_metrics import (
     VictoriaMetricsServer,
+    VmalertServer,
     find_vmalert,
     replay_rules,
 )
+from realparts.webhook_receiver import WebhookReceiver
 
 from llm_cost_exporter.generators.rules import ALERTING_FILE, RECORDING_FILE
 
@@ -79,6 +84,11 @@ DIFFERENCES: dict[tuple[str, str, str], str] = {
         "LLMCostGpuUtilizationLow fires on the node average over 6h, not on one idle GPU",
         "LLMCostGpuUtilizationLow@570m",
     ): CLOSED_WINDOWS + " (avg_over_time over 360 samples, not 361)",
+    (
+        "alerting-rules.test.yml",
+        "LLMCostGpuUtilizationLow fires on the node average over 6h, not on one idle GPU",
+        "LLMCostGpuUtilizationLow@571m annotations",
+    ): CLOSED_WINDOWS + " (the description's average is over 360 samples: 54.83%, not 54.93%)",
     (
         "alerting-rules.test.yml",
         "LLMCostExporterAbsent stays silent while nodes push over OTLP",
@@ -448,3 +458,98 @@ def test_promtool_case_on_victoria_metrics(
     assert agreed or known, "no expectation checked"
     if known:
         pytest.skip(f"{agreed} expectations agree; known differences: " + "; ".join(known))
+
+
+# --- annotations, rendered by a live vmalert ---------------------------------------------
+
+
+def alert_tests_with_annotations() -> list[tuple[Case, dict[str, Any]]]:
+    return [
+        (case, test)
+        for case in CASES
+        for test in case.spec.get("alert_rule_test", [])
+        if any(alert.get("exp_annotations") for alert in test.get("exp_alerts") or [])
+    ]
+
+
+def without_for(path: Path) -> dict[str, Any]:
+    """The alerting rules as they are, less `for`: an alert that fires at an instant has
+    held its condition there, so it fires at once, annotated as it would be."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return {
+        "groups": [
+            {**g, "rules": [{k: v for k, v in r.items() if k != "for"} for r in g["rules"]]}
+            for g in groups
+        ]
+    }
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """vmalert 1.79 needs somewhere to send alerts when it loads alerting rules."""
+    with (
+        WebhookReceiver() as webhook,
+        AlertmanagerServer(webhook.url, workdir=tmp_path_factory.mktemp("am")) as server,
+    ):
+        yield server.url
+
+
+def test_live_vmalert_annotates_alerts_as_promtool_expects(
+    replayed: dict[str, Case],
+    victoria: VictoriaMetricsServer,
+    alertmanager: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Each expected alert's summary, description and runbook URL, rendered by a live
+    vmalert evaluating at the case's eval_time (`-datasource.lookback` puts "now" there):
+    the templates' `query` calls read the recorded figures through MetricsQL."""
+    workdir = tmp_path_factory.mktemp("annotations")
+    rules = workdir / "alerting-rules-without-for.yml"
+    rules.write_text(yaml.safe_dump(without_for(ALERTS / ALERTING_FILE), sort_keys=False))
+
+    def rendered(case: Case, test: dict[str, Any]) -> list[str]:
+        lookback = int(time.time() - case.at(test["eval_time"]))
+        server = VmalertServer(
+            [rules],
+            victoria.url,
+            interval="1s",
+            notifier=alertmanager,
+            extra_flags=[f"-datasource.lookback={lookback}s", "-remoteWrite.url="],
+            workdir=workdir / f"{case.start:.0f}-{test['eval_time']}-{test['alertname']}",
+        )
+        problems = []
+        with server:
+            expected = {
+                labels_key({k: str(v) for k, v in a["exp_labels"].items()}): a["exp_annotations"]
+                for a in test["exp_alerts"]
+            }
+
+            def firing() -> dict[tuple, dict[str, str]] | None:
+                found = {
+                    labels_key(
+                        {k: v for k, v in a["labels"].items() if k not in ALERT_LABELS_ADDED}
+                    ): a["annotations"]
+                    for a in server.alerts()
+                    if a["labels"].get("alertname") == test["alertname"]
+                }
+                return found if expected.keys() <= found.keys() else None
+
+            alerts = eventually(firing, what=f"{case.id} {test['alertname']} firing")
+            known = DIFFERENCES.get(
+                (case.file, case.name, f"{test['alertname']}@{test['eval_time']} annotations")
+            )
+            differs = [key for key, annotations in expected.items() if alerts[key] != annotations]
+            if known and not differs:
+                problems.append(f"{case.id}: annotations agree now, remove it from DIFFERENCES")
+            for key in differs if not known else []:
+                problems.append(
+                    f"{case.id} {test['alertname']}@{test['eval_time']} {dict(key)}:\n"
+                    f"  expected {expected[key]}\n  got      {alerts[key]}"
+                )
+        return problems
+
+    pairs = alert_tests_with_annotations()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        problems = [p for found in pool.map(lambda pair: rendered(*pair), pairs) for p in found]
+    assert len(pairs) >= 10
+    assert not problems, "\n".join(problems)

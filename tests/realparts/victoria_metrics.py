@@ -144,8 +144,9 @@ class VmalertServer(PrometheusHttpApi, BinaryServer):
 
     Recorded series are written back to ``remote_write`` (default: the
     datasource), alerts go to ``notifier`` if given (vmalert 1.79 requires one
-    when a rule file holds alerting rules). Its ``/api/v1/rules`` and
-    ``/api/v1/alerts`` answer as Prometheus's do.
+    when a rule file holds alerting rules). ``extra_flags`` go to vmalert as they are
+    (``-datasource.lookback=1h`` evaluates an hour in the past). Its ``/api/v1/rules``
+    and ``/api/v1/alerts`` answer as Prometheus's do.
     """
 
     name = "vmalert"
@@ -159,9 +160,11 @@ class VmalertServer(PrometheusHttpApi, BinaryServer):
         interval: str = "1s",
         remote_write: str | None = None,
         notifier: str | None = None,
+        extra_flags: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.extra_flags = list(extra_flags)
         self.datasource = datasource
         self.interval = interval
         self.remote_write = remote_write or datasource
@@ -186,7 +189,7 @@ class VmalertServer(PrometheusHttpApi, BinaryServer):
         ]
         if self.notifier:
             flags.append(f"-notifier.url={self.notifier}")
-        return flags
+        return flags + self.extra_flags
 
 
 def replay_rules(
