@@ -11,9 +11,10 @@ results already flushed. Each `promql_expr_test` expression is then an instant q
 its `eval_time`, and each `alert_rule_test` is checked against the firing `ALERTS`
 samples vmalert wrote at that instant.
 
-Not compared: alert annotations (replay writes the alerts' labels only; the templates
-are checked by vmalert's `-rule.validateTemplates` at load). Where the two engines
-cannot agree, `DIFFERENCES` says which expectation and why.
+Replay writes the alerts' labels only and cannot run the templates' `query`, so the
+expected annotations are rendered by a live vmalert evaluating at each eval_time
+(`-datasource.lookback`), against the replayed figures. Where the two engines cannot
+agree, `DIFFERENCES` says which expectation and why.
 """
 
 from __future__ import annotations
