@@ -10,6 +10,12 @@ recording rules loaded. After 15 seconds of data, each dashboard's variables are
 resolved the way Grafana does with "All" selected, and every panel query runs with
 them substituted: no query may fail, and each returns data unless its panel is listed
 in `MAY_BE_EMPTY` with the reason.
+
+The same queries then run on VictoriaMetrics (MetricsQL) holding a copy of every sample
+Prometheus stored, scraped and recorded: the same series, and the same values where
+nothing extrapolates. The queries reading rate() or increase() are compared on values
+over half an hour of counters written to both engines alike, since in the live run every
+counter is younger than its window, where the two engines read differently by design.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from typing import Any
 
 import pytest
 from conftest import minimal_config_dict
-from realparts import PrometheusServer
+from realparts import PrometheusServer, VictoriaMetricsServer
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, subprocess_env
+from realparts.remote_write import snappy_literal, write_request
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
@@ -399,3 +406,220 @@ def test_preemptions_panel_shows_the_overloaded_engine(stack: Stack) -> None:
     rates = {series["metric"]["model"]: float(series["value"][1]) for series in result}
     assert rates["vllm-model"] > 0, rates
     assert all(rate == 0 for model, rate in rates.items() if model != "vllm-model"), rates
+
+
+# --- the same dashboards on VictoriaMetrics ---------------------------------------------
+
+WINDOWED = re.compile(r"\b(?:rate|increase)\((?P<selector>[^\[\]()]+)\[(?P<window>\w+)\]\)")
+"""The range functions MetricsQL reads differently from PromQL. Prometheus scales the
+growth between the first and last samples inside the window to the whole window;
+MetricsQL takes the growth since the last sample before the window, and where a
+counter has no sample before the window (it was born inside it) counts its first value
+as growth from 0. Both read the same once the counter is older than the window, up to
+the extrapolation (see `EXTRAPOLATION_TOLERANCE`)."""
+RECORDED = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
+"""A recording rule's series (`level:metric:operation`)."""
+HISTORY_STEP = 15
+"""Seconds between two samples of the synthetic history (a common scrape interval)."""
+HISTORY_SECONDS = 1800
+"""How far the synthetic history goes back: longer than every window the panels read."""
+
+
+@pytest.fixture(scope="module")
+def victoria(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VictoriaMetricsServer]:
+    """A VictoriaMetrics holding every sample Prometheus stored, scraped and recorded
+    alike, imported as it is."""
+    lines = []
+    for series in stack.prometheus.query('{__name__=~".+"}[1h]', time=stack.end):
+        labels = dict(series["metric"])
+        name = labels.pop("__name__")
+        selector = ",".join(
+            f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in labels.items()
+        )
+        lines += [
+            f"{name}{{{selector}}} {value} {round(float(timestamp) * 1000)}"
+            for timestamp, value in series["values"]
+        ]
+    with VictoriaMetricsServer(workdir=tmp_path_factory.mktemp("dashboards-victoria")) as vm:
+        vm.import_prometheus(lines)
+        vm.flush()
+        yield vm
+
+
+def duration_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def by_labels(result: list[dict[str, Any]]) -> dict[tuple, dict[float, float]]:
+    """Series labels -> {timestamp: value}, NaN left out (MetricsQL returns none)."""
+    out: dict[tuple, dict[float, float]] = {}
+    for series in result:
+        points = series.get("values") or [series["value"]]
+        out[tuple(sorted(series["metric"].items()))] = {
+            float(t): float(v) for t, v in points if not math.isnan(float(v))
+        }
+    return {key: points for key, points in out.items() if points}
+
+
+def compare(prometheus: list[dict], victoria: list[dict], values: bool) -> str | None:
+    """What differs between the engines' answers (None if nothing): the series and their
+    labels always, and with `values` every value at every timestamp."""
+    ours, theirs = by_labels(prometheus), by_labels(victoria)
+    if set(ours) != set(theirs):
+        return f"series differ: Prometheus {sorted(ours)}\n    VictoriaMetrics {sorted(theirs)}"
+    if not values:
+        return None
+    for key, points in ours.items():
+        if set(points) != set(theirs[key]):
+            return f"{dict(key)}: timestamps {sorted(points)} != {sorted(theirs[key])}"
+        for when, a in points.items():
+            b = theirs[key][when]
+            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+                return f"{dict(key)} at {when}: Prometheus {a}, VictoriaMetrics {b}"
+    return None
+
+
+def test_variables_resolve_the_same_on_victoria_metrics(
+    stack: Stack, victoria: VictoriaMetricsServer
+) -> None:
+    on_victoria = Stack(victoria, stack.instance, end=stack.end)
+    for name, board in render_dashboards().items():
+        assert resolve_variables(board, on_victoria) == resolve_variables(board, stack), name
+
+
+def panel_targets(stack: Stack) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(where, target, expression with Grafana's variables substituted) of every panel."""
+    for name, board in render_dashboards().items():
+        values, _ = resolve_variables(board, stack)
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                expr = substitute(target["expr"], values)
+                yield f"{name} / {panel['title']!r} / {target['refId']}: {expr}", target, expr
+
+
+def aligned(when: float) -> float:
+    """A time both engines read alike: VictoriaMetrics aligns query times to whole steps."""
+    step = HISTORY_STEP * STEP_SECONDS
+    return float(math.floor(when) // step * step)
+
+
+def test_every_panel_query_agrees_on_victoria_metrics(
+    stack: Stack, victoria: VictoriaMetricsServer, record_property: Callable[[str, object], None]
+) -> None:
+    """On the live data every panel query runs on MetricsQL and returns the series
+    Prometheus returns; the values too, exactly, where the query reads no rate() or
+    increase(). Those read counters younger than their windows here, where the two
+    engines differ by design (see `WINDOWED`); the synthetic history below compares them."""
+    end = aligned(stack.end)
+    on_prometheus = Stack(stack.prometheus, stack.instance, end=end)
+    on_victoria = Stack(victoria, stack.instance, end=end)
+    differences = []
+    exact = series_only = 0
+    for where, target, expr in panel_targets(stack):
+        expected = run_target(on_prometheus, target, expr)
+        try:
+            got = run_target(on_victoria, target, expr)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported at once
+            differences.append(f"{where}\n    error: {str(exc).splitlines()[0]}")
+            continue
+        windowed = bool(WINDOWED.search(expr))
+        problem = compare(expected, got, values=not windowed)
+        if problem:
+            differences.append(f"{where}\n    {problem}")
+        elif windowed:
+            series_only += 1
+        else:
+            exact += 1
+    record_property("exact", exact)
+    record_property("series_only", series_only)
+    assert not differences, "VictoriaMetrics answers differently:\n" + "\n".join(differences)
+    assert exact and series_only
+
+
+class ReceivingPrometheus(PrometheusServer):
+    """A Prometheus that scrapes nothing and takes samples by remote write."""
+
+    def flags(self) -> list[str]:
+        return [*super().flags(), "--web.enable-remote-write-receiver"]
+
+
+def linear_history(
+    label_sets: list[dict[str, str]], end: float
+) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
+    """`HISTORY_SECONDS` of samples every `HISTORY_STEP` up to `end`, each series a counter
+    growing at its own constant rate; a histogram's buckets cumulative in `le`."""
+    steps = range(HISTORY_SECONDS // HISTORY_STEP + 1)
+    start = end - HISTORY_SECONDS
+    out = []
+    for index, labels in enumerate(sorted(label_sets, key=lambda s: sorted(s.items()))):
+        weight = 1 + index % 7
+        if "le" in labels:
+            le = float(labels["le"].replace("Inf", "inf"))
+            weight = 1 + (min(le, 1e3) if math.isfinite(le) else 2e3) ** 0.5
+        # Spend outgrows the API-equivalent, so the losing-nodes table has a node to list.
+        rate = 0.25 * weight * (3 if labels["__name__"] == "llmcost_cost_total" else 1)
+        samples = [
+            (round((start + k * HISTORY_STEP) * 1000), 100 * weight + rate * k * HISTORY_STEP)
+            for k in steps
+        ]
+        out.append((labels, samples))
+    return out
+
+
+def test_windowed_panel_queries_agree_on_a_history_older_than_their_windows(
+    stack: Stack, victoria: VictoriaMetricsServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The panels reading rate() or increase(), on half an hour of counters (every series
+    of every metric they read that the live run had, each growing at a constant rate)
+    written to a second Prometheus and to VictoriaMetrics alike: with every window older
+    than the counters and spanned by samples, Prometheus's extrapolation and MetricsQL's
+    previous sample agree exactly."""
+    end = aligned(stack.end) - 2 * HISTORY_SECONDS
+    targets = [(w, t, e) for w, t, e in panel_targets(stack) if WINDOWED.search(e)]
+    names = set(label_values(stack.prometheus, '{__name__=~".+"}', "__name__", stack.end))
+    label_sets: dict[tuple, dict[str, str]] = {}
+    for _, _, expr in targets:
+        for name in set(re.findall(r"[a-zA-Z_:][\w:]*", expr)) & names:
+            for labels in series_of(stack, f'{{__name__="{name}"}}'):
+                label_sets[tuple(sorted(labels.items()))] = labels
+    history = linear_history(list(label_sets.values()), end)
+    prometheus = ReceivingPrometheus([], workdir=tmp_path_factory.mktemp("history"))
+    with prometheus:
+        request = urllib.request.Request(
+            f"{prometheus.url}/api/v1/write",
+            data=snappy_literal(write_request(history)),
+            headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"},
+        )
+        with urllib.request.urlopen(request, timeout=scaled(60)) as response:
+            response.read()
+        victoria.remote_write(history)
+        victoria.flush()
+        on_prometheus = Stack(prometheus, stack.instance, end=end)
+        on_victoria = Stack(victoria, stack.instance, end=end)
+        differences, empty = [], []
+        for where, target, expr in targets:
+            expected = run_target(on_prometheus, target, expr)
+            problem = compare(expected, run_target(on_victoria, target, expr), values=True)
+            if problem:
+                differences.append(f"{where}\n    {problem}")
+            elif not has_data(expected) and not RECORDED.search(expr):
+                empty.append(where)
+    assert not differences, "VictoriaMetrics answers differently:\n" + "\n".join(differences)
+    # The history holds raw counters only: a query reading a recorded series may be empty.
+    assert not empty, "no data in the history:\n" + "\n".join(empty)
+
+
+def series_of(stack: Stack, selector: str) -> list[dict[str, str]]:
+    """The label sets of the live series `selector` matches."""
+    params = urllib.parse.urlencode(
+        {"match[]": selector, "start": str(stack.end - 3600), "end": str(stack.end)}
+    )
+    with urllib.request.urlopen(
+        f"{stack.prometheus.url}/api/v1/series?{params}", timeout=scaled(30)
+    ) as response:
+        return json.load(response)["data"]

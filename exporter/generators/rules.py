@@ -322,15 +322,26 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
 # --- alerting rules ----------------------------------------------------------------
 
 
-def _value_of(series: str, fmt: str = "%.2f") -> str:
+def _node_query(selector: str) -> str:
+    """A template pipeline querying `selector` for the alerting node."""
+    return f'printf `{selector}{{job="%s",instance="%s"}}` $labels.job $labels.instance | query'
+
+
+def _value_of(series: str, no_tokens: str, fmt: str = "%.2f") -> str:
     """A template snippet printing the alerting node's current value of `series`:
-    NaN (a ratio over no tokens) reads "n/a (no tokens)", no series reads "unknown"."""
+    NaN (a ratio over no tokens) reads "n/a (no tokens)", no series reads "unknown".
+
+    MetricsQL returns no NaN sample at all, so where `series` is missing the snippet
+    asks `no_tokens == 0`, the input that is 0 exactly when `series` is NaN for lack of
+    tokens: on VictoriaMetrics as on Prometheus such a figure reads "n/a (no tokens)".
+    """
     return (
-        f'{{{{ with printf `{series}{{job="%s",instance="%s"}}` $labels.job $labels.instance '
-        "| query }}{{ $v := . | first | value }}"
+        f"{{{{ with {_node_query(series)} }}}}{{{{ $v := . | first | value }}}}"
         f'{{{{ if eq $v $v }}}}{{{{ printf "{fmt}" $v }}}}'
         "{{ else }}n/a (no tokens){{ end }}"
-        "{{ else }}unknown{{ end }}"
+        f"{{{{ else }}}}{{{{ with {_node_query(no_tokens)} }}}}"
+        "{{ if eq (. | first | value) 0.0 }}n/a (no tokens){{ else }}unknown{{ end }}"
+        "{{ else }}unknown{{ end }}{{ end }}"
     )
 
 
@@ -358,10 +369,18 @@ def _alert(
 
 
 def _breakeven_alert(params: RuleParams, name: str, window: str, duration: str, severity: str):
-    per_million = _value_of(f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}")
-    api = _value_of(f"instance:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}")
-    utilization = _value_of(f"instance:llmcost_throughput_utilization:ratio_rate{window}", "%.3f")
-    breakeven = _value_of(f"instance:llmcost_breakeven_utilization:ratio_rate{window}", "%.3f")
+    tokens = f"instance:llmcost_tokens:rate{window}"
+    utilization_series = f"instance:llmcost_throughput_utilization:ratio_rate{window}"
+    per_million = _value_of(f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}", tokens)
+    api = _value_of(
+        f"instance:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}", tokens
+    )
+    utilization = _value_of(
+        utilization_series, "instance:llmcost_capacity_tokens_per_second:preferred", "%.3f"
+    )
+    breakeven = _value_of(
+        f"instance:llmcost_breakeven_utilization:ratio_rate{window}", utilization_series, "%.3f"
+    )
     return _alert(
         params,
         name,

@@ -13,13 +13,14 @@ from __future__ import annotations
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .binary_server import BinaryServer, locate_binary
 from .prometheus_server import PrometheusHttpApi
+from .remote_write import snappy_literal, write_request
 from .timeouts import scaled
 
 DEBIAN_PACKAGE = "victoria-metrics"
@@ -130,6 +131,27 @@ class VictoriaMetricsServer(PrometheusHttpApi, BinaryServer):
             ) from exc
         return len(chunk)
 
+    def remote_write(
+        self, series: Iterable[tuple[Mapping[str, str], Sequence[tuple[int, float]]]]
+    ) -> None:
+        """Send (labels with ``__name__``, [(timestamp_ms, value)]) by the remote-write
+        protocol, which carries staleness markers (``remote_write.STALE_NAN``)."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/write",
+            data=snappy_literal(write_request(series)),
+            method="POST",
+            headers={
+                "Content-Type": "application/x-protobuf",
+                "Content-Encoding": "snappy",
+                "X-Prometheus-Remote-Write-Version": "0.1.0",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=scaled(60)) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise VictoriaMetricsError(f"remote write failed: {exc}\n{self.log_section()}") from exc
+
     def flush(self) -> None:
         """Make everything imported so far visible to queries."""
         try:
@@ -146,8 +168,9 @@ class VmalertServer(PrometheusHttpApi, BinaryServer):
 
     Recorded series are written back to ``remote_write`` (default: the
     datasource), alerts go to ``notifier`` if given (vmalert 1.79 requires one
-    when a rule file holds alerting rules). Its ``/api/v1/rules`` and
-    ``/api/v1/alerts`` answer as Prometheus's do.
+    when a rule file holds alerting rules). ``extra_flags`` go to vmalert as they are
+    (``-datasource.lookback=1h`` evaluates an hour in the past). Its ``/api/v1/rules``
+    and ``/api/v1/alerts`` answer as Prometheus's do.
     """
 
     name = "vmalert"
@@ -161,9 +184,11 @@ class VmalertServer(PrometheusHttpApi, BinaryServer):
         interval: str = "1s",
         remote_write: str | None = None,
         notifier: str | None = None,
+        extra_flags: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.extra_flags = list(extra_flags)
         self.datasource = datasource
         self.interval = interval
         self.remote_write = remote_write or datasource
@@ -188,7 +213,7 @@ class VmalertServer(PrometheusHttpApi, BinaryServer):
         ]
         if self.notifier:
             flags.append(f"-notifier.url={self.notifier}")
-        return flags
+        return flags + self.extra_flags
 
 
 def replay_rules(
@@ -198,8 +223,18 @@ def replay_rules(
     end: datetime,
     *,
     workdir: Path,
+    evaluation_interval: str | None = None,
+    rules_delay: str = "0s",
 ) -> str:
-    """Evaluate recording rules over ``[start, end]`` with vmalert's replay mode.
+    """Evaluate rules over ``[start, end]`` with vmalert's replay mode.
+
+    Each group is evaluated at its own ``interval`` (else ``evaluation_interval``,
+    vmalert's default 1m) from ``start`` on: the query step is the group's interval,
+    not vmalert's 5m default, which would record every 5m whatever the group says.
+    Alerting rules write ``ALERTS`` and ``ALERTS_FOR_STATE`` series (labels only; no
+    annotation is rendered). Rules reading another rule's results within one run
+    need ``rules_delay`` for those to become searchable; running dependent rules in
+    separate calls avoids the wait.
 
     The results are written back into ``server`` by remote write, as a live
     vmalert would have recorded them; :meth:`VictoriaMetricsServer.flush`
@@ -216,8 +251,10 @@ def replay_rules(
         f"-replay.timeFrom={start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         f"-replay.timeTo={end.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         "-replay.disableProgressBar",
-        "-replay.rulesDelay=0s",
+        f"-replay.rulesDelay={rules_delay}",
     ]
+    if evaluation_interval is not None:
+        cmd.append(f"-evaluationInterval={evaluation_interval}")
     result = subprocess.run(
         cmd,
         capture_output=True,
