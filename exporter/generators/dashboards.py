@@ -37,6 +37,13 @@ MAY_BE_EMPTY = {
         "lists only nodes that cost more than the API would have in the time range"
     ),
     "GPUs unhealthy or lost": "lists only GPUs NVML cannot read",
+    "Collection failures by reason": (
+        "counts each reason from its first failure: a node whose collections all succeeded has none"
+    ),
+    "KV-transferred prompt tokens": (
+        "has series only for engines receiving KV caches from a prefill engine "
+        "(disaggregated serving)"
+    ),
 }
 """Panels that can be empty on a healthy node with data, and why."""
 
