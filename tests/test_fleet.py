@@ -113,7 +113,10 @@ def test_prometheus_adds_the_fleet_up_to_the_truth(
     fleet_, server = fleet
     job = fleet_.scrape_config(server.url, interval="1s")
     with PrometheusServer(
-        [], scrape_interval="1s", extra_rule_files=[_rules_file(tmp_path)], extra_scrape_configs=[job]
+        [],
+        scrape_interval="1s",
+        extra_rule_files=[_rules_file(tmp_path)],
+        extra_scrape_configs=[job],
     ) as prometheus:
         down = sum(s.down for s in fleet_.specs)
         prometheus.wait_for_scalar('count(up{job="llm-cost"} == 0)', lambda v: v == down)

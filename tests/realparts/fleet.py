@@ -64,6 +64,13 @@ class Fleet:
         self._lock = threading.Lock()
         self.served = 0
 
+    @classmethod
+    def of(cls, pages: Sequence[NodePage], *, clock: Callable[[], float] = time.time) -> Fleet:
+        """A fleet of pages already rendered (a part of a larger fleet, say)."""
+        fleet = cls([], t0=min((p.t0 for p in pages), default=0.0), clock=clock)
+        fleet.pages = list(pages)
+        return fleet
+
     @property
     def specs(self) -> list[NodeSpec]:
         return [p.spec for p in self.pages]

@@ -14,10 +14,12 @@ the Prometheus text format with millisecond timestamps for VictoriaMetrics'
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Collection, Iterator, Sequence
 
 from prometheus_client.utils import floatToGoString
 
+from .fleet_nodes import unit
 from .fleet_render import NodePage, Series, _Line
 
 JOB = "llm-cost"
@@ -50,11 +52,16 @@ def _families(pages: Sequence[NodePage], wanted: Collection[str] | None) -> list
     return list(seen)
 
 
-def _values(series: Series, page: NodePage, times: list[int], traffic: list[float]) -> list[str]:
+def _values(
+    series: Series, page: NodePage, times: list[int], traffic: list[float], wander: float
+) -> list[str]:
     value = series.value
     if not isinstance(value, _Line):
-        text = floatToGoString(value)
-        return [text] * len(times)
+        if not wander or value in (0.0, 1.0) or not math.isfinite(value):
+            text = floatToGoString(value)
+            return [text] * len(times)
+        key = zlib.crc32(f"{page.spec.index}{series.head}".encode())
+        return [floatToGoString(value * (1 + wander * (2 * unit(key, t) - 1))) for t in times]
     out = []
     for t, x in zip(times, traffic, strict=True):
         v = value.base + value.per_second * (t - page.t0) + value.per_traffic * (x - page.x0)
@@ -71,10 +78,13 @@ def fleet_pieces(
     families: Collection[str] | None = None,
     openmetrics: bool = True,
     piece_seconds: int = 86400,
+    wander: float = 0.0,
 ) -> Iterator[str]:
     """The fleet's samples in [start, end), one text per ``piece_seconds``.
 
-    ``families`` (names without ``_total``) keeps only those families. OpenMetrics
+    ``families`` (names without ``_total``) keeps only those families. A node's page
+    is rendered once, so its gauges hold still; ``wander`` moves each gauge that is not
+    0 or 1 by up to that share, at random, at every sample, as measured ones do. OpenMetrics
     pieces have TYPE lines, second timestamps and ``# EOF``; the others are bare
     Prometheus text lines with millisecond timestamps.
     """
@@ -83,9 +93,7 @@ def fleet_pieces(
     for piece_start in range(start, end, piece_seconds):
         piece_end = min(end, piece_start + piece_seconds)
         times = {p.spec.index: _times(p, piece_start, piece_end, step) for p in up}
-        traffic = {
-            p.spec.index: [p.traffic(t) for t in times[p.spec.index]] for p in up
-        }
+        traffic = {p.spec.index: [p.traffic(t) for t in times[p.spec.index]] for p in up}
         lines: list[str] = []
         for family in names:
             kind = ""
@@ -98,7 +106,7 @@ def fleet_pieces(
                         kind = "counter" if s.kind == "counter" else "gauge"
                         lines.append(f"# TYPE {family.removesuffix('_total')} {kind}")
                     head = _labelled(s.head, page.spec.instance)
-                    values = _values(s, page, at, traffic[page.spec.index])
+                    values = _values(s, page, at, traffic[page.spec.index], wander)
                     if openmetrics:
                         lines.extend(f"{head} {v} {t}" for t, v in zip(at, values, strict=True))
                     else:

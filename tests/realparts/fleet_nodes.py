@@ -75,7 +75,7 @@ MIXES = ((600, 150, 400), (700, 350, 300), (500, 50, 500), (800, 400, 200))
 UNIT_TOKENS."""
 
 
-def _unit(index: int, salt: int) -> float:
+def unit(index: int, salt: int) -> float:
     """A deterministic number in [0, 1) for (index, salt): cheap, no RNG state."""
     x = (index * 2_654_435_761 + salt * 40_503 + 12_345) & 0xFFFFFFFF
     x = ((x ^ (x >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
@@ -129,8 +129,8 @@ class NodeSpec:
         if self.shape == "flat":
             return self.peak
         if self.shape == "bursty":
-            roll = _unit(self.index, slot)
-            return self.peak * (0.15 + 0.85 * _unit(slot, self.index)) if roll < 0.2 else 0.08
+            roll = unit(self.index, slot)
+            return self.peak * (0.15 + 0.85 * unit(slot, self.index)) if roll < 0.2 else 0.08
         hour_start = (slot * SLOT_SECONDS // 3600) * 3600 + self.utc_offset_hours * 3600
         return min(1.0, self.peak * diurnal_level(hour_start, 0.1))
 
@@ -214,15 +214,15 @@ class NodeSpec:
 
 
 def _engines(index: int, gpus: int) -> tuple[EngineSpec, ...]:
-    count = 1 + int(_unit(index, 3) * gpus)
+    count = 1 + int(unit(index, 3) * gpus)
     per_engine = gpus // count
     engines = []
     for e in range(count):
-        fmt = FORMAT_WEIGHTS[int(_unit(index, 10 + e) * len(FORMAT_WEIGHTS))]
-        model = MODELS[int(_unit(index, 30 + e) * len(MODELS))]
+        fmt = FORMAT_WEIGHTS[int(unit(index, 10 + e) * len(FORMAT_WEIGHTS))]
+        model = MODELS[int(unit(index, 30 + e) * len(MODELS))]
         held = tuple(range(e * per_engine, (e + 1) * per_engine))
-        capacity = 100 * per_engine * (10 + int(_unit(index, 50 + e) * 20))
-        prompt, cached, generation = MIXES[int(_unit(index, 70 + e) * len(MIXES))]
+        capacity = 100 * per_engine * (10 + int(unit(index, 50 + e) * 20))
+        prompt, cached, generation = MIXES[int(unit(index, 70 + e) * len(MIXES))]
         # An engine without a prefix cache (vLLM V0, Triton's page) computes every prompt.
         mix = (prompt, cached if TEMPLATES[fmt].CACHES_PROMPTS else 0, generation)
         down = e == 0 and index % 30 == 7
@@ -236,14 +236,14 @@ def node_spec(index: int, month_start: float | None = None) -> NodeSpec:
     ``month_start`` places the node's exporter outages in the 31 days from it (one node
     in ten has one, of 1-6 hours); live fleets have none but their down nodes.
     """
-    gpu = GPU_MODELS[int(_unit(index, 1) * len(GPU_MODELS))]
-    count = (1, 1, 2, 4, 4, 8, 8, 8)[int(_unit(index, 2) * 8)]
-    price = round(gpu.price_per_hour * (0.8 + 0.4 * _unit(index, 4)), 2)
-    shape = SHAPES[int(_unit(index, 5) * len(SHAPES))]
+    gpu = GPU_MODELS[int(unit(index, 1) * len(GPU_MODELS))]
+    count = (1, 1, 2, 4, 4, 8, 8, 8)[int(unit(index, 2) * 8)]
+    price = round(gpu.price_per_hour * (0.8 + 0.4 * unit(index, 4)), 2)
+    shape = SHAPES[int(unit(index, 5) * len(SHAPES))]
     outages: tuple[tuple[int, int], ...] = ()
-    if month_start is not None and _unit(index, 7) < 0.1:
-        start = int(month_start) + 3600 * int(_unit(index, 8) * 24 * 30)
-        outages = ((start, start + 3600 * (1 + int(_unit(index, 9) * 6))),)
+    if month_start is not None and unit(index, 7) < 0.1:
+        start = int(month_start) + 3600 * int(unit(index, 8) * 24 * 30)
+        outages = ((start, start + 3600 * (1 + int(unit(index, 9) * 6))),)
     return NodeSpec(
         index=index,
         gpu=gpu,
@@ -251,8 +251,8 @@ def node_spec(index: int, month_start: float | None = None) -> NodeSpec:
         price_per_hour=price,
         engines=_engines(index, count),
         shape=shape,
-        peak=round(0.4 + 0.55 * _unit(index, 6), 2),
-        utc_offset_hours=(-8, -5, 0, 1, 8, 9)[int(_unit(index, 11) * 6)],
+        peak=round(0.4 + 0.55 * unit(index, 6), 2),
+        utc_offset_hours=(-8, -5, 0, 1, 8, 9)[int(unit(index, 11) * 6)],
         down=index % 50 == 17,
         outages=outages,
     )
