@@ -88,11 +88,13 @@ def test_pages_parse_and_counters_only_grow(fleet: tuple[Fleet, FleetServer]) ->
 
 
 def test_advanced_page_is_what_the_exporter_computes(fleet: tuple[Fleet, FleetServer]) -> None:
-    """Run three nodes' exporters on for two minutes (traffic changing) and compare."""
+    """Run two nodes' exporters on for a minute, a cycle every 5 s, and compare; one of
+    them has an engine down (its error counter grows a cycle at a time)."""
     fleet_, _ = fleet
-    checked = [p for p in fleet_.pages if not p.spec.down][:3]
+    answering = [p for p in fleet_.pages if not p.spec.down]
+    checked = [answering[0], next(p for p in answering if any(e.down for e in p.spec.engines))]
     for page in checked:
-        worst = page.check(fleet_.t0 + 24 * CYCLE_SECONDS)
+        worst = page.check(fleet_.t0 + 12 * CYCLE_SECONDS)
         assert not page.mismatches, page.mismatches[:5]
         assert worst <= 1e-9
 
