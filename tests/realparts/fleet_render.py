@@ -238,11 +238,11 @@ class NodePage:
         ``mismatches``. The node's exporter state moves to ``t``: call with increasing
         ``t``, whole cycles after ``t0``."""
         now = self.now
+        body = ""
         while now.t + CYCLE_SECONDS <= t + 1e-6:
-            _cycle(self.loop, now, now.t + CYCLE_SECONDS, _whole_requests(self.traffic(now.t)))
-        now.x = _whole_requests(self.traffic(now.t))
-        asyncio.run(self.loop.run_once())
-        real = _sample_values(self.loop.outputs[0].body.decode())
+            at = now.t + CYCLE_SECONDS
+            body = _cycle(self.loop, now, at, _whole_requests(self.traffic(at)))
+        real = _sample_values(body)
         dt, dx = now.t - self.t0, now.x - self.x0
         worst = 0.0
         for line in self.counters:
