@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -128,22 +128,50 @@ def backfill(
     ~10 s per rule. Both the days and the rules (split one per file) run as
     separate promtool processes, ``workers`` at a time (default: one per CPU).
     """
+    return backfill_pieces(
+        split_by_time(openmetrics_text, chunk_seconds),
+        rule_files,
+        start,
+        end,
+        workdir,
+        eval_interval=eval_interval,
+        workers=workers,
+    )
+
+
+def backfill_pieces(
+    pieces: Iterable[str],
+    rule_files: Sequence[Path],
+    start: datetime | float,
+    end: datetime | float,
+    workdir: Path,
+    *,
+    eval_interval: str = "60s",
+    workers: int | None = None,
+) -> Path:
+    """:func:`backfill` for an exposition already cut into pieces, each valid alone
+    (TYPE lines and ``# EOF`` of its own), taken one at a time as they come: data too
+    large to hold whole is generated a piece at a time and never held at once."""
     workdir = Path(workdir)
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     workers = workers or max(1, os.cpu_count() or 1)
-    pieces = workdir / "pieces"
-    shutil.rmtree(pieces, ignore_errors=True)
-    pieces.mkdir()
-    texts = split_by_time(openmetrics_text, chunk_seconds)
-    _in_parallel(
-        [
-            lambda i=i, text=text: _samples_to_blocks(text, pieces / f"piece-{i}")
-            for i, text in enumerate(texts)
-        ],
-        workers,
-    )
-    _move_blocks(pieces, data)
+    scratch = workdir / "pieces"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future[None]] = []
+        for i, text in enumerate(pieces):
+            directory = scratch / f"piece-{i}"
+            directory.mkdir()
+            (directory / "samples.om").write_text(text)
+            del text
+            pending.append(pool.submit(_samples_to_blocks, directory))
+            while len(pending) >= workers:
+                pending.pop(0).result()
+        for future in pending:
+            future.result()
+    _move_blocks(scratch, data)
     if not rule_files:
         return data
 
@@ -173,10 +201,9 @@ def backfill(
     return data
 
 
-def _samples_to_blocks(text: str, directory: Path) -> None:
-    """One piece of the exposition as blocks in ``directory/blocks``."""
-    directory.mkdir()
-    (directory / "samples.om").write_text(text)
+def _samples_to_blocks(directory: Path) -> None:
+    """The piece of the exposition in ``directory/samples.om`` as blocks in
+    ``directory/blocks``; the piece is removed once written."""
     _promtool(
         "tsdb",
         "create-blocks-from",
@@ -186,6 +213,7 @@ def _samples_to_blocks(text: str, directory: Path) -> None:
         "blocks",
         cwd=directory,
     )
+    (directory / "samples.om").unlink()
 
 
 def _move_blocks(scratch: Path, data: Path) -> None:

@@ -269,3 +269,33 @@ def replay_rules(
         )
     server.flush()
     return result.stderr
+
+
+class VmagentServer(BinaryServer):
+    """``vmagent`` scraping the jobs in ``scrape_configs`` and writing to ``remote_write``
+    (a VictoriaMetrics' ``/api/v1/write``)."""
+
+    name = "vmagent"
+    error = VictoriaMetricsError
+
+    def __init__(
+        self, scrape_configs: Sequence[dict[str, Any]], remote_write: str, **kwargs: Any
+    ) -> None:
+        self.scrape_configs = list(scrape_configs)
+        self.remote_write = remote_write
+        super().__init__(**kwargs)
+
+    def find_binary(self) -> str:
+        return locate_binary("VMAGENT_BIN", ("vmagent",), DEBIAN_PACKAGE, ("/usr/bin/vmagent",))
+
+    def config(self) -> dict[str, Any]:
+        return {"scrape_configs": self.scrape_configs}
+
+    def flags(self) -> list[str]:
+        return [
+            f"-promscrape.config={self.config_path}",
+            f"-remoteWrite.url={self.remote_write}",
+            f"-remoteWrite.tmpDataPath={self.workdir / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-loggerLevel=WARN",
+        ]
