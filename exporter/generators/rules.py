@@ -117,28 +117,34 @@ UNLESS_PRICE_MISSING = "unless on (job, instance)\nllmcost_api_price_missing == 
 exporter withholds them too, and LLMCostPriceMissing says why."""
 
 
-def _instance_rates(window: str) -> list[dict[str, str]]:
+def _instance_rates(window: str, *, from_breakdown: bool) -> list[dict[str, str]]:
     """Per-node rates over `window`, and the figures the break-even alerts compare.
 
     Tokens and API-equivalent cost fall back to 0 on a node that has served
     nothing yet, so "no traffic" yields an infinite cost ratio (below
-    break-even) instead of no series at all.
+    break-even) instead of no series at all. `from_breakdown` sums the window's
+    recorded breakdown (`_breakdown_bases`) instead of reading the raw counters
+    again: the same figures, each raw counter read once per cycle.
     """
     cost = f"instance:llmcost_cost:rate{window}"
     tokens = f"instance:llmcost_tokens:rate{window}"
     api = f"instance:llmcost_api_equivalent_cost:rate{window}"
     utilization = f"instance:llmcost_throughput_utilization:ratio_rate{window}"
     ratio = f"instance:llmcost_cost_ratio:ratio_rate{window}"
+    if from_breakdown:
+        spent = f"instance_component:llmcost_cost:rate{window}"
+        served = f"instance_model_kind:llmcost_tokens:rate{window}"
+        priced = f"instance_model:llmcost_api_equivalent_cost:rate{window}"
+    else:
+        spent = f"rate(llmcost_cost_total[{window}])"
+        served = f"rate(llmcost_tokens_total[{window}])"
+        priced = f"rate(llmcost_api_equivalent_cost_total[{window}])"
     return [
-        _record(cost, f"sum without (component) (rate(llmcost_cost_total[{window}]))"),
-        _record(
-            tokens,
-            f"sum without (model, kind) (rate(llmcost_tokens_total[{window}]))\nor\n0 * {cost}",
-        ),
+        _record(cost, f"sum without (component) ({spent})"),
+        _record(tokens, f"sum without (model, kind) ({served})\nor\n0 * {cost}"),
         _record(
             api,
-            f"(\n  sum without (model) (rate(llmcost_api_equivalent_cost_total[{window}]))\n"
-            f"  or\n  0 * {cost}\n)\n{UNLESS_PRICE_MISSING}",
+            f"(\n  sum without (model) ({priced})\n  or\n  0 * {cost}\n)\n{UNLESS_PRICE_MISSING}",
         ),
         _record(
             f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}",
@@ -156,27 +162,33 @@ def _instance_rates(window: str) -> list[dict[str, str]]:
     ]
 
 
-def _breakdown_rates(window: str) -> list[dict[str, str]]:
-    """Per-node splits and per-model and fleet figures the dashboards read."""
-    rules = [
+def _breakdown_bases(window: str) -> list[dict[str, str]]:
+    """The only rules of `window` that read the raw counters; every other figure of the
+    window sums these, so a fleet's counters are decoded once per evaluation."""
+    return [
         _record(
             f"instance_component:llmcost_cost:rate{window}", f"rate(llmcost_cost_total[{window}])"
         ),
         _record(
-            f"instance_kind:llmcost_tokens:rate{window}",
-            f"sum without (model) (rate(llmcost_tokens_total[{window}]))",
+            f"instance_model_kind:llmcost_tokens:rate{window}",
+            f"rate(llmcost_tokens_total[{window}])",
         ),
         _record(
             f"instance_model:llmcost_cost:rate{window}", f"rate(llmcost_model_cost_total[{window}])"
         ),
         _record(
-            f"instance_model:llmcost_tokens:rate{window}",
-            f"sum without (kind) (rate(llmcost_tokens_total[{window}]))",
-        ),
-        _record(
             f"instance_model:llmcost_api_equivalent_cost:rate{window}",
             f"rate(llmcost_api_equivalent_cost_total[{window}])",
         ),
+    ]
+
+
+def _breakdown_rates(window: str) -> list[dict[str, str]]:
+    """Per-node splits and per-model and fleet figures the dashboards read."""
+    served = f"instance_model_kind:llmcost_tokens:rate{window}"
+    rules = [
+        _record(f"instance_kind:llmcost_tokens:rate{window}", f"sum without (model) ({served})"),
+        _record(f"instance_model:llmcost_tokens:rate{window}", f"sum without (kind) ({served})"),
     ]
     for level, by, source in (
         ("instance_model", None, "instance_model"),
@@ -302,9 +314,9 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
         'max without (source) (\n  llmcost_capacity_tokens_per_second{source="configured"}\n'
         '  or on (job, instance)\n  llmcost_capacity_tokens_per_second{source="learned"}\n)',
     )
-    rates = [capacity]
+    rates = [capacity, *_breakdown_bases(params.rate_window)]
     for window in params.rate_windows:
-        rates += _instance_rates(window)
+        rates += _instance_rates(window, from_breakdown=window == params.rate_window)
     rates += _breakdown_rates(params.rate_window)
     return {
         "groups": [
