@@ -334,26 +334,40 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
 # --- alerting rules ----------------------------------------------------------------
 
 
-def _node_query(selector: str) -> str:
-    """A template pipeline querying `selector` for the alerting node."""
-    return f'printf `{selector}{{job="%s",instance="%s"}}` $labels.job $labels.instance | query'
+FIGURES = "$figures"
+"""The template variable holding the alerting node's figures, read with one query."""
 
 
-def _value_of(series: str, no_tokens: str, fmt: str = "%.2f") -> str:
-    """A template snippet printing the alerting node's current value of `series`:
-    NaN (a ratio over no tokens) reads "n/a (no tokens)", no series reads "unknown".
+def _node_figures(names: list[str]) -> str:
+    """A template snippet setting `$figures` to the alerting node's current samples of
+    `names`: one query per alert and evaluation, however many figures it prints (each
+    active alert's annotations are expanded at every evaluation, so on a fleet whose
+    nodes are below break-even, queries per figure would dominate the rules' cost)."""
+    pattern = "|".join(dict.fromkeys(names))
+    selector = f'{{__name__=~"{pattern}",job="%s",instance="%s"}}'
+    return f"{{{{ {FIGURES} := printf `{selector}` $labels.job $labels.instance | query }}}}"
+
+
+def _value_of(name: str, series: str, no_tokens: str, fmt: str = "%.2f") -> str:
+    """A template snippet printing `series` from `$figures` (see `_node_figures`), kept
+    in the variable `name`: NaN (a ratio over no tokens) reads "n/a (no tokens)", no
+    series reads "unknown".
 
     MetricsQL returns no NaN sample at all, so where `series` is missing the snippet
     asks `no_tokens == 0`, the input that is 0 exactly when `series` is NaN for lack of
     tokens: on VictoriaMetrics as on Prometheus such a figure reads "n/a (no tokens)".
     """
+    var = f"${name}"
+    each = f"{{{{ range {FIGURES} }}}}"
+    is_ = 'eq (label "__name__" .)'
     return (
-        f"{{{{ with {_node_query(series)} }}}}{{{{ $v := . | first | value }}}}"
-        f'{{{{ if eq $v $v }}}}{{{{ printf "{fmt}" $v }}}}'
-        "{{ else }}n/a (no tokens){{ end }}"
-        f"{{{{ else }}}}{{{{ with {_node_query(no_tokens)} }}}}"
-        "{{ if eq (. | first | value) 0.0 }}n/a (no tokens){{ else }}unknown{{ end }}"
-        "{{ else }}unknown{{ end }}{{ end }}"
+        f'{{{{ {var} := "unknown" }}}}'
+        f'{each}{{{{ if and ({is_} "{no_tokens}") (eq (value .) 0.0) }}}}'
+        f'{{{{ {var} = "n/a (no tokens)" }}}}{{{{ end }}}}{{{{ end }}}}'
+        f'{each}{{{{ if {is_} "{series}" }}}}{{{{ $v := value . }}}}'
+        f'{{{{ if eq $v $v }}}}{{{{ {var} = printf "{fmt}" $v }}}}'
+        f'{{{{ else }}}}{{{{ {var} = "n/a (no tokens)" }}}}{{{{ end }}}}{{{{ end }}}}{{{{ end }}}}'
+        f"{{{{ {var} }}}}"
     )
 
 
@@ -382,17 +396,18 @@ def _alert(
 
 def _breakeven_alert(params: RuleParams, name: str, window: str, duration: str, severity: str):
     tokens = f"instance:llmcost_tokens:rate{window}"
+    capacity = "instance:llmcost_capacity_tokens_per_second:preferred"
+    cost_per_million = f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}"
+    api_per_million = f"instance:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}"
     utilization_series = f"instance:llmcost_throughput_utilization:ratio_rate{window}"
-    per_million = _value_of(f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}", tokens)
-    api = _value_of(
-        f"instance:llmcost_api_equivalent_cost_per_million_tokens:ratio_rate{window}", tokens
+    breakeven_series = f"instance:llmcost_breakeven_utilization:ratio_rate{window}"
+    figures = _node_figures(
+        [cost_per_million, api_per_million, utilization_series, breakeven_series, tokens, capacity]
     )
-    utilization = _value_of(
-        utilization_series, "instance:llmcost_capacity_tokens_per_second:preferred", "%.3f"
-    )
-    breakeven = _value_of(
-        f"instance:llmcost_breakeven_utilization:ratio_rate{window}", utilization_series, "%.3f"
-    )
+    per_million = _value_of("cost", cost_per_million, tokens)
+    api = _value_of("api", api_per_million, tokens)
+    utilization = _value_of("utilization", utilization_series, capacity, "%.3f")
+    breakeven = _value_of("breakeven", breakeven_series, utilization_series, "%.3f")
     return _alert(
         params,
         name,
@@ -400,9 +415,9 @@ def _breakeven_alert(params: RuleParams, name: str, window: str, duration: str, 
         duration,
         severity,
         f"{{{{ $labels.instance }}}} cost more than the API over the last {window}",
-        f'Over the last {window} this node spent {{{{ $value | printf "%.2f" }}}}x what the API '
-        f"would have charged for the same tokens: {per_million} per 1M tokens against {api} "
-        f"on the API. Throughput utilization {utilization} against a break-even utilization "
+        f'{figures}Over the last {window} this node spent {{{{ $value | printf "%.2f" }}}}x what '
+        f"the API would have charged for the same tokens: {per_million} per 1M tokens against "
+        f"{api} on the API. Throughput utilization {utilization} against a break-even utilization "
         f"of {breakeven}.",
         name.lower(),
     )

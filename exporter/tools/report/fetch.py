@@ -12,14 +12,24 @@ closed or half-open.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from llm_cost_exporter.tools.report.period import HALF_HOUR, HOUR, Period
-from llm_cost_exporter.tools.report.prometheus_api import Labels, PrometheusClient, PrometheusError
+from llm_cost_exporter.tools.report.prometheus_api import (
+    Labels,
+    PrometheusClient,
+    PrometheusError,
+    Samples,
+)
 from llm_cost_exporter.tools.report.selection import Selection
 
 CHUNK_SECONDS = 86400
+QUERIES_IN_FLIGHT = 4
+"""Queries being evaluated while the last answer is read: Prometheus answers several at
+once, and reading an answer is the review's own work."""
 # Labels that say what a series measures rather than where it comes from.
 MEASURE_LABELS = frozenset(
     {
@@ -227,24 +237,36 @@ def fetch(
     source: str,
     progress: Progress | None = None,
 ) -> dict[str, Table]:
-    """Every figure of the period, hour by hour, one day's queries at a time."""
+    """Every figure of the period, hour by hour: a query per figure and day, a few in flight."""
     wanted = figures(selection)
     tables = {f.name: Table(f.keeps) for f in wanted}
-    chunks = list(_chunks(period))
-    total = len(chunks) * len(wanted)
-    done = 0
-    for chunk_start, chunk_end in chunks:
-        for figure in wanted:
-            expr, at = _chunk_query(figure, selection, source, chunk_start, chunk_end)
-            for labels, samples in client.query(expr, at):
+    queries = [
+        (chunk_start, chunk_end, figure)
+        for chunk_start, chunk_end in _chunks(period)
+        for figure in wanted
+    ]
+
+    def ask(query: tuple[int, int, Figure]) -> list[tuple[Labels, Samples]]:
+        chunk_start, chunk_end, figure = query
+        return client.query(*_chunk_query(figure, selection, source, chunk_start, chunk_end))
+
+    # Answers are taken in the order asked, so the tables are the same as one query
+    # at a time; meanwhile the next few queries are already being evaluated.
+    with ThreadPoolExecutor(QUERIES_IN_FLIGHT) as pool:
+        pending: deque[Future[list[tuple[Labels, Samples]]]] = deque()
+        asked = iter(queries)
+        for done, (chunk_start, chunk_end, figure) in enumerate(queries, start=1):
+            while len(pending) < QUERIES_IN_FLIGHT and (query := next(asked, None)):
+                pending.append(pool.submit(ask, query))
+            answer = pending.popleft().result()
+            for labels, samples in answer:
                 for ts, value in samples:
                     hour = period.hour_of_sample(ts)
                     if hour is not None and chunk_start < ts <= chunk_end:
                         tables[figure.name].add(labels, hour, value, figure.combine)
-            done += 1
             if progress:
                 day = period.hour_start((chunk_start - HALF_HOUR - period.start_epoch) // HOUR)
-                progress(done, total, f"{day:%Y-%m-%d} {figure.name}")
+                progress(done, len(queries), f"{day:%Y-%m-%d} {figure.name}")
     return tables
 
 
