@@ -403,11 +403,20 @@ PER_ENGINE = 4
 PER_NODE = 16
 
 
+MANY_INTERVAL = 3.0
+"""Seconds between cycles: reading the 8.7 MB page took 1.2-1.4 s on a loaded 2-core
+machine, under the timeout of 2.5 s (both stretched by LLMCOST_TEST_TIMEOUT_SCALE)."""
+
+
 def many_models_config(engine_url: str, **collection: str) -> dict:
     return minimal_config_dict(
         engines=[engine_url],
         nvml={"enabled": False},
-        collection={"interval": "5s", "timeout": "4s", **collection},
+        collection={
+            "interval": f"{scaled(MANY_INTERVAL) * 1000:.0f}ms",
+            "timeout": f"{scaled(MANY_INTERVAL - 0.5) * 1000:.0f}ms",
+            **collection,
+        },
     )
 
 
