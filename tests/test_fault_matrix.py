@@ -403,11 +403,20 @@ PER_ENGINE = 4
 PER_NODE = 16
 
 
+MANY_INTERVAL = 3.0
+"""Seconds between cycles: reading the 8.7 MB page took 1.2-1.4 s on a loaded 2-core
+machine, under the timeout of 2.5 s (both stretched by LLMCOST_TEST_TIMEOUT_SCALE)."""
+
+
 def many_models_config(engine_url: str, **collection: str) -> dict:
     return minimal_config_dict(
         engines=[engine_url],
         nvml={"enabled": False},
-        collection={"interval": "5s", "timeout": "4s", **collection},
+        collection={
+            "interval": f"{scaled(MANY_INTERVAL) * 1000:.0f}ms",
+            "timeout": f"{scaled(MANY_INTERVAL - 0.5) * 1000:.0f}ms",
+            **collection,
+        },
     )
 
 
@@ -889,9 +898,15 @@ def test_http_bad_requests_are_answered_4xx_in_a_bounded_log_and_idle_ones_close
         ExporterProcess(_engine_config(simulator, 1), tmp_path) as exporter,
     ):
         idle = socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
-        kept = socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
-        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        # Both kept alive; `kept` idles from here, so its keep-alive runs out while the
+        # flood is sent, and `reused` asks again after the flood.
+        kept, reused = (
+            socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
+            for _ in range(2)
+        )
+        for sock in (kept, reused):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         lines_before = len(exporter.log().splitlines())
 
         statuses = set()
@@ -902,12 +917,12 @@ def test_http_bad_requests_are_answered_4xx_in_a_bounded_log_and_idle_ones_close
         assert statuses == {b"400"}
         assert exporter.get("/metrics")[0] == 200
 
-        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # still kept alive
-        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        reused.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # still kept alive
+        assert reused.recv(65536).startswith(b"HTTP/1.1 200")
         assert _closed_by_server(idle, FIRST_REQUEST_TIMEOUT + 30)  # never sent a request
         assert _closed_by_server(kept, KEEPALIVE_TIMEOUT + 30)  # idle past the keep-alive
-        idle.close()
-        kept.close()
+        for sock in (idle, kept, reused):
+            sock.close()
         flood_lines = exporter.log().splitlines()[lines_before:]
     log = exporter.log()
     assert "Traceback" not in log

@@ -513,7 +513,7 @@ def test_live_vmalert_annotates_alerts_as_promtool_expects(
         server = VmalertServer(
             [rules],
             victoria.url,
-            interval="1s",
+            interval="250ms",
             notifier=alertmanager,
             extra_flags=[f"-datasource.lookback={lookback}s", "-remoteWrite.url="],
             workdir=workdir / f"{case.start:.0f}-{test['eval_time']}-{test['alertname']}",

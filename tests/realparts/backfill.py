@@ -26,6 +26,11 @@ from .timeouts import scaled
 
 PROMTOOL_TIMEOUT = 600.0
 """Seconds (before scaling) one promtool run may take: only a hang gets near it."""
+NO_GC = {"GOGC": "off"}
+"""promtool's environment. Each 2h block it writes allocates a fresh head, and Go's
+collector tracing them took most of its CPU time (10 of 15 s for a month of one rule);
+without it the resident size barely grows (2.2 to 2.4 GB for a rule, 165 MB for a day
+of samples) and the blocks written are the same."""
 
 
 class HistoricalPrometheusServer(PrometheusServer):
@@ -57,7 +62,7 @@ def _timestamp(when: datetime | float) -> str:
     return str(int(when.timestamp() if isinstance(when, datetime) else when))
 
 
-def _promtool(*args: str | Path, cwd: Path) -> str:
+def _promtool(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     cmd = [find_promtool(), *map(str, args)]
     result = subprocess.run(
         cmd,
@@ -66,6 +71,7 @@ def _promtool(*args: str | Path, cwd: Path) -> str:
         timeout=scaled(PROMTOOL_TIMEOUT),
         check=False,
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
     )
     if result.returncode != 0:
         raise PrometheusError(
@@ -212,6 +218,7 @@ def _samples_to_blocks(directory: Path) -> None:
         "samples.om",
         "blocks",
         cwd=directory,
+        env=NO_GC,
     )
     (directory / "samples.om").unlink()
 
@@ -262,6 +269,7 @@ def _backfill_rules_in_parallel(
             "--output-dir=blocks",
             "rules.yml",
             cwd=directory,
+            env=NO_GC,
         )
 
     _in_parallel([lambda d=d: run(d) for d in single], workers)
