@@ -76,14 +76,21 @@ RANGE_SECONDS = 60
 STEP_SECONDS = 2
 ALL = ".*"
 """The `allValue` of the multi-select variables: what Grafana substitutes for "All"."""
-BUILTINS = {
-    "__range": f"{RANGE_SECONDS}s",
-    "__range_s": str(RANGE_SECONDS),
-    "__range_ms": str(RANGE_SECONDS * 1000),
-    "__interval": f"{STEP_SECONDS}s",
-    "__interval_ms": str(STEP_SECONDS * 1000),
-    "__rate_interval": "4s",
-}
+
+
+def builtin_variables(range_seconds: int, step_seconds: int, rate_interval: str) -> dict:
+    """Grafana's built-in variables for a time range and a step."""
+    return {
+        "__range": f"{range_seconds}s",
+        "__range_s": str(range_seconds),
+        "__range_ms": str(range_seconds * 1000),
+        "__interval": f"{step_seconds}s",
+        "__interval_ms": str(step_seconds * 1000),
+        "__rate_interval": rate_interval,
+    }
+
+
+BUILTINS = builtin_variables(RANGE_SECONDS, STEP_SECONDS, "4s")
 """Grafana's global variables, as it would fill them for this run's time range."""
 KNOWN_BROKEN: dict[tuple[str, str], str] = {}
 """(dashboard file, panel title) -> why its query is wrong; fixed panels leave this list."""

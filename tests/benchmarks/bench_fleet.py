@@ -61,7 +61,11 @@ from realparts.victoria_metrics import (  # noqa: E402
     VmagentServer,
     VmalertServer,
 )
-from test_dashboards_prometheus import LABEL_VALUES, substitute  # noqa: E402
+from test_dashboards_prometheus import (  # noqa: E402
+    LABEL_VALUES,
+    builtin_variables,
+    substitute,
+)
 
 from llm_cost_exporter.generators.dashboards import render_dashboards  # noqa: E402
 from llm_cost_exporter.generators.rules import params_with, recording_rules  # noqa: E402
@@ -354,14 +358,7 @@ def part_dashboards(prometheus: PrometheusServer) -> None:
         "(the live minutes above are all the data there is)"
     )
     for name, board in render_dashboards().items():
-        values = {
-            "__range": f"{DASHBOARD_RANGE}s",
-            "__range_s": str(DASHBOARD_RANGE),
-            "__range_ms": str(DASHBOARD_RANGE * 1000),
-            "__interval": f"{DASHBOARD_STEP}s",
-            "__interval_ms": str(DASHBOARD_STEP * 1000),
-            "__rate_interval": "5m",
-        }
+        values = builtin_variables(DASHBOARD_RANGE, DASHBOARD_STEP, "5m")
         for variable in board["templating"]["list"]:
             if variable["type"] == "datasource":
                 values[variable["name"]] = "prometheus"
