@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_report import TimedClient  # noqa: E402
 from bench_series import SIZES, families  # noqa: E402
+from conftest import REVIEW_RULES, review_rule_file  # noqa: E402
 from golden_pages import sized_node  # noqa: E402
 from realparts.backfill import HistoricalPrometheusServer, backfill_pieces  # noqa: E402
 from realparts.fleet import Fleet, FleetServer  # noqa: E402
@@ -68,7 +69,6 @@ from test_dashboards_prometheus import (  # noqa: E402
 )
 
 from llm_cost_exporter.generators.dashboards import render_dashboards  # noqa: E402
-from llm_cost_exporter.generators.rules import params_with, recording_rules  # noqa: E402
 from llm_cost_exporter.outputs.process_families import process_families  # noqa: E402
 from llm_cost_exporter.tools.report.build import build_report  # noqa: E402
 from llm_cost_exporter.tools.report.html import render_html  # noqa: E402
@@ -100,12 +100,6 @@ REVIEW_FAMILIES = (
     "llmcost_model_capacity_tokens_per_second",
 )
 """The families the monthly review reads from raw data (exporter/tools/report)."""
-REVIEW_RULES = (
-    "instance_component:llmcost_cost:increase1h",
-    "instance_model:llmcost_cost:increase1h",
-    "instance_model_kind:llmcost_tokens:increase1h",
-    "instance_model:llmcost_api_equivalent_cost:increase1h",
-)
 STORAGE_NODES = 50
 STORAGE_SECONDS = 7200
 GAUGE_WANDER = 0.05
@@ -388,16 +382,6 @@ def part_dashboards(prometheus: PrometheusServer) -> None:
         )
 
 
-def review_rules_file(work: Path) -> Path:
-    hourly = next(
-        g for g in recording_rules(params_with({}))["groups"] if g["name"] == "llmcost-hourly"
-    )
-    hourly = {**hourly, "rules": [r for r in hourly["rules"] if r["record"] in REVIEW_RULES]}
-    path = work / "review-rules.yml"
-    path.write_text(json.dumps({"groups": [hourly]}))
-    return path
-
-
 def part_review(fleet: Fleet, work: Path, step: int) -> None:
     nodes = len(fleet.pages)
     print(f"5. the monthly review of {nodes:,} nodes, a month at a {step // 60}-minute step")
@@ -420,7 +404,7 @@ def part_review(fleet: Fleet, work: Path, step: int) -> None:
                 families=REVIEW_FAMILIES,
             )
         ),
-        [review_rules_file(work)],
+        [review_rule_file(work)],
         MONTH_START,
         MONTH_END,
         work / "month",

@@ -17,7 +17,6 @@ Run from the repository root: ``python tests/benchmarks/bench_plan.py [--nodes N
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_report import TimedClient  # noqa: E402
+from conftest import review_rule_file  # noqa: E402
 from plan_traffic import b2b_level, b2b_month  # noqa: E402
 from realparts.backfill import HistoricalPrometheusServer, backfill  # noqa: E402
 from realparts.synthetic_month import Scenario, generate  # noqa: E402
 
-from llm_cost_exporter.generators.rules import params_with, recording_rules  # noqa: E402
 from llm_cost_exporter.tools.planner.advise import advise  # noqa: E402
 from llm_cost_exporter.tools.planner.from_prometheus import traffic_from_review  # noqa: E402
 from llm_cost_exporter.tools.planner.model import FIXED, Knobs  # noqa: E402
@@ -47,12 +46,6 @@ from llm_cost_exporter.tools.report.selection import Selection  # noqa: E402
 
 REPEATS = 3
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
-REVIEW_RULES = (
-    "instance_component:llmcost_cost:increase1h",
-    "instance_model:llmcost_cost:increase1h",
-    "instance_model_kind:llmcost_tokens:increase1h",
-    "instance_model:llmcost_api_equivalent_cost:increase1h",
-)
 
 
 def median_seconds(run: Callable[[], object], repeats: int = REPEATS) -> float:
@@ -126,12 +119,7 @@ def planned(client: TimedClient, period: Period, source: str, planning: Planning
 def one_node_from_prometheus(work: Path) -> None:
     print("2. one node-month from Prometheus (raw counters, the test suite's October)")
     text, truth = generate(Scenario(step_seconds=300))
-    hourly = next(
-        g for g in recording_rules(params_with({}))["groups"] if g["name"] == "llmcost-hourly"
-    )
-    hourly = {**hourly, "rules": [r for r in hourly["rules"] if r["record"] in REVIEW_RULES]}
-    (work / "rules.yml").write_text(json.dumps({"groups": [hourly]}))
-    backfill(text, [work / "rules.yml"], truth.start, truth.end, work / "one")
+    backfill(text, [review_rule_file(work)], truth.start, truth.end, work / "one")
     period = parse_period("2026-10", None, None, "UTC", NOW)
     with HistoricalPrometheusServer(work / "one") as server:
         planned(TimedClient(server.url), period, RAW, Planning(knobs=Knobs()))
