@@ -145,7 +145,7 @@ def test_defaults_of_every_section(changes: dict, section, expected) -> None:
         (
             {"web": {"listen_adress": ":9000"}},
             "web.listen_adress: unknown field; did you mean listen_address? "
-            "(allowed: listen_address, serve_metrics)",
+            "(allowed: idle_timeout, listen_address, serve_metrics)",
         ),
         (
             {"engines": [{"url": "http://a/metrics", "gpu": [0]}]},

@@ -33,7 +33,6 @@ from realparts.timeouts import scaled
 from llm_cost_exporter.config.safe_yaml import MAX_VALUES
 from llm_cost_exporter.daemon.connections import (
     FIRST_REQUEST_TIMEOUT,
-    KEEPALIVE_TIMEOUT,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
 )
@@ -893,13 +892,17 @@ def _tokens(exporter: ExporterProcess) -> float:
 def test_http_bad_requests_are_answered_4xx_in_a_bounded_log_and_idle_ones_closed(
     tmp_path,
 ) -> None:
+    idle_timeout = 10
     with (
         SimulatorProcess(tmp_path, "--engines", "1", "--profile", "steady") as simulator,
-        ExporterProcess(_engine_config(simulator, 1), tmp_path) as exporter,
+        ExporterProcess(
+            {**_engine_config(simulator, 1), "web": {"idle_timeout": f"{idle_timeout}s"}},
+            tmp_path,
+        ) as exporter,
     ):
         idle = socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
         # Both kept alive; `kept` idles from here, so its keep-alive runs out while the
-        # flood is sent, and `reused` asks again after the flood.
+        # flood is sent, and `reused` asks now and then during the flood and after it.
         kept, reused = (
             socket.create_connection(("127.0.0.1", exporter.port), timeout=scaled(30))
             for _ in range(2)
@@ -907,6 +910,7 @@ def test_http_bad_requests_are_answered_4xx_in_a_bounded_log_and_idle_ones_close
         for sock in (kept, reused):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        kept_idle_since = time.monotonic()
         lines_before = len(exporter.log().splitlines())
 
         statuses = set()
@@ -914,13 +918,17 @@ def test_http_bad_requests_are_answered_4xx_in_a_bounded_log_and_idle_ones_close
             answer = _exchange(exporter.port, BAD_REQUESTS[i % len(BAD_REQUESTS)])
             statuses.add(answer.split(b" ", 2)[1])
             assert b"Server: llm-cost-exporter" in answer
+            if i % 50 == 49:
+                reused.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert reused.recv(65536).startswith(b"HTTP/1.1 200")
         assert statuses == {b"400"}
         assert exporter.get("/metrics")[0] == 200
 
         reused.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # still kept alive
         assert reused.recv(65536).startswith(b"HTTP/1.1 200")
         assert _closed_by_server(idle, FIRST_REQUEST_TIMEOUT + 30)  # never sent a request
-        assert _closed_by_server(kept, KEEPALIVE_TIMEOUT + 30)  # idle past the keep-alive
+        assert _closed_by_server(kept, idle_timeout + 30)  # idle past the keep-alive
+        assert time.monotonic() - kept_idle_since >= idle_timeout - 1  # not before
         for sock in (idle, kept, reused):
             sock.close()
         flood_lines = exporter.log().splitlines()[lines_before:]

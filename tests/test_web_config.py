@@ -654,7 +654,7 @@ async def test_a_client_that_reads_no_response_is_closed(monkeypatch, caplog) ->
     runner = web.AppRunner(build_app(None, page), access_log=None)  # type: ignore[arg-type]
     await runner.setup()
     errors = RateLimitedLog(logging.getLogger("llm-cost-exporter"), 0.0)
-    site = GuardedSite(runner, "127.0.0.1", 0, LiveWebConfig(None), errors, 16)
+    site = GuardedSite(runner, "127.0.0.1", 0, LiveWebConfig(None), errors, 16, 45.0)
     await site.start()
     try:
         port = runner.addresses[0][1]

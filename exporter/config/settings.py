@@ -774,6 +774,14 @@ class Config:
         True,
         group="web",
     )
+    idle_timeout: float = setting(
+        Duration(1.0, 3600.0),
+        "How long an idle keep-alive connection stays open: longer than the scrape "
+        "interval, so a scraper keeps its connection, and longer than the idle timeout of "
+        "a load balancer in front, so that the balancer closes first",
+        45.0,
+        group="web",
+    )
     interval: float = setting(
         Duration(0.1, 3600.0),
         "Engines are read in the background on this interval",

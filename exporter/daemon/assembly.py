@@ -163,7 +163,7 @@ async def _serve(
         server = HttpServer(loop, page, web_config)
         host, port = split_listen_address(config.listen_address)
         try:
-            await server.start(host, port)
+            await server.start(host, port, config.idle_timeout)
         except OSError as error:
             raise SystemExit(
                 f"web.listen_address: cannot listen on {config.listen_address}: "

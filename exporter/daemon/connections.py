@@ -39,9 +39,6 @@ from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 
 SERVER_NAME = "llm-cost-exporter"
 """The `Server` header: no library or Python version."""
-KEEPALIVE_TIMEOUT = 45.0
-"""Seconds an idle keep-alive connection is kept: longer than the usual 15 s and 30 s
-scrape intervals, so such a scraper keeps its connection."""
 FIRST_REQUEST_TIMEOUT = 10.0
 """Seconds a new connection has to finish the TLS handshake and send a whole request."""
 HANDSHAKE_TIMEOUT = FIRST_REQUEST_TIMEOUT
@@ -419,10 +416,12 @@ class GuardedSite(web.BaseSite):
         live: LiveWebConfig,
         errors: RateLimitedLog,
         limit: int,
+        idle_timeout: float,
     ) -> None:
         super().__init__(runner, backlog=LISTEN_BACKLOG)
         self._host = host
         self._port = port
+        self._idle_timeout = idle_timeout
         self.live = live
         self.connections = Connections(limit, errors)
         self._errors = errors
@@ -442,7 +441,7 @@ class GuardedSite(web.BaseSite):
             live=self.live,
             connections=self.connections,
             errors=self._errors,
-            keepalive_timeout=KEEPALIVE_TIMEOUT,
+            keepalive_timeout=self._idle_timeout,
             max_line_size=MAX_REQUEST_LINE,
             max_field_size=MAX_HEADER_FIELD,
             max_headers=MAX_HEADERS,

@@ -187,11 +187,17 @@ class HttpServer:
         self.runner = web.AppRunner(build_app(loop, page, live, self.errors), access_log=None)
         self.site: GuardedSite | None = None
 
-    async def start(self, host: str | None, port: int) -> None:
+    async def start(self, host: str | None, port: int, idle_timeout: float) -> None:
         """Listen; an OSError (address in use, permission) leaves nothing open."""
         await self.runner.setup()
         self.site = GuardedSite(
-            self.runner, host, port, self.live, self.errors, process_connection_limit()
+            self.runner,
+            host,
+            port,
+            self.live,
+            self.errors,
+            process_connection_limit(),
+            idle_timeout,
         )
         try:
             await self.site.start()
