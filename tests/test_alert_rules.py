@@ -124,7 +124,7 @@ def test_short_windows_render_valid_rules(tmp_path: Path) -> None:
     assert code == 0
     text = (tmp_path / ALERTING_FILE).read_text()
     assert "instance:llmcost_cost_ratio:ratio_rate2m > 1" in text
-    assert ") < 0.8" in text
+    assert "instance:llmcost_gpu_selected_utilization_ratio:avg6h < 0.8" in text
     assert "breakeven_page_window=2m" in text.splitlines()[1]
     assert "instance:llmcost_cost_ratio:ratio_rate2m" in (tmp_path / RECORDING_FILE).read_text()
     result = promtool("check", "rules", tmp_path / RECORDING_FILE, tmp_path / ALERTING_FILE)
@@ -135,6 +135,7 @@ def test_short_windows_render_valid_rules(tmp_path: Path) -> None:
     ("overrides", "message"),
     [
         ({"breakeven_page_window": "1 day"}, "breakeven_page_window"),
+        ({"window_step": "5 minutes"}, "window_step"),
         ({"gpu_utilization_threshold": "60%"}, "gpu_utilization_threshold"),
         ({"gpu_utilization_threshold": "60"}, "gpu_utilization_threshold"),
         ({"no_such": "1"}, "no_such: unknown parameter"),

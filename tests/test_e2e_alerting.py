@@ -37,6 +37,7 @@ SHORT = {
     "breakeven_page_for": f"{PAGE_FOR}s",
     "breakeven_warn_window": f"{PAGE_WINDOW // 2}s",
     "breakeven_warn_for": f"{WARN_FOR}s",
+    "window_step": "2s",  # two scrapes
     "exporter_down_for": "2s",
 }
 CAPACITY = 2000.0

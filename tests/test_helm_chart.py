@@ -571,7 +571,7 @@ def test_rule_parameters_from_values_render_as_the_generator_does(
     low = next(
         r for g in groups for r in g["rules"] if r.get("alert") == "LLMCostGpuUtilizationLow"
     )
-    assert low["expr"].endswith(") < 0.5")
+    assert low["expr"].endswith(":avg3h < 0.5")
     assert "under 50% busy" in low["annotations"]["summary"]
 
 

@@ -71,6 +71,46 @@ def test_an_hour_figure_belongs_to_the_clock_hour_its_window_mostly_covers() -> 
     assert period.hour_of_sample(e + 40 * 60) is None
 
 
+def test_a_series_is_placed_in_its_hours_as_each_sample_would_be() -> None:
+    period = parse_period("2026-10", None, None, "UTC", NOW)
+    s, e = period.start_epoch, period.end_epoch
+    stamps = [s, s + 3600, s + 3600 + 12 * 60, s + 3600 + 40 * 60, s + 7200, e, e + 12 * 60]
+    stamps += [e + 40 * 60, s + 86400 + 0.5]
+    samples = [(float(t), float(i)) for i, t in enumerate(stamps)]
+    one_by_one = [
+        (period.hour_of_sample(t), v)
+        for t, v in samples
+        if s + 3600 < t <= e + 1800 and period.hour_of_sample(t) is not None
+    ]
+    assert period.hourly(samples, s + 3600, e + 1800) == one_by_one
+    assert [h for h, _ in one_by_one] == [0, 1, 1, 743, 743, 23]
+
+
+@pytest.mark.parametrize(
+    ("combine", "expected"),
+    [
+        ("last", {0: 3.0, 1: 5.0, 2: 7.0}),
+        ("sum", {0: 4.0, 1: 7.0, 2: 7.0}),
+        ("max", {0: 3.0, 1: 5.0, 2: 7.0}),
+    ],
+)
+def test_series_falling_on_one_row_combine_as_their_figure_says(
+    combine: str, expected: dict[int, float]
+) -> None:
+    table = Table(("model",))
+    labels = {"job": "llm-cost", "instance": "a:9478", "model": "m"}
+    table.add({**labels, "version": "1"}, [(0, 1.0), (1, 2.0)], combine)
+    table.add({**labels, "version": "2"}, [(0, 3.0), (1, 5.0), (2, 7.0)], combine)
+    assert list(table.rows.values()) == [expected]
+    later_smaller = Table(("model",))
+    later_smaller.add(labels, [(0, 9.0)], combine)
+    later_smaller.add({**labels, "version": "2"}, [(0, 2.0)], combine)
+    assert (
+        later_smaller.rows[next(iter(later_smaller.rows))][0]
+        == {"last": 2.0, "sum": 11.0, "max": 9.0}[combine]
+    )
+
+
 @pytest.mark.parametrize(
     ("month", "start", "end", "zone", "message"),
     [

@@ -94,7 +94,7 @@ def _dump(node: Any, indent: int) -> str:
 
 def _window_guards(tokens: _Tokens) -> list[tuple[str, str]]:
     """Recording rules of the break-even windows are written once per distinct window,
-    as `RuleParams.rate_windows` does: (token in the record name, Helm condition)."""
+    as `RuleParams.long_windows` does: (token in the record name, Helm condition)."""
     rate, warn, page = (
         f"{VALUES}.{n}" for n in ("rate_window", "breakeven_warn_window", "breakeven_page_window")
     )

@@ -54,6 +54,11 @@ class RuleParams:
     """How long a node that pushed may stay silent before LLMCostExporterSilent."""
     rate_window: str = "5m"
     """Window of the rates the dashboards read."""
+    window_step: str = "5m"
+    """The longer windows (the break-even and GPU utilization alerts') average rates
+    recorded once per step, and their alerts are evaluated as often: a fleet's raw
+    samples are read once per step rather than once per window and cycle. At least
+    twice the scrape interval, as a rate needs two samples."""
     breakeven_page_window: str = "24h"
     breakeven_page_for: str = "1h"
     breakeven_warn_window: str = "6h"
@@ -78,16 +83,16 @@ class RuleParams:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if item.name.endswith(("_window", "_for")) and not _DURATION.match(str(value)):
+            if item.name.endswith(("_window", "_for", "_step")) and not _DURATION.match(str(value)):
                 raise ValueError(f"{item.name}: {value!r} is not a Prometheus duration")
         if not 0 < self.gpu_utilization_threshold <= 1:
             raise ValueError("gpu_utilization_threshold: must be in (0, 1]")
 
     @property
-    def rate_windows(self) -> list[str]:
-        """The dashboard window, then the windows the break-even alerts read."""
-        windows = [self.rate_window, self.breakeven_warn_window, self.breakeven_page_window]
-        return list(dict.fromkeys(windows))
+    def long_windows(self) -> list[str]:
+        """The windows the break-even alerts read, other than the dashboards' one."""
+        windows = [self.breakeven_warn_window, self.breakeven_page_window]
+        return [w for w in dict.fromkeys(windows) if w != self.rate_window]
 
 
 def params_with(overrides: Mapping[str, str]) -> RuleParams:
@@ -117,35 +122,24 @@ UNLESS_PRICE_MISSING = "unless on (job, instance)\nllmcost_api_price_missing == 
 exporter withholds them too, and LLMCostPriceMissing says why."""
 
 
-def _instance_rates(window: str, *, from_breakdown: bool) -> list[dict[str, str]]:
-    """Per-node rates over `window`, and the figures the break-even alerts compare.
+def _instance_rates(window: str, spent: str, served: str, priced: str) -> list[dict[str, str]]:
+    """Per-node rates over `window`, and the figures the break-even alerts compare, from
+    the node's spend, tokens and API-equivalent cost per second (`spent`, `served`,
+    `priced`: expressions of the node's own labels).
 
     Tokens and API-equivalent cost fall back to 0 on a node that has served
     nothing yet, so "no traffic" yields an infinite cost ratio (below
-    break-even) instead of no series at all. `from_breakdown` sums the window's
-    recorded breakdown (`_breakdown_bases`) instead of reading the raw counters
-    again: the same figures, each raw counter read once per cycle.
+    break-even) instead of no series at all.
     """
     cost = f"instance:llmcost_cost:rate{window}"
     tokens = f"instance:llmcost_tokens:rate{window}"
     api = f"instance:llmcost_api_equivalent_cost:rate{window}"
     utilization = f"instance:llmcost_throughput_utilization:ratio_rate{window}"
     ratio = f"instance:llmcost_cost_ratio:ratio_rate{window}"
-    if from_breakdown:
-        spent = f"instance_component:llmcost_cost:rate{window}"
-        served = f"instance_model_kind:llmcost_tokens:rate{window}"
-        priced = f"instance_model:llmcost_api_equivalent_cost:rate{window}"
-    else:
-        spent = f"rate(llmcost_cost_total[{window}])"
-        served = f"rate(llmcost_tokens_total[{window}])"
-        priced = f"rate(llmcost_api_equivalent_cost_total[{window}])"
     return [
-        _record(cost, f"sum without (component) ({spent})"),
-        _record(tokens, f"sum without (model, kind) ({served})\nor\n0 * {cost}"),
-        _record(
-            api,
-            f"(\n  sum without (model) ({priced})\n  or\n  0 * {cost}\n)\n{UNLESS_PRICE_MISSING}",
-        ),
+        _record(cost, spent),
+        _record(tokens, f"{served}\nor\n0 * {cost}"),
+        _record(api, f"(\n  {priced}\n  or\n  0 * {cost}\n)\n{UNLESS_PRICE_MISSING}"),
         _record(
             f"instance:llmcost_cost_per_million_tokens:ratio_rate{window}",
             f"{cost} / {tokens} * 1e6",
@@ -160,6 +154,62 @@ def _instance_rates(window: str, *, from_breakdown: bool) -> list[dict[str, str]
             f"instance:llmcost_breakeven_utilization:ratio_rate{window}", f"{utilization} * {ratio}"
         ),
     ]
+
+
+def _live_rates(window: str) -> list[dict[str, str]]:
+    """The dashboards' window: each node's rates sum the window's recorded breakdown
+    (`_breakdown_bases`), so each raw counter is read once per cycle."""
+    return _instance_rates(
+        window,
+        f"sum without (component) (instance_component:llmcost_cost:rate{window})",
+        f"sum without (model, kind) (instance_model_kind:llmcost_tokens:rate{window})",
+        f"sum without (model) (instance_model:llmcost_api_equivalent_cost:rate{window})",
+    )
+
+
+GPU_UTILIZATION = "llmcost_gpu_selected_utilization_ratio"
+
+
+def _steps(step: str) -> list[dict[str, str]]:
+    """Each node's rates and GPU utilization over the last `step`, recorded once per
+    `step`: what the longer windows average, so that they read a few samples a node
+    instead of every raw sample of every series."""
+    return [
+        _record(
+            f"instance:llmcost_cost:rate{step}_step",
+            f"sum without (component) (rate(llmcost_cost_total[{step}]))",
+        ),
+        _record(
+            f"instance:llmcost_tokens:rate{step}_step",
+            f"sum without (model, kind) (rate(llmcost_tokens_total[{step}]))",
+        ),
+        _record(
+            f"instance:llmcost_api_equivalent_cost:rate{step}_step",
+            f"sum without (model) (rate(llmcost_api_equivalent_cost_total[{step}]))",
+        ),
+        _record(
+            f"instance:{GPU_UTILIZATION}:avg{step}_step",
+            f"avg without (gpu, uuid, source) (avg_over_time({GPU_UTILIZATION}[{step}]))",
+        ),
+    ]
+
+
+def _long_rates(window: str, step: str) -> list[dict[str, str]]:
+    """A longer window's figures: the average of the rates recorded every `step`."""
+
+    def average(name: str) -> str:
+        return f"avg_over_time(instance:llmcost_{name}:rate{step}_step[{window}])"
+
+    return _instance_rates(
+        window, average("cost"), average("tokens"), average("api_equivalent_cost")
+    )
+
+
+def _long_gpu_utilization(window: str, step: str) -> dict[str, str]:
+    return _record(
+        f"instance:{GPU_UTILIZATION}:avg{window}",
+        f"avg_over_time(instance:{GPU_UTILIZATION}:avg{step}_step[{window}])",
+    )
 
 
 def _breakdown_bases(window: str) -> list[dict[str, str]]:
@@ -315,12 +365,17 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
         '  or on (job, instance)\n  llmcost_capacity_tokens_per_second{source="learned"}\n)',
     )
     rates = [capacity, *_breakdown_bases(params.rate_window)]
-    for window in params.rate_windows:
-        rates += _instance_rates(window, from_breakdown=window == params.rate_window)
+    rates += _live_rates(params.rate_window)
     rates += _breakdown_rates(params.rate_window)
+    step = params.window_step
+    windows = _steps(step)
+    for window in params.long_windows:
+        windows += _long_rates(window, step)
+    windows.append(_long_gpu_utilization(params.gpu_utilization_window, step))
     return {
         "groups": [
             {"name": "llmcost-rates", "rules": rates},
+            {"name": "llmcost-windows", "interval": step, "rules": windows},
             {
                 "name": "llmcost-hourly",
                 "interval": "1h",
@@ -348,27 +403,55 @@ def _node_figures(names: list[str]) -> str:
     return f"{{{{ {FIGURES} := printf `{selector}` $labels.job $labels.instance | query }}}}"
 
 
-def _value_of(name: str, series: str, no_tokens: str, fmt: str = "%.2f") -> str:
-    """A template snippet printing `series` from `$figures` (see `_node_figures`), kept
-    in the variable `name`: NaN (a ratio over no tokens) reads "n/a (no tokens)", no
-    series reads "unknown".
+NO_TOKENS = "n/a (no tokens)"
 
-    MetricsQL returns no NaN sample at all, so where `series` is missing the snippet
-    asks `no_tokens == 0`, the input that is 0 exactly when `series` is NaN for lack of
-    tokens: on VictoriaMetrics as on Prometheus such a figure reads "n/a (no tokens)".
+
+@dataclass(frozen=True)
+class _Shown:
+    """A figure a description prints: the template variable it is kept in, its series,
+    the input that is 0 exactly when the series is NaN for lack of tokens, and its format."""
+
+    var: str
+    series: str
+    no_tokens: str
+    fmt: str = "%.2f"
+
+
+def _values_of(shown: list[_Shown]) -> str:
+    """A template snippet setting each figure's variable from `$figures` (see
+    `_node_figures`) in two passes over it, however many figures there are: NaN (a
+    ratio over no tokens) reads "n/a (no tokens)", no series reads "unknown".
+
+    MetricsQL returns no NaN sample at all, so the first pass marks "n/a (no tokens)"
+    where a figure's `no_tokens` input is 0, and the second prints the figures there
+    are over it: on VictoriaMetrics as on Prometheus such a figure reads the same.
+    Each active alert expands its annotations at every evaluation, so the snippet is
+    kept short: its length is most of what an alert costs.
     """
-    var = f"${name}"
-    each = f"{{{{ range {FIGURES} }}}}"
-    is_ = 'eq (label "__name__" .)'
-    return (
-        f'{{{{ {var} := "unknown" }}}}'
-        f'{each}{{{{ if and ({is_} "{no_tokens}") (eq (value .) 0.0) }}}}'
-        f'{{{{ {var} = "n/a (no tokens)" }}}}{{{{ end }}}}{{{{ end }}}}'
-        f'{each}{{{{ if {is_} "{series}" }}}}{{{{ $v := value . }}}}'
-        f'{{{{ if eq $v $v }}}}{{{{ {var} = printf "{fmt}" $v }}}}'
-        f'{{{{ else }}}}{{{{ {var} = "n/a (no tokens)" }}}}{{{{ end }}}}{{{{ end }}}}{{{{ end }}}}'
-        f"{{{{ {var} }}}}"
+    name = 'label "__name__" .'
+    out = "".join(f'{{{{ ${f.var} := "unknown" }}}}' for f in shown)
+    guards = ""
+    for i, guard in enumerate(dict.fromkeys(f.no_tokens for f in shown)):
+        marks = "".join(
+            f'{{{{ ${f.var} = "{NO_TOKENS}" }}}}' for f in shown if f.no_tokens == guard
+        )
+        guards += f'{{{{ {"if" if i == 0 else "else if"} eq $n "{guard}" }}}}{marks}'
+    out += (
+        f"{{{{ range {FIGURES} }}}}{{{{ if eq (value .) 0.0 }}}}{{{{ $n := {name} }}}}"
+        f"{guards}{{{{ end }}}}{{{{ end }}}}{{{{ end }}}}"
     )
+    assigns = ""
+    for i, f in enumerate(shown):
+        keyword = "if" if i == 0 else "else if"
+        assigns += (
+            f'{{{{ {keyword} eq $n "{f.series}" }}}}{{{{ ${f.var} = "{NO_TOKENS}" }}}}'
+            f'{{{{ if eq $v $v }}}}{{{{ ${f.var} = printf "{f.fmt}" $v }}}}{{{{ end }}}}'
+        )
+    out += (
+        f"{{{{ range {FIGURES} }}}}{{{{ $n := {name} }}}}{{{{ $v := value . }}}}"
+        f"{assigns}{{{{ end }}}}{{{{ end }}}}"
+    )
+    return out
 
 
 def _alert(
@@ -404,10 +487,14 @@ def _breakeven_alert(params: RuleParams, name: str, window: str, duration: str, 
     figures = _node_figures(
         [cost_per_million, api_per_million, utilization_series, breakeven_series, tokens, capacity]
     )
-    per_million = _value_of("cost", cost_per_million, tokens)
-    api = _value_of("api", api_per_million, tokens)
-    utilization = _value_of("utilization", utilization_series, capacity, "%.3f")
-    breakeven = _value_of("breakeven", breakeven_series, utilization_series, "%.3f")
+    values = _values_of(
+        [
+            _Shown("cost", cost_per_million, tokens),
+            _Shown("api", api_per_million, tokens),
+            _Shown("utilization", utilization_series, capacity, "%.3f"),
+            _Shown("breakeven", breakeven_series, utilization_series, "%.3f"),
+        ]
+    )
     return _alert(
         params,
         name,
@@ -415,10 +502,10 @@ def _breakeven_alert(params: RuleParams, name: str, window: str, duration: str, 
         duration,
         severity,
         f"{{{{ $labels.instance }}}} cost more than the API over the last {window}",
-        f'{figures}Over the last {window} this node spent {{{{ $value | printf "%.2f" }}}}x what '
-        f"the API would have charged for the same tokens: {per_million} per 1M tokens against "
-        f"{api} on the API. Throughput utilization {utilization} against a break-even utilization "
-        f"of {breakeven}.",
+        f"{figures}{values}Over the last {window} this node spent "
+        '{{ $value | printf "%.2f" }}x what the API would have charged for the same tokens: '
+        "{{ $cost }} per 1M tokens against {{ $api }} on the API. Throughput utilization "
+        "{{ $utilization }} against a break-even utilization of {{ $breakeven }}.",
         name.lower(),
     )
 
@@ -444,9 +531,7 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
         _alert(
             params,
             "LLMCostGpuUtilizationLow",
-            "avg without (gpu, uuid, source) (\n  avg_over_time("
-            f"llmcost_gpu_selected_utilization_ratio[{params.gpu_utilization_window}])\n"
-            f") < {threshold}",
+            f"instance:{GPU_UTILIZATION}:avg{params.gpu_utilization_window} < {threshold}",
             params.gpu_utilization_for,
             "warning",
             f"{{{{ $labels.instance }}}} GPUs under {params.gpu_utilization_threshold:.0%} busy",
@@ -601,7 +686,7 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
     ]
     return {
         "groups": [
-            {"name": "llmcost-economics", "rules": economics},
+            {"name": "llmcost-economics", "interval": params.window_step, "rules": economics},
             {"name": "llmcost-health", "rules": health},
         ]
     }

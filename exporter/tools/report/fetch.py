@@ -12,6 +12,7 @@ closed or half-open.
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,13 +66,20 @@ class Table:
     keeps: tuple[str, ...]
     rows: dict[RowKey, dict[int, float]] = field(default_factory=dict)
 
-    def add(self, labels: Labels, hour: int, value: float, combine: str) -> None:
+    def add(self, labels: Labels, hourly: Iterable[tuple[int, float]], combine: str) -> None:
+        """One series' values by hour index, onto its row (a fleet's month is millions
+        of values: the row is found once per series, not per value)."""
         key = (node_key(labels), tuple(labels.get(k, "") for k in self.keeps))
         row = self.rows.setdefault(key, {})
-        if combine == "sum" and hour in row:
-            row[hour] += value
-        else:
-            row[hour] = value
+        if combine == "last" or not row:
+            row.update(hourly)
+            return
+        merge = COMBINE[combine]
+        for hour, value in hourly:
+            row[hour] = merge(row[hour], value) if hour in row else value
+
+
+COMBINE: dict[str, Callable[[float, float], float]] = {"sum": operator.add, "max": max}
 
 
 @dataclass(frozen=True)
@@ -259,11 +267,9 @@ def fetch(
             while len(pending) < QUERIES_IN_FLIGHT and (query := next(asked, None)):
                 pending.append(pool.submit(ask, query))
             answer = pending.popleft().result()
+            table = tables[figure.name]
             for labels, samples in answer:
-                for ts, value in samples:
-                    hour = period.hour_of_sample(ts)
-                    if hour is not None and chunk_start < ts <= chunk_end:
-                        tables[figure.name].add(labels, hour, value, figure.combine)
+                table.add(labels, period.hourly(samples, chunk_start, chunk_end), figure.combine)
             if progress:
                 day = period.hour_start((chunk_start - HALF_HOUR - period.start_epoch) // HOUR)
                 progress(done, len(queries), f"{day:%Y-%m-%d} {figure.name}")

@@ -33,7 +33,7 @@ PROJECTED = "llmcost_projected_"
 MIN_SAMPLES = 2  # scrapes in an hour for it to count as observed
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     """What one hour added up to, for a node, a model or the whole selection."""
 
@@ -87,42 +87,54 @@ def _cell(cells: Cells, hour: int) -> Cell:
 
 
 def build_ledger(tables: dict[str, Table], unpriced: Iterable[str], by_model: bool) -> Ledger:
-    """Spread every hourly figure over the node, model and selection it belongs to."""
+    """Spread every hourly figure over the node, model and selection it belongs to.
+
+    A fleet's month is millions of values: each row finds its node's and model's
+    cells once, and each value is added to its three cells in the order of the rows.
+    """
     unpriced = set(unpriced)
     ledger = Ledger()
     for (node, (model,)), hours in tables["spend"].rows.items():
+        priced = model not in unpriced
+        maps = _cell_maps(ledger, node, model)
         for hour, value in hours.items():
-            for cell in _cells_of(ledger, node, model, hour):
+            for cells in maps:
+                cell = cells.get(hour) or _cell(cells, hour)
                 cell.spend += value
-                if model not in unpriced:
+                if priced:
                     cell.priced_spend += value
     covered = {node: set(cells) for node, cells in ledger.nodes.items()}
+    by_kind = ledger.tokens_by_kind
     for (node, (model, kind)), hours in tables["tokens"].rows.items():
+        priced = model not in unpriced
+        seen = covered.get(node, set())
+        maps = _cell_maps(ledger, node, model)
         for hour, value in hours.items():
-            if hour not in covered.get(node, ()):
+            if hour not in seen:
                 continue
-            ledger.tokens_by_kind[kind] = ledger.tokens_by_kind.get(kind, 0.0) + value
-            for cell in _cells_of(ledger, node, model, hour):
+            by_kind[kind] = by_kind.get(kind, 0.0) + value
+            for cells in maps:
+                cell = cells.get(hour) or _cell(cells, hour)
                 cell.tokens += value
-                if model not in unpriced:
+                if priced:
                     cell.priced_tokens += value
     for (node, (model,)), hours in tables["api_equivalent"].rows.items():
         if model in unpriced:
             continue
+        seen = covered.get(node, set())
+        maps = _cell_maps(ledger, node, model)
         for hour, value in hours.items():
-            if hour in covered.get(node, ()):
-                for cell in _cells_of(ledger, node, model, hour):
-                    cell.api += value
+            if hour in seen:
+                for cells in maps:
+                    (cells.get(hour) or _cell(cells, hour)).api += value
     _add_capacity(ledger, tables, by_model)
     return ledger
 
 
-def _cells_of(ledger: Ledger, node: NodeKey, model: str, hour: int) -> tuple[Cell, ...]:
-    return (
-        _cell(ledger.fleet, hour),
-        _cell(ledger.nodes.setdefault(node, {}), hour),
-        _cell(ledger.models.setdefault(model, {}), hour),
-    )
+def _cell_maps(ledger: Ledger, node: NodeKey, model: str) -> tuple[Cells, Cells, Cells]:
+    """The hourly cells a value of ``node`` and ``model`` adds to: the selection's, the
+    node's and the model's."""
+    return ledger.fleet, ledger.nodes.setdefault(node, {}), ledger.models.setdefault(model, {})
 
 
 def _add_capacity(ledger: Ledger, tables: dict[str, Table], by_model: bool) -> None:

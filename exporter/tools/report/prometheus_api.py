@@ -80,7 +80,7 @@ class PrometheusClient:
         if kind == "vector":
             return [(r["metric"], [_sample(r["value"])]) for r in result]
         if kind == "matrix":
-            return [(r["metric"], [_sample(v) for v in r["values"]]) for r in result]
+            return [(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in result]
         if kind == "scalar":
             return [({}, [_sample(result)])]
         raise PrometheusError(f"Prometheus at {self.url} sent an unexpected {kind!r} result")
