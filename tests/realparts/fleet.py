@@ -136,7 +136,10 @@ class _Handler(QuietHandler):
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a scraper stopped mid-answer: its next scrape asks again
 
 
 class FleetServer(LoopbackHttp):
