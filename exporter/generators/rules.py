@@ -54,6 +54,9 @@ class RuleParams:
     """How long a node that pushed may stay silent before LLMCostExporterSilent."""
     rate_window: str = "5m"
     """Window of the rates the dashboards read."""
+    aggregate_interval: str = "1m"
+    """How often the fleet's per-model and per-cluster figures are recorded (the group
+    llmcost-aggregates): as often as a global Prometheus federates them."""
     window_step: str = "5m"
     """The longer windows (the break-even and GPU utilization alerts') average rates
     recorded once per step, and their alerts are evaluated as often: a fleet's raw
@@ -83,7 +86,9 @@ class RuleParams:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if item.name.endswith(("_window", "_for", "_step")) and not _DURATION.match(str(value)):
+            if item.name.endswith(
+                ("_window", "_for", "_step", "_interval")
+            ) and not _DURATION.match(str(value)):
                 raise ValueError(f"{item.name}: {value!r} is not a Prometheus duration")
         if not 0 < self.gpu_utilization_threshold <= 1:
             raise ValueError("gpu_utilization_threshold: must be in (0, 1]")
@@ -233,13 +238,20 @@ def _breakdown_bases(window: str) -> list[dict[str, str]]:
     ]
 
 
-def _breakdown_rates(window: str) -> list[dict[str, str]]:
-    """Per-node splits and per-model and fleet figures the dashboards read."""
+def _node_splits(window: str) -> list[dict[str, str]]:
+    """A node's tokens by kind and by model, which the dashboards read."""
     served = f"instance_model_kind:llmcost_tokens:rate{window}"
-    rules = [
+    return [
         _record(f"instance_kind:llmcost_tokens:rate{window}", f"sum without (model) ({served})"),
         _record(f"instance_model:llmcost_tokens:rate{window}", f"sum without (kind) ({served})"),
     ]
+
+
+def _aggregates(window: str) -> list[dict[str, str]]:
+    """Each model's figures on a node, and the per-model and per-cluster figures of the
+    fleet: for queries of your own and for federation (the dashboards compute theirs
+    from the node figures, through their variables)."""
+    rules: list[dict[str, str]] = []
     for level, by, source in (
         ("instance_model", None, "instance_model"),
         ("model", "cluster, model", "instance_model"),
@@ -366,7 +378,7 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
     )
     rates = [capacity, *_breakdown_bases(params.rate_window)]
     rates += _live_rates(params.rate_window)
-    rates += _breakdown_rates(params.rate_window)
+    rates += _node_splits(params.rate_window)
     step = params.window_step
     windows = _steps(step)
     for window in params.long_windows:
@@ -375,6 +387,11 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "llmcost-rates", "rules": rates},
+            {
+                "name": "llmcost-aggregates",
+                "interval": params.aggregate_interval,
+                "rules": _aggregates(params.rate_window),
+            },
             {"name": "llmcost-windows", "interval": step, "rules": windows},
             {
                 "name": "llmcost-hourly",
@@ -425,8 +442,8 @@ def _values_of(shown: list[_Shown]) -> str:
     MetricsQL returns no NaN sample at all, so the first pass marks "n/a (no tokens)"
     where a figure's `no_tokens` input is 0, and the second prints the figures there
     are over it: on VictoriaMetrics as on Prometheus such a figure reads the same.
-    Each active alert expands its annotations at every evaluation, so the snippet is
-    kept short: its length is most of what an alert costs.
+    Each active alert expands its annotations at every evaluation: two passes over
+    the figures cost less than two per figure.
     """
     name = 'label "__name__" .'
     out = "".join(f'{{{{ ${f.var} := "unknown" }}}}' for f in shown)

@@ -49,28 +49,28 @@ class HistoricalPrometheusServer(PrometheusServer):
     def flags(self) -> list[str]:
         return [*super().flags(), f"--storage.tsdb.retention.time={self.retention}"]
 
-    def wait_for_compaction(self, quiet: float = 20.0) -> int:
+    def wait_for_compaction(self) -> int:
         """Wait until Prometheus has merged the backfilled 2h blocks, as a server holding
         a month has long done; return the number of blocks left.
 
-        Its compactor first runs a minute after start, and then merges until nothing
-        is left to merge; done is that minute past and the block count still for
-        ``quiet`` seconds.
+        Its compactor runs a minute after start and merges until nothing is left to
+        merge; the next run is triggered only once that one is over, so two runs
+        triggered mean the first pass is done.
         """
-        first_pass = time.monotonic() + 65.0
-        last, since = -1, time.monotonic()
         while True:
             page = urllib.request.urlopen(f"{self.url}/metrics", timeout=scaled(30)).read()
-            blocks = next(
-                int(float(line.split()[-1]))
+            values = {
+                line.split()[0]: float(line.split()[-1])
                 for line in page.decode().splitlines()
-                if line.startswith("prometheus_tsdb_blocks_loaded ")
-            )
-            now = time.monotonic()
-            if blocks != last:
-                last, since = blocks, now
-            if now >= first_pass and now - since >= quiet:
-                return blocks
+                if line.startswith(
+                    (
+                        "prometheus_tsdb_blocks_loaded ",
+                        "prometheus_tsdb_compactions_triggered_total ",
+                    )
+                )
+            }
+            if values.get("prometheus_tsdb_compactions_triggered_total", 0) >= 2:
+                return int(values["prometheus_tsdb_blocks_loaded"])
             time.sleep(2.0)
 
 

@@ -20,6 +20,7 @@ its CPU apart from everything else::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
 import sys
@@ -136,10 +137,9 @@ class _Handler(QuietHandler):
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        try:
+        # A scraper that stopped mid-answer asks again at its next scrape.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # a scraper stopped mid-answer: its next scrape asks again
 
 
 class FleetServer(LoopbackHttp):
