@@ -101,9 +101,13 @@ def test_advanced_page_is_what_the_exporter_computes(fleet: tuple[Fleet, FleetSe
 
 def _rules_file(directory: Path) -> Path:
     params = params_with({"rate_window": WINDOW})
-    groups = [g for g in recording_rules(params)["groups"] if g["name"] == "llmcost-rates"]
-    # Only the rules of the short window: the 6h and 24h ones need hours of data.
-    groups[0]["rules"] = [r for r in groups[0]["rules"] if WINDOW in r["record"]]
+    # Only the rules of the short window (the 6h and 24h ones need hours of data), each
+    # group at the test's evaluation interval.
+    groups = [
+        {"name": g["name"], "rules": [r for r in g["rules"] if WINDOW in r["record"]]}
+        for g in recording_rules(params)["groups"]
+        if g["name"] in ("llmcost-rates", "llmcost-aggregates")
+    ]
     path = directory / "rules.yml"
     path.write_text(json.dumps({"groups": groups}))
     return path
