@@ -102,11 +102,10 @@ DIFFERENCES: dict[tuple[str, str, str], str] = {
 """(test file, case name, expectation) -> why VictoriaMetrics cannot agree; the
 expectation is `<alertname>@<eval_time>` or `<expr>@<eval_time>`."""
 
-WHOLE_WINDOW = (
-    "the 6h figures average the 5m rates recorded in the window: promtool 2.42 counts the "
-    "one recorded exactly 6h before too, over [t-6h-5m, t], where VictoriaMetrics averages "
-    "exactly [t-6h, t]: for gpu-a 180m at 1000 tok/s and 180m at 500"
-)
+# The 6h and 24h figures average the 5m rates recorded in the window: promtool 2.42
+# counts the one recorded exactly a window before too (over [t-6h-5m, t]), where
+# VictoriaMetrics averages exactly [t-6h, t]. Where that changes an expectation, these
+# give VictoriaMetrics' own, by instance; the other samples are as promtool expects.
 ON_VICTORIA: dict[tuple[str, str, str], dict[str, float]] = {
     ("recording-rules.test.yml", "Fleet with a cluster label (eu, us) at 24h", f"{expr}@1440m"): {
         "gpu-a:9478": value
@@ -120,41 +119,41 @@ ON_VICTORIA: dict[tuple[str, str, str], dict[str, float]] = {
     )
 }
 """(test file, case name, expectation) -> the values VictoriaMetrics must give instead,
-by instance (WHOLE_WINDOW says why); the other samples are as promtool expects."""
+by instance; for gpu-a 180m at 1000 tok/s and 180m at 500."""
 
 _BREAKEVEN = (
     "Over the last {window} this node spent {ratio}x what the API would have charged for the "
     "same tokens: {ratio} per 1M tokens against 1.00 on the API. Throughput utilization "
     "{utilization} against a break-even utilization of 0.500."
 )
-DESCRIPTIONS_ON_VICTORIA: dict[tuple[str, str, str], str] = {
+DESCRIPTIONS_ON_VICTORIA: dict[tuple[str, str, str], dict[str, str]] = {
     # 6h at 495m: spend $21.60, API 0.072*225 + 0.03*135 = $20.25 for 20.25M tokens.
     (
         "economics.test.yml",
         "LLMCostBelowBreakEvenWarning fires when traffic falls below break-even; "
         "a profitable node stays silent",
         "LLMCostBelowBreakEvenWarning@495m",
-    ): _BREAKEVEN.format(window="6h", ratio="1.07", utilization="0.469"),
+    ): {"gpu-a:9478": _BREAKEVEN.format(window="6h", ratio="1.07", utilization="0.469")},
     # 24h at 1635m: spend $86.40, API 0.063*1245 + 0.03*195 = $84.285 for 84.285M tokens.
     (
         "breakeven-page.test.yml",
         "LLMCostBelowBreakEven fires when traffic falls below break-even; "
         "a profitable node stays silent",
         "LLMCostBelowBreakEven@1635m",
-    ): _BREAKEVEN.format(window="24h", ratio="1.03", utilization="0.488"),
+    ): {"gpu-a:9478": _BREAKEVEN.format(window="24h", ratio="1.03", utilization="0.488")},
     # The 72 averages of 5 samples in (t-6h, t] at 575m: 29 at 0.9, 43 at 0.3.
     (
         "economics.test.yml",
         "LLMCostGpuUtilizationLow fires on the node average over 6h, not on one idle GPU",
         "LLMCostGpuUtilizationLow@575m",
-    ): (
-        "The node's GPUs averaged 54.17% utilization over the last 6h (threshold 60%; SM "
-        "activity where the GPU reports it, else busy time, as "
+    ): {
+        "gpu-a:9478": "The node's GPUs averaged 54.17% utilization over the last 6h "
+        "(threshold 60%; SM activity where the GPU reports it, else busy time, as "
         "llmcost_gpu_selected_utilization_ratio's source label says)."
-    ),
+    },
 }
-"""(test file, case name, alert@eval_time) -> the description VictoriaMetrics renders
-for gpu-a instead (WHOLE_WINDOW says why)."""
+"""(test file, case name, alert@eval_time) -> the descriptions VictoriaMetrics renders
+instead, by instance (see ON_VICTORIA)."""
 
 
 # --- the cases -----------------------------------------------------------------------
@@ -588,11 +587,12 @@ def test_live_vmalert_annotates_alerts_as_promtool_expects(
                 for a in test["exp_alerts"]
             }
             instead = DESCRIPTIONS_ON_VICTORIA.get(
-                (case.file, case.name, f"{test['alertname']}@{test['eval_time']}")
+                (case.file, case.name, f"{test['alertname']}@{test['eval_time']}"), {}
             )
             for key, annotations in expected.items():
-                if instead and dict(key).get("instance") == "gpu-a:9478":
-                    expected[key] = {**annotations, "description": instead}
+                if dict(key).get("instance") in instead:
+                    description = instead[dict(key)["instance"]]
+                    expected[key] = {**annotations, "description": description}
 
             def firing() -> dict[tuple, dict[str, str]] | None:
                 found = {

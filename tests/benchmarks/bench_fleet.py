@@ -72,9 +72,11 @@ from test_dashboards_prometheus import (  # noqa: E402
     substitute,
 )
 
+from llm_cost_exporter.config import parse_duration  # noqa: E402
 from llm_cost_exporter.generators.dashboards import render_dashboards  # noqa: E402
 from llm_cost_exporter.generators.rules import (  # noqa: E402
     RuleParams,
+    alerting_rules,
     params_with,
     recording_rules,
     render,
@@ -89,8 +91,15 @@ from llm_cost_exporter.tools.report.selection import Selection  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SCRAPE = 15
 DEPLOYED = RuleParams()
-STEP_SECONDS = 300
+STEP_SECONDS = parse_duration(DEPLOYED.window_step, "window_step")
 """The committed rules' window_step: how often llmcost-windows and llmcost-economics run."""
+DEPLOYED_INTERVALS = {
+    group["name"]: parse_duration(group["interval"], group["name"])
+    for rules in (recording_rules(DEPLOYED), alerting_rules(DEPLOYED))
+    for group in rules["groups"]
+    if "interval" in group
+}
+"""Each group with an interval of its own, in seconds; the others run every SCRAPE."""
 MEASURED_STEP = 60
 """The window_step of the rules measured live: the groups that run every 5m as deployed
 are evaluated every minute here, to time several evaluations in minutes. An evaluation
@@ -244,9 +253,7 @@ def rule_files(work: Path) -> list[Path]:
 
 def deployed_interval(group: str) -> float:
     """Seconds between two evaluations of `group` as the committed rules run it."""
-    if group in ("llmcost-windows", "llmcost-economics"):
-        return STEP_SECONDS
-    return 60 if group == "llmcost-aggregates" else SCRAPE
+    return DEPLOYED_INTERVALS.get(group, SCRAPE)
 
 
 def _rule_groups(prometheus: PrometheusServer) -> dict[str, tuple[str, float]]:
@@ -399,7 +406,7 @@ def steps_of_a_day(nodes: int, end: int) -> Iterator[str]:
         yield f"# TYPE {name} gauge"
         for i in range(nodes):
             labels = f'job="llm-cost",instance="gpu-node-{i:04d}:9478"'
-            for k in range(86400 // STEP_SECONDS + 1):
+            for k in range(86400 // int(STEP_SECONDS) + 1):
                 t = end - 86400 + k * STEP_SECONDS
                 yield f"{name}{{{labels}}} {0.5 + 0.4 * ((i + k) % 7) / 7} {t}"
     yield "# EOF"

@@ -63,14 +63,14 @@ class Period:
         the hour just ended; a recording rule evaluated at 10:12 (window
         09:12-10:12) describes 09:00-10:00, off by 12 minutes rather than 48.
         """
-        index = math.floor((timestamp - HALF_HOUR - self.start_epoch) / HOUR)
-        return index if 0 <= index < self.hours else None
+        placed = self.hourly([(timestamp, 0.0)], -math.inf, math.inf)
+        return placed[0][0] if placed else None
 
     def hourly(
         self, samples: Iterable[tuple[float, float]], after: float, until: float
     ) -> list[tuple[int, float]]:
         """``(hour, value)`` of each sample stamped in ``(after, until]`` whose hour is in
-        the period, placed as :meth:`hour_of_sample` does; one pass, for a fleet's month."""
+        the period, placed as :meth:`hour_of_sample` says; one pass, for a fleet's month."""
         base, hours = self.start_epoch + HALF_HOUR, self.hours
         return [
             (hour, value)
