@@ -16,6 +16,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 import yaml
 
@@ -349,12 +351,25 @@ def _print_systemd_unit(exec_path: str | None) -> int:
     return 0
 
 
+class StartInterrupted(KeyboardInterrupt):
+    """A SIGTERM that arrived before the event loop took SIGTERM over.
+
+    Not a plain KeyboardInterrupt: CPython run with `-m` exits by SIGINT after a plain
+    one raised inside exec() or eval(), even once caught, and modules run both while
+    they import (dataclasses, namedtuples).
+    """
+
+
+def interrupt_start(signum: int, frame: FrameType | None) -> NoReturn:
+    raise StartInterrupted
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     # Until the event loop takes SIGTERM over, it interrupts the start like Ctrl-C; as
     # a container's PID 1 it would otherwise be ignored until the stop's grace ran out.
     # Set inside the suppress, so a SIGTERM right after it is one too.
     with contextlib.suppress(KeyboardInterrupt):
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, interrupt_start)
         return _start_daemon(args)
     return 0
 

@@ -536,6 +536,32 @@ def test_sigterm_while_nvml_init_hangs_stops_the_daemon_cleanly(node: GpuNode) -
     assert "Traceback" not in text and "listening on" not in text
 
 
+PROBE = """
+import contextlib, os, signal
+from llm_cost_exporter import cli
+
+with contextlib.suppress(KeyboardInterrupt):
+    signal.signal(signal.SIGTERM, {handler})
+    exec("os.kill(os.getpid(), signal.SIGTERM)\\nwhile True: pass")
+"""
+
+
+@pytest.mark.parametrize(
+    ("handler", "returncode"),
+    [("cli.interrupt_start", 0), ("signal.default_int_handler", -signal.SIGINT)],
+)
+def test_a_sigterm_inside_exec_during_the_start_still_exits_0(
+    tmp_path: Path, handler: str, returncode: int
+) -> None:
+    """Modules exec() code while they import; a stop that lands there exits 0. With a
+    plain KeyboardInterrupt (the second case) `python -m` would die by SIGINT instead."""
+    (tmp_path / "probe.py").write_text(PROBE.format(handler=handler))
+    result = subprocess.run(
+        [sys.executable, "-m", "probe"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (result.returncode, result.stderr) == (returncode, "")
+
+
 def engines_on(*claims: list[int | str] | None) -> list[dict[str, Any]]:
     engines = []
     for gpus in claims:
