@@ -49,7 +49,7 @@ from llm_cost_exporter.generators.dashboards import (
     Histogram,
     render_dashboards,
 )
-from llm_cost_exporter.generators.rules import RECORDING_FILE, RuleParams, render
+from llm_cost_exporter.generators.rules import RECORDING_FILE, params_with, render
 
 pytestmark = pytest.mark.realparts
 
@@ -130,7 +130,8 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     ]
     FakeNvmlState(gpus).write(state_path)
     rules = workdir / RECORDING_FILE
-    rules.write_text(render(RuleParams())[RECORDING_FILE])
+    # The breakdowns at every evaluation too, as the test holds seconds of data.
+    rules.write_text(render(params_with({"aggregate_interval": "1s"}))[RECORDING_FILE])
     simulator = SimulatorProcess(
         workdir,
         "--engines", str(len(ENGINES)),

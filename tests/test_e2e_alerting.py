@@ -39,6 +39,7 @@ SHORT = {
     "breakeven_warn_for": f"{WARN_FOR}s",
     "window_step": "2s",  # two scrapes
     "exporter_down_for": "2s",
+    "health_interval": "1s",
 }
 CAPACITY = 2000.0
 BUSY, QUIET = 0.8, 0.05

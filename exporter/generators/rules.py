@@ -55,8 +55,10 @@ class RuleParams:
     rate_window: str = "5m"
     """Window of the rates the dashboards read."""
     aggregate_interval: str = "1m"
-    """How often the fleet's per-model and per-cluster figures are recorded (the group
-    llmcost-aggregates): as often as a global Prometheus federates them."""
+    """How often each node's breakdowns (by component, model and kind) and the fleet's
+    per-model and per-cluster figures are recorded (the group llmcost-aggregates): as
+    often as a global Prometheus federates them. A node's own totals and the ratios the
+    alerts read are recorded at every evaluation."""
     window_step: str = "5m"
     """The longer windows (the break-even and GPU utilization alerts') average rates
     recorded once per step, and their alerts are evaluated as often: a fleet's raw
@@ -69,6 +71,9 @@ class RuleParams:
     gpu_utilization_threshold: float = 0.6
     gpu_utilization_window: str = "6h"
     gpu_utilization_for: str = "30m"
+    health_interval: str = "1m"
+    """How often the health alerts (llmcost-health) are evaluated: each waits 5m or more
+    before it fires, so a minute is a fifth of its wait at most."""
     exporter_down_for: str = "5m"
     exporter_absent_for: str = "15m"
     engine_down_for: str = "5m"
@@ -162,13 +167,13 @@ def _instance_rates(window: str, spent: str, served: str, priced: str) -> list[d
 
 
 def _live_rates(window: str) -> list[dict[str, str]]:
-    """The dashboards' window: each node's rates sum the window's recorded breakdown
-    (`_breakdown_bases`), so each raw counter is read once per cycle."""
+    """The dashboards' window, at every evaluation: each node's totals straight from its
+    counters, which records one series a node where the breakdowns record dozens."""
     return _instance_rates(
         window,
-        f"sum without (component) (instance_component:llmcost_cost:rate{window})",
-        f"sum without (model, kind) (instance_model_kind:llmcost_tokens:rate{window})",
-        f"sum without (model) (instance_model:llmcost_api_equivalent_cost:rate{window})",
+        f"sum without (component) (rate(llmcost_cost_total[{window}]))",
+        f"sum without (model, kind) (rate(llmcost_tokens_total[{window}]))",
+        f"sum without (model) (rate(llmcost_api_equivalent_cost_total[{window}]))",
     )
 
 
@@ -218,8 +223,8 @@ def _long_gpu_utilization(window: str, step: str) -> dict[str, str]:
 
 
 def _breakdown_bases(window: str) -> list[dict[str, str]]:
-    """The only rules of `window` that read the raw counters; every other figure of the
-    window sums these, so a fleet's counters are decoded once per evaluation."""
+    """Each node's rates by component, model and kind: the breakdowns the dashboards and
+    the aggregates read, each counter decoded once per evaluation of its group."""
     return [
         _record(
             f"instance_component:llmcost_cost:rate{window}", f"rate(llmcost_cost_total[{window}])"
@@ -376,9 +381,8 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
         'max without (source) (\n  llmcost_capacity_tokens_per_second{source="configured"}\n'
         '  or on (job, instance)\n  llmcost_capacity_tokens_per_second{source="learned"}\n)',
     )
-    rates = [capacity, *_breakdown_bases(params.rate_window)]
-    rates += _live_rates(params.rate_window)
-    rates += _node_splits(params.rate_window)
+    rates = [capacity, *_live_rates(params.rate_window)]
+    breakdowns = _breakdown_bases(params.rate_window) + _node_splits(params.rate_window)
     step = params.window_step
     windows = _steps(step)
     for window in params.long_windows:
@@ -390,7 +394,7 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
             {
                 "name": "llmcost-aggregates",
                 "interval": params.aggregate_interval,
-                "rules": _aggregates(params.rate_window),
+                "rules": breakdowns + _aggregates(params.rate_window),
             },
             {"name": "llmcost-windows", "interval": step, "rules": windows},
             {
@@ -704,7 +708,7 @@ def alerting_rules(params: RuleParams) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "llmcost-economics", "interval": params.window_step, "rules": economics},
-            {"name": "llmcost-health", "rules": health},
+            {"name": "llmcost-health", "interval": params.health_interval, "rules": health},
         ]
     }
 
