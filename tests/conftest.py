@@ -79,6 +79,11 @@ REVIEW_RULES = (
     "instance_model:llmcost_cost:increase1h",
     "instance_model_kind:llmcost_tokens:increase1h",
     "instance_model:llmcost_api_equivalent_cost:increase1h",
+    "instance:llmcost_capacity_tokens_per_second:avg1h",
+    "instance_model:llmcost_capacity_tokens_per_second:avg1h",
+    "instance:llmcost_build_info:count_over_time1h",
+    "instance_model:llmcost_cost:resets1h",
+    "instance:llmcost_pricing_info:last_over_time1h",
 )
 
 

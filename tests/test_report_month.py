@@ -29,6 +29,7 @@ from realparts.auth_proxy import AuthProxy
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.synthetic_month import HOUR, KINDS, Truth, hour_truth
 from realparts.timeouts import scaled
+from realparts.victoria_metrics import VictoriaMetricsServer, find_victoria_metrics
 
 from llm_cost_exporter.cli import main
 from llm_cost_exporter.tools.report.findings import off_peak
@@ -261,12 +262,76 @@ def test_recording_rules_give_the_same_totals(october_rules: Run, month: tuple[s
     assert close(t["savings"], obs.api_equivalent_total - obs.spend, rel=0.01)
     assert abs(t["hours_compared"] - obs.hours) <= 1  # a window may straddle an outage edge
     assert abs(t["hours_below_breakeven"] - obs.hours_below_breakeven) <= 0.01 * obs.hours
+    # Capacity, coverage and restarts come from their own hourly rules.
+    assert close(t["utilization"], obs.tokens_total / (truth.capacity_tokens_per_hour * obs.hours))
     for component, spend in obs.spend_by_component.items():
         assert close(october_rules.figures["spend_by_component"][component]["spend"], spend)
-    # Coverage is read from the scrapes, so the outage is whole even where a rule
-    # window reaches into it.
+    # Coverage is read in the rules' hours, as the money is: the group runs minutes past
+    # the hour, so the hour whose window reaches past the outage's end is observed,
+    # with the money it holds.
     (gap,) = october_rules.json["gaps"]
-    assert gap["start"].endswith("T10:00:00+00:00") and gap["end"].endswith("T14:00:00+00:00")
+    assert gap["start"].endswith("T10:00:00+00:00")
+    assert gap["end"][11:] in ("13:00:00+00:00", "14:00:00+00:00")
+    kinds = {(e["kind"], e["node"], e["count"]) for e in october_rules.json["events"]}
+    assert kinds == {("exporter_restart", NODE, 1), ("engine_restart", NODE, 1)}
+
+
+RAW_RANGE = re.compile(r"\b(llmcost_[a-z_]+)(?:\{[^}]*\})?\[")
+"""A range over a raw series (recorded names hold a colon, so never match)."""
+
+
+def test_a_review_through_the_rules_reads_no_raw_range_but_engine_restarts(
+    capsys, tmp_path: Path, proxy: AuthProxy, backfilled_month: tuple[Any, Truth]
+) -> None:
+    """A fleet's month of raw samples is what makes a review slow; through the rules only
+    the engines' restart events, a few series that exist once an engine restarted, and
+    a gauge per hour are read raw."""
+    _, truth = backfilled_month
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    run = report(
+        capsys, tmp_path / "out", proxy.url, "--month", "2026-10", "--source", "rules",
+        "--quiet", "--prometheus.bearer-token-file", str(token),
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert close(run.figures["totals"]["spend"], truth.observable.spend)
+    ranges = {name for query in proxy.seen_queries for name in RAW_RANGE.findall(query)}
+    assert proxy.seen_queries and ranges == {"llmcost_engine_restarts_total"}
+
+
+def test_a_review_from_the_rules_alone_reports_in_the_exporters_currency(
+    capsys, tmp_path: Path
+) -> None:
+    """Once raw samples are gone, the currency comes from its hourly rule too: a euro
+    fleet's review says EUR, not the USD a review assumes of exporters that say nothing."""
+    try:
+        find_victoria_metrics()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    node = 'job="llm-cost",instance="gpu-eu:9478"'
+    recorded = {
+        f'instance_model:llmcost_cost:increase1h{{{node},model="m"}}': 10,
+        f'instance_component:llmcost_cost:increase1h{{{node},component="gpu"}}': 10,
+        f'instance_model_kind:llmcost_tokens:increase1h{{{node},model="m",kind="prompt"}}': 1e6,
+        f'instance_model:llmcost_api_equivalent_cost:increase1h{{{node},model="m"}}': 12,
+        f'instance:llmcost_build_info:count_over_time1h{{{node},version="1"}}': 240,
+        f'instance_model:llmcost_cost:resets1h{{{node},model="m"}}': 0,
+        f'instance:llmcost_pricing_info:last_over_time1h{{{node},currency="EUR"}}': 1,
+    }
+    start = datetime(2026, 9, 1, tzinfo=timezone.utc).timestamp()
+    stamps = [int(start + hour * HOUR + 30) * 1000 for hour in (1, 2, 3)]
+    with VictoriaMetricsServer(workdir=tmp_path / "vm") as server:
+        server.import_prometheus(
+            f"{series} {v} {t}" for series, v in recorded.items() for t in stamps
+        )
+        server.flush()
+        run = report(
+            capsys, tmp_path / "out", server.url, "--start", "2026-09-01", "--end", "2026-09-02",
+            "--source", "rules", "--quiet",
+        )  # fmt: skip
+    assert run.code == 0, run.err
+    assert run.json["meta"]["currency"] == "EUR"
+    assert run.figures["totals"]["spend"] == 30
 
 
 def test_the_outage_is_missing_coverage_and_its_cost_is_estimated(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -375,6 +375,45 @@ def _increases(window: str, *, two_samples: bool = False) -> list[dict[str, str]
     ]
 
 
+def preferred_capacity(selector: Callable[[str], str], window: str) -> str:
+    """The configured capacity where there is one, else the learned one, averaged over
+    `window`, as the exporter prefers them; `selector` gives a source's series."""
+
+    def averaged(source: str) -> str:
+        return f"max without (source) (avg_over_time({selector(source)}[{window}]))"
+
+    return f"{averaged('configured')}\nor\n{averaged('learned')}"
+
+
+def _of_source(metric: str) -> Callable[[str], str]:
+    return lambda source: f'{metric}{{source="{source}"}}'
+
+
+def _hourly_readings() -> list[dict[str, str]]:
+    """What a review reads besides money and tokens, once an hour: each node's and each
+    model's capacity, how many samples the exporter left, how often its counters reset,
+    and its currency. A review through the rules then reads no raw sample of a month."""
+    return [
+        _record(
+            "instance:llmcost_capacity_tokens_per_second:avg1h",
+            preferred_capacity(_of_source("llmcost_capacity_tokens_per_second"), "1h"),
+        ),
+        _record(
+            "instance_model:llmcost_capacity_tokens_per_second:avg1h",
+            preferred_capacity(_of_source("llmcost_model_capacity_tokens_per_second"), "1h"),
+        ),
+        _record(
+            "instance:llmcost_build_info:count_over_time1h",
+            "count_over_time(llmcost_build_info[1h])",
+        ),
+        _record("instance_model:llmcost_cost:resets1h", "resets(llmcost_model_cost_total[1h])"),
+        _record(
+            "instance:llmcost_pricing_info:last_over_time1h",
+            "last_over_time(llmcost_pricing_info[1h])",
+        ),
+    ]
+
+
 def recording_rules(params: RuleParams) -> dict[str, Any]:
     capacity = _record(
         "instance:llmcost_capacity_tokens_per_second:preferred",
@@ -400,7 +439,7 @@ def recording_rules(params: RuleParams) -> dict[str, Any]:
             {
                 "name": "llmcost-hourly",
                 "interval": "1h",
-                "rules": _increases("1h", two_samples=True),
+                "rules": _increases("1h", two_samples=True) + _hourly_readings(),
             },
             {"name": "llmcost-daily", "interval": "1d", "rules": _increases("1d")},
         ]

@@ -45,6 +45,8 @@ from llm_cost_exporter.tools.report.period import Period, parse_period  # noqa: 
 from llm_cost_exporter.tools.report.selection import Selection  # noqa: E402
 
 REPEATS = 3
+CAPACITY = 20000.0
+"""Tokens per second each simulated node serves at full load."""
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
 
@@ -126,8 +128,8 @@ def one_node_from_prometheus(work: Path) -> None:
 
 
 def fleet_rule_series(nodes: int, period: Period) -> Iterator[str]:
-    """The review's four hourly rules for ``nodes`` nodes (one model each), stamped 30 s
-    after each hour: seven series a node."""
+    """The review's hourly rules for ``nodes`` nodes (one model each), stamped 30 s after
+    each hour: twelve series a node."""
     models = ("llama-3.1-70b", "qwen2.5-72b", "mistral-large", "llama-3.1-8b")
     kinds = (("prompt", 0.55), ("cached_prompt", 0.15), ("generation", 0.30))
     prices = {"prompt": 0.80, "cached_prompt": 0.08, "generation": 4.00}
@@ -171,6 +173,20 @@ def fleet_rule_series(nodes: int, period: Period) -> Iterator[str]:
                     f'{{{node(i)},model="{model(i)}",kind="{kind}"}}'
                     f" {round(tokens(i, h) * mix)} {stamp(h)}"
                 )
+    model_label = ',model="{model}"'
+    readings = (
+        ("instance:llmcost_capacity_tokens_per_second:avg1h", "", CAPACITY),
+        ("instance_model:llmcost_capacity_tokens_per_second:avg1h", model_label, CAPACITY),
+        ("instance:llmcost_build_info:count_over_time1h", "", 240.0),
+        ("instance_model:llmcost_cost:resets1h", model_label, 0.0),
+        ("instance:llmcost_pricing_info:last_over_time1h", ',currency="USD"', 1.0),
+    )
+    for name, extra, value in readings:
+        yield f"# TYPE {name} gauge"
+        for i in range(nodes):
+            labels = node(i) + extra.format(model=model(i))
+            for h in hours:
+                yield f"{name}{{{labels}}} {value} {stamp(h)}"
     yield "# TYPE instance_model:llmcost_api_equivalent_cost:increase1h gauge"
     for i in range(nodes):
         for h in hours:
@@ -190,7 +206,7 @@ def fleet_from_rules(work: Path, nodes: int) -> None:
     backfill(text, [], period.start_epoch, period.end_epoch, work / "fleet")
     print(
         f"   backfilled {len(text) / 1e6:,.0f} MB of exposition "
-        f"({nodes * 7 * period.hours:,} samples) in {time.perf_counter() - started:.0f} s"
+        f"({nodes * 12 * period.hours:,} samples) in {time.perf_counter() - started:.0f} s"
     )
     del text
     with HistoricalPrometheusServer(work / "fleet") as server:
@@ -200,8 +216,7 @@ def fleet_from_rules(work: Path, nodes: int) -> None:
             f"   Prometheus merged the backfilled blocks as it does over days of running: "
             f"{blocks} blocks left after {time.perf_counter() - started:.0f} s"
         )
-        # No capacity gauge survives in rules-only data: the user gives it.
-        planned(TimedClient(server.url), period, RULES, Planning(capacity=20000.0))
+        planned(TimedClient(server.url), period, RULES, Planning())
 
 
 def main() -> None:

@@ -5,13 +5,14 @@ Prometheus itself only speaks basic auth and TLS; teams reach it through an
 authenticating proxy (OAuth2 proxy, an ingress, Grafana Cloud's gateway), so
 the review is tested through one; engines whose metrics need credentials sit
 behind one too. Requests (GET or POST) with the expected Authorization header
-are forwarded, others get 401, and every request's headers are recorded for
-assertions.
+are forwarded, others get 401, and every request's headers and PromQL query are
+recorded for assertions.
 """
 
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 from types import TracebackType
 
@@ -29,6 +30,8 @@ class _Handler(QuietHandler):
     def _forward(self, body: bytes | None) -> None:
         proxy: AuthProxy = self.server.owner
         proxy.seen_headers.append(dict(self.headers.items()))
+        form = urllib.parse.urlsplit(self.path).query if body is None else body.decode()
+        proxy.seen_queries += urllib.parse.parse_qs(form).get("query", [])
         if self.headers.get("Authorization") != proxy.expected_authorization:
             self._reply(401, b"unauthorized\n", "text/plain")
             return
@@ -59,6 +62,7 @@ class AuthProxy:
         self.upstream = upstream.rstrip("/")
         self.expected_authorization = expected_authorization
         self.seen_headers: list[dict[str, str]] = []
+        self.seen_queries: list[str] = []
         self._http = LoopbackHttp(_Handler, self, "auth-proxy")
 
     @property

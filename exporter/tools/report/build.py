@@ -15,7 +15,7 @@ from llm_cost_exporter.tools.planner.from_prometheus import traffic_from_review
 from llm_cost_exporter.tools.planner.model import Knobs
 from llm_cost_exporter.tools.planner.replica import ReplicaSpec
 from llm_cost_exporter.tools.report import figures as f
-from llm_cost_exporter.tools.report.fetch import Progress, Table, choose_source, fetch
+from llm_cost_exporter.tools.report.fetch import RULES, Progress, Table, choose_source, fetch
 from llm_cost_exporter.tools.report.findings import findings
 from llm_cost_exporter.tools.report.model import Report, Row
 from llm_cost_exporter.tools.report.period import Period
@@ -60,7 +60,7 @@ def build_report(
         selection,
         period,
         chosen,
-        currency=currency or _currency(client, selection, period),
+        currency=currency or _currency(client, selection, period, chosen),
         prometheus_url=client.url,
         now=now,
         planning=planning,
@@ -150,14 +150,22 @@ def compute_report(
     return replace(report, findings=findings(report, below))
 
 
-def _currency(client: PrometheusClient, selection: Selection, period: Period) -> str:
-    """The currency the exporters declare; several at once is an error, none means USD."""
+def _currency(client: PrometheusClient, selection: Selection, period: Period, source: str) -> str:
+    """The currency the exporters declare; several at once is an error, none means USD.
+
+    Read from the hourly rule through the rules, else from the raw gauge once an hour
+    (a subquery): a month of a fleet's raw samples in one range would exceed the
+    samples a Prometheus query may load.
+    """
     span = period.end_epoch - period.start_epoch
-    result = client.query(
-        f"count by (currency) (last_over_time("
-        f"{selection.selector('llmcost_pricing_info', False)}[{span}s]))",
-        period.end_epoch,
-    )
+    rule = selection.selector("instance:llmcost_pricing_info:last_over_time1h", False)
+    raw = selection.selector("llmcost_pricing_info", False)
+    queries = [f"{rule}[{span}s]"] if source == RULES else []
+    queries.append(f"{raw}[{span}s:1h]")
+    for query in queries:
+        result = client.query(f"count by (currency) (last_over_time({query}))", period.end_epoch)
+        if result:
+            break
     currencies = sorted({labels.get("currency", "") for labels, _ in result} - {""})
     if len(currencies) > 1:
         raise PrometheusError(

@@ -12,12 +12,14 @@ closed or half-open.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from llm_cost_exporter.generators.rules import preferred_capacity
 from llm_cost_exporter.tools.report.period import HALF_HOUR, HOUR, Period
 from llm_cost_exporter.tools.report.prometheus_api import (
     Labels,
@@ -88,6 +90,9 @@ class Figure:
 
     ``raw`` is the PromQL of the hour ending at each evaluation; ``combine``
     says how series that fall on one row add up (``last`` keeps one value).
+    ``model_labelled`` says whether a model matcher applies to the rule's series;
+    a rule that is not ``required`` may have no series at all (a fleet without
+    capacity figures), and is then read raw.
     """
 
     name: str
@@ -95,6 +100,8 @@ class Figure:
     raw: str
     rule: str | None = None
     combine: str = "last"
+    model_labelled: bool = True
+    required: bool = True
 
 
 def figures(selection: Selection) -> tuple[Figure, ...]:
@@ -123,6 +130,8 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
             "model_capacity",
             ("model",),
             _preferred_capacity(selection, "llmcost_model_capacity_tokens_per_second", True),
+            "instance_model:llmcost_capacity_tokens_per_second:avg1h",
+            required=False,
         ),
         Figure(
             "model_gauges",
@@ -139,12 +148,15 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
             "samples",
             (),
             f"count_over_time({sel('llmcost_build_info', False)}[1h])",
+            "instance:llmcost_build_info:count_over_time1h",
             combine="max",
+            model_labelled=False,
         ),
         Figure(
             "exporter_restarts",
             (),
             f"max without (model) (resets({sel('llmcost_model_cost_total', True)}[1h]))",
+            "instance_model:llmcost_cost:resets1h",
             combine="max",
         ),
         Figure(
@@ -162,11 +174,15 @@ def figures(selection: Selection) -> tuple[Figure, ...]:
                 ("component",),
                 _increase(sel("llmcost_cost_total", False)),
                 "instance_component:llmcost_cost:increase1h",
+                model_labelled=False,
             ),
             Figure(
                 "node_capacity",
                 (),
                 _preferred_capacity(selection, "llmcost_capacity_tokens_per_second", False),
+                "instance:llmcost_capacity_tokens_per_second:avg1h",
+                model_labelled=False,
+                required=False,
             ),
             Figure(
                 "projection",
@@ -189,13 +205,9 @@ def _increase(selector: str) -> str:
 
 
 def _preferred_capacity(selection: Selection, metric: str, has_model_label: bool) -> str:
-    """The configured capacity where there is one, else the learned one, as the exporter does."""
-
-    def hourly(source: str) -> str:
-        selector = selection.selector(metric, has_model_label, f'source="{source}"')
-        return f"max without (source) (avg_over_time({selector}[1h]))"
-
-    return f"{hourly('configured')} or {hourly('learned')}"
+    return preferred_capacity(
+        lambda source: selection.selector(metric, has_model_label, f'source="{source}"'), "1h"
+    )
 
 
 def choose_source(
@@ -218,15 +230,10 @@ def choose_source(
             f"count(count_over_time({probe}[{first_day - period.start_epoch}s]))", first_day
         ):
             return RAW
-    rules = [f.rule for f in figures(selection) if f.rule]
-    span = period.end_epoch - period.start_epoch
     missing = [
-        rule
-        for rule in rules
-        if not client.query(
-            f"count(count_over_time({selection.selector(rule, True)}[{span}s]))",
-            period.end_epoch,
-        )
+        f.rule
+        for f in figures(selection)
+        if f.rule and f.required and not recorded(client, selection, period, f)
     ]
     if not missing:
         return RULES
@@ -238,6 +245,14 @@ def choose_source(
     return RAW
 
 
+def recorded(client: PrometheusClient, selection: Selection, period: Period, f: Figure) -> bool:
+    """Whether the figure's rule has samples in the period."""
+    span = period.end_epoch - period.start_epoch
+    selector = selection.selector(f.rule or "", f.model_labelled)
+    query = f"count(count_over_time({selector}[{span}s]))"
+    return bool(client.query(query, period.end_epoch))
+
+
 def fetch(
     client: PrometheusClient,
     selection: Selection,
@@ -247,6 +262,13 @@ def fetch(
 ) -> dict[str, Table]:
     """Every figure of the period, hour by hour: a query per figure and day, a few in flight."""
     wanted = figures(selection)
+    if source == RULES:
+        wanted = tuple(
+            f
+            if f.required or not f.rule or recorded(client, selection, period, f)
+            else dataclasses.replace(f, rule=None)
+            for f in wanted
+        )
     tables = {f.name: Table(f.keeps) for f in wanted}
     queries = [
         (chunk_start, chunk_end, figure)
@@ -298,5 +320,5 @@ def _chunk_query(
     """
     seconds = chunk_end - chunk_start
     if source == RULES and figure.rule:
-        return f"{selection.selector(figure.rule, True)}[{seconds}s]", chunk_end
+        return f"{selection.selector(figure.rule, figure.model_labelled)}[{seconds}s]", chunk_end
     return f"({figure.raw})[{seconds}s:1h]", chunk_end - chunk_end % HOUR
