@@ -30,6 +30,7 @@ from realparts.samples import Samples, eventually, total, value
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
+from llm_cost_exporter.accounting.gpu_inventory import UNCLAIMED
 from llm_cost_exporter.config.safe_yaml import MAX_VALUES
 from llm_cost_exporter.daemon.connections import (
     FIRST_REQUEST_TIMEOUT,
@@ -424,12 +425,14 @@ def series(found: dict) -> dict:
 
 
 def models_exported(found: dict) -> set[str]:
-    """The `model` label values (llmcost_gpu_info's lists a GPU's owners)."""
+    """The `model` label values the engine's names became (llmcost_gpu_info's lists a GPU's
+    owners). Not `(unclaimed)`: a cycle whose 8.7 MB page outlasts the timeout on a loaded
+    machine leaves its GPU time to no model, a fixed value that adds no name."""
     return {
         dict(labels)["model"]
         for name, labels in found
         if "model" in dict(labels) and name != "llmcost_gpu_info"
-    }
+    } - {UNCLAIMED}
 
 
 def overflow_counted(found: dict) -> bool:
