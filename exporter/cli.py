@@ -1,5 +1,5 @@
-"""Command line: the daemon, `check-config`, `simulate`, `rules`, `dashboards`, `chart`,
-`report`, `plan`, `systemd-unit`, and `--demo`.
+"""Command line: the daemon, `check-config`, `simulate`, `rules`, `prices`, `dashboards`,
+`chart`, `report`, `plan`, `systemd-unit`, and `--demo`.
 
 Flag names follow Prometheus exporter convention; each has an `LLMCOST_`
 environment variable. Precedence: flag, then environment, then the file,
@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import difflib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -24,6 +27,7 @@ import yaml
 from llm_cost_exporter import __version__
 from llm_cost_exporter.accounting.costmodel import HOURS_PER_MONTH
 from llm_cost_exporter.config import (
+    DEFAULT_ENGINE_URL,
     DEFAULT_LISTEN_ADDRESS,
     LOG_LEVELS,
     Config,
@@ -36,6 +40,17 @@ from llm_cost_exporter.config import (
 from llm_cost_exporter.environment import env
 
 EXIT_CONFIG = 2
+EXIT_NO_MATCH = 1
+NOTHING_TO_RUN = (
+    "llm-cost-exporter: nothing to run: no configuration given.\n"
+    "Run with --demo (a simulated node, no GPU needed) or --config FILE "
+    "(validate it with `llm-cost-exporter check-config FILE`)."
+)
+DAEMON_EPILOG = (
+    "Start with --demo (a simulated node with example prices, no GPU needed) or "
+    "--config FILE. exit codes: 0 stopped (SIGTERM, Ctrl-C); 2 a configuration error, "
+    "or the address cannot be listened on (one line on standard error)."
+)
 
 
 def _env_flag(name: str) -> bool:
@@ -44,7 +59,10 @@ def _env_flag(name: str) -> bool:
 
 def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", metavar="FILE", default=env("CONFIG"), help="YAML file [LLMCOST_CONFIG]"
+        "--config",
+        metavar="FILE",
+        default=env("CONFIG"),
+        help="YAML file; `check-config FILE` validates it [LLMCOST_CONFIG]",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -68,7 +86,7 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         action="append",
         default=None,
-        help="vLLM /metrics URL; repeat for several engines "
+        help=f"vLLM /metrics URL; repeat for several engines (default {DEFAULT_ENGINE_URL}) "
         "[LLMCOST_VLLM_TARGETS, comma-separated]",
     )
     parser.add_argument(
@@ -84,14 +102,14 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=env("STATE_FILE"),
         help="where the counters and learned capacity are kept across restarts "
-        "[LLMCOST_STATE_FILE]",
+        "(default: none, counters start at zero) [LLMCOST_STATE_FILE]",
     )
     parser.add_argument(
         "--log.level",
         dest="log_level",
         choices=LOG_LEVELS,
         default=env("LOG_LEVEL"),
-        help="[LLMCOST_LOG_LEVEL]",
+        help="(default info) [LLMCOST_LOG_LEVEL]",
     )
     parser.add_argument(
         "--demo",
@@ -102,19 +120,24 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llm_cost_exporter.tools.planner.command import EXIT_CODES_HELP as PLAN_EXIT_CODES
     from llm_cost_exporter.tools.planner.command import add_plan_arguments
+    from llm_cost_exporter.tools.report.command import EXIT_CODES_HELP as REPORT_EXIT_CODES
     from llm_cost_exporter.tools.report.command import add_report_arguments
     from llm_cost_exporter.tools.simulator.server import add_simulate_arguments
 
     parser = argparse.ArgumentParser(
         prog="llm-cost-exporter",
         description="Prometheus exporter for the live cost of self-hosted LLM inference.",
+        epilog=DAEMON_EPILOG,
     )
     parser.add_argument("--version", action="version", version=__version__)
     _daemon_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
-        "check-config", help="validate a configuration file and print the effective settings"
+        "check-config",
+        help="validate a configuration file and print the effective settings",
+        epilog="exit codes: 0 valid; 2 not (one line on standard error naming the field)",
     )
     check.add_argument("file", metavar="FILE")
     check.add_argument(
@@ -126,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         "[LLMCOST_WEB_CONFIG_FILE]",
     )
     simulate = commands.add_parser(
-        "simulate", help="serve vLLM-compatible /metrics pages driven by traffic profiles"
+        "simulate",
+        help="serve vLLM-compatible /metrics pages driven by traffic profiles",
+        epilog="exit codes: 0 stopped (Ctrl-C); 2 a bad option, or the address cannot be "
+        "listened on",
     )
     add_simulate_arguments(simulate)
     rules = commands.add_parser(
@@ -138,16 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="change a threshold or window (repeatable; "
-        "see exporter/generators/rules.py RuleParams)",
+        help="change a threshold or window (repeatable; `rules --list` names them all)",
     )
-    rules.add_argument(
-        "--output-dir", required=True, help="directory to write the two rule files into"
+    rules_output = rules.add_mutually_exclusive_group(required=True)
+    rules_output.add_argument("--output-dir", help="directory to write the two rule files into")
+    rules_output.add_argument(
+        "--list",
+        action="store_true",
+        help="print every parameter --set can change, with its default and meaning",
     )
+    _add_prices_parser(commands)
     report = commands.add_parser(
         "report",
         help="write the monthly cost review (HTML, CSV, JSON) from Prometheus",
         description="Realized versus projected cost over a period, read from Prometheus.",
+        epilog=REPORT_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_report_arguments(report)
     plan = commands.add_parser(
@@ -155,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="what would have been cheaper: right-sizing, scheduled scaling, hybrid routing",
         description="Every policy costed over the same hours of real traffic, read from "
         "Prometheus (as the monthly review reads it) or from a CSV file of hourly tokens.",
-        epilog="exit codes: 0 printed; 1 Prometheus could not answer, holds no data for the "
-        "period, or the data cannot be planned on; 2 bad options or a bad CSV file",
+        epilog=PLAN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_plan_arguments(plan)
     dashboards = commands.add_parser(
@@ -189,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the one installed beside this Python)",
     )
     return parser
+
+
+def _add_prices_parser(commands: argparse._SubParsersAction) -> None:
+    """`prices search TEXT`: the catalog names api_prices takes, found by part of a name."""
+    prices = commands.add_parser(
+        "prices", help="find a model's API prices in the offline catalog, for api_prices"
+    )
+    actions = prices.add_subparsers(dest="prices_command", metavar="COMMAND", required=True)
+    search = actions.add_parser(
+        "search",
+        help="list the catalog models whose name contains TEXT, with their prices",
+        description="Catalog models whose name contains TEXT (case, -, ., _ and spaces "
+        "aside), with their prices per 1M tokens and the name api_prices takes.",
+        epilog="exit codes: 0 listed; 1 no model matches; 2 TEXT has no letter or digit",
+    )
+    search.add_argument("text", metavar="TEXT", help="part of the model's name, e.g. haiku")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -328,7 +376,9 @@ def _write_rules(overrides: list[str], directory: Path) -> int:
     from llm_cost_exporter.generators.rules import params_with, parse_overrides, render
 
     try:
-        params = params_with(parse_overrides(overrides))
+        given = parse_overrides(overrides)
+        _check_rule_names(given)
+        params = params_with(given)
     except ValueError as error:
         raise ConfigError(f"--set {error}") from None
     directory.mkdir(parents=True, exist_ok=True)
@@ -336,6 +386,81 @@ def _write_rules(overrides: list[str], directory: Path) -> int:
         (directory / name).write_text(text)
         print(directory / name)
     return 0
+
+
+def _check_rule_names(names: Iterable[str]) -> None:
+    """ValueError for the first unknown name, with the likeliest meant and where to look."""
+    from llm_cost_exporter.generators.rules import RuleParams
+
+    known = [item.name for item in dataclasses.fields(RuleParams)]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(
+                f"{name}: unknown parameter; {guess}"
+                "`llm-cost-exporter rules --list` prints them all"
+            )
+
+
+def _list_rule_params(overrides: list[str]) -> int:
+    """Every rule parameter as `--set` takes it, with its default and meaning."""
+    from llm_cost_exporter.generators.rules import HELP, RuleParams
+
+    if overrides:
+        raise SystemExit("rules: --list prints the defaults; drop --set")
+    pairs = [(f"{f.name}={f.default}", f.metadata[HELP]) for f in dataclasses.fields(RuleParams)]
+    # The runbook URL would push every meaning far right: long pairs overflow instead.
+    width = max(len(pair) for pair, _ in pairs if len(pair) <= 40)
+    print("# --set NAME=VALUE changes a parameter; each with its default:")
+    for pair, meaning in pairs:
+        print(f"{pair:<{width}}  {meaning}")
+    return 0
+
+
+def _search_prices(text: str) -> int:
+    """The catalog models matching `text` as a table, or exit 1 with close names."""
+    from importlib.metadata import version
+
+    from llm_cost_exporter.accounting.price_catalog import (
+        CATALOG_CURRENCY,
+        close_refs,
+        search_catalog,
+    )
+    from llm_cost_exporter.tools.planner.table import Column, grid
+
+    try:
+        found = search_catalog(text)
+    except ValueError as error:
+        raise SystemExit(f"prices search {error}") from None
+    if not found:
+        close = close_refs(text)
+        similar = f"close names: {', '.join(close)}; " if close else ""
+        print(
+            f"llm-cost-exporter prices search: no catalog model matches {text!r}", file=sys.stderr
+        )
+        print(f"{similar}try a shorter part of the name, e.g. haiku or gpt-4o", file=sys.stderr)
+        return EXIT_NO_MATCH
+    columns = [
+        Column(("catalog (api_prices)",), right=False),
+        Column(("input",)),
+        Column(("cached input",)),
+        Column(("output",)),
+        Column(("model",), right=False, wrap=True),
+    ]
+    rows = [[m.ref, *map(_exact, dataclasses.astuple(m.prices)), m.name] for m in found]
+    print(grid(columns, rows))
+    print(
+        f"# {CATALOG_CURRENCY} per 1M tokens, as the exporter looks them up "
+        f"(genai-prices {version('genai-prices')}). In the configuration:\n"
+        f"#   api_prices: {{default: {{catalog: {found[0].ref}}}}}"
+    )
+    return 0
+
+
+def _exact(price: float) -> str:
+    """A price in plain decimal notation with every digit the float holds."""
+    return format(Decimal(repr(price)).normalize(), "f")
 
 
 def _print_systemd_unit(exec_path: str | None) -> int:
@@ -387,7 +512,14 @@ def _start_daemon(args: argparse.Namespace) -> int:
             raise ConfigError("--demo: serves plain HTTP; do not combine with --web.config.file")
         _setup_logging(args.log_level or "info")
         return run_demo(args.listen_address)
-    config = load_config(args.config, _overrides(args))
+    overrides = _overrides(args)
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError:
+        if args.config or any(value is not None for value in overrides.values()):
+            raise
+        print(NOTHING_TO_RUN, file=sys.stderr)
+        return EXIT_CONFIG
     web_config = LiveWebConfig(Path(args.web_config_file) if args.web_config_file else None)
     _setup_logging(config.log_level)
     model_prices, default = resolve_prices(config)
@@ -404,8 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _write_dashboards(args.currency, Path(args.output_dir))
         if args.command == "chart":
             return _write_chart(Path(args.output_dir))
+        if args.command == "rules" and args.list:
+            return _list_rule_params(args.rule_overrides)
         if args.command == "rules":
             return _write_rules(args.rule_overrides, Path(args.output_dir))
+        if args.command == "prices":
+            return _search_prices(args.text)
         if args.command == "systemd-unit":
             return _print_systemd_unit(args.exec_path)
         if args.command == "report":

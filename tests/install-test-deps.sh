@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh Debian/Ubuntu machine: the real
-# Prometheus and VictoriaMetrics binaries (tests query through real servers), a C compiler, podman,
+# Prometheus and VictoriaMetrics binaries (tests query through real servers), Chromium
+# (the landing page and the review are checked in a real browser), a C compiler, podman,
 # runc and debootstrap (the container image is built and run for real), and a
 # virtualenv with this project installed in editable mode. Safe to re-run.
 #
@@ -24,6 +25,8 @@ have prometheus-node-exporter || have node_exporter || apt_pkgs+=(prometheus-nod
 # The fleet tests prove the rules, the review and the dashboards on a second backend.
 { have victoria-metrics && have vmalert; } || apt_pkgs+=(victoria-metrics)
 have gcc || apt_pkgs+=(gcc)
+# The browser tests drive Debian's own Chromium headless over the DevTools protocol.
+[[ -x /usr/bin/chromium ]] || apt_pkgs+=(chromium)
 # systemd-analyze checks the systemd unit (no systemd needs to run).
 have systemd-analyze || apt_pkgs+=(systemd)
 # The image tests: podman with runc (apt would otherwise pick crun, which refuses
@@ -63,7 +66,7 @@ if ((${#apt_pkgs[@]})); then
     --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 else
   say "system packages present (prometheus, promtool, alertmanager, node-exporter," \
-    "victoria-metrics, gcc, python3-venv, podman, runc, debootstrap)"
+    "victoria-metrics, chromium, gcc, python3-venv, podman, runc, debootstrap)"
 fi
 
 have prometheus && have promtool || die "prometheus/promtool still not on PATH after install"

@@ -206,8 +206,10 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "cannot read" in done.stderr
 
 
-def test_running_without_any_config_names_the_missing_prices() -> None:
-    done = run_cli()
+def test_an_empty_config_names_the_missing_prices(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yml"
+    path.write_text("")
+    done = run_cli("--config", str(path))
     assert done.returncode == 2
     assert "cost: missing" in done.stderr
 

@@ -37,7 +37,7 @@ from llm_cost_exporter.tools.report.tabular import (
     render_json,
     sensitivity_item,
 )
-from llm_cost_exporter.tools.report.units import display, rounded
+from llm_cost_exporter.tools.report.units import DECIMALS, display, display_alone, is_money, rounded
 
 CAPACITY = 1250.0  # tokens/s per replica: the 3,000 tokens/s peak needs 3 at the 80% ceiling
 REPLICA_COST = 2.5
@@ -136,7 +136,9 @@ def test_each_policy_row_shows_its_figures_as_displayed(advice: Advice, page: st
     for key, text in cells:
         _, policy, measure = key.split(".")
         value = figure(advice, policy, measure)
-        assert text == display(value, unit_of(measure), advice.currency), key
+        assert text == display_alone(value, unit_of(measure), advice.currency), key
+        if measure == "replica_hours":  # whole hours read whole: "336 h", not "336.00"
+            assert text == f"{rounded(value, 'hours'):,g} h", key
 
 
 def test_the_cheapest_row_is_highlighted(advice: Advice, page: str) -> None:
@@ -347,13 +349,18 @@ def test_html_csv_and_json_hold_the_same_advice_figures(advice: Advice) -> None:
             assert place[measure] == float(value), key
     for (section_name, item, measure), value in rows.items():
         place = figures[section_name][item] if item else figures[section_name]
-        assert ("" if place[measure] is None else str(place[measure])) == value
+        want, unit = place[measure], unit_of(measure)
+        if want is not None and is_money(unit):  # written with its cents, the same number
+            assert value == f"{want:.{DECIMALS[unit]}f}", (section_name, item, measure)
+            assert float(value) == want
+        else:
+            assert ("" if want is None else str(want)) == value
     advice_rows = {k: v for k, v in rows.items() if k[0].startswith("advice")}
     assert len(advice_rows) == len(list(advice_figures(advice)))
     week = [k for k in advice_rows if k[0] == "advice_week"]
     assert len(week) == 168 * 3
-    assert rows[("advice", HYBRID_SCHEDULE, "cost")] == str(
-        rounded(advice.outcome(HYBRID_SCHEDULE).cost, "money")
+    assert rows[("advice", HYBRID_SCHEDULE, "cost")] == (
+        f"{rounded(advice.outcome(HYBRID_SCHEDULE).cost, 'money'):.2f}"
     )
     assert document["advice"]["cheapest"] == advice.cheapest.key
     assert document["meta"]["advice_cheapest"] == advice.cheapest.key

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import html
+import io
+import json
 import math
 import re
 from collections import Counter
@@ -12,6 +16,7 @@ from html.parser import HTMLParser
 import pytest
 
 from llm_cost_exporter.tools.report.html import render_html
+from llm_cost_exporter.tools.report.labels import LABELS
 from llm_cost_exporter.tools.report.measures import MEASURE_UNITS, unit_of
 from llm_cost_exporter.tools.report.model import (
     Coverage,
@@ -33,7 +38,8 @@ from llm_cost_exporter.tools.report.svg import (
     line_chart,
     nice_ticks,
 )
-from llm_cost_exporter.tools.report.units import rounded
+from llm_cost_exporter.tools.report.tabular import render_csv, render_json
+from llm_cost_exporter.tools.report.units import display, is_money, rounded
 
 UTC = timezone.utc
 START = datetime(2025, 4, 30, 22, tzinfo=UTC)  # 2025-05-01 00:00 in Europe/Berlin
@@ -173,7 +179,7 @@ def make_report(
         hourly_cost=9.87654321,
         spend=7000.123456,
         api_equivalent_per_million_tokens=2.45,
-        token_mix={"prompt": 0.7, "generation": 0.3},
+        token_mix={"prompt": 0.55, "cached_prompt": 0.15, "generation": 0.3},
     )
     utilization = tuple(
         None if (day == 6 and hour < 3) else 0.5 + 0.45 * math.sin((day * 24 + hour) / 7)
@@ -192,9 +198,15 @@ def make_report(
         coverage=coverage,
         totals=totals,
         spend_by_component=(
-            {"gpu": 5123.456789, "power": 1234.5678, "host": 777.777822} if components else {}
+            {"gpu": 5123.456789, "overhead": 1234.5678, "node_extra": 777.777822}
+            if components
+            else {}
         ),
-        tokens_by_kind={"prompt": 2_500_000_000.4, "generation": 1_080_246_791.6},
+        tokens_by_kind={
+            "prompt": 2_000_000_000.4,
+            "cached_prompt": 500_000_000.0,
+            "generation": 1_080_246_791.6,
+        },
         unpriced_models=(MODEL_B,) if unpriced else (),
         projection=plan if projection else None,
         variance=(
@@ -270,6 +282,24 @@ class Document(HTMLParser):
             for _, attrs in self.elements
             if "data-figure" in attrs
         ]
+
+
+RAW_KEY = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+"""An identifier as data names it (``cached_prompt``): never what a reader is shown."""
+
+
+def shown_text(markup: str) -> str:
+    """What a reader sees, less code samples (metric names and matchers are shown as code)."""
+    return Document(re.sub(r"<code>.*?</code>", " ", markup, flags=re.S)).text
+
+
+def ticks(markup: str) -> list[str]:
+    """Every axis label of every chart in the markup, as read."""
+    return [html.unescape(t) for t in re.findall(r'<text class="tick"[^>]*>([^<]*)</text>', markup)]
+
+
+def row_headers(markup: str) -> list[str]:
+    return [html.unescape(t) for t in re.findall(r'<th scope="row">([^<]*)</th>', markup)]
 
 
 def section(markup: str, ident: str) -> str:
@@ -379,6 +409,7 @@ def test_sections_come_in_order() -> None:
     markup = render_html(make_report())
     ids = re.findall(r'<section id="([^"]+)"', markup)
     assert ids == [
+        "bottom-line",
         "coverage",
         "findings",
         "summary",
@@ -440,8 +471,9 @@ def test_partial_coverage_is_prominent_and_lists_the_gap() -> None:
     assert markup.startswith('<section id="coverage" class="box warn">')
     text = Document(markup).text
     assert "97.93%" in text  # 1422 of 1452 node-hours
-    assert "30.00 node-hours are missing" in text
-    assert f"{NODE_B} 2025-05-10 02:00 2025-05-11 08:00 30.00" in text
+    assert "30 node-hours are missing" in text
+    assert f"{NODE_B} 2025-05-10 02:00 2025-05-11 08:00 30 h" in text
+    assert "1,422 of 1,452 expected node-hours" in text and "a period of 744 hours" in text
     assert f"{NODE_B}: first data 2025-05-02 12:00" in text
     assert "$123.70" in text
     assert "cover observed hours only" in text
@@ -504,7 +536,7 @@ def test_empty_components_say_why() -> None:
 
 def test_components_and_kinds_have_tables_and_bar_charts() -> None:
     markup = render_html(make_report())
-    for ident, bars in (("components", 3), ("kinds", 2)):
+    for ident, bars in (("components", 3), ("kinds", 3)):
         part = section(markup, ident)
         assert part.count('<rect class="bar"') == bars
         assert "<table" in part
@@ -535,10 +567,160 @@ def test_projection_table_and_bridges() -> None:
 
 def test_events_are_listed_or_none() -> None:
     text = Document(section(render_html(make_report()), "events")).text
-    assert "gpu-a 2025-05-14 05:00 exporter restart 1" in text
-    assert f"{NODE_B} 2025-05-20 13:00 engine restart 2" in text
+    assert "gpu-a 2025-05-14 05:00 Exporter restart 1" in text
+    assert f"{NODE_B} 2025-05-20 13:00 Engine restart 2" in text
+    assert "Exporter restarts: 1. Engine restarts: 2." in text
     quiet = dataclasses.replace(make_report(), events=())
     assert "None" in Document(section(render_html(quiet), "events")).text
+
+
+# ----------------------------------------------------------------------------- reading order
+
+
+def test_the_bottom_line_comes_first_and_coverage_right_after(report: Report) -> None:
+    markup = render_html(report)
+    header_end = markup.index("</header>")
+    bottom = markup.index('<section id="bottom-line"')
+    coverage = markup.index('<section id="coverage"')
+    assert header_end < bottom < coverage < markup.index('<section id="findings"')
+    assert "<section" not in markup[header_end:bottom]
+    assert "<section" not in markup[markup.index("</section>", bottom) : coverage]
+
+
+def test_the_bottom_line_shows_the_summarys_figures_and_a_verdict() -> None:
+    report = make_report()
+    markup = render_html(report)
+    bottom = shown_text(section(markup, "bottom-line"))
+    summary = section(markup, "summary")
+    for measure, name in (
+        ("spend", "Realized spend"),
+        ("api_equivalent", "API-equivalent cost"),
+        ("savings", "Savings versus the API"),
+    ):
+        cell = re.search(rf'data-figure="totals\.\.{measure}"[^>]*>([^<]*)<', summary).group(1)
+        assert f"{name} {html.unescape(cell)}" in bottom, measure
+    t = report.totals
+    assert f"Realized spend {display(t.spend, 'money')}" in bottom
+    assert "Self-hosting was cheaper than the API: " in bottom
+    assert f"{display(t.savings, 'money')} saved" in bottom
+    assert f"(cost ratio {display(t.cost_ratio, 'factor')})" in bottom
+    assert "97.93% of the expected node-hours (see Coverage)" in bottom
+    assert "data-figure" not in section(markup, "bottom-line")  # marked once, in the summary
+
+
+def test_the_bottom_line_says_when_the_api_was_cheaper() -> None:
+    report = make_report(overspend=True)
+    bottom = shown_text(section(render_html(report), "bottom-line"))
+    loss = display(-report.totals.savings, "money")
+    assert f"Overspend versus the API {loss}" in bottom
+    assert f"The API would have been cheaper: self-hosting cost {loss} more" in bottom
+    assert "-$" not in bottom and "Savings" not in bottom
+
+
+def test_the_bottom_line_names_what_it_leaves_out() -> None:
+    bottom = shown_text(section(render_html(make_report(unpriced=True)), "bottom-line"))
+    assert "API-equivalent cost (priced models)" in bottom
+    assert "Models without an API price are left out of the comparison." in bottom
+    report = make_report()
+    full = dataclasses.replace(
+        report.coverage, covered_node_hours=report.coverage.expected_node_hours, gaps=()
+    )
+    unpriced = dataclasses.replace(
+        report.totals,
+        api_equivalent=None,
+        savings=None,
+        cost_ratio=None,
+        api_equivalent_per_million_tokens=None,
+    )
+    bare = dataclasses.replace(report, coverage=full, totals=unpriced)
+    bottom = shown_text(section(render_html(bare), "bottom-line"))
+    assert "API-equivalent cost n/a" in bottom and "Savings versus the API n/a" in bottom
+    assert "No model in the selection has an API price, so there is no comparison." in bottom
+    assert "observed hours" not in bottom
+
+
+# ----------------------------------------------------------------------------- words and numbers
+
+
+def test_no_raw_identifier_is_shown_as_a_label(report: Report) -> None:
+    markup = render_html(report)
+    assert RAW_KEY.findall(shown_text(markup)) == []
+    kinds = section(markup, "kinds")
+    assert row_headers(kinds) == ["Prompt", "Generation", "Cached prompt"]
+    assert "<title>Cached prompt: 500,000,000 (13.97%)</title>" in kinds  # the bar's tooltip
+    assert 'data-figure="tokens_by_kind.cached_prompt.tokens"' in kinds  # the key stays a key
+    if report.spend_by_component:
+        components = section(markup, "components")
+        assert row_headers(components) == ["GPU", "Overhead", "Other node costs"]
+        assert ">GPU</text>" in components and ">gpu<" not in components
+    if report.projection is not None:
+        mix = section(markup, "projection").split("<h3>Token mix</h3>")[1]
+        assert row_headers(mix)[:3] == ["Prompt", "Cached prompt", "Generation"]
+    for key in LABELS:
+        assert f">{key}<" not in markup, key
+
+
+def test_axis_ticks_carry_only_the_decimals_their_step_needs(report: Report) -> None:
+    markup = render_html(report)
+    assert ticks(section(markup, "daily")) == ["$0", "$1", "$2", "$3"]
+    assert ticks(section(markup, "hour-of-week")) == ["0%", "50%", "100%"]
+    assert not any(re.search(r"\.\d{4}", t) for t in ticks(markup))
+    cheap = dataclasses.replace(
+        report,
+        currency="EUR",
+        days=tuple(
+            dataclasses.replace(
+                d,
+                cost_per_million_tokens=d.cost_per_million_tokens
+                and d.cost_per_million_tokens / 100,
+                api_equivalent_per_million_tokens=d.api_equivalent_per_million_tokens
+                and d.api_equivalent_per_million_tokens / 100,
+            )
+            for d in report.days
+        ),
+        projection=None,
+    )
+    assert ticks(section(render_html(cheap), "daily")) == [
+        "EUR 0.00",
+        "EUR 0.01",
+        "EUR 0.02",
+        "EUR 0.03",
+    ]
+
+
+def test_hours_read_as_whole_hours_where_whole() -> None:
+    report = make_report()
+    markup = render_html(report)
+    assert not re.search(r"\d\.00 (h\b|hours|node-hours|covered)", shown_text(markup))
+    daily = shown_text(section(markup, "daily"))
+    assert " 48 h " in daily and " 18 h " in daily
+    assert "over 738 covered hours" in shown_text(section(markup, "summary"))
+    days = (dataclasses.replace(report.days[0], covered_hours=3.5), *report.days[1:])
+    daily = shown_text(section(render_html(dataclasses.replace(report, days=days)), "daily"))
+    assert " 3.5 h " in daily and "3.50" not in daily
+
+
+# ----------------------------------------------------------------------------- the CSV
+
+
+def test_every_money_figure_of_the_csv_has_its_cents_and_the_jsons_value(report: Report) -> None:
+    rows = [r for r in csv.DictReader(io.StringIO(render_csv(report))) if r["section"] != "meta"]
+    figures = json.loads(render_json(report))["figures"]
+    money = 0
+    for r in rows:
+        place = figures[r["section"]][r["item"]] if r["item"] else figures[r["section"]]
+        want, value, unit = place[r["measure"]], r["value"], unit_of(r["measure"])
+        if want is None:
+            assert value == "", r
+        elif is_money(unit):
+            decimals = 2 if unit == "money" else 4
+            assert re.fullmatch(rf"-?\d+\.\d{{{decimals}}}", value), r
+            assert float(value) == want, r  # the same number, only written with its cents
+            money += 1
+        else:
+            assert value == str(want), r
+    assert money >= 50
+    assert "totals,,spend,7135.80,USD" in render_csv(report)
 
 
 def test_every_chart_is_an_accessible_image() -> None:

@@ -30,9 +30,13 @@ from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.synthetic_month import HOUR, KINDS, Truth, hour_truth
 from realparts.timeouts import scaled
 from realparts.victoria_metrics import VictoriaMetricsServer, find_victoria_metrics
+from test_report_html import RAW_KEY, row_headers, section, shown_text, ticks
 
 from llm_cost_exporter.cli import main
 from llm_cost_exporter.tools.report.findings import off_peak
+from llm_cost_exporter.tools.report.labels import label
+from llm_cost_exporter.tools.report.measures import unit_of
+from llm_cost_exporter.tools.report.units import DECIMALS, display, is_money
 
 pytestmark = pytest.mark.realparts
 
@@ -145,7 +149,7 @@ def test_the_review_is_written_with_progress_and_a_coverage_warning(october: Run
     assert done == total
     (warning,) = october.error_lines
     assert "warning: data covers 99.46% of node-hours" in warning
-    assert "4.00 h missing in 1 gaps" in warning
+    assert "4 h missing in 1 gaps" in warning
 
 
 def test_totals_match_the_truth(october: Run, month: tuple[str, Truth]) -> None:
@@ -347,7 +351,7 @@ def test_the_outage_is_missing_coverage_and_its_cost_is_estimated(
     assert close(coverage["unobserved_spend_estimate"], truth.true_spend - truth.observable_spend)
     assert close(coverage["unobserved_spend_estimate"], truth.unobserved_spend_estimate)
     findings = " ".join(october.json["findings"])
-    assert "Data is missing for 4.00 node-hours" in findings
+    assert "Data is missing for 4 node-hours" in findings
     assert f"{NODE} 2026-10-21 10:00-14:00" in findings
     html = october.file(".html")
     assert "2026-10-21 10:00" in html
@@ -444,9 +448,43 @@ def test_html_csv_and_json_hold_the_same_figures(october: Run) -> None:
             continue
         assert float(rows[(section, item, measure)]) == float(value), key
         assert place[measure] == float(value), key
+    money = 0
     for (section, item, measure), value in rows.items():
         place = figures[section][item] if item else figures[section]
-        assert ("" if place[measure] is None else str(place[measure])) == value
+        want, unit = place[measure], unit_of(measure)
+        if want is not None and is_money(unit):
+            # Every amount with its cents (prices per 1M with their hundredths of a cent),
+            # and still the very number the JSON carries.
+            assert re.fullmatch(rf"-?\d+\.\d{{{DECIMALS[unit]}}}", value), (section, measure)
+            assert float(value) == want, (section, item, measure)
+            money += 1
+        else:
+            assert ("" if want is None else str(want)) == value
+    assert money > 100
+    assert re.search(r"^totals,,spend,\d+\.\d\d,USD$", october.file(".csv"), re.M)
+
+
+def test_the_review_reads_bottom_line_first_in_words_not_keys(october: Run) -> None:
+    html = october.file(".html")
+    figures = october.figures
+    bottom, coverage = html.index('<section id="bottom-line"'), html.index('<section id="coverage"')
+    assert html.index("</header>") < bottom < coverage < html.index('<section id="findings"')
+    headline = shown_text(section(html, "bottom-line"))
+    t = figures["totals"]
+    assert f"Realized spend {display(t['spend'], 'money')}" in headline
+    assert f"API-equivalent cost {display(t['api_equivalent'], 'money')}" in headline
+    assert f"Overspend versus the API {display(-t['savings'], 'money')}" in headline
+    assert "The API would have been cheaper" in headline and "99.46%" in headline
+    assert RAW_KEY.findall(shown_text(html)) == []
+    for ident, key in (("kinds", "tokens_by_kind"), ("components", "spend_by_component")):
+        assert sorted(row_headers(section(html, ident))) == sorted(label(k) for k in figures[key])
+    assert "Cached prompt" in row_headers(section(html, "kinds")) and "GPU" in html
+    shown = ticks(html)
+    assert len(shown) >= 7 and not [t for t in shown if re.search(r"\.\d{3}", t)]
+    daily = ticks(section(html, "daily"))
+    assert all(re.fullmatch(r"\$\d+(\.\d\d)?", t) for t in daily), daily
+    assert not re.search(r"\d\.00 (h\b|hours|node-hours)", shown_text(html))
+    assert "4 node-hours are missing" in shown_text(section(html, "coverage"))
 
 
 def test_the_html_is_self_contained(october: Run) -> None:

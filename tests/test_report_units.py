@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from llm_cost_exporter.accounting.costmodel import COST_COMPONENTS, TOKEN_KINDS
 from llm_cost_exporter.tools.report.fetch import Table
 from llm_cost_exporter.tools.report.figures import (
     build_ledger,
@@ -17,9 +18,14 @@ from llm_cost_exporter.tools.report.figures import (
     totals_of,
     unpriced_models,
 )
+from llm_cost_exporter.tools.report.labels import COST_COMPONENTS as COMPONENT_LABELS
+from llm_cost_exporter.tools.report.labels import EVENTS, label
+from llm_cost_exporter.tools.report.labels import TOKEN_KINDS as KIND_LABELS
 from llm_cost_exporter.tools.report.period import PeriodError, parse_period
 from llm_cost_exporter.tools.report.selection import Selection, SelectionError, parse_matcher
-from llm_cost_exporter.tools.report.units import display, rounded
+from llm_cost_exporter.tools.report.svg import tick_labels
+from llm_cost_exporter.tools.report.tabular import csv_value
+from llm_cost_exporter.tools.report.units import display, display_alone, rounded
 from llm_cost_exporter.tools.report.variance import cost_bridge, savings_bridge
 
 NOW = datetime(2026, 11, 22, 11, 35, tzinfo=timezone.utc)
@@ -181,6 +187,109 @@ def test_rounding_is_half_away_from_zero_at_the_unit_decimals() -> None:
     assert display(1.2, "money", "EUR") == "EUR 1.20"
     assert display(0.7598, "ratio") == "75.98%"
     assert display(1.4049, "factor") == "1.40\u00d7"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "alone"),
+    [
+        (740.0, "740", "740 h"),
+        (740.004, "740", "740 h"),
+        (3.5, "3.5", "3.5 h"),
+        (3.25, "3.25", "3.25 h"),
+        (0.995, "1", "1 h"),
+        (1234.5, "1,234.5", "1,234.5 h"),
+        (0.0, "0", "0 h"),
+        (-2.0, "-2", "-2 h"),
+        (None, "n/a", "n/a"),
+    ],
+)
+def test_hours_read_as_whole_hours_where_whole(value, shown: str, alone: str) -> None:
+    assert display(value, "hours") == shown
+    assert display_alone(value, "hours") == alone
+
+
+def test_only_hours_carry_a_unit_when_alone() -> None:
+    assert display_alone(13811.2, "money") == display(13811.2, "money") == "$13,811.20"
+    assert display_alone(0.5, "ratio") == "50.00%"
+    assert display_alone(1234, "tokens") == "1,234"
+    # Only the words change: the figure an output carries keeps its hundredths.
+    assert rounded(3.254, "hours") == 3.25 and rounded(740.0, "hours") == 740.0
+
+
+@pytest.mark.parametrize(
+    ("ticks", "unit", "currency", "labels"),
+    [
+        ([0, 2, 4, 6], "money", "USD", ["$0", "$2", "$4", "$6"]),
+        ([0, 2, 4, 6], "money_per_million", "USD", ["$0", "$2", "$4", "$6"]),
+        ([0, 0.5, 1, 1.5], "money", "USD", ["$0.00", "$0.50", "$1.00", "$1.50"]),
+        ([0, 1.25, 2.5], "money_per_million", "USD", ["$0.00", "$1.25", "$2.50"]),
+        ([0, 0.01, 0.02], "money_per_million", "USD", ["$0.00", "$0.01", "$0.02"]),
+        ([0, 0.0025, 0.005], "money_per_million", "USD", ["$0.0000", "$0.0025", "$0.0050"]),
+        ([0, 1000, 2000], "money", "EUR", ["EUR 0", "EUR 1,000", "EUR 2,000"]),
+        ([0, 0.5], "money", "EUR", ["EUR 0.00", "EUR 0.50"]),
+        ([-2, 0, 2], "money", "USD", ["-$2", "$0", "$2"]),
+        ([0, 0.1 + 0.2, 0.6], "money", "USD", ["$0.00", "$0.30", "$0.60"]),
+        ([0, 0.25, 0.5, 0.75, 1.0], "ratio", "USD", ["0%", "25%", "50%", "75%", "100%"]),
+        ([0, 0.125, 0.25], "ratio", "USD", ["0.0%", "12.5%", "25.0%"]),
+        ([0, 370, 740], "hours", "USD", ["0 h", "370 h", "740 h"]),
+        ([0, 2.5, 5], "hours", "USD", ["0.0 h", "2.5 h", "5.0 h"]),
+        ([0, 1, 2, 3], "count", "USD", ["0", "1", "2", "3"]),
+        ([0, 2000, 4000], "tokens", "USD", ["0", "2,000", "4,000"]),
+        ([0, 0.5, 1], "factor", "USD", ["0.0\u00d7", "0.5\u00d7", "1.0\u00d7"]),
+    ],
+)
+def test_axis_ticks_have_the_decimals_their_step_needs(ticks, unit, currency, labels) -> None:
+    assert tick_labels(ticks, unit, currency) == labels
+
+
+@pytest.mark.parametrize(
+    ("identifier", "words"),
+    [
+        ("prompt", "Prompt"),
+        ("cached_prompt", "Cached prompt"),
+        ("generation", "Generation"),
+        ("gpu", "GPU"),
+        ("overhead", "Overhead"),
+        ("energy", "Energy"),
+        ("node_extra", "Other node costs"),
+        ("fixed", "Fixed costs"),
+        ("exporter_restart", "Exporter restart"),
+        ("engine_restart", "Engine restart"),
+        ("a_new_kind", "A new kind"),  # not listed yet: still words, not a key
+        ("", ""),
+    ],
+)
+def test_identifiers_read_as_words(identifier: str, words: str) -> None:
+    assert label(identifier) == words
+
+
+def test_every_kind_component_and_event_has_its_words() -> None:
+    assert set(KIND_LABELS) == set(TOKEN_KINDS)
+    assert set(COMPONENT_LABELS) == set(COST_COMPONENTS)
+    assert set(EVENTS) == {"exporter_restart", "engine_restart"}
+    shown = [label(key) for key in (*TOKEN_KINDS, *COST_COMPONENTS, *EVENTS)]
+    assert len(set(shown)) == len(shown)  # no two identifiers read alike
+    assert all("_" not in words for words in shown)
+
+
+@pytest.mark.parametrize(
+    ("measure", "value", "written"),
+    [
+        ("spend", 13811.2, "13811.20"),
+        ("savings", -0.5, "-0.50"),
+        ("unobserved_spend_estimate", 0.0, "0.00"),
+        ("cost", 12_345_678.9, "12345678.90"),
+        ("cost_per_million_tokens", 1.652, "1.6520"),
+        ("tokens", 3580246792, 3580246792),
+        ("utilization", 0.43, 0.43),
+        ("covered_hours", 738.0, 738.0),
+        ("spend", None, ""),
+    ],
+)
+def test_the_csv_writes_money_with_its_cents_and_leaves_the_rest(measure, value, written) -> None:
+    assert csv_value(measure, value) == written
+    if isinstance(written, str) and written:
+        assert float(written) == value  # the same number, written with its cents
 
 
 # --- variance ------------------------------------------------------------------------
@@ -378,7 +487,7 @@ def test_a_month_that_beat_the_api_reads_as_a_saving_with_its_plan_and_events() 
     assert "An engine restarted once (a:9478 2026-10-06 06:00)" in findings
     assert "Data is missing" not in findings
     csv_text, json_text = render_csv(report), render_json(report)
-    assert "totals,,savings,211.2,EUR" in csv_text
+    assert "totals,,savings,211.20,EUR" in csv_text
     assert '"savings": 211.2' in json_text
 
 

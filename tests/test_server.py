@@ -129,10 +129,11 @@ async def test_landing_page_shows_key_figures(node) -> None:
     assert response.headers["Content-Type"].startswith("text/html")
     html = await response.text()
     # $3.20/h over 750 tok/s: $1.1852 per 1M; blended API price of a 70/30 mix with 30% cached.
-    assert "1.19 USD" in html
+    assert "$1.19" in html
     assert "break-even" in html and "Spend today" in html
-    assert "0.0533 USD" in html  # one minute of $3.20/h
-    assert "<script" not in html and "src=" not in html and 'href="http' not in html
+    spend = f'data-figure="spend" data-value="{3.20 / 60!r}">$0.05<'
+    assert spend in html  # one minute of $3.20/h
+    assert html.count("<script") == 1 and "src=" not in html and 'href="http' not in html
 
 
 async def test_a_scrape_does_no_io(node) -> None:
@@ -162,7 +163,7 @@ def test_landing_page_shows_cost_by_model_and_each_gpu() -> None:
     state.advance(0.0)
     html = render_landing(state, LoopHealth("ok", 0.0))
     assert "<td>0</td><td>NVIDIA H100 PCIe</td><td>(unclaimed)</td><td>healthy</td>" in html
-    assert "<td>25.0% (sm_activity)</td>" in html
+    assert "<td class=num>25.0% (sm_activity)</td>" in html
     assert "<b class=bad>unhealthy</b>" in html
     # Not every engine names its GPUs: no per-model split, the node's cost is unclaimed.
-    assert "<tr><td>(unclaimed)</td><td>6.50 USD</td><td colspan=4>–</td></tr>" in html
+    assert "<tr><td>(unclaimed)</td><td class=num>$6.50</td><td colspan=6>–</td></tr>" in html

@@ -13,7 +13,7 @@ import aiohttp
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
-from llm_cost_exporter.collectors.base import EngineCollector
+from llm_cost_exporter.collectors.base import EngineCollector, GpuCollector
 from llm_cost_exporter.collectors.credentials import Credentials
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
@@ -75,11 +75,14 @@ async def serve(
     model_prices: dict[str, ApiPrices],
     default_price: ApiPrices | None,
     web_config: LiveWebConfig | None = None,
+    gpus: GpuCollector | None = None,
 ) -> None:
     """Run collection and HTTP serving until cancelled or signalled; `web_config` (the
-    `--web.config.file`) adds TLS, basic auth and headers."""
+    `--web.config.file`) adds TLS, basic auth and headers. `gpus` reads the GPUs instead
+    of NVML (the demo's simulated ones): billed as cost.gpus declares until they are read,
+    then by what they report, like GPUs NVML lists after start."""
     discovery = _discovery_connection(config)
-    nvml = NvmlCollector(config.timeout) if config.nvml.enabled else None
+    nvml = NvmlCollector(config.timeout) if config.nvml.enabled and gpus is None else None
     if nvml is not None:
         try:
             await asyncio.wait_for(nvml.open(), NVML_START_TIMEOUT)
@@ -91,7 +94,13 @@ async def serve(
             )
     try:
         await _serve(
-            config, model_prices, default_price, nvml, web_config or LiveWebConfig(None), discovery
+            config,
+            model_prices,
+            default_price,
+            nvml,
+            gpus if gpus is not None else nvml,
+            web_config or LiveWebConfig(None),
+            discovery,
         )
     finally:
         if nvml is not None:
@@ -103,6 +112,7 @@ async def _serve(
     model_prices: dict[str, ApiPrices],
     default_price: ApiPrices | None,
     nvml: NvmlCollector | None,
+    gpu_collector: GpuCollector | None,
     web_config: LiveWebConfig,
     discovery: Connection | None,
 ) -> None:
@@ -149,7 +159,7 @@ async def _serve(
         loop = CollectionLoop(
             state,
             engines,
-            nvml,
+            gpu_collector,
             outputs,
             config.interval,
             config.timeout,

@@ -3,31 +3,51 @@
 A new user with no GPU and no engine sees live figures at once: two simulated
 engines of two kinds (a vLLM serving a diurnal B2B model and an SGLang serving
 a spiky one, an hour of traffic every minute, at real-time token rates), each
-on its own A100, compared with a small frontier API model.
+on its own A100, compared with a small frontier API model. The A100s are
+simulated too: each follows the load of the engine on it, read by a GPU collector
+named `simulated_gpu` in place of NVML, so the demo never reads the host's GPUs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
+from typing import ClassVar
 
 from aiohttp import web
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
+from llm_cost_exporter.collectors.readings import (
+    CLOCK_EVENT_REASONS,
+    FEATURES,
+    GpuReading,
+    GpuSnapshot,
+)
 from llm_cost_exporter.collectors.sglang import SglangCollector
 from llm_cost_exporter.collectors.vllm import VllmCollector
 from llm_cost_exporter.config import Config, config_from_mapping, split_listen_address
 from llm_cost_exporter.daemon.assembly import serve
 from llm_cost_exporter.tools.simulator.engine import SimulatedEngine
+from llm_cost_exporter.tools.simulator.gpus import (
+    LLAMA_3_1_8B,
+    QWEN_2_5_7B,
+    GpuState,
+    SimulatedGpu,
+)
 from llm_cost_exporter.tools.simulator.profiles import make_profile
 from llm_cost_exporter.tools.simulator.server import build_simulator_app
 
 DEMO_LISTEN_ADDRESS = "127.0.0.1:9478"
 DEMO_ACCELERATION = 60.0
 DEMO_API_PRICES = {"input": 0.80, "cached_input": 0.08, "output": 4.00}
+DEMO_GPU_PRICE_KEY = "A100*80GB*"
+"""Matches the simulated GPUs' name and the model cost.gpus declares alike."""
 DEMO_ENGINE_TYPES = (VllmCollector.name, SglangCollector.name)
 """The engine type of each demo engine: the page format it serves and the collector
 that reads it."""
+DEMO_FOOTPRINTS = (LLAMA_3_1_8B, QWEN_2_5_7B)
+"""What each demo engine's model keeps in the memory of its GPU."""
 
 
 def demo_engines() -> list[SimulatedEngine]:
@@ -52,6 +72,50 @@ def demo_engines() -> list[SimulatedEngine]:
     ]
 
 
+def demo_gpus(engines: Sequence[SimulatedEngine]) -> list[SimulatedGpu]:
+    """GPU i carries engine i, as the demo configuration's engines[].gpus claims."""
+    return [
+        SimulatedGpu(index, engine, footprint)
+        for index, (engine, footprint) in enumerate(zip(engines, DEMO_FOOTPRINTS, strict=True))
+    ]
+
+
+def gpu_reading(state: GpuState) -> GpuReading:
+    """A simulated GPU's state as NVML's collector would read it."""
+    return GpuReading(
+        state.index,
+        state.uuid,
+        state.name,
+        busy_utilization=state.busy_utilization,
+        memory_used_bytes=float(state.memory_used_bytes),
+        memory_total_bytes=float(state.memory_total_bytes),
+        power_watts=state.power_watts,
+        energy_joules=state.energy_joules,
+        temperature_celsius=state.temperature_celsius,
+        sm_clock_hertz=state.sm_clock_hertz,
+        clock_event_reasons=CLOCK_EVENT_REASONS["gpu_idle"] if state.idle else 0,
+        sm_activity=state.sm_activity,
+        mig_enabled=False,
+        supported=dict.fromkeys(FEATURES, True),
+    )
+
+
+class SimulatedGpuCollector:
+    """The demo node's GPUs, read from the simulator in place of NVML."""
+
+    name: ClassVar[str] = "simulated_gpu"
+    target = "local"
+
+    def __init__(self, gpus: Sequence[SimulatedGpu]) -> None:
+        self.gpus = list(gpus)
+
+    async def collect(self) -> GpuSnapshot:
+        return GpuSnapshot(
+            driver_version="simulated",
+            gpus=tuple(gpu_reading(gpu.read()) for gpu in self.gpus),
+        )
+
+
 def demo_config(simulator_port: int, listen_address: str) -> Config:
     return config_from_mapping(
         {
@@ -65,12 +129,15 @@ def demo_config(simulator_port: int, listen_address: str) -> Config:
                 }
                 for i, engine_type in enumerate(DEMO_ENGINE_TYPES)
             ],
-            # The demo's GPUs are simulated: never bill the real ones of the host.
+            # The demo's GPUs are simulated: never read nor bill the real ones of the host.
             "nvml": {"enabled": False},
+            "metrics": {"gpu_diagnostics": True},
             "collection": {"interval": "2s", "timeout": "1s"},
             "cost": {
+                # Billed as declared until the simulated GPUs are first read, then as
+                # they report themselves (NVML's name, "NVIDIA A100-SXM4-80GB").
                 "gpus": [{"model": "A100-80GB", "count": 2}],
-                "gpu_prices_per_hour": {"A100-80GB": 3.20},
+                "gpu_prices_per_hour": {DEMO_GPU_PRICE_KEY: 3.20},
                 "overhead_ratio": 0.3,
             },
             "api_prices": {"default": DEMO_API_PRICES},
@@ -82,7 +149,9 @@ def demo_config(simulator_port: int, listen_address: str) -> Config:
 
 
 async def _run(listen_address: str) -> None:
-    runner = web.AppRunner(build_simulator_app(demo_engines()), access_log=None)
+    engines = demo_engines()
+    gpus = SimulatedGpuCollector(demo_gpus(engines))
+    runner = web.AppRunner(build_simulator_app(engines), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -100,7 +169,7 @@ async def _run(listen_address: str) -> None:
         flush=True,
     )
     try:
-        await serve(config, {}, ApiPrices(**DEMO_API_PRICES))
+        await serve(config, {}, ApiPrices(**DEMO_API_PRICES), gpus=gpus)
     finally:
         await runner.cleanup()
 

@@ -42,51 +42,107 @@ SCRAPE_ONLY = frozenset({"LLMCostExporterDown", "LLMCostMetricsMissing", "LLMCos
 pushed ones have LLMCostExporterSilent; LLMCostExporterAbsent counts both)."""
 
 
+HELP = "help"
+"""The metadata key of each parameter's meaning, which `rules --list` prints."""
+
+
+def _param(default: Any, meaning: str) -> Any:
+    return dataclasses.field(default=default, metadata={HELP: meaning})
+
+
 @dataclass(frozen=True)
 class RuleParams:
     """Every threshold and window the rules use; see alerts/runbook.md for the choices."""
 
-    job: str = "llm-cost"
-    """The scrape job of the exporters (`up{job=...}`)."""
-    push_job: str = "llm-cost-exporter"
-    """The `job` a receiver gives figures pushed over OTLP: the exporters' `service.name`."""
-    push_silent_for: str = "10m"
-    """How long a node that pushed may stay silent before LLMCostExporterSilent."""
-    rate_window: str = "5m"
-    """Window of the rates the dashboards read."""
-    aggregate_interval: str = "1m"
+    job: str = _param("llm-cost", "scrape job of the exporters (up{job=...})")
+    push_job: str = _param(
+        "llm-cost-exporter",
+        "job a receiver gives figures pushed over OTLP: the exporters' service.name",
+    )
+    push_silent_for: str = _param(
+        "10m", "how long a node that pushed may stay silent before LLMCostExporterSilent"
+    )
+    rate_window: str = _param("5m", "window of the rates the dashboards read")
+    aggregate_interval: str = _param(
+        "1m",
+        "how often the breakdowns and the fleet's figures are recorded (llmcost-aggregates)",
+    )
     """How often each node's breakdowns (by component, model and kind) and the fleet's
     per-model and per-cluster figures are recorded (the group llmcost-aggregates): as
     often as a global Prometheus federates them. A node's own totals and the ratios the
     alerts read are recorded at every evaluation."""
-    window_step: str = "5m"
+    window_step: str = _param(
+        "5m",
+        "step of the longer windows: their rates are recorded and their alerts evaluated "
+        "once per step; at least twice the scrape interval",
+    )
     """The longer windows (the break-even and GPU utilization alerts') average rates
     recorded once per step, and their alerts are evaluated as often: a fleet's raw
     samples are read once per step rather than once per window and cycle. At least
     twice the scrape interval, as a rate needs two samples."""
-    breakeven_page_window: str = "24h"
-    breakeven_page_for: str = "1h"
-    breakeven_warn_window: str = "6h"
-    breakeven_warn_for: str = "30m"
-    gpu_utilization_threshold: float = 0.6
-    gpu_utilization_window: str = "6h"
-    gpu_utilization_for: str = "30m"
-    health_interval: str = "1m"
+    breakeven_page_window: str = _param(
+        "24h", "window of the cost ratio LLMCostBelowBreakEven (critical) reads"
+    )
+    breakeven_page_for: str = _param(
+        "1h", "how long the node costs more than the API before LLMCostBelowBreakEven"
+    )
+    breakeven_warn_window: str = _param(
+        "6h", "window of the cost ratio LLMCostBelowBreakEvenWarning reads"
+    )
+    breakeven_warn_for: str = _param(
+        "30m", "how long the node costs more than the API before LLMCostBelowBreakEvenWarning"
+    )
+    gpu_utilization_threshold: float = _param(
+        0.6, "LLMCostGpuUtilizationLow fires below this GPU utilization (a ratio in (0, 1])"
+    )
+    gpu_utilization_window: str = _param(
+        "6h", "window of the GPU utilization LLMCostGpuUtilizationLow averages"
+    )
+    gpu_utilization_for: str = _param(
+        "30m", "how long under the threshold before LLMCostGpuUtilizationLow"
+    )
+    health_interval: str = _param(
+        "1m", "how often the health alerts (llmcost-health) are evaluated"
+    )
     """How often the health alerts (llmcost-health) are evaluated: each waits 5m or more
     before it fires, so a minute is a fifth of its wait at most."""
-    exporter_down_for: str = "5m"
-    exporter_absent_for: str = "15m"
-    engine_down_for: str = "5m"
-    attribution_down_for: str = "15m"
-    collector_errors_window: str = "15m"
-    collector_errors_threshold: float = 3
-    collector_failing_for: str = "15m"
-    stale_window: str = "10m"
-    stale_for: str = "5m"
-    price_missing_for: str = "5m"
-    nvml_unavailable_for: str = "10m"
-    gpu_unhealthy_for: str = "5m"
-    runbook_url: str = RUNBOOK_URL
+    exporter_down_for: str = _param(
+        "5m", "how long scrapes of an exporter fail before LLMCostExporterDown"
+    )
+    exporter_absent_for: str = _param(
+        "15m", "how long the job has no target and no node pushes before LLMCostExporterAbsent"
+    )
+    engine_down_for: str = _param("5m", "how long an engine goes unread before LLMCostEngineDown")
+    attribution_down_for: str = _param(
+        "15m",
+        "how long the kubelet pod-resources or pod-watch source goes unread before "
+        "LLMCostAttributionSourceDown",
+    )
+    collector_errors_window: str = _param(
+        "15m", "window in which LLMCostCollectorFailing counts failed collections"
+    )
+    collector_errors_threshold: float = _param(
+        3, "failed collections in that window that make LLMCostCollectorFailing"
+    )
+    collector_failing_for: str = _param(
+        "15m", "how long collections keep failing before LLMCostCollectorFailing"
+    )
+    stale_window: str = _param(
+        "10m", "window over which spend that does not move is stale (LLMCostDataStale)"
+    )
+    stale_for: str = _param("5m", "how long before LLMCostDataStale and LLMCostMetricsMissing fire")
+    price_missing_for: str = _param(
+        "5m", "how long a model or GPU goes without a price before LLMCostPriceMissing"
+    )
+    nvml_unavailable_for: str = _param(
+        "10m", "how long NVML cannot be read before LLMCostNvmlUnavailable"
+    )
+    gpu_unhealthy_for: str = _param(
+        "5m", "how long a GPU does not answer NVML before LLMCostGpuUnhealthy"
+    )
+    runbook_url: str = _param(
+        RUNBOOK_URL, "runbook each alert links to, with #the-alert-name appended"
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

@@ -31,6 +31,11 @@ from llm_cost_exporter.tools.report.period import parse_period, zone_named
 from llm_cost_exporter.tools.report.prometheus_api import PrometheusError
 
 PRICE_KEYS = ("input", "cached_input", "output")
+EXIT_CODES_HELP = f"""exit codes:
+  0  printed
+  {EXIT_PROMETHEUS}  Prometheus could not answer, holds no data for the period, or the data
+     cannot be planned on (no capacity, unpriced models)
+  {EXIT_USAGE}  bad options, a bad CSV file, or the --html file cannot be written"""
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from llm_cost_exporter.tools.report.advice_words import (
     span,
     verdict,
 )
+from llm_cost_exporter.tools.report.labels import label
 from llm_cost_exporter.tools.report.markup import (
     document,
     html_figure,
@@ -290,7 +291,7 @@ def _sensitivity(advice: Advice) -> str:
             + marked_cell("advice_sensitivity", item, "capacity", case.capacity, currency)
             + marked_cell("advice_sensitivity", item, "ceiling", case.ceiling, currency)
             + cells
-            + f"<td>{text(names.get(case.cheapest, case.cheapest))}</td></tr>"
+            + f"<td>{text(names.get(case.cheapest) or label(case.cheapest))}</td></tr>"
         )
     intro = (
         "Capacity per replica is the number every self-hosted policy scales on, and the "

@@ -27,6 +27,12 @@ from llm_cost_exporter.tools.report.units import display
 EXIT_PROMETHEUS = 1
 EXIT_USAGE = 2
 EXIT_COVERAGE = 3
+EXIT_CODES_HELP = f"""exit codes:
+  0  written
+  {EXIT_PROMETHEUS}  Prometheus could not answer, or holds no cost data for the selection and
+     period (or, with --source rules, no recording rules)
+  {EXIT_USAGE}  bad options, or the output directory cannot be written
+  {EXIT_COVERAGE}  written, but the data covers less of the period than --min-coverage"""
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,10 @@
 
 The page is a single file that is mailed, archived and printed: styles are
 inline, charts are inline SVG, and nothing refers to anything outside the file
-(no script, no font, no image, no link). Every figure is rounded and shown by
+(no script, no font, no image, no link). It opens with the bottom line (spend,
+the API-equivalent, the difference and a verdict) and then how much of the
+period the data covers, since every total depends on it. Identifiers read as
+words (:mod:`exporter.report.labels`). Every figure is rounded and shown by
 :mod:`exporter.report.units`, and the figures a machine may want to check carry
 ``data-figure="<section>.<item>.<measure>"`` with the rounded value in
 ``data-value``, so the page can be compared with the CSV and JSON outputs.
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone, tzinfo
 
 from llm_cost_exporter.tools.report.advice_html import advice_section
+from llm_cost_exporter.tools.report.labels import EVENTS, label
 from llm_cost_exporter.tools.report.markup import (
     document,
     html_figure,
@@ -50,8 +54,6 @@ from llm_cost_exporter.tools.report.units import display, rounded
 REALIZED_COLOUR = "#2563eb"
 API_COLOUR = "#ea580c"
 PLANNED_COLOUR = "#4b5563"
-
-EVENT_NAMES = {"exporter_restart": "exporter restart", "engine_restart": "engine restart"}
 
 
 # Small helpers -----------------------------------------------------------------------------
@@ -113,6 +115,65 @@ def _header(report: Report, zone: tzinfo, zone_name: str) -> str:
         f"<header><h1>{text(report.title)}</h1>"
         f'<p class="period">{text(period)}</p><dl class="meta">{rows}</dl></header>'
     )
+
+
+def _bottom_line(report: Report) -> str:
+    """Spend, what the API would have charged, the difference and what it means, first."""
+    t, currency = report.totals, report.currency
+    amount, word = _savings_words(t.savings, currency)
+    priced = " (priced models)" if report.unpriced_models else ""
+    figures = (
+        ("Realized spend", text(display(t.spend, "money", currency))),
+        (
+            "API-equivalent cost" + priced,
+            text(display(t.api_equivalent, "money", currency)),
+        ),
+        ("Overspend versus the API" if word == "overspend" else "Savings versus the API", amount),
+    )
+    headline = "".join(
+        f"<div><dt>{text(name)}</dt><dd>{shown}</dd></div>" for name, shown in figures
+    )
+    return html_section(
+        "bottom-line",
+        "Bottom line",
+        f'<dl class="headline">{headline}</dl>'
+        f'<p class="lead"><strong>{text(_verdict(t, currency))}</strong>'
+        f"{text(_verdict_scope(report))}</p>",
+    )
+
+
+def _verdict(t: Totals, currency: str) -> str:
+    """Whether self-hosting beat the API, in one sentence for whoever reads nothing else."""
+    if t.savings is None:
+        return "No model in the selection has an API price, so there is no comparison."
+    amount = display(abs(t.savings), "money", currency)
+    ratio = display(t.cost_ratio, "factor")
+    saved = rounded(t.savings, "money") or 0
+    if saved < 0:
+        return (
+            f"The API would have been cheaper: self-hosting cost {amount} more than the API's "
+            f"list prices for the same tokens (cost ratio {ratio})."
+        )
+    if saved == 0:
+        return "Self-hosting cost the same as the API's list prices for the same tokens."
+    return (
+        f"Self-hosting was cheaper than the API: {amount} saved against the API's list prices "
+        f"for the same tokens (cost ratio {ratio})."
+    )
+
+
+def _verdict_scope(report: Report) -> str:
+    """What the verdict leaves out: unpriced models, and hours without data."""
+    out = ""
+    if report.unpriced_models and report.totals.savings is not None:
+        out += " Models without an API price are left out of the comparison."
+    cov = report.coverage
+    if cov.ratio < 1.0 or cov.gaps:
+        out += (
+            f" Totals cover the observed hours only: {display(cov.ratio, 'ratio')} of the "
+            "expected node-hours (see Coverage)."
+        )
+    return out
 
 
 def _coverage(report: Report, zone: tzinfo) -> str:
@@ -302,12 +363,13 @@ def _breakdown(
     unit = unit_of(measure)
     items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
     rows = (
-        f'<tr><th scope="row">{text(name)}</th>'
+        f'<tr><th scope="row">{text(label(name))}</th>'
         f"{marked_cell(section, name, measure, value, currency)}</tr>"
         for name, value in items
     )
     table = html_table(((column, False), (value_column, True)), rows)
-    chart = bar_chart(items, unit=unit, currency=currency, title=title)
+    bars = [(label(name), value) for name, value in items]
+    chart = bar_chart(bars, unit=unit, currency=currency, title=title)
     return html_section(ident, title, f'<div class="split">{table}<figure>{chart}</figure></div>')
 
 
@@ -406,7 +468,7 @@ def _token_mix(report: Report) -> str:
         planned = plan.token_mix.get(kind)
         realized = report.tokens_by_kind.get(kind, 0.0) / total if total else None
         rows.append(
-            f'<tr><th scope="row">{text(kind)}</th>{plain_cell(planned, "ratio", "")}'
+            f'<tr><th scope="row">{text(label(kind))}</th>{plain_cell(planned, "ratio", "")}'
             f"{plain_cell(realized, 'ratio', '')}"
             f'<td class="num">{text(signed(_difference(realized, planned), "ratio", ""))}</td>'
             "</tr>"
@@ -631,13 +693,14 @@ def _events(report: Report, zone: tzinfo) -> str:
     events: list[Event] = sorted(report.events, key=lambda e: (e.hour, e.node, e.kind))
     rows = (
         f"<tr><td>{text(e.node)}</td><td>{_when(e.hour, zone)}</td>"
-        f"<td>{text(EVENT_NAMES.get(e.kind, e.kind))}</td>{plain_cell(e.count, 'count', '')}</tr>"
+        f"<td>{text(label(e.kind))}</td>{plain_cell(e.count, 'count', '')}</tr>"
         for e in events
     )
-    counts = {
-        name: sum(e.count for e in events if e.kind == kind) for kind, name in EVENT_NAMES.items()
-    }
-    lead = "<p>" + text(", ".join(f"{name}s: {n}" for name, n in counts.items())) + ".</p>"
+    kinds = list(dict.fromkeys([*EVENTS, *(e.kind for e in events)]))
+    counts = ". ".join(
+        f"{label(kind)}s: {sum(e.count for e in events if e.kind == kind)}" for kind in kinds
+    )
+    lead = f"<p>{text(counts)}.</p>"
     head = (("Node", False), ("Hour", False), ("Event", False), ("Count", True))
     return html_section("events", "Events", lead + html_table(head, rows, "compact"))
 
@@ -675,6 +738,7 @@ def render_html(report: Report) -> str:
     zone, zone_name = _zone(report.timezone)
     parts = (
         _header(report, zone, zone_name),
+        _bottom_line(report),
         _coverage(report, zone),
         _findings(report),
         _summary(report),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from llm_cost_exporter.tools.report.measures import unit_of
 from llm_cost_exporter.tools.report.svg import text
-from llm_cost_exporter.tools.report.units import DECIMALS, Unit, display, rounded
+from llm_cost_exporter.tools.report.units import Unit, display, display_alone, fixed, rounded
 
 CSS = """
 :root { --ink: #1f2937; --muted: #6b7280; --line: #e5e7eb; --strong-line: #d1d5db;
@@ -70,10 +70,16 @@ tr.best th, td.best { font-weight: 700; }
 .what { display: block; color: var(--muted); font-size: 0.85rem; font-weight: 400;
   min-width: 16rem; }
 ul.findings li { margin: 0.3rem 0; }
+dl.headline { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 1rem;
+  margin: 0.6rem 0 0.9rem; }
+dl.headline div { border-left: 3px solid var(--strong-line); padding: 0.1rem 0 0.1rem 0.8rem; }
+dl.headline dt { color: var(--muted); font-size: 0.93rem; }
+dl.headline dd { margin: 0; font-size: 1.6rem; font-weight: 600;
+  font-variant-numeric: tabular-nums; }
 footer { margin-top: 2.6rem; color: var(--muted); font-size: 0.85rem; }
 @media screen and (max-width: 820px) {
   main { padding: 1.4rem; margin: 0; border: 0; border-radius: 0; }
-  .split { grid-template-columns: 1fr; }
+  .split, .headline { grid-template-columns: 1fr; }
 }
 @page { size: A4; margin: 14mm; }
 @media print {
@@ -90,8 +96,7 @@ footer { margin-top: 2.6rem; color: var(--muted); font-size: 0.85rem; }
 
 def data_value(value: float | None, unit: Unit) -> str:
     """The rounded value in fixed notation: what ``rounded`` gives, without exponents."""
-    r = rounded(value, unit)
-    return "" if r is None else f"{r:.{DECIMALS[unit]}f}"
+    return fixed(value, unit)
 
 
 def mark(section: str, item: str, measure: str, value: float | None) -> str:
@@ -115,14 +120,14 @@ def marked_cell(
 
     ``best`` highlights the cell, such as the cheapest of a row.
     """
-    content = shown if shown is not None else text(display(value, unit_of(measure), currency))
+    content = shown if shown is not None else text(display_alone(value, unit_of(measure), currency))
     klass = "num best" if best else "num"
     return f'<{tag} class="{klass}" {mark(section, item, measure, value)}>{content}</{tag}>'
 
 
 def plain_cell(value: float | None, unit: Unit, currency: str) -> str:
     """An unmarked figure cell."""
-    return f'<td class="num">{text(display(value, unit, currency))}</td>'
+    return f'<td class="num">{text(display_alone(value, unit, currency))}</td>'
 
 
 def signed(value: float | None, unit: Unit, currency: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from html import escape
 
 from llm_cost_exporter.tools.report.model import WEEKDAYS
-from llm_cost_exporter.tools.report.units import Unit, display
+from llm_cost_exporter.tools.report.units import Unit, display, in_currency, is_money
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 INK = "#1f2937"
@@ -122,6 +122,46 @@ def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
     return [round(i * step, 12) for i in range(first, last + 1)]
 
 
+MAX_TICK_DECIMALS = 6
+
+
+def _decimals_needed(values: Sequence[float]) -> int:
+    """The fewest decimals that write every value exactly (nice ticks need few)."""
+    for decimals in range(MAX_TICK_DECIMALS + 1):
+        if all(abs(v - round(v, decimals)) <= 1e-9 * max(1.0, abs(v)) for v in values):
+            return decimals
+    return MAX_TICK_DECIMALS
+
+
+def tick_labels(ticks: Sequence[float], unit: Unit, currency: str = "USD") -> list[str]:
+    """Axis labels with the precision the step needs: ``$6``, ``$0.50``, ``25%``, ``740 h``.
+
+    An axis marks positions, not figures, so it drops the decimals a figure is
+    kept to: every label of an axis has as many as its finest tick needs, and
+    money that is not whole shows at least cents.
+    """
+    scale = 100.0 if unit == "ratio" else 1.0
+    values = [t * scale for t in ticks]
+    decimals = _decimals_needed(values)
+    if is_money(unit) and decimals:
+        decimals = max(decimals, 2)
+    out = []
+    for value in values:
+        number = f"{abs(value):,.{decimals}f}"
+        sign = "-" if value < 0 and number.strip("0.,") else ""
+        if is_money(unit):
+            out.append(sign + in_currency(number, currency))
+        elif unit == "ratio":
+            out.append(f"{sign}{number}%")
+        elif unit == "factor":
+            out.append(f"{sign}{number}\u00d7")
+        elif unit == "hours":
+            out.append(f"{sign}{number} h")
+        else:
+            out.append(f"{sign}{number}")
+    return out
+
+
 def _runs(values: Sequence[float | None]) -> list[list[int]]:
     """Indices of consecutive values with data: each run becomes one unbroken line."""
     runs: list[list[int]] = []
@@ -197,8 +237,8 @@ def line_chart(
     values = [v for line in series for v in line.values if _finite(v)]
     values += [ref.value for ref in references if _finite(ref.value)]
     ticks = nice_ticks(min([0.0, *values]), max([0.0, *values]) if values else 1.0)
-    tick_labels = [display(t, unit, currency) for t in ticks]
-    left = 14 + max(_text_width(t, 12) for t in tick_labels)
+    labels_y = tick_labels(ticks, unit, currency)
+    left = 14 + max(_text_width(t, 12) for t in labels_y)
     top, right, bottom = 36.0, 16.0, 40.0
     plot_w, plot_h = width - left - right, height - top - bottom
     low, high = ticks[0], ticks[-1]
@@ -215,7 +255,7 @@ def line_chart(
         left,
         14,
     )
-    body += _y_axis(ticks, tick_labels, y_of, left, width - right)
+    body += _y_axis(ticks, labels_y, y_of, left, width - right)
     body += _x_axis(labels, x_of, top + plot_h, plot_w)
     for ref in references:
         if _finite(ref.value):
@@ -230,13 +270,13 @@ def line_chart(
     return _svg(width, height, summary, body, "line", 12)
 
 
-def _y_axis(ticks, tick_labels, y_of, x0: float, x1: float) -> list[str]:
+def _y_axis(ticks, shown, y_of, x0: float, x1: float) -> list[str]:
     out = []
-    for tick, label in zip(ticks, tick_labels, strict=True):
+    for tick, label in zip(ticks, shown, strict=True):
         y = _num(y_of(tick))
         out.append(
             f'<line x1="{_num(x0)}" y1="{y}" x2="{_num(x1)}" y2="{y}" stroke="{GRID}"/>'
-            f'<text x="{_num(x0 - 6)}" y="{y}" dy="0.35em" text-anchor="end" '
+            f'<text class="tick" x="{_num(x0 - 6)}" y="{y}" dy="0.35em" text-anchor="end" '
             f'fill="{MUTED}">{text(label)}</text>'
         )
     return out
@@ -399,11 +439,14 @@ def _heatmap_legend(x: float, y: float) -> list[str]:
             f'<rect x="{_num(ramp_x + i * step_w)}" y="{_num(y)}" width="{_num(step_w)}" '
             f'height="{_num(h)}" fill="{colour_for(i / (steps - 1))}"/>'
         )
-    for share, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
+    shares = (0.0, 0.5, 1.0)
+    for share, shown, anchor in zip(
+        shares, tick_labels(shares, "ratio"), ("start", "middle", "end"), strict=True
+    ):
         lx = ramp_x + share * steps * step_w
         out.append(
-            f'<text x="{_num(lx)}" y="{_num(y + h + 13)}" text-anchor="{anchor}" '
-            f'fill="{MUTED}">{display(share, "ratio")}</text>'
+            f'<text class="tick" x="{_num(lx)}" y="{_num(y + h + 13)}" text-anchor="{anchor}" '
+            f'fill="{MUTED}">{shown}</text>'
         )
     nx = ramp_x + steps * step_w + 28
     out.append(
@@ -516,7 +559,7 @@ def week_chart(
         v for line in steps for v in line.values if _finite(v)
     ]
     ticks = nice_ticks(0.0, max(values) if values else 1.0)
-    left_labels = [f"{t:g}" for t in ticks]
+    left_labels = tick_labels(ticks, "count")
     right_labels = [right.show(t * right.factor) for t in ticks] if right else []
     left = 14 + max(_text_width(t, 12) for t in [*left_labels, axis_label])
     right_w = 14 + max(_text_width(t, 12) for t in [*right_labels, right.label]) if right else 16
@@ -544,12 +587,12 @@ def week_chart(
         y = _num(y_of(tick))
         body.append(
             f'<line x1="{_num(left)}" y1="{y}" x2="{_num(width - right_w)}" y2="{y}" '
-            f'stroke="{GRID}"/><text x="{_num(left - 6)}" y="{y}" dy="0.35em" '
+            f'stroke="{GRID}"/><text class="tick" x="{_num(left - 6)}" y="{y}" dy="0.35em" '
             f'text-anchor="end" fill="{MUTED}">{text(label)}</text>'
         )
         if right:
             body.append(
-                f'<text x="{_num(width - right_w + 6)}" y="{y}" dy="0.35em" '
+                f'<text class="tick" x="{_num(width - right_w + 6)}" y="{y}" dy="0.35em" '
                 f'fill="{MUTED}">{text(right_labels[index])}</text>'
             )
     for day, name in enumerate(WEEKDAYS):

@@ -19,7 +19,7 @@ from typing import Any
 from llm_cost_exporter.tools.planner.model import ALL_API, AS_RUN, Advice, Sensitivity
 from llm_cost_exporter.tools.report.measures import MEASURE_LABELS, unit_of
 from llm_cost_exporter.tools.report.model import Report, Totals, hour_of_week_label
-from llm_cost_exporter.tools.report.units import rounded
+from llm_cost_exporter.tools.report.units import DECIMALS, is_money, rounded
 
 FigureRow = tuple[str, str, str, float | int | None, str]
 
@@ -267,6 +267,19 @@ def advice_description(advice: Advice | None) -> dict[str, Any] | None:
     }
 
 
+def csv_value(measure: str, value: float | int | None) -> str | float | int:
+    """A rounded figure as the CSV writes it: money at its fixed decimals (``13811.20``).
+
+    A spreadsheet then shows every amount with its cents; other figures are
+    written as rounded, the same numbers the JSON carries.
+    """
+    if value is None:
+        return ""
+    unit = unit_of(measure)
+    # Already rounded: only written out, so the number stays the one the JSON carries.
+    return f"{value:.{DECIMALS[unit]}f}" if is_money(unit) else value
+
+
 def render_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -276,7 +289,7 @@ def render_csv(report: Report) -> str:
             ("meta", "", key, value if not isinstance(value, list) else ";".join(value), "")
         )
     for section, item, measure, value, unit in figure_rows(report):
-        writer.writerow((section, item, measure, "" if value is None else value, unit))
+        writer.writerow((section, item, measure, csv_value(measure, value), unit))
     return out.getvalue()
 
 

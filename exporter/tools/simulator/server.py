@@ -24,7 +24,7 @@ from aiohttp import web
 
 from .engine import ROLES, SimulatedEngine
 from .formats import PAGE_FORMATS
-from .profiles import PROFILE_NAMES, TrafficProfile, make_profile
+from .profiles import PROFILE_NAMES, SteadyProfile, TrafficProfile, make_profile
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:8000"
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -199,49 +199,56 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="host:port to serve on (env LLMCOST_SIM_LISTEN_ADDRESS; default %(default)s)",
     )
     parser.add_argument(
-        "--profile", choices=PROFILE_NAMES, default="diurnal", help="traffic profile"
+        "--profile",
+        choices=PROFILE_NAMES,
+        default="diurnal",
+        help="traffic profile (default %(default)s)",
     )
     parser.add_argument(
         "--peak-to-trough",
         type=float,
         default=10.0,
-        help="diurnal profile: business-hours peak over night/weekend trough (default 10)",
+        help="diurnal profile: business-hours peak over night/weekend trough (default %(default)g)",
     )
     parser.add_argument(
         "--level",
         type=float,
         default=None,
-        help="steady profile: share of capacity demanded (default 0.6)",
+        help=f"steady profile: share of capacity demanded (default {SteadyProfile.level:g})",
     )
     parser.add_argument(
         "--acceleration",
         type=float,
         default=1.0,
-        help="simulated seconds per wall-clock second (default 1)",
+        help="simulated seconds per wall-clock second (default %(default)g)",
     )
     parser.add_argument(
         "--tokens-in-wall-time",
         action="store_true",
         help="accelerate only the traffic's shape; tokens/s stay in real time",
     )
-    parser.add_argument("--engines", type=int, default=1, help="number of engines (default 1)")
+    parser.add_argument(
+        "--engines", type=int, default=1, help="number of engines (default %(default)s)"
+    )
     parser.add_argument(
         "--model",
         action="append",
         default=None,
-        help="served model name; repeat or comma-separate, engine i uses model i mod count",
+        help="served model name; repeat or comma-separate, engine i uses model i mod count "
+        f"(default {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--capacity",
         type=float,
         default=2000.0,
-        help="tokens per second one engine can serve (default 2000)",
+        help="tokens per second one engine can serve (default %(default)g)",
     )
     parser.add_argument(
         "--restart-every",
         type=float,
         default=None,
-        help="restart each engine every this many simulated seconds (counters reset)",
+        help="restart each engine every this many simulated seconds, its counters reset "
+        "(default: never)",
     )
     parser.add_argument(
         "--page-format",
@@ -261,7 +268,9 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "pair under a steady or diurnal profile; repeat or comma-separate, engine i takes role "
         "i mod count (default combined; v1 pages only)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for spiky bursts and noise")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for spiky bursts and noise (default %(default)s)"
+    )
 
 
 def _profile_for(args: argparse.Namespace, index: int) -> TrafficProfile:
