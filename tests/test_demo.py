@@ -74,6 +74,10 @@ def test_demo_shows_live_figures(tmp_path) -> None:
     assert 0 < per_million < 1000
     assert ("llmcost_breakeven_utilization_ratio", ONE_MINUTE) in samples
     assert "cost per 1M tokens" in html and "break-even" in html
+    # The simulated GPUs' figures are on the page, not dashes: memory, power and energy.
+    assert "GPUs (simulated)" in html and "not read" not in html
+    assert html.count(" GiB</td>") == 2 and html.count(" W</td>") == 2
+    assert html.count(" kWh</td>") == 2
     assert f"http://127.0.0.1:{demo.port}/" in output
     assert "Traceback" not in output
 

@@ -158,12 +158,25 @@ def test_landing_page_shows_cost_by_model_and_each_gpu() -> None:
     )
     state = NodeState(config, {}, ApiPrices(0.8, 0.08, 4.0), gpus=[])
     lost = GpuReading(1, "GPU-1", "NVIDIA H100 PCIe", healthy=False, error="gpu_lost")
-    busy = GpuReading(0, "GPU-0", "NVIDIA H100 PCIe", busy_utilization=1.0, sm_activity=0.25)
+    busy = GpuReading(
+        0,
+        "GPU-0",
+        "NVIDIA H100 PCIe",
+        busy_utilization=1.0,
+        sm_activity=0.25,
+        memory_used_bytes=40 * 2**30,
+        memory_total_bytes=80 * 2**30,
+        power_watts=350.4,
+        energy_joules=7.2e6,
+    )
     state.record_gpu_snapshot("nvml", "local", GpuSnapshot("550", (busy, lost)), 0.001, 0.0)
     state.advance(0.0)
     html = render_landing(state, LoopHealth("ok", 0.0))
     assert "<td>0</td><td>NVIDIA H100 PCIe</td><td>(unclaimed)</td><td>healthy</td>" in html
     assert "<td class=num>25.0% (sm_activity)</td>" in html
+    # Busy time beside SM activity, memory used of total, power, energy (7.2 MJ = 2 kWh).
+    readings = ("100.0%", "40.0 / 80 GiB", "350 W", "2.00 kWh")
+    assert "".join(f"<td class=num>{cell}</td>" for cell in readings) in html
     assert "<b class=bad>unhealthy</b>" in html
     # Not every engine names its GPUs: no per-model split, the node's cost is unclaimed.
     assert "<tr><td>(unclaimed)</td><td class=num>$6.50</td><td colspan=6>–</td></tr>" in html

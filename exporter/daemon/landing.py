@@ -19,6 +19,7 @@ from html import escape
 
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.windows import WindowFigures, blended_api_cost_per_million
+from llm_cost_exporter.collectors.readings import GpuReading
 from llm_cost_exporter.daemon.landing_charts import Line, line_chart
 from llm_cost_exporter.daemon.landing_format import (
     MISSING,
@@ -411,22 +412,36 @@ def _gpu_rows(state: NodeState) -> str:
         ]
         chosen = reading.utilization(preferred) if reading is not None else None
         utilization = f"{percent(chosen[0])} ({chosen[1]})" if chosen else MISSING
-        power = (
-            f"{reading.power_watts:,.0f} W"
-            if reading is not None and reading.power_watts is not None
-            else MISSING
-        )
         rows.append(
             f"<tr><td>{escape(gpu.label)}</td><td>{escape(gpu.name)}</td>"
             f"<td>{escape(', '.join(owners.get(gpu.key, ())))}</td><td>{health}</td>"
-            f"<td class=num>{utilization}</td><td class=num>{power}</td>"
-            f"<td class=num>{amounts(gpu.hourly)}</td></tr>"
+            f"<td class=num>{utilization}</td>"
+            + "".join(f"<td class=num>{cell}</td>" for cell in _gpu_readings(reading))
+            + f"<td class=num>{amounts(gpu.hourly)}</td></tr>"
         )
     return _scroll(
         "<table><tr><th>gpu</th><th>name</th><th>serves</th><th>health</th>"
-        "<th>utilization</th><th>power</th><th>price per hour</th></tr>"
+        "<th>utilization</th><th>busy time</th><th>memory</th><th>power</th>"
+        "<th>energy</th><th>price per hour</th></tr>"
         f"{''.join(rows)}</table>"
     )
+
+
+def _gpu_readings(reading: GpuReading | None) -> tuple[str, str, str, str]:
+    """Busy time, memory used of total, power and energy (since the driver loaded)."""
+    if reading is None:
+        return (MISSING,) * 4
+    busy = percent(reading.busy_utilization) if reading.busy_utilization is not None else MISSING
+    used, total = reading.memory_used_bytes, reading.memory_total_bytes
+    known = used is not None and total is not None
+    memory = f"{used / 2**30:,.1f} / {total / 2**30:,.0f} GiB" if known else MISSING
+    power = f"{reading.power_watts:,.0f} W" if reading.power_watts is not None else MISSING
+    energy = (
+        f"{reading.energy_joules / 3.6e6:,.2f} kWh"
+        if reading.energy_joules is not None
+        else MISSING
+    )
+    return busy, memory, power, energy
 
 
 def _source_rows(state: NodeState) -> str:
