@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import re
 import socket
 import ssl
@@ -202,7 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         api.requests.append(self.path)
-        if self.headers.get("Authorization") != f"Bearer {api.token}":
+        sent = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        api.tokens_sent.append(sent)
+        if sent not in (api.token, api.previous_token):
             self._send_json(401, status_object(401, "Unauthorized", "Unauthorized"))
             return
         if parts.path != "/api/v1/pods":
@@ -269,8 +272,12 @@ class FakeKubernetes:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(server.cert, server.key)
         self.token_file = directory / "token"
+        self.token = ""
+        self.previous_token: str | None = None
         self.set_token(token)
         self.requests: list[str] = []
+        self.tokens_sent: list[str] = []
+        """The bearer token of every request, in order."""
         self.connections: set[ssl.SSLSocket] = set()
         self.watches = 0
         """Watch requests answered so far."""
@@ -304,9 +311,13 @@ class FakeKubernetes:
         }
 
     def set_token(self, token: str) -> None:
-        """Accept only `token` from now on, and write it to the token file (a rotation)."""
-        self.token = token
-        self.token_file.write_text(token + "\n")
+        """A rotation: write `token` to the token file (whole, as the kubelet swaps it in),
+        then accept it and, as the API server does until it expires, the one before it; a
+        request that read the file just before the rotation is not refused."""
+        staged = self.token_file.with_name(self.token_file.name + ".new")
+        staged.write_text(token + "\n")
+        os.replace(staged, self.token_file)
+        self.previous_token, self.token = self.token or None, token
 
     def start(self) -> FakeKubernetes:
         """Serve (again, on the same port after a stop)."""
