@@ -204,7 +204,6 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         api.requests.append(self.path)
         sent = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        api.tokens_sent.append(sent)
         if sent not in (api.token, api.previous_token):
             self._send_json(401, status_object(401, "Unauthorized", "Unauthorized"))
             return
@@ -276,8 +275,6 @@ class FakeKubernetes:
         self.previous_token: str | None = None
         self.set_token(token)
         self.requests: list[str] = []
-        self.tokens_sent: list[str] = []
-        """The bearer token of every request, in order."""
         self.connections: set[ssl.SSLSocket] = set()
         self.watches = 0
         """Watch requests answered so far."""
