@@ -1,4 +1,8 @@
-"""An engine's metrics page over HTTP, bounded in time and size, streamed as it arrives."""
+"""An engine's metrics page over HTTP, bounded in time and size, streamed as it arrives.
+
+The GETs go through the node's one HttpClient, whose connections stay open from
+one cycle to the next.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urljoin
 
-import aiohttp
-
 from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.credentials import Credentials
+from llm_cost_exporter.collectors.deadline import within
+from llm_cost_exporter.collectors.http_client import HttpClient, HttpError, Response
 
 TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 """Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
@@ -19,25 +23,24 @@ prometheus_client versions rewrite `vllm:` sample names to `vllm_`."""
 
 T = TypeVar("T")
 
-CHUNK_BYTES = 1 << 16
-"""The most of the page parsed at once: it bounds how long a large page holds
-the event loop (0.15 ms of skipped lines, a few ms if every line is wanted) and
-how much of it is in memory."""
-
 
 class HttpPage:
-    """A PageSource that GETs `url` through a shared session."""
+    """A PageSource that GETs `url` through the node's HttpClient.
+
+    The page is parsed CHUNK_BYTES at a time as it arrives: that bounds how long a
+    large page holds the event loop (0.15 ms of skipped lines, a few ms if every line
+    is wanted) and how much of it is in memory."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         url: str,
         timeout: float,
         max_bytes: int,
         credentials: Credentials | None = None,
     ) -> None:
         self.url = url
-        self._session = session
+        self._client = client
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._credentials = credentials
@@ -60,17 +63,17 @@ class HttpPage:
     async def _bounded(self, reading: Awaitable[T]) -> T:
         """`reading` within the timeout, its failures as CollectorErrors."""
         try:
-            return await asyncio.wait_for(reading, self._timeout)
+            return await within(reading, self._timeout)
         except asyncio.TimeoutError:
             raise CollectorError(
                 "timeout", f"no complete answer within {self._timeout:g}s"
             ) from None
-        except aiohttp.ClientError as error:
-            raise CollectorError("connection", f"{type(error).__name__}: {error}") from None
+        except HttpError as error:
+            raise CollectorError("connection", str(error)) from None
         except OSError as error:
             raise CollectorError("connection", str(error)) from None
 
-    def _check_status(self, response: aiohttp.ClientResponse) -> None:
+    def _check_status(self, response: Response) -> None:
         if response.status in (401, 403):
             refused = "refused the credentials" if self._credentials else "asks for credentials"
             raise CollectorError("credentials", f"HTTP {response.status}: the page {refused}")
@@ -79,10 +82,10 @@ class HttpPage:
 
     async def _read_json(self, url: str) -> object:
         headers = {**self._headers(), "Accept": "application/json"}
-        async with self._session.get(url, headers=headers) as response:
+        async with self._client.get(url, headers) as response:
             self._check_status(response)
             body = bytearray()
-            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            async for chunk in response.chunks():
                 body += chunk
                 if len(body) > self._max_bytes:
                     raise CollectorError(
@@ -95,9 +98,9 @@ class HttpPage:
 
     async def _read(self, feed: Callable[[bytes], None]) -> None:
         max_bytes = self._max_bytes
-        async with self._session.get(self.url, headers=self._headers()) as response:
+        async with self._client.get(self.url, self._headers()) as response:
             self._check_status(response)
-            content_type = response.headers.get("Content-Type", "")
+            content_type = response.headers.get("content-type", "")
             if content_type.startswith(("text/html", "application/json")):
                 raise CollectorError(
                     "not_metrics", f"served {content_type.split(';')[0]}, not Prometheus metrics"
@@ -107,10 +110,12 @@ class HttpPage:
                     "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
                 )
             size = 0
-            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            async for chunk in response.chunks():
+                if size:
+                    # A chunk already buffered is handed over without a pause: let
+                    # scrapes in between two.
+                    await asyncio.sleep(0)
                 size += len(chunk)
                 if size > max_bytes:
                     raise CollectorError("too_large", f"page exceeds the {max_bytes}-byte limit")
                 feed(chunk)
-                # A chunk already buffered is handed over without a pause: let scrapes in.
-                await asyncio.sleep(0)

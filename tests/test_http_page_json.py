@@ -6,13 +6,13 @@ import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import pytest
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.credentials import BasicAuth
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 
 MAX_BYTES = 4096
@@ -62,12 +62,12 @@ def server() -> Iterator[tuple[Server, str]]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def session() -> AsyncIterator[HttpClient]:
+    async with HttpClient() as session:
         yield session
 
 
-def page(session: aiohttp.ClientSession, url: str, timeout: float = 10.0, **kw) -> HttpPage:
+def page(session: HttpClient, url: str, timeout: float = 10.0, **kw) -> HttpPage:
     return HttpPage(session, url, scaled(timeout), MAX_BYTES, **kw)
 
 

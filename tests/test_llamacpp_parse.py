@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import pytest
 from conftest import TESTS
 from realparts.one_model_engine import EngineAnswers, OneModelEngine
@@ -14,6 +13,7 @@ from realparts.timeouts import scaled
 from simulated_pages import page_shape
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.llamacpp import (
     LlamaCppCollector,
@@ -164,12 +164,12 @@ def engine() -> Iterator[OneModelEngine]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def session() -> AsyncIterator[HttpClient]:
+    async with HttpClient() as session:
         yield session
 
 
-def collector(engine: OneModelEngine, session: aiohttp.ClientSession) -> LlamaCppCollector:
+def collector(engine: OneModelEngine, session: HttpClient) -> LlamaCppCollector:
     url = f"{engine.url}/metrics"
     return LlamaCppCollector(url, HttpPage(session, url, scaled(10), 1 << 20))
 

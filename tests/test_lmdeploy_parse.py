@@ -8,13 +8,13 @@ import json
 import re
 from pathlib import Path
 
-import aiohttp
 import pytest
 from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.timeouts import scaled
 from simulated_pages import SimClock, page_shape, template_text
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.lmdeploy import (
     LmdeployCollector,
@@ -179,7 +179,7 @@ class NotMounted(QuietHandler):
 async def test_metrics_disabled_server_is_an_http_error_naming_the_flag() -> None:
     with LoopbackHttp(NotMounted) as server:
         url = server.url + "/metrics"
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as session:
             collector = LmdeployCollector(url, HttpPage(session, url, scaled(5), 1 << 20))
             with pytest.raises(CollectorError) as error:
                 await collector.collect()

@@ -18,7 +18,6 @@ import gzip
 import os
 import zlib
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +26,7 @@ from realparts.loopback_http import LoopbackHttp, QuietHandler
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.collectors.base import REASONS, CollectorError
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.readings import EngineReadings
 from llm_cost_exporter.collectors.vllm import VllmCollector
@@ -198,8 +198,7 @@ def raw_server():
 
 
 async def _collect(url: str, max_bytes: int) -> object:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=scaled(5))
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with HttpClient() as session:
         collector = VllmCollector(url, HttpPage(session, url, scaled(5), max_bytes))
         try:
             return await collector.collect()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import minimal_config_dict
@@ -10,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot
 from llm_cost_exporter.collectors.vllm import VllmCollector
@@ -47,7 +47,7 @@ async def node():
         minimal_config_dict(capacity={"tokens_per_second": 2000}, windows=["1m"])
     )
     state = NodeState(config, {}, ApiPrices(0.8, 0.08, 4.0), wall_clock=clock)
-    async with aiohttp.ClientSession() as session:
+    async with HttpClient() as session:
         collectors = []
         for i in (0, 1):
             url = str(simulator.make_url(f"/engine/{i}/metrics"))

@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import aiohttp
 import pytest
 from realparts.ports import free_port
 from realparts.timeouts import scaled
 from simulated_pages import SimClock, page_shape, template_text
 
 from llm_cost_exporter.collectors.base import CollectorError, StaticPage
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.registry import engine_collector
 from llm_cost_exporter.collectors.triton import TritonCollector, TritonPageReader, parse_triton_page
@@ -197,7 +197,7 @@ def test_read_in_small_chunks_equals_whole(size: int) -> None:
 
 async def test_metrics_disabled_server_refuses_and_the_error_names_the_flag() -> None:
     url = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens: --allow-metrics=false
-    async with aiohttp.ClientSession() as session:
+    async with HttpClient() as session:
         collector = TritonCollector(url, HttpPage(session, url, scaled(5), 1 << 20))
         with pytest.raises(CollectorError) as error:
             await collector.collect()

@@ -8,13 +8,12 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.price_catalog import resolve_catalog_prices
 from llm_cost_exporter.collectors.base import EngineCollector, GpuCollector
 from llm_cost_exporter.collectors.credentials import Credentials
+from llm_cost_exporter.collectors.http_client import HttpClient
 from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.kubelet.pod_resources import PodResourcesCollector
 from llm_cost_exporter.collectors.nvml import NvmlCollector
@@ -126,9 +125,7 @@ async def _serve(
         log.info("not checked: %s", note)
     state = NodeState(config, model_prices, default_price, gpus=gpus)
     state_file = open_state_file(config.state_file, state)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout)
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    async with HttpClient() as http:
 
         def collector(
             engine_type: str,
@@ -137,7 +134,7 @@ async def _serve(
             model: str | None = None,
         ) -> EngineCollector:
             page = HttpPage(
-                session, url, config.timeout, config.max_page_bytes, credentials=credentials
+                http, url, config.timeout, config.max_page_bytes, credentials=credentials
             )
             return engine_collector(engine_type, url, page, model)
 

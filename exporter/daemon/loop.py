@@ -25,6 +25,7 @@ from llm_cost_exporter.collectors.base import (
     GpuCollector,
     PodCollector,
 )
+from llm_cost_exporter.collectors.deadline import within
 from llm_cost_exporter.daemon.state_file import StateFile
 from llm_cost_exporter.outputs.base import Output
 from llm_cost_exporter.outputs.catalogue import cycle_families
@@ -99,7 +100,7 @@ class CollectionLoop:
         """The collector's result (None after recording why it failed) and its duration."""
         started = self._clock()
         try:
-            result = await asyncio.wait_for(collector.collect(), self.backstop)
+            result = await within(collector.collect(), self.backstop)
             return result, self._clock() - started
         except CollectorError as error:
             reason, message = error.reason, str(error)
