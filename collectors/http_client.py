@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import ipaddress
 import socket
 import ssl
 import time
@@ -35,6 +36,8 @@ CHUNK_BYTES = 1 << 16
 MAX_HEAD_BYTES = 64 * 1024
 """An answer's status line and headers together; a longer head is malformed."""
 MAX_REDIRECTS = 10
+RESOLVE_SECONDS = 30.0
+"""How long a host name's addresses are used before it is looked up again."""
 IDLE_SECONDS = 60.0
 """A connection unused this long is closed rather than reused."""
 MAX_IDLE = 64
@@ -346,6 +349,7 @@ class HttpClient:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._ssl = ssl_context
+        self._resolved: dict[str, tuple[float, list[str]]] = {}
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -421,25 +425,54 @@ class HttpClient:
             # 1xx: an interim answer; the final one follows.
 
     async def _connect(self, origin: _Origin) -> _Connection:
-        loop = asyncio.get_running_loop()
+        """A new connection to the first of `origin`'s addresses that answers."""
         context = None
         if origin.tls:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
-        _, connection = await loop.create_connection(
-            lambda: _Connection(origin),
-            origin.host,
-            origin.port,
-            ssl=context,
-            server_hostname=origin.host if context else None,
+        loop = asyncio.get_running_loop()
+        addresses = await self._addresses(origin)
+        for index, address in enumerate(addresses):
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin),
+                    address,
+                    origin.port,
+                    ssl=context,
+                    server_hostname=origin.host if context else None,
+                )
+            except OSError:
+                if index == len(addresses) - 1:
+                    self._resolved.pop(origin.host, None)
+                    raise
+                continue
+            transport = connection.transport
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return connection
+        raise OSError(f"{origin.host} resolves to no address")
+
+    async def _addresses(self, origin: _Origin) -> list[str]:
+        """The host's addresses, looked up at most once a RESOLVE_SECONDS: a name such as
+        `localhost` would otherwise cost a lookup in a thread on every new connection."""
+        try:
+            ipaddress.ip_address(origin.host)
+            return [origin.host]
+        except ValueError:
+            pass
+        known = self._resolved.get(origin.host)
+        now = time.monotonic()
+        if known is not None and now - known[0] < RESOLVE_SECONDS:
+            return known[1]
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            origin.host, origin.port, type=socket.SOCK_STREAM
         )
-        transport = connection.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        self._resolved[origin.host] = (now, addresses)
+        return addresses
 
     def _kept(self, origin: _Origin) -> _Connection | None:
         """The most recently used open connection to `origin`; stale ones are closed."""

@@ -272,3 +272,22 @@ async def test_the_connections_kept_are_bounded(serve) -> None:
             await read(client, server.url())
         kept = sum(map(len, client._idle.values()))
     assert kept == MAX_IDLE
+
+
+async def test_a_host_name_is_looked_up_once_for_many_connections(serve, monkeypatch) -> None:
+    server = await serve(lambda head: ok(PAGE), close_after_answer=True)
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counted(host, *args, **kw):
+        lookups.append(host)
+        return await real(host, *args, **kw)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counted)
+    async with HttpClient() as client:
+        for _ in range(3):
+            assert await read(client, f"http://localhost:{server.port}/metrics") == PAGE
+            await asyncio.sleep(0.05)
+    assert server.connections == 3 and lookups == ["localhost"]
+    assert b"Host: localhost:%d\r\n" % server.port in server.requests[0]
