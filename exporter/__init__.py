@@ -1,13 +1,5 @@
 """llm-cost-exporter: the live cost of self-hosted LLM inference, as Prometheus metrics."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-
-def _installed_version() -> str:
-    try:
-        return version("llm-cost-exporter")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-__version__ = _installed_version()
+__version__ = "0.1.0"
+"""The one place the version is written: the package metadata takes it from here at
+build time, so the daemon never reads its own metadata from disk."""

@@ -20,6 +20,8 @@ import pytest
 from packaging.requirements import Requirement
 from realparts.timeouts import scaled
 
+from llm_cost_exporter import __version__
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -120,6 +122,8 @@ def test_wheel_holds_one_package_and_its_metadata(wheel: zipfile.ZipFile) -> Non
     dist_info = [name for name in top if name.endswith(".dist-info")]
     assert len(dist_info) == 1 and dist_info[0].startswith("llm_cost_exporter-"), top
     assert top == {PACKAGE, *dist_info}, f"unexpected top-level entries: {sorted(top)}"
+    metadata_file = wheel.read(f"{dist_info[0]}/METADATA").decode()
+    assert f"\nVersion: {__version__}\n" in metadata_file  # taken from the package's one literal
 
 
 @pytest.mark.realparts
