@@ -17,7 +17,6 @@ import logging
 import signal
 import sys
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -460,6 +459,8 @@ def _search_prices(text: str) -> int:
 
 def _exact(price: float) -> str:
     """A price in plain decimal notation with every digit the float holds."""
+    from decimal import Decimal
+
     return format(Decimal(repr(price)).normalize(), "f")
 
 

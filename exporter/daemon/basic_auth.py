@@ -18,8 +18,6 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
-import bcrypt
-
 REMEMBERED = 100
 """Credentials remembered, each way (granted, refused)."""
 MAX_WAITING = 16
@@ -89,6 +87,8 @@ class BasicAuth:
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
+    import bcrypt  # only a node whose web config has users pays for loading it
+
     try:
         return bcrypt.checkpw(password, hashed)
     except ValueError:
