@@ -82,6 +82,12 @@ class ProcessGroup:
                 proc.kill()
                 proc.wait()
 
+    def stop_named(self, name: str) -> None:
+        """Stop every child started as ``name`` (e.g. one simulator of several in turn)."""
+        for child, proc in [entry for entry in self._procs if entry[0] == name]:
+            self.stop(proc)
+            self._procs.remove((child, proc))
+
     def close(self) -> None:
         for _, proc in reversed(self._procs):
             self.stop(proc)
@@ -132,6 +138,18 @@ def exporter_config(port: int, sim_port: int, engines: int, interval: str) -> di
         "api_prices": {"default": {"input": 0.8, "cached_input": 0.08, "output": 4.0}},
         "capacity": {"tokens_per_second": 16000},
     }
+
+
+def nvml_node_config(port: int, sim_port: int, engines: int, gpus: int = 8) -> dict[str, Any]:
+    """A node whose ``gpus`` GPUs are read through NVML, at the default interval and timeout:
+    one target per engine, the first ``gpus`` engines each on its own GPU
+    (``engines[].gpus``), the others on none (no two engines may claim one GPU)."""
+    config = exporter_config(port, sim_port, engines, "5s")
+    for index, engine in enumerate(config["engines"][:gpus]):
+        engine["gpus"] = [index]
+    config["nvml"] = {"enabled": True}
+    del config["cost"]["gpus"]
+    return config
 
 
 def start_exporter(

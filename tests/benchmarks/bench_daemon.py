@@ -1,18 +1,25 @@
-"""Steady-state CPU and memory of the exporter daemon watching an 8-engine node.
+"""Steady-state CPU and memory of the daemon at 1, 8 and 32 engines on an 8-GPU node.
 
 An exporter runs on every GPU node forever, so its idle cost has to be
-negligible next to what it reports. This runs the real daemon against the
-simulator at the default 5 s interval, scrapes it like Prometheus does (every
-15 s), and reads its CPU time and RSS from /proc. References measured in the
-same run: node-exporter under the same scrape cadence, and a bare Python that
-only imports the daemon's libraries (the memory floor any Python exporter pays).
-A second bare Python that also imports genai_prices and pydantic shows what
-the daemon would weigh if it loaded the price catalog in-process.
+negligible next to what it reports. This runs three copies of the real daemon
+side by side over the same period, so that load from elsewhere on the machine
+weighs on all alike: one watching 1 simulated engine, one 8 and one 32, each
+reading the same 8 fake-NVML GPUs (the real pynvml over tests/fake_nvml,
+compiled with gcc at start) at the default 5 s interval, the first 8 engines
+one GPU each. Each is scraped every 15 s like Prometheus does; their CPU time
+and RSS come from /proc. References measured in the same run: node-exporter
+under the same scrapes, and a bare Python that only imports the daemon's
+libraries (the memory floor any Python exporter pays). A second bare Python
+that also imports genai_prices and pydantic shows what the daemon would weigh
+if it loaded the price catalog in-process; whether it does is read from the
+daemons' /proc/PID/maps (pydantic's native library). The CPU per added engine is the
+slope from the fewest engines to the most.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 import urllib.request
@@ -23,17 +30,30 @@ from _procs import (
     ProcessGroup,
     cpu_seconds,
     fmt_ratio,
+    nvml_node_config,
     run_main,
-    start_exporter,
+    spawn_exporter,
     start_idle_python,
     start_node_exporter,
     start_simulator,
     status_kb,
     wait_seconds,
 )
+from realparts.fake_nvml import FakeNvmlState, build_fake_nvml, subprocess_env
+from realparts.ports import free_port
+from realparts.samples import eventually, value
+from realparts.samples import scrape as scrape_samples
 
-TARGET_CPU_PERCENT = 0.5
-TARGET_RSS_MIB = 60.0
+TARGET_CPU_PERCENT = 0.2
+TARGET_CPU_VS_NODE_EXPORTER = 2.0
+TARGET_RSS_MB = 45.0
+"""MB of 10^6 bytes."""
+TARGET_PER_ENGINE_MS = 0.5
+TARGET_ENGINES = 8
+"""The node the CPU and memory targets are for."""
+INTERVAL = 5.0
+"""The default collection interval, which every daemon here runs at."""
+GPUS = 8
 DAEMON_MODULES = ["aiohttp", "prometheus_client", "yaml"]
 CATALOG_MODULES = [*DAEMON_MODULES, "genai_prices", "pydantic"]
 
@@ -93,83 +113,221 @@ def measure(watched: list[Watched], seconds: float, scrape_every: float) -> floa
     return elapsed
 
 
+@dataclass
+class Daemon:
+    engines: int
+    port: int
+    proc: Watched
+    catalog_mapped: bool = False
+    """Whether pydantic's native library is mapped into the daemon: the price catalog's
+    libraries loaded in-process."""
+
+
+def maps_library(pid: int, name: str) -> bool:
+    """Whether a file whose path contains `name` is mapped into `pid` (/proc/PID/maps)."""
+    return name in Path(f"/proc/{pid}/maps").read_text()
+
+
+def not_ready(daemon: Daemon, sim_port: int) -> list[str]:
+    """What the daemon does not read yet that the measurement needs it to read."""
+    samples = scrape_samples(daemon.port)
+    missing = []
+    urls = [f"http://127.0.0.1:{sim_port}/engine/{i}/metrics" for i in range(daemon.engines)]
+    up = sum(value(samples, "llmcost_collector_up", target=url) == 1 for url in urls)
+    if up < daemon.engines:
+        missing.append(f"{up}/{daemon.engines} engines up")
+    if value(samples, "llmcost_collector_up", collector="nvml") != 1:
+        missing.append("NVML not up")
+    gpus = sum(1 for (name, _) in samples if name == "llmcost_gpu_info")
+    if gpus != GPUS:
+        missing.append(f"{gpus}/{GPUS} GPUs listed")
+    return missing
+
+
+def wait_ready(daemon: Daemon, sim_port: int) -> None:
+    last: list[str] = []
+
+    def ready() -> bool:
+        last[:] = not_ready(daemon, sim_port)
+        return not last
+
+    try:
+        eventually(ready, timeout=60, what=daemon.proc.name, interval=0.5)
+    except AssertionError:
+        raise RuntimeError(
+            f"{daemon.proc.name}: not ready within 60 s: {', '.join(last)}"
+        ) from None
+
+
+def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> tuple[list[Daemon], int]:
+    """One simulator with the most engines asked for and, for each count, a daemon reading
+    the first that many of them and the 8 fake GPUs; return the daemons, once each reads
+    all it should, and the simulator's port."""
+    from bench_nvml import H100, fake_gpus  # bench_nvml imports this module
+
+    nvml_state = tmp / "nvml-state.txt"
+    FakeNvmlState(fake_gpus(H100, gpm=True)).write(nvml_state)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        **subprocess_env(build_fake_nvml(tmp / "lib"), nvml_state),
+    }
+    sim_port = start_simulator(group, max(counts))
+    daemons = []
+    for engines in counts:
+        port = free_port()
+        config = nvml_node_config(port, sim_port, engines, GPUS)
+        proc = spawn_exporter(group, config, f"exporter-{engines}", env)
+        url = f"http://127.0.0.1:{port}/metrics"
+        name = f"daemon {engines} engine{'s' if engines > 1 else ''}"
+        daemons.append(Daemon(engines, port, Watched(name, proc.pid, url)))
+    for daemon in daemons:
+        wait_ready(daemon, sim_port)
+    return daemons, sim_port
+
+
+def print_table(
+    watched: list[Watched], daemons: list[Daemon], node: Watched | None, elapsed: float
+) -> None:
+    print(
+        f"\n{'process':<20}{'CPU % 1 core':>13}{'ms / 5 s':>10}{'RSS mean':>10}{'RSS max':>9}"
+        f"{'VmHWM':>8}{'CPU/node':>10}{'RSS/node':>10}"
+    )
+    for proc in watched:
+        scraped = proc.scrape_url is not None
+        cpu = proc.cpu_percent(elapsed)
+        ratios = ["-", "-"]
+        if node is not None and scraped and proc is not node:
+            ratios = [
+                fmt_ratio(cpu, node.cpu_percent(elapsed)),
+                fmt_ratio(proc.rss_mean_mib, node.rss_mean_mib),
+            ]
+        print(
+            f"{proc.name:<20}{f'{cpu:.3f}' if scraped else '-':>13}"
+            f"{f'{cpu / 100 * INTERVAL * 1000:.1f}' if scraped else '-':>10}"
+            f"{proc.rss_mean_mib:>10.1f}{proc.rss_max_mib:>9.1f}{proc.hwm_kb / 1024:>8.1f}"
+            f"{ratios[0]:>10}{ratios[1]:>10}"
+        )
+    print(
+        f"(memory in MiB; CPU from /proc utime+stime over {elapsed:.1f} s in 10 ms ticks; "
+        f"ms / 5 s: CPU per\n {INTERVAL:g} s cycle; node: node-exporter; bare python: imports "
+        f"{', '.join(DAEMON_MODULES)} and sleeps;\n bare + catalog: also genai_prices and "
+        "pydantic)"
+    )
+    pages = ", ".join(f"{d.engines} engines {d.proc.scrape_bytes}" for d in daemons)
+    print(f"page bytes: {pages}" + (f", node-exporter {node.scrape_bytes}" if node else ""))
+
+
+def print_targets(daemons: list[Daemon], node: Watched | None, elapsed: float) -> None:
+    target_mib = TARGET_RSS_MB * 1e6 / 1024**2
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(
+        f"\ntargets: CPU <= {TARGET_CPU_PERCENT:g}% of one core (<= "
+        f"{TARGET_CPU_PERCENT / 100 * INTERVAL * 1000:g} ms per cycle) at {TARGET_ENGINES} "
+        f"engines and <= {TARGET_CPU_VS_NODE_EXPORTER:g}x node-exporter's; RSS <= "
+        f"{TARGET_RSS_MB:g} MB ({target_mib:.1f} MiB); <= {TARGET_PER_ENGINE_MS:g} ms per "
+        "added engine per cycle"
+    )
+    for daemon in daemons:
+        proc = daemon.proc
+        cpu, rss = proc.cpu_percent(elapsed), proc.rss_max_mib
+        line = f"  {proc.name:<19} RSS max {rss:.1f} MiB: {verdict(rss <= target_mib)}"
+        if daemon.engines == TARGET_ENGINES:
+            line += f"; CPU {cpu:.3f}%: {verdict(cpu <= TARGET_CPU_PERCENT)}"
+            if node is not None:
+                ratio = cpu / node.cpu_percent(elapsed) if node.cpu_end > node.cpu_start else 0
+                line += (
+                    f"; {fmt_ratio(cpu, node.cpu_percent(elapsed))} node-exporter's: "
+                    f"{verdict(0 < ratio <= TARGET_CPU_VS_NODE_EXPORTER)}"
+                )
+        print(line)
+    if len(daemons) > 1:
+        first, last = daemons[0], daemons[-1]
+        per_engine = (
+            (last.proc.cpu_percent(elapsed) - first.proc.cpu_percent(elapsed))
+            / 100
+            * INTERVAL
+            * 1000
+            / (last.engines - first.engines)
+        )
+        print(
+            f"  per added engine ({first.engines} to {last.engines}): {per_engine:.3f} ms CPU "
+            f"per cycle: {verdict(per_engine <= TARGET_PER_ENGINE_MS)}"
+        )
+    if node is None:
+        print("node-exporter not installed (prometheus-node-exporter): comparison skipped")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--engines", type=int, default=8, help="simulated engines and targets")
-    parser.add_argument("--interval", default="5s", help="exporter collection interval")
-    parser.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring")
-    parser.add_argument("--seconds", type=float, default=60.0, help="measuring period")
     parser.add_argument(
-        "--scrape-every", type=float, default=15.0, help="seconds between scrapes of /metrics"
+        "--engines", default="1,8,32", help="engine counts, one daemon each (1,8,32)"
+    )
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring (15)")
+    parser.add_argument(
+        "--seconds", type=float, default=120.0, help="measuring period in seconds (120)"
+    )
+    parser.add_argument(
+        "--scrape-every", type=float, default=15.0, help="seconds between scrapes of /metrics (15)"
     )
     args = parser.parse_args(argv)
+    counts = sorted({int(n) for n in args.engines.split(",")})
+    if counts[0] < 1:
+        parser.error("--engines: at least 1")
 
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         group = ProcessGroup(Path(tmp))
         try:
-            sim_port = start_simulator(group, args.engines)
-            exporter, port = start_exporter(group, sim_port, args.engines, args.interval)
-            ours = Watched("llm-cost-exporter", exporter.pid, f"http://127.0.0.1:{port}/metrics")
-            watched = [ours]
-            node = start_node_exporter(group)
-            if node is not None:
-                url = f"http://127.0.0.1:{node[1]}/metrics"
-                watched.append(Watched("node-exporter", node[0].pid, url))
+            daemons, sim_port = start_daemons(group, Path(tmp), counts)
+            watched = [d.proc for d in daemons]
+            node = None
+            started = start_node_exporter(group)
+            if started is not None:
+                url = f"http://127.0.0.1:{started[1]}/metrics"
+                node = Watched("node-exporter", started[0].pid, url)
+                watched.append(node)
             bare = Watched("bare python", start_idle_python(group, "bare", DAEMON_MODULES))
             catalog = Watched(
                 "bare + catalog", start_idle_python(group, "catalog", CATALOG_MODULES)
             )
             watched += [bare, catalog]
             print(
-                f"{args.engines} engines, interval {args.interval}, warm-up {args.warmup:g} s, "
-                f"measuring {args.seconds:g} s with a scrape every {args.scrape_every:g} s ...",
+                f"daemons at {', '.join(map(str, counts))} simulated engines, each on {GPUS} "
+                f"fake-NVML GPUs, interval {INTERVAL:g} s (default), side by side;\n"
+                f"warm-up {args.warmup:g} s, measuring {args.seconds:g} s with a scrape every "
+                f"{args.scrape_every:g} s ...",
                 flush=True,
             )
             wait_seconds(args.warmup)
             elapsed = measure(watched, args.seconds, args.scrape_every)
+            for daemon in daemons:
+                if missing := not_ready(daemon, sim_port):
+                    raise RuntimeError(f"{daemon.proc.name} degraded: {', '.join(missing)}")
+                daemon.catalog_mapped = maps_library(daemon.proc.pid, "pydantic_core")
+            if not maps_library(catalog.pid, "pydantic_core"):
+                raise RuntimeError("pydantic_core is not mapped where pydantic is imported")
         finally:
             group.close()
 
-    print(f"\n{'process':<20}{'CPU % 1 core':>14}{'RSS mean':>11}{'RSS max':>10}{'VmHWM':>9}")
-    for proc in watched:
-        cpu = f"{proc.cpu_percent(elapsed):.3f}" if proc.scrape_url else "-"
+    print_table(watched, daemons, node, elapsed)
+    print_targets(daemons, node, elapsed)
+    for daemon in daemons:
+        ours = daemon.proc
+        own_extra = ours.rss_mean_mib - bare.rss_mean_mib
         print(
-            f"{proc.name:<20}{cpu:>14}{proc.rss_mean_mib:>11.1f}{proc.rss_max_mib:>10.1f}"
-            f"{proc.hwm_kb / 1024:>9.1f}"
+            f"{ours.name}: RSS over bare python {fmt_ratio(ours.rss_mean_mib, bare.rss_mean_mib)}"
+            f" (+{own_extra:.1f} MiB for the daemon's own code, pynvml and state)"
         )
-    print("(memory in MiB; bare python: imports " + ", ".join(DAEMON_MODULES) + " and sleeps;")
-    print(" bare + catalog: also genai_prices and pydantic)")
-    if node is None:
-        print("node-exporter not installed (prometheus-node-exporter): comparison skipped")
-
-    cpu = ours.cpu_percent(elapsed)
-    rss = ours.rss_max_mib
-    print(
-        f"\nexporter CPU {cpu:.3f}% of one core, target <= {TARGET_CPU_PERCENT:g}%: "
-        f"{'met' if cpu <= TARGET_CPU_PERCENT else 'MISSED'}"
-    )
-    print(
-        f"exporter RSS {rss:.1f} MiB (max), target <= {TARGET_RSS_MIB:g} MiB: "
-        f"{'met' if rss <= TARGET_RSS_MIB else 'MISSED'}"
-    )
-    print(
-        f"RSS over bare python: {fmt_ratio(ours.rss_mean_mib, bare.rss_mean_mib)} "
-        f"(+{ours.rss_mean_mib - bare.rss_mean_mib:.1f} MiB for the daemon's own code and state)"
-    )
     catalog_extra = catalog.rss_mean_mib - bare.rss_mean_mib
-    own_extra = ours.rss_mean_mib - bare.rss_mean_mib
+    loaded = [d.proc.name for d in daemons if d.catalog_mapped]
     print(
-        f"genai_prices + pydantic would add {catalog_extra:.1f} MiB; the daemon's whole "
-        f"surplus is {own_extra:.1f} MiB, so they are "
-        f"{'not' if own_extra < catalog_extra else 'possibly'} loaded in-process"
+        f"genai_prices + pydantic would add {catalog_extra:.1f} MiB; pydantic's native library "
+        + (f"IS mapped in {', '.join(loaded)}" if loaded else "is mapped in no daemon")
+        + " (/proc/PID/maps)"
     )
-    if node is not None:
-        ref = watched[1]
-        print(
-            f"vs node-exporter: CPU {fmt_ratio(cpu, ref.cpu_percent(elapsed))}, "
-            f"RSS {fmt_ratio(ours.rss_mean_mib, ref.rss_mean_mib)}, page bytes "
-            f"{ours.scrape_bytes} vs {ref.scrape_bytes}"
-        )
     return 0
 
 
