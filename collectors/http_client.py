@@ -42,6 +42,8 @@ IDLE_SECONDS = 60.0
 """A connection unused this long is closed rather than reused."""
 MAX_IDLE = 64
 """Connections kept open between cycles, over all engines (the engine limit)."""
+_RECEIVE_BYTES = 2 * CHUNK_BYTES
+"""The most read from the socket at once."""
 _HIGH_WATER = 4 * CHUNK_BYTES
 """Received and not yet handed on: above this the socket is not read."""
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -80,8 +82,11 @@ def _origin_and_target(url: str) -> tuple[_Origin, str, str]:
     return _Origin(scheme, host, port), target, shown if port == default else f"{shown}:{port}"
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection: what it received, waiting to be read."""
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP (or TLS) connection: what it received, waiting to be read.
+
+    The socket is read into one buffer kept for the connection's life, rather than
+    into a new 256 kB one per read."""
 
     def __init__(self, origin: _Origin) -> None:
         self.origin = origin
@@ -92,12 +97,19 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self.idle_since = 0.0
+        self._inbox = memoryview(bytearray(_RECEIVE_BYTES))
 
-    # asyncio.Protocol
+    # asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._inbox
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._inbox[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         self._pieces.append(data)

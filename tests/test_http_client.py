@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import inspect
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+from realparts.certificates import Pki
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.collectors.base import CollectorError
@@ -291,3 +293,30 @@ async def test_a_host_name_is_looked_up_once_for_many_connections(serve, monkeyp
             await asyncio.sleep(0.05)
     assert server.connections == 3 and lookups == ["localhost"]
     assert b"Host: localhost:%d\r\n" % server.port in server.requests[0]
+
+
+async def test_an_engine_over_tls_is_verified_and_read_over_a_kept_connection(
+    tmp_path, serve
+) -> None:
+    pki = Pki(tmp_path)
+    ca = pki.ca("engines-ca")
+    leaf = pki.issue(ca, "engine", "DNS:localhost")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(leaf.cert, leaf.key)
+    server = Server([lambda head: ok(PAGE)])
+    listening = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=served)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        async with HttpClient() as untrusting:
+            with pytest.raises(CollectorError) as error:
+                await read(untrusting, f"https://localhost:{port}/metrics")
+        assert error.value.reason == "connection" and "CERTIFICATE_VERIFY_FAILED" in str(
+            error.value
+        )
+        trusting = ssl.create_default_context(cafile=str(ca.cert))
+        async with HttpClient(trusting) as client:
+            for _ in range(3):
+                assert await read(client, f"https://localhost:{port}/metrics") == PAGE
+        assert server.connections == 1  # three reads over one connection
+    finally:
+        listening.close()
