@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -70,7 +70,7 @@ class Summed:
 
 
 EMPTY = Summed()
-"""What `EnginePage.first_of` gives for metrics none of which is on the page."""
+"""What `EnginePage.sums` gives for a metric that is not on the page."""
 
 
 def label_key(model_label: str, rank_label: str | None) -> Callable[[Labels], Key | None]:
@@ -86,13 +86,17 @@ class EnginePage:
     """One engine page fed in chunks: the wanted series summed per (model, rank), and
     the series rejected, by reason (readings.REJECT_REASONS)."""
 
-    def __init__(self, series: Iterable[Series], key: Callable[[Labels], Key | None]) -> None:
-        """`key` says which (model, rank) a series is about; None leaves the series out
-        (a duplicate report, such as a tensor-parallel rank other than the first)."""
-        self._series = {s.name: s for s in series}
+    def __init__(self, series: Mapping[str, Series], key: Callable[[Labels], Key | None]) -> None:
+        """`series` by name; `key` says which (model, rank) a series is about; None leaves
+        the series out (a duplicate report, such as a tensor-parallel rank other than the
+        first)."""
+        self._series = series
         self._key = key
-        self._parser = SelectiveParser(self._series)
-        self._summed: dict[tuple[str, str | None], Summed] = {}
+        self._parser = SelectiveParser(series)
+        self._sums: dict[str, Summed] = {}
+        """The series without a part label, by name."""
+        self._parts: dict[str, dict[str, Summed]] = {}
+        """The series with one, by name and then by the part label's value."""
         self._infos: dict[str, list[Labels]] = {}
         self._rejected: dict[str, int] = {}
         self._first_rejected = ""
@@ -120,24 +124,24 @@ class EnginePage:
 
     def has(self, name: str) -> bool:
         """Whether the page carries any usable or rejected series of `name`."""
-        return any(n == name for n, _ in self._summed) or name in self._infos
+        return name in self._sums or name in self._parts or name in self._infos
 
     def get(self, name: str, part: str | None = None) -> Summed | None:
         """The sums of `name` (of its `part` label's value `part`), None if not on the page."""
-        return self._summed.get((name, part))
+        if part is None:
+            return self._sums.get(name)
+        by_part = self._parts.get(name)
+        return None if by_part is None else by_part.get(part)
+
+    def sums(self, *names: str) -> list[Summed]:
+        """The sums of each of `names` (series without a part label), EMPTY where not on
+        the page: one call for a reader's every series."""
+        sums = self._sums
+        return [sums.get(name, EMPTY) for name in names]
 
     def parts(self, name: str) -> set[str]:
         """The values of `name`'s part label seen on the page."""
-        return {p for n, p in self._summed if n == name and p is not None}
-
-    def first_of(self, names: Iterable[str], part: str | None = None) -> Summed:
-        """The first of `names` the page has (a new name before its old one), else EMPTY."""
-        summed = self._summed
-        for name in names:
-            found = summed.get((name, part))
-            if found is not None:
-                return found
-        return EMPTY
+        return set(self._parts.get(name, ()))
 
     def infos(self, name: str) -> list[Labels]:
         """The label sets of an info series, in page order."""
@@ -154,7 +158,7 @@ class EnginePage:
         return EngineReadings(readings, self._rejected, self._first_rejected)
 
     def _take(self, found: list[Found]) -> None:
-        all_series, key_of, all_summed = self._series, self._key, self._summed
+        all_series, key_of, sums = self._series, self._key, self._sums
         for name, labels, value in found:
             series = all_series[name]
             if series.info:
@@ -163,14 +167,23 @@ class EnginePage:
             key = key_of(labels)
             if key is None:
                 continue
-            part = labels.get(series.part, "") if series.part else None
-            summed = all_summed.get((name, part))
-            if summed is None:
-                summed = all_summed[name, part] = Summed()
+            if series.part is None:
+                summed = sums.get(name)
+                if summed is None:
+                    summed = sums[name] = Summed()
+            else:
+                by_part = self._parts.get(name)
+                if by_part is None:
+                    by_part = self._parts[name] = {}
+                part = labels.get(series.part, "")
+                summed = by_part.get(part)
+                if summed is None:
+                    summed = by_part[part] = Summed()
             upper = series.upper
             # A usable value (value_problem would find none), judged without the call.
             if 0.0 <= value <= upper and value != _INFINITY:
-                summed.values[key] = summed.values.get(key, 0.0) + value
+                values = summed.values
+                values[key] = values.get(key, 0.0) + value
                 continue
             problem = value_problem(value, upper)
             assert problem is not None
@@ -275,9 +288,15 @@ class EngineReader:
     series is about (`key`), and how the sums become readings (`interpret`)."""
 
     SERIES: ClassVar[tuple[Series, ...]]
+    _BY_NAME: ClassVar[dict[str, Series]]
+    """SERIES by name, built once per reader class rather than once per page."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._BY_NAME = {series.name: series for series in cls.SERIES}
 
     def __init__(self) -> None:
-        self._page = EnginePage(self.SERIES, self.key)
+        self._page = EnginePage(self._BY_NAME, self.key)
 
     def key(self, labels: Labels) -> Key | None:
         """The (model, rank) a series is about; None leaves it out."""

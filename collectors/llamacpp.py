@@ -73,18 +73,15 @@ class LlamaCppPageReader(EngineReader):
     key = staticmethod(_one_model)
 
     def interpret(self) -> list[EngineReading]:
-        page = self._page
-        computed = page.first_of((PROMPT,))
-        generation = page.first_of((GENERATION,))
+        computed, generation, cached, running, waiting, usage, kv_tokens = self._page.sums(
+            PROMPT, GENERATION, CACHED, RUNNING, WAITING, KV_USAGE, KV_TOKENS
+        )
         keys = token_keys(
             computed,
             generation,
             "no llamacpp:* token counters on the page (wrong URL, or llama-server run "
             "without --metrics?)",
         )
-        cached = page.first_of((CACHED,))
-        running, waiting = page.first_of((RUNNING,)), page.first_of((WAITING,))
-        usage, kv_tokens = page.first_of((KV_USAGE,)), page.first_of((KV_TOKENS,))
         readings = []
         for key in keys:
             if key in cached.rejected:

@@ -67,15 +67,12 @@ class LmdeployPageReader(EngineReader):
 
     def interpret(self) -> list[EngineReading]:
         page = self._page
-        prompt = page.get(PROMPT) or EMPTY
-        generation = page.get(GENERATION) or EMPTY
+        prompt, generation, cached, running, waiting, kv_usage = page.sums(
+            PROMPT, GENERATION, CACHED, RUNNING, WAITING, KV_USAGE
+        )
         keys = token_keys(
             prompt, generation, f"no lmdeploy:* token counters on the page: {METRICS_OFF}"
         )
-        cached = page.get(CACHED) or EMPTY
-        running = page.get(RUNNING) or EMPTY
-        waiting = page.get(WAITING) or EMPTY
-        kv_usage = page.get(KV_USAGE) or EMPTY
         finished = page.get(SUCCESS, FINISHED) or EMPTY
         readings = []
         for key in keys:

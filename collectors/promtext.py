@@ -9,20 +9,38 @@ those, which keeps an 8-engine node's scrape cost negligible.
 The page is fed in chunks as they arrive, so a large page is never held whole:
 only the unfinished line at the end of a chunk is kept, and an unwanted line
 longer than a chunk is dropped as it streams by.
+
+An engine prints the same series every cycle with new values, so a wanted
+line's name and labels (its "head") are parsed once and kept, by their raw
+bytes, for the next cycles: a line whose head was seen before costs a dict
+lookup and a float(). Only a head that parsed whole is kept, and only up to a
+bound, so a page of ever-new labels cannot grow memory.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
 
-Labels = dict[str, str]
+Labels = Mapping[str, str]
+"""A sample's labels. Read-only: the same mapping is handed out every cycle."""
 
 MAX_LINE_BYTES = 64 * 1024
 """A wanted line longer than this is an error (vLLM's longest, cache_config_info,
 is about 1.5 kB); unwanted lines may be any length."""
+
+HEADS_KEPT = 2048
+HEADS_KEPT_BYTES = 256 * 1024
+"""At most this many parsed heads, of at most these many bytes in all, are kept per
+set of wanted names; the next one drops them all, to be parsed again. A busy 8-rank
+vLLM page has a few hundred heads of 60 to 1,500 bytes; pages of ever-new labels
+make the kept heads weigh about 2 MiB at most."""
+_HEAD_KEPT_BYTES = 4096
+"""A longer head is parsed every time."""
+_TAIL_BYTES = 64
+"""A value (and what follows it) longer than this takes the full parse: with a
+kept head, a fast-read line stays far below MAX_LINE_BYTES."""
 
 
 class ExpositionError(ValueError):
@@ -41,6 +59,9 @@ _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE_RE = re.compile(r'\\[\\"n]')
 _NAN_SPELLINGS = frozenset(("NaN", "nan"))
 _NO_LABELS: frozenset[tuple[str, str]] = frozenset()
+_NAN = float("nan")
+_UNDERSCORE = ord("_")
+"""As an int: `b"_" in tail` first tries the bytes as an int and clears the TypeError."""
 
 
 def _unescape(value: str) -> str:
@@ -53,9 +74,9 @@ def _shown(line: str | bytes) -> str:
     return repr(line[:120])
 
 
-def _parse_labels(line: str, start: int) -> tuple[Labels, int]:
+def _parse_labels(line: str, start: int) -> tuple[dict[str, str], int]:
     """Parse `{a="b",...}` starting at the brace; return labels and the index after `}`."""
-    labels: Labels = {}
+    labels: dict[str, str] = {}
     pos = start + 1
     if line.startswith("}", pos):
         return labels, pos + 1
@@ -73,9 +94,10 @@ def _parse_labels(line: str, start: int) -> tuple[Labels, int]:
     raise ExpositionError(f"unterminated label set in line: {_shown(line)}")
 
 
-def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[Labels, float]:
+def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[dict[str, str], float, int]:
     """One wanted sample line, `name{labels} value [timestamp]` or `name value`, whose
-    name ends at `name_end`: its labels and value."""
+    name ends at `name_end`: its labels, its value, and the length of its decoded text
+    after its labels."""
     if len(raw) > MAX_LINE_BYTES:
         raise ExpositionError(f"a {name} line is longer than {MAX_LINE_BYTES} bytes")
     try:
@@ -84,7 +106,8 @@ def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[Labels, float]:
         raise ExpositionError(f"invalid UTF-8 in line: {_shown(raw)}") from None
     after_name = line[name_end : name_end + 1]
     if after_name == " ":
-        labels: Labels = {}
+        labels: dict[str, str] = {}
+        end = name_end
         tokens = line[name_end + 1 :].split(None, 1)
         token = tokens[0] if tokens else ""
     elif after_name != "{":
@@ -92,6 +115,7 @@ def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[Labels, float]:
     elif plain := _PLAIN_LABELS.match(line, name_end):
         pairs, token = plain.groups()
         labels = dict(_PLAIN_PAIRS.findall(pairs)) if pairs else {}
+        end = plain.end(1) + 1
     else:
         labels, end = _parse_labels(line, name_end)
         tokens = line[end:].split(None, 1)
@@ -104,33 +128,75 @@ def _parse_line(raw: bytes, name: str, name_end: int) -> tuple[Labels, float]:
     # Python's float() also takes `1_000` and `-nan`, which the format does not.
     if "_" in token or (value != value and token not in _NAN_SPELLINGS):
         raise ExpositionError(f"bad sample value in line: {_shown(line)}")
-    return labels, value
+    return labels, value, len(line) - end
 
 
 Found = tuple[str, Labels, float]
 """A wanted sample as read: its metric name, labels and value."""
 
+_Head = tuple[str, Labels, int]
+"""A parsed head: the metric name, its labels, and the series' identity (the hash of
+the name and the labels as a set, so that labels in another order are the same)."""
 
-class _Plan(NamedTuple):
-    wanted: dict[bytes, str]
-    """The wanted names, by their bytes."""
-    prefixes: tuple[bytes, ...]
-    """The same, for `startswith`."""
-    longest_name: int
-    lines: re.Pattern[bytes]
-    """The search for the wanted lines: each found as (line, name), from its newline."""
+
+def _trie(names: list[bytes]) -> bytes:
+    """A pattern matching exactly `names`, factored by common prefix: `re` tries a
+    group's alternatives in turn, so each line tries a handful of letters instead of
+    every name."""
+    by_first: dict[bytes, list[bytes]] = {}
+    for name in sorted(set(names)):
+        if name:
+            by_first.setdefault(name[:1], []).append(name[1:])
+    branches = []
+    for first, rests in by_first.items():
+        prefix = first
+        while all(rests) and len({rest[:1] for rest in rests}) == 1:
+            prefix += rests[0][:1]
+            rests = [rest[1:] for rest in rests]
+        branches.append(re.escape(prefix) + _trie(rests))
+    if not branches:
+        return b""
+    pattern = b"(?:" + b"|".join(branches) + b")"
+    return pattern + b"?" if b"" in names else pattern
+
+
+class _Plan:
+    """What a parser of a set of wanted names needs, and the heads it has read."""
+
+    __slots__ = ("wanted", "line", "lines", "heads", "kept_bytes")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.wanted = {name.encode(): name for name in names}
+        """The wanted names, by their bytes."""
+        # A name ends at a brace, a space, or the line's end (a sample without value).
+        line = rb"(" + _trie(list(self.wanted)) + rb"(?=[{ \n]|\Z)(?:\{[^\n]*\})?)([^\n]*)"
+        self.line = re.compile(line)
+        """A wanted line as (head, tail): its name and labels up to its last `}`, and
+        the rest (the value and anything after it)."""
+        self.lines = re.compile(b"\n" + line)
+        """The same for each line after a newline: `findall` skips to them without
+        leaving C."""
+        self.heads: dict[bytes, _Head] = {}
+        """Parsed heads by their bytes, within HEADS_KEPT and HEADS_KEPT_BYTES."""
+        self.kept_bytes = 0
+
+    def keep(self, head: bytes, known: _Head) -> None:
+        """Keep a parsed head for the next cycles; past the bounds, drop the others."""
+        heads = self.heads
+        if head in heads:
+            return
+        if len(heads) >= HEADS_KEPT or self.kept_bytes + len(head) > HEADS_KEPT_BYTES:
+            heads.clear()
+            self.kept_bytes = 0
+        heads[head] = known
+        self.kept_bytes += len(head)
 
 
 @functools.lru_cache(maxsize=64)
 def _plan(names: tuple[str, ...]) -> _Plan:
-    """What a parser of `names` needs, built once per set of names (a collector reads
-    the same names every cycle)."""
-    wanted = {name.encode(): name for name in names}
-    alternatives = b"|".join(re.escape(n) for n in sorted(wanted, key=len, reverse=True))
-    # A name ends at a brace, a space, or the line's end; the leading newline lets
-    # the search skip to candidate lines by its literal prefix.
-    search = re.compile(rb"\n((" + alternatives + rb")(?=[{ \n]|\Z)[^\n]*)")
-    return _Plan(wanted, tuple(wanted), max(map(len, wanted), default=0), search)
+    """The plan of `names`, built once per set of names (a collector reads the same
+    names every cycle)."""
+    return _Plan(names)
 
 
 class SelectiveParser:
@@ -145,13 +211,13 @@ class SelectiveParser:
     """
 
     def __init__(self, wanted: Iterable[str]) -> None:
-        self._wanted, self._prefixes, self._longest_name, self._wanted_lines = _plan(tuple(wanted))
+        self._plan = _plan(tuple(wanted))
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._skipping = False
         """The unfinished line is unwanted and too long to keep: drop it up to its end."""
         self._seen: set[int] = set()
-        """Hashes of the series read: a page of many series costs no copy of their labels."""
+        """Identities of the series read: a page of many series costs no copy of their labels."""
         self.duplicates = 0
 
     def feed(self, chunk: bytes) -> list[Found]:
@@ -170,7 +236,12 @@ class SelectiveParser:
         if last < start:
             self._hold(chunk[start:])
             return found
-        self._scan(chunk, start, last, found)
+        plan = self._plan
+        # The first line has no newline before it for `lines` to find.
+        first = plan.line.match(chunk, start, chunk.find(b"\n", start))
+        if first is not None:
+            self._take((first.groups(),), found)
+        self._take(plan.lines.findall(chunk, start, last), found)
         self._hold(chunk[last + 1 :])
         return found
 
@@ -180,32 +251,38 @@ class SelectiveParser:
         self._finish_partial(found)
         return found
 
-    def _scan(self, chunk: bytes, start: int, end: int, found: list[Found]) -> None:
-        """The wanted samples among the whole lines in chunk[start:end]."""
-        first_end = chunk.find(b"\n", start, end)
-        if chunk.startswith(self._prefixes, start):
-            self._line(chunk[start : end if first_end == -1 else first_end], found)
-        if first_end != -1:
-            self._take(self._wanted_lines.findall(chunk, first_end, end), found)
-
-    def _line(self, line: bytes, found: list[Found]) -> None:
-        name = self._wanted_name(line)
-        if name is not None:
-            self._take(((line, name.encode()),), found)
-
     def _take(self, lines: Iterable[tuple[bytes, bytes]], found: list[Found]) -> None:
-        """Parse wanted lines, each with its metric name's bytes; keep the first of a series."""
-        wanted, seen = self._wanted, self._seen
-        for line, raw_name in lines:
-            name = wanted[raw_name]
-            labels, value = _parse_line(line, name, len(raw_name))
-            # The labels as a set: the same series with its labels in another order repeats.
-            identity = hash((name, frozenset(labels.items()) if labels else _NO_LABELS))
+        """Read wanted lines, each as (head, tail); keep the first of a series."""
+        heads, seen = self._plan.heads, self._seen
+        for head, tail in lines:
+            # A kept head and a short value without `_` that float() takes: read here.
+            # All else, NaN included (only some spellings are allowed), is parsed whole.
+            known = heads.get(head)
+            value = _NAN
+            if known is not None and len(tail) <= _TAIL_BYTES and _UNDERSCORE not in tail:
+                try:
+                    value = float(tail)
+                except ValueError:
+                    known = None
+            if known is None or value != value:
+                known, value = self._read(head, tail)
+            name, labels, identity = known
             if identity in seen:
                 self.duplicates += 1
             else:
                 seen.add(identity)
                 found.append((name, labels, value))
+
+    def _read(self, head: bytes, tail: bytes) -> tuple[_Head, float]:
+        """The full parse of a wanted line; its head is kept when its labels end where
+        the head does, so that they are the same whatever value follows."""
+        name_bytes = head.partition(b"{")[0]
+        name = self._plan.wanted[name_bytes]
+        labels, value, after_labels = _parse_line(head + tail, name, len(name_bytes))
+        known = (name, labels, hash((name, frozenset(labels.items()) if labels else _NO_LABELS)))
+        if after_labels == len(tail) and tail.isascii() and len(head) <= _HEAD_KEPT_BYTES:
+            self._plan.keep(head, known)
+        return known, value
 
     def _hold(self, piece: bytes) -> None:
         if self._skipping or not piece:
@@ -213,8 +290,7 @@ class SelectiveParser:
         self._partial.append(piece)
         self._partial_size += len(piece)
         if self._partial_size > MAX_LINE_BYTES:
-            head = b"".join(self._partial)
-            if self._wanted_name(head) is not None:
+            if self._plan.line.match(b"".join(self._partial)) is not None:
                 raise ExpositionError(f"a line is longer than {MAX_LINE_BYTES} bytes")
             self._partial.clear()
             self._partial_size = 0
@@ -222,14 +298,9 @@ class SelectiveParser:
 
     def _finish_partial(self, found: list[Found]) -> None:
         if self._partial:
-            self._line(b"".join(self._partial), found)
+            line = self._plan.line.match(b"".join(self._partial))
+            if line is not None:
+                self._take((line.groups(),), found)
         self._partial.clear()
         self._partial_size = 0
         self._skipping = False
-
-    def _wanted_name(self, line: bytes) -> str | None:
-        """The wanted metric a line (or its start) is a sample of, if any."""
-        head = line[: self._longest_name + 1]
-        for delimiter in (b"{", b" "):
-            head = head.split(delimiter, 1)[0]
-        return self._wanted.get(head)
