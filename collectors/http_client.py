@@ -253,7 +253,9 @@ class Response:
     def reusable(self) -> bool:
         """Whether the connection can carry the next request once the body is read."""
         framed = self._chunked or self.content_length is not None
-        return self.complete and framed and "close" not in self.headers.get("connection", "")
+        return (
+            self.complete and framed and "close" not in self.headers.get("connection", "").lower()
+        )
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

@@ -260,7 +260,7 @@ async def test_a_redirect_loop_is_a_failure(serve) -> None:
 
 
 async def test_connection_close_is_honoured(serve) -> None:
-    server = await serve(lambda head: ok(PAGE, b"Connection: close"))
+    server = await serve(lambda head: ok(PAGE, b"Connection: Close"))
     async with HttpClient() as client:
         for _ in range(3):
             assert await read(client, server.url()) == PAGE
