@@ -25,7 +25,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -183,15 +183,6 @@ class _Connection(asyncio.BufferedProtocol):
             return b""
         return self._take(limit)
 
-    async def exactly(self, size: int) -> AsyncIterator[bytes]:
-        """The next `size` bytes, in the pieces they came in."""
-        while size > 0:
-            piece = await self.some(min(size, CHUNK_BYTES))
-            if not piece:
-                raise HttpError("the connection closed in the middle of the answer")
-            size -= len(piece)
-            yield piece
-
     async def line(self, limit: int, ending: bytes = b"\r\n") -> bytes:
         """Bytes up to `ending` (taken, not returned), at most `limit` of them."""
         held = b""
@@ -199,7 +190,7 @@ class _Connection(asyncio.BufferedProtocol):
             piece = await self.some(limit + len(ending))
             if not piece:
                 raise HttpError("the connection closed in the middle of the answer")
-            held += piece
+            held = held + piece if held else piece
             end = held.find(ending)
             if end != -1:
                 self._unread(held[end + len(ending) :])
@@ -209,7 +200,11 @@ class _Connection(asyncio.BufferedProtocol):
 
 
 class Response:
-    """An answer's head, and its body read with `chunks()`."""
+    """An answer's head, and its body read a piece at a time with `read()`.
+
+    The body is read by plain coroutines rather than async generators: asyncio tracks
+    every async generator in a weak set and finalizes it, a cost paid several times
+    per read, on every engine, every cycle."""
 
     def __init__(
         self, connection: _Connection, status: int, reason: str, headers: dict[str, str]
@@ -221,33 +216,76 @@ class Response:
         self._connection = connection
         self.content_length = _content_length(headers) if status not in _NO_BODY else 0
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._left = self.content_length
+        """Bytes of the body (or, chunked, of the current chunk) not read yet."""
+        self._chunk_ends = False
+        """Chunked: the CRLF after a chunk's data is still to be read."""
+        self._inflate: _Inflater | None = None
+        self._inflated: Iterator[bytes] | None = None
+        self._started = False
         self.complete = False
         """The body was read to its end: the connection may serve another request."""
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, decoded, in pieces of at most CHUNK_BYTES."""
-        inflate = _inflater(self.headers.get("content-encoding", ""))
-        async for piece in self._raw():
-            if inflate is None:
-                yield piece
-                continue
-            for plain in inflate.pieces(piece):
-                yield plain
-        if inflate is not None:
-            inflate.check_end()
-        self.complete = True
+    async def read(self) -> bytes:
+        """The next piece of the body as it arrives, decoded, at most CHUNK_BYTES; b""
+        once the body has ended."""
+        if not self._started:  # an unasked-for coding fails the body, not the head
+            self._inflate = _inflater(self.headers.get("content-encoding", ""))
+            self._started = True
+        while not self.complete:
+            if self._inflated is not None:
+                plain = next(self._inflated, None)
+                if plain is not None:
+                    return plain
+                self._inflated = None
+            piece = await self._raw()
+            if not piece:
+                if self._inflate is not None:
+                    self._inflate.check_end()
+                self.complete = True
+                return b""
+            if self._inflate is None:
+                return piece
+            self._inflated = self._inflate.pieces(piece)
+        return b""
 
-    async def _raw(self) -> AsyncIterator[bytes]:
+    async def _raw(self) -> bytes:
+        """The next piece of the body as sent; b"" at its end."""
         connection = self._connection
         if self._chunked:
-            async for piece in _chunked_body(connection):
-                yield piece
-        elif self.content_length is not None:
-            async for piece in connection.exactly(self.content_length):
-                yield piece
-        else:
-            while piece := await connection.some():
-                yield piece
+            if not self._left and not await self._next_chunk():
+                return b""
+        elif self._left is None:
+            return await connection.some()
+        elif not self._left:
+            return b""
+        piece = await connection.some(min(self._left, CHUNK_BYTES))
+        if not piece:
+            raise HttpError("the connection closed in the middle of the answer")
+        self._left -= len(piece)
+        return piece
+
+    async def _next_chunk(self) -> bool:
+        """Reads up to the next chunk's data; False after the last chunk (its trailer is
+        read and dropped)."""
+        connection = self._connection
+        if self._chunk_ends and await connection.line(2) != b"":
+            raise HttpError("a chunk is longer than its size says")
+        size_line = await connection.line(1024)
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            size = -1
+        if size < 0 or not size_text.isalnum():
+            raise HttpError(f"bad chunk size {size_line[:40]!r}")
+        if size == 0:
+            while await connection.line(MAX_HEAD_BYTES):
+                pass  # trailer fields, up to the empty line
+            return False
+        self._left = size
+        self._chunk_ends = True
+        return True
 
     @property
     def reusable(self) -> bool:
@@ -268,27 +306,6 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     if len(values) != 1 or not (length := values.pop()).isdigit() or not length.isascii():
         raise HttpError(f"bad Content-Length {value[:40]!r}")
     return int(length)
-
-
-async def _chunked_body(connection: _Connection) -> AsyncIterator[bytes]:
-    """A chunked body's data; the trailer is read and dropped."""
-    while True:
-        size_line = await connection.line(1024)
-        size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            size = -1
-        if size < 0 or not size_text.isalnum():
-            raise HttpError(f"bad chunk size {size_line[:40]!r}")
-        if size == 0:
-            while await connection.line(MAX_HEAD_BYTES):
-                pass  # trailer fields, up to the empty line
-            return
-        async for piece in connection.exactly(size):
-            yield piece
-        if await connection.line(2) != b"":
-            raise HttpError("a chunk is longer than its size says")
 
 
 class _Inflater:
@@ -377,29 +394,11 @@ class HttpClient:
                 connection.close()
         self._idle.clear()
 
-    @contextlib.asynccontextmanager
-    async def get(self, url: str, headers: Mapping[str, str]) -> AsyncIterator[Response]:
+    def get(self, url: str, headers: Mapping[str, str]) -> _Get:
         """The answer to GET `url` with `headers` (redirects followed; credentials kept
-        only while the origin stays the same); its body must be read inside the block for
-        the connection to be kept."""
-        current, sent = url, dict(headers)
-        origin = _origin_and_target(url)[0]
-        for _ in range(MAX_REDIRECTS + 1):
-            connection, response = await self._request(current, sent)
-            try:
-                location = response.headers.get("location")
-                if response.status not in _REDIRECTS or not location:
-                    yield response
-                    break
-                async for _ in response.chunks():
-                    pass
-            finally:
-                self._done(connection, response)
-            current = urljoin(current, location)
-            if _origin_and_target(current)[0] != origin:
-                sent.pop("Authorization", None)
-        else:
-            raise HttpError(f"more than {MAX_REDIRECTS} redirects")
+        only while the origin stays the same), as an async context manager; its body must
+        be read inside the block for the connection to be kept."""
+        return _Get(self, url, headers)
 
     async def _request(self, url: str, headers: Mapping[str, str]) -> tuple[_Connection, Response]:
         origin, target, host = _origin_and_target(url)
@@ -517,3 +516,38 @@ class HttpClient:
         self._idle[origin].pop(index).close()
         if not self._idle[origin]:
             del self._idle[origin]
+
+
+class _Get:
+    """One GET and its redirects, as `async with client.get(...) as response`."""
+
+    def __init__(self, client: HttpClient, url: str, headers: Mapping[str, str]) -> None:
+        self._client = client
+        self._url = url
+        self._headers = headers
+        self._held: tuple[_Connection, Response] | None = None
+
+    async def __aenter__(self) -> Response:
+        client = self._client
+        current, sent = self._url, dict(self._headers)
+        origin = _origin_and_target(current)[0]
+        for _ in range(MAX_REDIRECTS + 1):
+            connection, response = await client._request(current, sent)
+            location = response.headers.get("location")
+            if response.status not in _REDIRECTS or not location:
+                self._held = connection, response
+                return response
+            try:
+                while await response.read():
+                    pass
+            finally:
+                client._done(connection, response)
+            current = urljoin(current, location)
+            if _origin_and_target(current)[0] != origin:
+                sent.pop("Authorization", None)
+        raise HttpError(f"more than {MAX_REDIRECTS} redirects")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            self._client._done(*self._held)
+            self._held = None

@@ -85,7 +85,7 @@ class HttpPage:
         async with self._client.get(url, headers) as response:
             self._check_status(response)
             body = bytearray()
-            async for chunk in response.chunks():
+            while chunk := await response.read():
                 body += chunk
                 if len(body) > self._max_bytes:
                     raise CollectorError(
@@ -110,7 +110,7 @@ class HttpPage:
                     "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
                 )
             size = 0
-            async for chunk in response.chunks():
+            while chunk := await response.read():
                 if size:
                     # A chunk already buffered is handed over without a pause: let
                     # scrapes in between two.

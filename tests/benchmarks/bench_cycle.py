@@ -251,6 +251,8 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
         await stage.run(args.warmup)
         if args.native_seconds > 0:
             results[name] = await time_natively(stage, args.native_seconds)
+            if args.profile:
+                await write_profile(stage, Path(f"{args.out}.{name}.profile.txt"))
         else:
             stage.prepare(3 * args.k)
             gc.collect()
@@ -285,6 +287,26 @@ async def time_natively(stage: Stage, seconds: float) -> dict[str, float]:
         runs += block
         block = min(block * 2, 32)
     return {"runs": runs, "cpu_s": cpu, "system_s": system}
+
+
+async def write_profile(stage: Stage, path: Path, runs: int = 20) -> None:
+    """The functions `runs` of `stage` spend their time in, by own time and with what they
+    call (cProfile): where to look when a stage grows. Not timed, as the profiler slows
+    every call and counts waits for the GIL and the network."""
+    import cProfile
+    import io
+    import pstats
+
+    stage.prepare(runs)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await stage.run(runs)
+    profiler.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(60)
+    path.write_text(f"{runs} runs\n{text.getvalue()}")
 
 
 def check(loop: Any, engines: int) -> dict[str, Any]:
@@ -406,7 +428,14 @@ def measure_node(
         native = run_worker(
             group,
             f"native-{engines}",
-            [*common, "--native-seconds", str(args.native_seconds), "--out", str(out)],
+            [
+                *common,
+                "--native-seconds",
+                str(args.native_seconds),
+                "--out",
+                str(out),
+                *(["--profile"] if args.profile else []),
+            ],
             out,
         )
         took.append(time.monotonic())
@@ -514,6 +543,11 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the callgrind dumps (callgrind_annotate reads them) and logs in this directory",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 and 8 engines, K=2")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write each stage's cProfile (by own time) to the workdir",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--sim-port", "--lib-dir", "--nvml-state", "--marks", "--out"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
