@@ -72,8 +72,8 @@ def fake_lib(lib_dir: Path) -> ctypes.CDLL:
     return preload(lib_dir)
 
 
-# The hourly recording rules the monthly review reads; backfilling one costs
-# ~10 s of promtool per month, so one backfilled month serves every test.
+# The hourly recording rules the monthly review reads; backfilling the month with their
+# results takes promtool ~20 s, so one backfilled month serves every test.
 REVIEW_RULES = (
     "instance_component:llmcost_cost:increase1h",
     "instance_model:llmcost_cost:increase1h",
@@ -104,17 +104,27 @@ def review_rule_file(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def synthetic_october() -> Any:
+    """The synthetic October with 5-minute samples, generated once for every fixture and
+    test that reads it: ``(OpenMetrics text, truth)``."""
+    from realparts.synthetic_month import Scenario, generate
+
+    return generate(Scenario(step_seconds=300))
+
+
+@pytest.fixture(scope="session")
+def backfilled_month(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Any:
     """The synthetic October (5-minute samples) and the review's hourly rules, backfilled
     into a real Prometheus: yields ``(server, truth)``."""
     import shutil
 
     from realparts.backfill import HistoricalPrometheusServer, backfill
-    from realparts.synthetic_month import Scenario, generate
 
     if shutil.which("promtool") is None or shutil.which("prometheus") is None:
         pytest.skip("promtool and prometheus are needed")
-    text, truth = generate(Scenario(step_seconds=300))
+    text, truth = request.getfixturevalue("synthetic_october")
     workdir = tmp_path_factory.mktemp("month")
     rule_file = review_rule_file(workdir)
     backfill(text, [rule_file], truth.start, truth.end, workdir / "prometheus")
@@ -123,13 +133,12 @@ def backfilled_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="session")
-def victoria_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def victoria_month(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     """The same October imported into a real VictoriaMetrics, the same hourly rules
     replayed over it by vmalert: yields ``(server, truth)``."""
     import time
     from datetime import datetime, timezone
 
-    from realparts.synthetic_month import Scenario, generate
     from realparts.victoria_metrics import (
         VictoriaMetricsServer,
         find_victoria_metrics,
@@ -143,7 +152,7 @@ def victoria_month(tmp_path_factory: pytest.TempPathFactory) -> Any:
     except RuntimeError as error:
         pytest.skip(str(error))
     began = time.monotonic()
-    text, truth = generate(Scenario(step_seconds=300))
+    text, truth = request.getfixturevalue("synthetic_october")
     workdir = tmp_path_factory.mktemp("victoria-month")
     rule_file = review_rule_file(workdir)
     with VictoriaMetricsServer(workdir=workdir / "victoria-metrics") as server:

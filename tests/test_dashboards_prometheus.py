@@ -6,10 +6,10 @@ Triton), each in its own page format, with its own model, on its own H100 of the
 fake NVML, at a steady 30% load (vLLM's at 150%, so it preempts). The exporter reads
 them with engines[].type; Prometheus scrapes the exporter and each engine's own page
 every second (the latency panels read the engines' histograms) with the default
-recording rules loaded. After 15 seconds of data, each dashboard's variables are
-resolved the way Grafana does with "All" selected, and every panel query runs with
-them substituted: no query may fail, and each returns data unless its panel is listed
-in `MAY_BE_EMPTY` with the reason.
+recording rules loaded. Once the data holds what the panels read (see `data_needed`),
+each dashboard's variables are resolved the way Grafana does with "All" selected, and
+every panel query runs with them substituted: no query may fail, and each returns data
+unless its panel is listed in `MAY_BE_EMPTY` with the reason.
 
 The same queries then run on VictoriaMetrics (MetricsQL) holding a copy of every sample
 Prometheus stored, scraped and recorded: the same series, and the same values where
@@ -68,9 +68,9 @@ OVERLOADED = 1.5
 MODELS = tuple(f"{engine_type}-model" for engine_type, _, _ in ENGINES)
 """The model each engine serves, as the simulator names it and the exporter reads it."""
 H100 = "NVIDIA H100 80GB HBM3"
-DATA_SECONDS = 15
-"""How long Prometheus collects before the queries run: 5m rates need two samples only,
-the learned capacity one `learn_window` (5 s) of the exporter's readings."""
+DATA_TIMEOUT = 60
+"""Seconds (scaled) the data may take to hold what the tests read (`data_needed`); a few
+seconds after the first scrape on an idle machine."""
 RANGE_SECONDS = 60
 """The dashboards' time range in this run: `$__range` and the range queries' span."""
 STEP_SECONDS = 2
@@ -107,7 +107,8 @@ class Stack:
     instance: str
     """The exporter's `instance` label in Prometheus."""
     end: float = 0.0
-    """Unix time the queries are evaluated at."""
+    """Unix time the queries are evaluated at: on the range queries' step grid, where
+    every series Prometheus holds has at least two samples (see `settled_end`)."""
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +187,62 @@ def stack(lib_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         )
         parts.enter_context(prometheus)
         prometheus.wait_until_scraped()
-        started = time.monotonic()
-        prometheus.wait_for(f'instance:llmcost_cost:rate5m{{job="{JOB}"}}')
-        time.sleep(max(0.0, DATA_SECONDS - (time.monotonic() - started)))
-        for expr in engines_observed():  # under load, end-of-request counters may lag
-            prometheus.wait_for(expr)
+        end = settled_end(prometheus)
         down = [t for t in prometheus.targets_health() if t["health"] != "up"]
         assert not down, f"targets not up: {json.dumps(down)[:2000]}\n{exporter.log()[-3000:]}"
-        yield Stack(prometheus, f"127.0.0.1:{exporter.port}", end=time.time())
+        yield Stack(prometheus, f"127.0.0.1:{exporter.port}", end=end)
+
+
+def data_needed() -> list[str]:
+    """A query per part of the data the tests read that takes the run a moment, non-empty
+    once it is there: the recorded 5m rates (two scrapes, then an evaluation), the learned
+    capacity (a `learn_window`, 5 s, of the exporter's readings), the preemptions of the
+    overloaded vLLM engine, and each latency series the dashboards read once it has moved."""
+    return [
+        f'instance:llmcost_cost:rate5m{{job="{JOB}"}}',
+        'llmcost_capacity_tokens_per_second{source="learned"}',
+        f'rate(llmcost_preemptions_total{{model="{MODELS[0]}"}}[5m]) > 0',
+        *engines_observed(),  # under load, end-of-request counters may lag
+    ]
+
+
+def young_series(prometheus: PrometheusServer, end: float) -> list[dict[str, str]]:
+    """The series with a single sample at `end` (the data is younger than an hour)."""
+    every = prometheus.query('{__name__=~".+"}[1h]', time=end)
+    return [series["metric"] for series in every if len(series["values"]) < 2]
+
+
+def on_step(when: float) -> float:
+    """The instant of the range queries' step grid at or before `when`: VictoriaMetrics
+    aligns a range query's start and end to whole steps, Prometheus does not."""
+    return float(math.floor(when) // STEP_SECONDS * STEP_SECONDS)
+
+
+def settled_end(prometheus: PrometheusServer) -> float:
+    """The latest instant on the step grid, once there is one, at which the data holds
+    what the tests read (`data_needed`) and no series Prometheus holds has one sample.
+
+    PromQL's rate() and increase() answer from two samples in their window; MetricsQL's
+    from one (its growth from the sample before the window, or from 0). At an instant
+    when a series has one sample so far, Prometheus has no rate or increase of it and
+    VictoriaMetrics has one: the two stores differ there by design. Each series has a
+    single sample for one scrape or evaluation interval after its first; the youngest,
+    the recording rules' results, start a rule evaluation after the second scrape. The
+    instant is a scrape interval in the past, where every scrape and evaluation is stored.
+    """
+    deadline = time.monotonic() + scaled(DATA_TIMEOUT)
+    while True:
+        end = on_step(time.time() - 1.0)
+        missing = [expr for expr in data_needed() if not prometheus.query(expr, time=end)]
+        young = young_series(prometheus, end)
+        if not missing and not young:
+            return end
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"at {end}, no data for {missing}; series with a single sample: "
+                f"{json.dumps(young)[:2000]}\n{prometheus.log_section(15)}"
+            )
+        time.sleep(0.5)
 
 
 def engines_observed() -> list[str]:
@@ -522,8 +571,15 @@ def test_every_panel_query_agrees_on_victoria_metrics(
     """On the live data every panel query runs on MetricsQL and returns the series
     Prometheus returns; the values too, exactly, where the query reads no rate() or
     increase(). Those read counters younger than their windows here, where the two
-    engines differ by design (see `WINDOWED`); the synthetic history below compares them."""
-    end = aligned(stack.end)
+    engines differ by design (see `WINDOWED`); the synthetic history below compares them.
+
+    Both are asked at the fixture's `end`, on the step grid, where every series has two
+    samples: with one, a window's increase() is empty on Prometheus and not on
+    VictoriaMetrics (see `settled_end`)."""
+    end = stack.end
+    assert end == on_step(end), end
+    young = young_series(stack.prometheus, end)
+    assert not young, f"series with a single sample at {end}: {json.dumps(young)[:2000]}"
     on_prometheus = Stack(stack.prometheus, stack.instance, end=end)
     on_victoria = Stack(victoria, stack.instance, end=end)
     differences = []

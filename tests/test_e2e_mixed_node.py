@@ -16,8 +16,8 @@ import pytest
 from conftest import minimal_config_dict
 from realparts import PrometheusServer
 from realparts.exporter_process import ExporterProcess
+from realparts.samples import Samples, eventually, total
 from realparts.simulator_process import SimulatorProcess
-from realparts.timeouts import scaled
 
 from llm_cost_exporter.collectors.registry import ENGINE_TYPES
 
@@ -43,6 +43,21 @@ the end-of-request counters 3.3 s after they were served, not 33 s."""
 
 def model_of(engine_type: str) -> str:
     return f"{engine_type}-model"
+
+
+def every_model_generated(samples: Samples) -> bool:
+    """Whether the exporter has counted generated tokens of every engine's model: the
+    engines that count them when a request ends have ended one."""
+    return all(
+        total(
+            samples,
+            "llmcost_tokens_total",
+            model=model or model_of(engine_type),
+            kind="generation",
+        )
+        > 0
+        for engine_type, _, _, model in ENGINES
+    )
 
 
 def test_the_node_runs_every_engine_type() -> None:
@@ -88,7 +103,10 @@ def test_each_engine_on_a_mixed_node_agrees_with_its_ground_truth(tmp_path) -> N
         ):
             prometheus.wait_until_scraped()
             # Past the first request's length, every end-of-request counter moves.
-            time.sleep(scaled(5))
+            eventually(
+                lambda: every_model_generated(exporter.samples()),
+                what="generated tokens counted for every engine's model",
+            )
             first_truth, first_at = simulator.ground_truth(), time.time()
             time.sleep(WINDOW + 2)
             last_truth, last_at = simulator.ground_truth(), time.time()

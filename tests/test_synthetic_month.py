@@ -19,7 +19,6 @@ from realparts.synthetic_month import (
     KINDS,
     Scenario,
     Truth,
-    generate,
 )
 
 pytestmark = pytest.mark.realparts
@@ -32,8 +31,10 @@ Series = dict[str, list[tuple[int, float]]]
 
 
 @pytest.fixture(scope="module")
-def month() -> tuple[str, Truth]:
-    return generate(Scenario(step_seconds=STEP))
+def month(synthetic_october: tuple[str, Truth]) -> tuple[str, Truth]:
+    """The session's October (see ``synthetic_october`` in conftest), at this file's step."""
+    assert synthetic_october[1].scenario == Scenario(step_seconds=STEP)
+    return synthetic_october
 
 
 @pytest.fixture(scope="module")
@@ -347,8 +348,8 @@ def prometheus(
     backfilled_month: tuple[HistoricalPrometheusServer, Truth],
 ) -> HistoricalPrometheusServer:
     """The same month backfilled once per session with the review's hourly rules
-    (see ``backfilled_month`` in conftest): only the hourly group, because promtool
-    2.42 writes a single sample for groups with an interval longer than its 2h blocks."""
+    (see ``backfilled_month`` in conftest): only the hourly group, the one the review
+    reads."""
     return backfilled_month[0]
 
 

@@ -2,28 +2,31 @@
 
 A month of data cannot be scraped in a test, so it is written as TSDB blocks
 with ``promtool tsdb create-blocks-from openmetrics``. Recording rules over
-that history are backfilled with ``promtool tsdb create-blocks-from rules``,
-which evaluates them through the query API of a Prometheus already serving
-the first blocks; the rule blocks it writes are then moved into the data
-directory, and the next Prometheus started on it sees both.
+that history are evaluated as ``promtool tsdb create-blocks-from rules`` does,
+by range queries to a Prometheus serving the samples' blocks, at the instants
+promtool evaluates each group; the results are written into blocks with the
+samples, and the next Prometheus started on the data directory sees both.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from .prometheus_server import PrometheusError, PrometheusServer
+from .prometheus_server import PrometheusError, PrometheusHttpApi, PrometheusServer
 from .timeouts import scaled
 
 PROMTOOL_TIMEOUT = 600.0
@@ -153,21 +156,31 @@ def backfill(
     start one with ``HistoricalPrometheusServer(workdir)`` to query the result.
     ``eval_interval`` only applies to rule groups without their own
     ``interval``. Rules are evaluated from ``start`` to ``end``; a rule reading
-    another recorded series backfilled in the same call sees nothing (promtool
-    evaluates every rule against the data as it was before the call).
-    The exposition is written a day at a time (see :func:`split_by_time`);
-    promtool writes one block per rule and 2h, ~25 ms each, so a month costs
-    ~10 s per rule. Both the days and the rules (split one per file) run as
-    separate promtool processes, ``workers`` at a time (default: one per CPU).
+    another recorded series backfilled in the same call sees nothing (every
+    rule is evaluated against the data as it was before the call, as promtool does).
+    The exposition is written a day at a time (see :func:`split_by_time`), each day
+    by a promtool process of its own, ``workers`` at a time (default: one per CPU).
+
+    With rules, that is done twice: the samples alone into a scratch TSDB that the
+    rules are evaluated on (see :func:`rule_results`), then the samples and the
+    results together, so that no block overlaps another: Prometheus merges
+    overlapping blocks series by series a minute after it starts, work it would do
+    while the tests run.
     """
+    workdir = Path(workdir)
+    if rule_files:
+        evaluation = workdir / "evaluation"
+        shutil.rmtree(evaluation, ignore_errors=True)
+        samples = split_by_time(openmetrics_text, chunk_seconds)
+        backfill_pieces(samples, [], start, end, evaluation, workers=workers)
+        with HistoricalPrometheusServer(evaluation) as server:
+            results = rule_results(
+                rule_files, server, start, end, workdir / "probes", eval_interval=eval_interval
+            )
+        shutil.rmtree(evaluation, ignore_errors=True)
+        openmetrics_text = f"{openmetrics_text}\n{results}"
     return backfill_pieces(
-        split_by_time(openmetrics_text, chunk_seconds),
-        rule_files,
-        start,
-        end,
-        workdir,
-        eval_interval=eval_interval,
-        workers=workers,
+        split_by_time(openmetrics_text, chunk_seconds), [], start, end, workdir, workers=workers
     )
 
 
@@ -183,12 +196,34 @@ def backfill_pieces(
 ) -> Path:
     """:func:`backfill` for an exposition already cut into pieces, each valid alone
     (TYPE lines and ``# EOF`` of its own), taken one at a time as they come: data too
-    large to hold whole is generated a piece at a time and never held at once."""
+    large to hold whole is generated a piece at a time and never held at once. The
+    rules' results are written after the pieces, as blocks of their own that overlap
+    theirs (see :func:`backfill` for what that costs Prometheus)."""
     workdir = Path(workdir)
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     workers = workers or max(1, os.cpu_count() or 1)
-    scratch = workdir / "pieces"
+    _pieces_to_blocks(pieces, workdir / "pieces", data, workers)
+    if not rule_files:
+        return data
+
+    server = HistoricalPrometheusServer(workdir)
+    try:
+        server.start()
+        results = rule_results(
+            rule_files, server, start, end, workdir / "probes", eval_interval=eval_interval
+        )
+    finally:
+        server.stop()
+    # Moved in while no Prometheus runs: a running one would only notice them at its
+    # next block reload, and tests want them visible as soon as the next one is ready.
+    _pieces_to_blocks(split_by_time(results, 86400), workdir / "rule-pieces", data, workers)
+    return data
+
+
+def _pieces_to_blocks(pieces: Iterable[str], scratch: Path, data: Path, workers: int) -> None:
+    """Each piece of OpenMetrics as blocks by a promtool of its own, ``workers`` at a
+    time; the blocks are moved into ``data``."""
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -204,33 +239,6 @@ def backfill_pieces(
         for future in pending:
             future.result()
     _move_blocks(scratch, data)
-    if not rule_files:
-        return data
-
-    rule_blocks = workdir / "rule-blocks"
-    shutil.rmtree(rule_blocks, ignore_errors=True)
-    rule_blocks.mkdir()
-    server = HistoricalPrometheusServer(workdir)
-    try:
-        server.start()
-        _backfill_rules_in_parallel(
-            [Path(f).resolve() for f in rule_files],
-            [
-                "--quiet",
-                f"--start={_timestamp(start)}",
-                f"--end={_timestamp(end)}",
-                f"--url={server.url}",
-                f"--eval-interval={eval_interval}",
-            ],
-            rule_blocks,
-            workers=workers,
-        )
-    finally:
-        server.stop()
-    # Moved in while no Prometheus runs: a running one would only notice them at its
-    # next block reload, and tests want them visible as soon as the next one is ready.
-    _move_blocks(rule_blocks, data)
-    return data
 
 
 def _samples_to_blocks(directory: Path) -> None:
@@ -257,45 +265,159 @@ def _move_blocks(scratch: Path, data: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _in_parallel(jobs: Sequence[Callable[[], None]], workers: int) -> None:
-    """Run ``jobs`` ``workers`` at a time; the first failure is raised."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(job) for job in jobs]:
-            future.result()
+def rule_results(
+    rule_files: Sequence[Path],
+    server: PrometheusHttpApi,
+    start: datetime | float,
+    end: datetime | float,
+    scratch: Path,
+    *,
+    eval_interval: str = "60s",
+) -> str:
+    """The recording rules' results from ``start`` to ``end``, as OpenMetrics.
 
-
-def _backfill_rules_in_parallel(
-    rule_files: Sequence[Path], flags: list[str], output: Path, workers: int
-) -> None:
-    """One promtool per rule, each in its own directory under ``output``.
-
-    Prometheus offsets a group's evaluations by a hash of its file name and
-    group name; every copy is named ``rules.yml`` and keeps its group's name,
-    so each rule is evaluated at the same instants as in one file.
+    What ``promtool tsdb create-blocks-from rules`` writes: each rule's expression
+    evaluated by range queries to ``server`` at the instants promtool evaluates its
+    group (see :func:`first_evaluation`), every ``interval`` (``eval_interval`` for a
+    group without one) up to ``end`` included; each series keeps the query's labels,
+    with the rule's own over them and the rule's name. One difference: promtool 2.42
+    writes a single sample for a group whose interval is longer than its 2h blocks,
+    where this writes one per interval. promtool itself writes every rule as blocks of
+    its own, one per 2h (~25 ms each: ~10 s for a month of one rule, three times that
+    on a busy disk); as text, every rule's results go into the same blocks, with the
+    samples' (:func:`backfill`) or after them (:func:`backfill_pieces`).
     """
-    single: list[Path] = []
-    for path in rule_files:
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            for rule in group["rules"]:
-                if "record" not in rule:
-                    continue
-                directory = output / f"rule-{len(single)}"
-                directory.mkdir()
-                (directory / "rules.yml").write_text(
-                    json.dumps({"groups": [{**group, "rules": [rule]}]})
-                )
-                single.append(directory)
-
-    def run(directory: Path) -> None:
-        _promtool(
-            "tsdb",
-            "create-blocks-from",
-            "rules",
-            *flags,
-            "--output-dir=blocks",
-            "rules.yml",
-            cwd=directory,
-            env=NO_GC,
+    end_ms = round(_seconds(end) * 1000)
+    families: dict[str, list[str]] = {}
+    groups = [g for path in rule_files for g in yaml.safe_load(Path(path).read_text())["groups"]]
+    for n, group in enumerate(groups):
+        records = [rule for rule in group["rules"] if "record" in rule]
+        if not records:
+            continue
+        step_ms = duration_ms(str(group.get("interval", eval_interval)))
+        first = first_evaluation(
+            group, server, start, end, scratch / f"group-{n}", eval_interval=eval_interval
         )
+        if first is None:
+            continue
+        for rule in records:
+            lines = families.setdefault(rule["record"], [])
+            own = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
+            for series in _range_query(server, rule["expr"], first, end_ms, step_ms):
+                labels = {k: v for k, v in series["metric"].items() if k != "__name__"}
+                head = rule["record"] + _labels_text({**labels, **own})
+                lines.extend(
+                    f"{head} {value} {_timestamp_text(round(float(t) * 1000))}"
+                    for t, value in series["values"]
+                )
+    shutil.rmtree(scratch, ignore_errors=True)
+    out: list[str] = []
+    for name, lines in families.items():
+        out.append(f"# TYPE {name} unknown")
+        out.extend(lines)
+    out.append("# EOF")
+    return "\n".join(out) + "\n"
 
-    _in_parallel([lambda d=d: run(d) for d in single], workers)
+
+def first_evaluation(
+    group: dict[str, Any],
+    server: PrometheusHttpApi,
+    start: datetime | float,
+    end: datetime | float,
+    directory: Path,
+    *,
+    eval_interval: str = "60s",
+) -> int | None:
+    """The first instant (Unix ms) at or after ``start`` at which promtool evaluates
+    ``group``'s rules, or ``None`` if it evaluates none by ``end``.
+
+    Prometheus offsets a group's evaluations into its interval by a hash of the
+    group's name and of the rule file's name as given, so promtool is asked: a rule
+    that always answers, in a group of the same name and interval, in a file named
+    ``rules.yml`` in ``directory`` (made, then removed), evaluated over one interval;
+    its first block starts at the instant.
+    """
+    step = duration_ms(str(group.get("interval", eval_interval))) / 1000
+    probe: dict[str, Any] = {
+        "name": group["name"],
+        "rules": [{"record": "backfill_probe", "expr": "vector(1)"}],
+    }
+    if "interval" in group:
+        probe["interval"] = group["interval"]
+    directory.mkdir(parents=True)
+    (directory / "rules.yml").write_text(json.dumps({"groups": [probe]}))
+    _promtool(
+        "tsdb",
+        "create-blocks-from",
+        "rules",
+        "--quiet",
+        f"--start={_timestamp(start)}",
+        f"--end={_timestamp(min(_seconds(end), _seconds(start) + math.ceil(step)))}",
+        f"--url={server.url}",
+        f"--eval-interval={eval_interval}",
+        "--output-dir=blocks",
+        "rules.yml",
+        cwd=directory,
+        env=NO_GC,
+    )
+    starts = [
+        int(json.loads(meta.read_text())["minTime"])
+        for meta in (directory / "blocks").glob("*/meta.json")
+    ]
+    shutil.rmtree(directory, ignore_errors=True)
+    return min(starts) if starts else None
+
+
+_DURATION_UNITS_MS = {
+    "y": 365 * 86_400_000,
+    "w": 7 * 86_400_000,
+    "d": 86_400_000,
+    "h": 3_600_000,
+    "m": 60_000,
+    "s": 1000,
+    "ms": 1,
+}
+
+
+def duration_ms(text: str) -> int:
+    """A Prometheus duration (``1h``, ``5m30s``, ``500ms``) in milliseconds."""
+    parts = re.findall(r"(\d+)(ms|[ywdhms])", text)
+    if not parts or "".join(n + unit for n, unit in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * _DURATION_UNITS_MS[unit] for n, unit in parts)
+
+
+_MAX_POINTS = 10_000
+"""Steps per range query: Prometheus answers at most 11,000 points per series."""
+
+
+def _range_query(
+    server: PrometheusHttpApi, expr: str, first_ms: int, end_ms: int, step_ms: int
+) -> Iterator[dict[str, Any]]:
+    """``expr`` at ``first_ms`` and every ``step_ms`` after it up to ``end_ms``: the
+    series of each range query, a query per ``_MAX_POINTS`` steps."""
+    at = first_ms
+    while at <= end_ms:
+        last = min(end_ms, at + (_MAX_POINTS - 1) * step_ms)
+        yield from server.query_range(expr, at / 1000, last / 1000, step_ms / 1000)
+        at = last + step_ms
+
+
+def _seconds(when: datetime | float) -> float:
+    return when.timestamp() if isinstance(when, datetime) else float(when)
+
+
+def _timestamp_text(ms: int) -> str:
+    """``ms`` as OpenMetrics seconds that promtool reads back as ``ms``: it multiplies
+    the float by 1000 and truncates, so the text says half a millisecond more."""
+    return f"{ms // 1000}.{ms % 1000:03d}5"
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+    return "{" + ",".join(f'{k}="{escaped(v)}"' for k, v in sorted(labels.items())) + "}"
