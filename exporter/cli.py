@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     from llm_cost_exporter.tools.planner.command import add_plan_arguments
     from llm_cost_exporter.tools.report.command import EXIT_CODES_HELP as REPORT_EXIT_CODES
     from llm_cost_exporter.tools.report.command import add_report_arguments
-    from llm_cost_exporter.tools.simulator.server import add_simulate_arguments
+    from llm_cost_exporter.tools.simulator.arguments import add_simulate_arguments
 
     parser = argparse.ArgumentParser(
         prog="llm-cost-exporter",

@@ -25,7 +25,7 @@ from realparts.timeouts import scaled
 from llm_cost_exporter.config import DEFAULT_ENGINE_URL, DEFAULT_LISTEN_ADDRESS, config_from_mapping
 from llm_cost_exporter.generators.rules import HELP, RuleParams, render
 from llm_cost_exporter.tools.report.command import EXIT_COVERAGE, EXIT_PROMETHEUS, EXIT_USAGE
-from llm_cost_exporter.tools.simulator.server import add_simulate_arguments
+from llm_cost_exporter.tools.simulator.arguments import add_simulate_arguments
 
 ROOT = Path(__file__).parent.parent
 

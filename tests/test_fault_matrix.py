@@ -32,11 +32,8 @@ from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting.gpu_inventory import UNCLAIMED
 from llm_cost_exporter.config.safe_yaml import MAX_VALUES
-from llm_cost_exporter.daemon.connections import (
-    FIRST_REQUEST_TIMEOUT,
-    MAX_HEADERS,
-    MAX_REQUEST_LINE,
-)
+from llm_cost_exporter.daemon.http_connection import FIRST_REQUEST_TIMEOUT
+from llm_cost_exporter.daemon.http_request import MAX_HEADERS, MAX_REQUEST_LINE
 
 pytestmark = pytest.mark.realparts
 

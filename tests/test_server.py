@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from conftest import minimal_config_dict
+from daemon_http import get, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_cost_exporter.accounting.costmodel import ApiPrices
@@ -14,7 +15,6 @@ from llm_cost_exporter.collectors.http_page import HttpPage
 from llm_cost_exporter.collectors.readings import GpuReading, GpuSnapshot
 from llm_cost_exporter.collectors.vllm import VllmCollector
 from llm_cost_exporter.config import config_from_mapping
-from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.landing import render_landing
 from llm_cost_exporter.daemon.loop import CollectionLoop, LoopHealth
 from llm_cost_exporter.outputs.prometheus import PrometheusPage
@@ -33,7 +33,7 @@ class Clock:
 
 @pytest.fixture
 async def node():
-    """Two simulated engines (V1 and V0 pages), a loop and the exporter's app."""
+    """Two simulated engines (V1 and V0 pages), a loop and the exporter's server."""
     clock = Clock()
     engines = [
         SimulatedEngine("model-a", 1000, make_profile("steady", level=0.5), clock=clock),
@@ -56,11 +56,20 @@ async def node():
         loop = CollectionLoop(
             state, collectors, None, [page], interval=5.0, timeout=2.0, clock=clock
         )
-        client = TestClient(TestServer(build_app(loop, page)))
-        await client.start_server()
-        yield clock, loop, client
-        await client.close()
+        async with serving(loop, page) as server:
+            yield clock, loop, Client(session, f"http://127.0.0.1:{server.port}")
     await simulator.close()
+
+
+class Client:
+    """GETs to the exporter's server: status, headers and body."""
+
+    def __init__(self, session: HttpClient, base: str) -> None:
+        self._session = session
+        self._base = base
+
+    async def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        return await get(self._session, self._base + path)
 
 
 def families(text: str) -> dict:
@@ -73,25 +82,24 @@ def families(text: str) -> dict:
 
 async def test_health_before_and_after_the_first_cycle(node) -> None:
     clock, loop, client = node
-    response = await client.get("/healthz")
-    assert (response.status, await response.text()) == (200, "starting\n")
+    status, _, body = await client.get("/healthz")
+    assert (status, body) == (200, b"starting\n")
     await loop.run_once()
-    response = await client.get("/healthz")
-    assert (response.status, await response.text()) == (200, "ok\n")
+    status, _, body = await client.get("/healthz")
+    assert (status, body) == (200, b"ok\n")
     clock.now += 60  # the loop stalls for far more than three intervals
-    response = await client.get("/healthz")
-    assert response.status == 503
-    assert await response.text() == "collection loop stalled: no cycle for 60s\n"
+    status, _, body = await client.get("/healthz")
+    assert (status, body) == (503, b"collection loop stalled: no cycle for 60s\n")
 
 
 async def test_a_first_cycle_that_never_ends_is_a_stall(node) -> None:
     clock, loop, client = node
     clock.now += 3 * loop.interval  # within the grace period of three intervals and a second
-    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/healthz"))[0] == 200
     clock.now += 1
-    response = await client.get("/healthz")
-    assert response.status == 503
-    assert "no cycle for 16s" in await response.text()
+    status, _, body = await client.get("/healthz")
+    assert status == 503
+    assert b"no cycle for 16s" in body
 
 
 async def test_metrics_reflect_both_engines_and_page_formats(node) -> None:
@@ -100,10 +108,10 @@ async def test_metrics_reflect_both_engines_and_page_formats(node) -> None:
     for _ in range(12):
         clock.now += 5
         await loop.run_once()
-    response = await client.get("/metrics")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    samples = families(await response.text())
+    status, headers, body = await client.get("/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = families(body.decode())
     a = sum(samples[("llmcost_tokens_total", (("kind", k), ("model", "model-a")))]
             for k in ("prompt", "cached_prompt", "generation"))  # fmt: skip
     b = sum(samples[("llmcost_tokens_total", (("kind", k), ("model", "model-b")))]
@@ -124,10 +132,10 @@ async def test_landing_page_shows_key_figures(node) -> None:
     await loop.run_once()
     clock.now += 60
     await loop.run_once()
-    response = await client.get("/")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/html")
-    html = await response.text()
+    status, headers, body = await client.get("/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    html = body.decode()
     # $3.20/h over 750 tok/s: $1.1852 per 1M; blended API price of a 70/30 mix with 30% cached.
     assert "$1.19" in html
     assert "break-even" in html and "Spend today" in html
@@ -139,12 +147,12 @@ async def test_landing_page_shows_key_figures(node) -> None:
 async def test_a_scrape_does_no_io(node) -> None:
     clock, loop, client = node
     await loop.run_once()
-    first = await (await client.get("/metrics")).read()
+    first = (await client.get("/metrics"))[2]
     clock.now += 5
-    second = await (await client.get("/metrics")).read()
+    second = (await client.get("/metrics"))[2]
     assert first == second  # the page changes only when the loop runs
     await loop.run_once()
-    third = await (await client.get("/metrics")).read()
+    third = (await client.get("/metrics"))[2]
     assert third != first
 
 

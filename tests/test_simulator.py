@@ -15,6 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from simulated_pages import MONDAY, SimClock, page_shape, template_text
 
+from llm_cost_exporter.tools.simulator.arguments import (
+    add_simulate_arguments,
+    build_engines_from_args,
+)
 from llm_cost_exporter.tools.simulator.engine import REQUEST_SECONDS, SimulatedEngine
 from llm_cost_exporter.tools.simulator.page import PageState
 from llm_cost_exporter.tools.simulator.profiles import (
@@ -25,8 +29,6 @@ from llm_cost_exporter.tools.simulator.profiles import (
 )
 from llm_cost_exporter.tools.simulator.server import (
     CONTENT_TYPE,
-    add_simulate_arguments,
-    build_engines_from_args,
     build_simulator_app,
     serve_simulator,
     split_listen_address,

@@ -16,12 +16,12 @@ from simulated_pages import SimClock
 from llm_cost_exporter.accounting.costmodel import ApiPrices
 from llm_cost_exporter.accounting.tokens import TokenLedger
 from llm_cost_exporter.collectors.vllm import parse_vllm_page
-from llm_cost_exporter.tools.simulator.engine import PREEMPTION_BACKLOG_TOKENS, SimulatedEngine
-from llm_cost_exporter.tools.simulator.profiles import make_profile
-from llm_cost_exporter.tools.simulator.server import (
+from llm_cost_exporter.tools.simulator.arguments import (
     add_simulate_arguments,
     build_engines_from_args,
 )
+from llm_cost_exporter.tools.simulator.engine import PREEMPTION_BACKLOG_TOKENS, SimulatedEngine
+from llm_cost_exporter.tools.simulator.profiles import make_profile
 
 MONDAY = 1_767_600_000.0  # 2026-01-05 08:00 UTC
 CAPACITY = 2000.0

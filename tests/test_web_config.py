@@ -22,8 +22,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
-from aiohttp import web
 from conftest import minimal_config_dict
+from daemon_http import serving
 from realparts import PrometheusServer, free_port
 from realparts.certificates import Issued, Pki
 from realparts.exporter_process import ExporterProcess
@@ -31,12 +31,11 @@ from realparts.timeouts import scaled
 
 from llm_cost_exporter.cli import main
 from llm_cost_exporter.config import ConfigError
-from llm_cost_exporter.daemon import basic_auth, connections, fair_queue
+from llm_cost_exporter.daemon import basic_auth, fair_queue, http_connection
 from llm_cost_exporter.daemon.basic_auth import BasicAuth, Verdict
 from llm_cost_exporter.daemon.client_errors import RateLimitedLog
-from llm_cost_exporter.daemon.connections import MAX_CONNECTIONS, GuardedSite, connection_limit
+from llm_cost_exporter.daemon.connections import MAX_CONNECTIONS, connection_limit
 from llm_cost_exporter.daemon.fair_queue import CONGESTION, EAGER_STREAK, FairQueue
-from llm_cost_exporter.daemon.http_server import build_app
 from llm_cost_exporter.daemon.tls_context import build_server_context, peer_has_allowed_san
 from llm_cost_exporter.daemon.web_config import WebConfig, load_web_config
 from llm_cost_exporter.daemon.web_reload import LiveWebConfig
@@ -648,24 +647,18 @@ def test_the_readme_example_is_a_valid_web_configuration(tmp_path, pki) -> None:
 
 
 async def test_a_client_that_reads_no_response_is_closed(monkeypatch, caplog) -> None:
-    monkeypatch.setattr(connections, "SEND_TIMEOUT", 0.5)
+    monkeypatch.setattr(http_connection, "SEND_TIMEOUT", 0.5)
     page = PrometheusPage()
     page.body = b"# " + b"x" * 4_000_000 + b"\n"  # more than the socket buffers hold
-    runner = web.AppRunner(build_app(None, page), access_log=None)  # type: ignore[arg-type]
-    await runner.setup()
-    errors = RateLimitedLog(logging.getLogger("llm-cost-exporter"), 0.0)
-    site = GuardedSite(runner, "127.0.0.1", 0, LiveWebConfig(None), errors, 16, 45.0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with serving(None, page) as server:
+        assert server.listener is not None
+        connections = server.listener.connections
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 20)  # and never read
         await writer.drain()
         deadline = asyncio.get_running_loop().time() + scaled(30)
-        while len(site.connections) and asyncio.get_running_loop().time() < deadline:
+        while len(connections) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        assert len(site.connections) == 0
+        assert len(connections) == 0
         assert "read no response for 0.5s: closed" in caplog.text
         writer.close()
-    finally:
-        await runner.cleanup()

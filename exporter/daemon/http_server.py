@@ -5,27 +5,27 @@ triggers I/O, so it stays fast under many concurrent scrapers and cannot be
 slowed by a sick engine. `/metrics` answers from ready bytes, gzip-compressed
 once per page for the scrapers that accept it.
 
-The web configuration (web_config) decides TLS (connections), basic auth, the
-request rate limit and extra response headers. `/healthz` stays open without
-credentials so liveness probes need none; it tells only whether the loop runs.
+The web configuration (web_config) decides TLS (http_connection), basic auth,
+the request rate limit and extra response headers. `/healthz` stays open
+without credentials so liveness probes need none; it tells only whether the
+loop runs. Every path answers GET and HEAD; another method on a known path is
+405, an unknown path 404 (both after the credentials, as any other path).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
-
-from aiohttp import web
+from collections.abc import Callable
 
 from llm_cost_exporter.daemon.basic_auth import BasicAuth, Verdict
 from llm_cost_exporter.daemon.client_errors import RateLimitedLog, printable
-from llm_cost_exporter.daemon.connections import (
-    SERVER_NAME,
-    GuardedRequestHandler,
-    GuardedSite,
-    process_connection_limit,
-)
+from llm_cost_exporter.daemon.connections import Connections, Listener, process_connection_limit
 from llm_cost_exporter.daemon.fair_queue import FairQueue
+from llm_cost_exporter.daemon.http_connection import HttpConnection
+from llm_cost_exporter.daemon.http_request import Request
+from llm_cost_exporter.daemon.http_response import Response, text_response
 from llm_cost_exporter.daemon.landing import render_landing
 from llm_cost_exporter.daemon.loop import CollectionLoop
 from llm_cost_exporter.daemon.token_bucket import TokenBucket
@@ -33,10 +33,15 @@ from llm_cost_exporter.daemon.web_config import RateLimit
 from llm_cost_exporter.daemon.web_reload import LiveWebConfig
 from llm_cost_exporter.outputs.prometheus import CONTENT_TYPE, PrometheusPage
 
-LOOP_KEY = web.AppKey("loop", CollectionLoop)
-PAGE_KEY = web.AppKey("page", PrometheusPage)
 OPEN_PATHS = frozenset({"/healthz"})
 """Served without credentials or rate limit."""
+METHODS = ("GET", "HEAD")
+_NOT_FOUND = text_response(404, "404: Not Found")
+_NOT_ALLOWED = text_response(405, "405: Method Not Allowed", {"Allow": ",".join(METHODS)})
+_TOO_MANY = text_response(429, "429 Too Many Requests\n")
+_UNAUTHORIZED = text_response(
+    401, "401 Unauthorized\n", {"WWW-Authenticate": 'Basic realm="llm-cost-exporter"'}
+)
 
 log = logging.getLogger("llm-cost-exporter")
 
@@ -55,10 +60,59 @@ class _Gzipped:
         return self._gzipped
 
 
-class _Gate:
-    """Credentials, the rate limit and the configured headers, for every request."""
+class _Routes:
+    """What each path answers, from what the loop and the page hold now."""
 
-    def __init__(self, live: LiveWebConfig, errors: RateLimitedLog) -> None:
+    def __init__(self, loop: CollectionLoop, page: PrometheusPage | None) -> None:
+        self._loop = loop
+        self._page = page
+        self._gzipped = _Gzipped()
+        self._paths: dict[str, Callable[[Request], Response]] = {
+            "/healthz": self._healthz,
+            "/": self._landing,
+        }
+        if page is not None:
+            self._paths["/metrics"] = self._metrics
+
+    def answer(self, request: Request) -> Response:
+        route = self._paths.get(request.path)
+        if route is None:
+            return _NOT_FOUND
+        if request.method not in METHODS:
+            return _NOT_ALLOWED
+        return route(request)
+
+    def _metrics(self, request: Request) -> Response:
+        assert self._page is not None
+        body = self._page.body
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers = {
+                "Content-Type": CONTENT_TYPE,
+                "Content-Encoding": "gzip",
+                "Vary": "Accept-Encoding",
+            }
+            return Response(200, self._gzipped.of(body), headers)
+        return Response(200, body, {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"})
+
+    def _healthz(self, request: Request) -> Response:
+        """200 `ok`, or `starting` until the first cycle ends; 503 once the loop stalls."""
+        health = self._loop.health()
+        if health.alive:
+            return text_response(200, f"{health.state}\n")
+        return text_response(
+            503, f"collection loop stalled: no cycle for {health.age_seconds:.0f}s\n"
+        )
+
+    def _landing(self, request: Request) -> Response:
+        html = render_landing(self._loop.state, self._loop.health())
+        return Response(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
+
+class _Gate:
+    """Credentials and the rate limit, then a turn in the fair queue, for every request."""
+
+    def __init__(self, routes: _Routes, live: LiveWebConfig, errors: RateLimitedLog) -> None:
+        self._routes = routes
         self._live = live
         self._errors = errors
         self._auth = BasicAuth()
@@ -66,145 +120,72 @@ class _Gate:
         self._bucket_for: RateLimit | None = None
         self._queue = FairQueue()
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        conn = request.protocol if isinstance(request.protocol, GuardedRequestHandler) else None
-        if conn is not None:
-            conn.request_started()
-        config = self._live.current()
+    async def __call__(self, request: Request, conn: HttpConnection) -> Response:
+        if request.path not in OPEN_PATHS:
+            refused = await self._admit(request, conn.peer)
+            if refused is not None:
+                return refused
+        await self._queue.acquire(conn.served_at, conn.back_to_back)
         try:
-            if request.path not in OPEN_PATHS:
-                await self._admit(request, config.users, config.rate_limit)
-            if conn is not None:
-                await self._queue.acquire(conn.served_at, conn.back_to_back)
-            else:
-                await self._queue.acquire(0.0)
-            try:
-                response = await handler(request)
-            finally:
-                self._queue.release()
-        except web.HTTPException as exc:
-            exc.headers.update(config.headers)
-            exc.headers["Server"] = SERVER_NAME
-            raise
+            return self._routes.answer(request)
         finally:
-            if conn is not None:
-                conn.request_finished()
-        response.headers.update(config.headers)
-        response.headers["Server"] = SERVER_NAME
-        return response
+            self._queue.release()
 
-    async def _admit(self, request: web.Request, users, rate_limit: RateLimit | None) -> None:
+    async def _admit(self, request: Request, peer: str) -> Response | None:
+        """None when the request may pass; otherwise the answer refusing it."""
+        config = self._live.current()
+        rate_limit = config.rate_limit
         if rate_limit is not None:
             if self._bucket is None or self._bucket_for != rate_limit:
                 self._bucket = TokenBucket(1 / rate_limit.interval, rate_limit.burst)
                 self._bucket_for = rate_limit
             if not self._bucket.take():
-                raise web.HTTPTooManyRequests(text="429 Too Many Requests\n")
-        if not users:
-            return
-        verdict = await self._auth.check(request.headers.get("Authorization"), users)
+                return _TOO_MANY
+        if not config.users:
+            return None
+        verdict = await self._auth.check(request.headers.get("authorization"), config.users)
         if verdict is Verdict.GRANTED:
-            return
+            return None
         if verdict is Verdict.BUSY:
-            raise web.HTTPTooManyRequests(text="429 Too Many Requests\n")
+            return _TOO_MANY
         if verdict is Verdict.REFUSED:
             self._errors.note(
-                "unauthorized", f"401 to {request.remote} for {printable(request.path)}: "
-                f"{verdict.value}"
-            )  # fmt: skip
-        raise web.HTTPUnauthorized(
-            text="401 Unauthorized\n",
-            headers={"WWW-Authenticate": 'Basic realm="llm-cost-exporter"'},
-        )
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[PAGE_KEY].body
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        return web.Response(
-            body=request.app[_GZIP_KEY].of(body),
-            headers={
-                "Content-Type": CONTENT_TYPE,
-                "Content-Encoding": "gzip",
-                "Vary": "Accept-Encoding",
-            },
-        )
-    return web.Response(
-        body=body, headers={"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
-    )
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    """200 `ok`, or `starting` until the first cycle ends; 503 once the loop stalls."""
-    health = request.app[LOOP_KEY].health()
-    if health.alive:
-        return web.Response(text=f"{health.state}\n")
-    return web.Response(
-        status=503, text=f"collection loop stalled: no cycle for {health.age_seconds:.0f}s\n"
-    )
-
-
-async def _landing(request: web.Request) -> web.Response:
-    loop = request.app[LOOP_KEY]
-    return web.Response(
-        text=render_landing(loop.state, loop.health()), content_type="text/html", charset="utf-8"
-    )
-
-
-_GZIP_KEY = web.AppKey("gzip", _Gzipped)
-
-
-def build_app(
-    loop: CollectionLoop,
-    page: PrometheusPage | None,
-    live: LiveWebConfig | None = None,
-    errors: RateLimitedLog | None = None,
-) -> web.Application:
-    """`page` is the loop's Prometheus output: `/metrics` serves its last body (none on a
-    node that only pushes OTLP). `live` is the web configuration (default: no auth, no
-    extra headers)."""
-    gate = _Gate(live or LiveWebConfig(None), errors or RateLimitedLog(log))
-    app = web.Application(middlewares=[gate.middleware])
-    app[LOOP_KEY] = loop
-    app[PAGE_KEY] = page
-    app[_GZIP_KEY] = _Gzipped()
-    if page is not None:
-        app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/", _landing)
-    return app
+                "unauthorized",
+                f"401 to {peer} for {printable(request.path)}: {verdict.value}",
+            )
+        return _UNAUTHORIZED
 
 
 class HttpServer:
-    """The app behind a GuardedSite: start to listen, stop to close every connection."""
+    """The routes behind the gate, served on guarded connections: start to listen,
+    stop to close every connection."""
 
     def __init__(
         self, loop: CollectionLoop, page: PrometheusPage | None, live: LiveWebConfig
     ) -> None:
         self.live = live
         self.errors = RateLimitedLog(log)
-        self.runner = web.AppRunner(build_app(loop, page, live, self.errors), access_log=None)
-        self.site: GuardedSite | None = None
+        self._gate = _Gate(_Routes(loop, page), live, self.errors)
+        self.listener: Listener | None = None
 
     async def start(self, host: str | None, port: int, idle_timeout: float) -> None:
         """Listen; an OSError (address in use, permission) leaves nothing open."""
-        await self.runner.setup()
-        self.site = GuardedSite(
-            self.runner,
-            host,
-            port,
-            self.live,
-            self.errors,
-            process_connection_limit(),
-            idle_timeout,
-        )
-        try:
-            await self.site.start()
-        except OSError:
-            await self.stop()
-            raise
+        connections = Connections(process_connection_limit(), self.errors)
+
+        def protocol() -> HttpConnection:
+            return HttpConnection(self._gate, self.live, connections, self.errors, idle_timeout)
+
+        self.listener = Listener(protocol, connections, self.errors)
+        self.listener.start(host, port)
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the system chose, when started with 0)."""
+        assert self.listener is not None
+        return self.listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            await asyncio.sleep(0)  # the connections' ends run before the loop stops
         self.errors.close()
-        await self.runner.cleanup()

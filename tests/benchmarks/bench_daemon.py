@@ -54,7 +54,7 @@ TARGET_ENGINES = 8
 INTERVAL = 5.0
 """The default collection interval, which every daemon here runs at."""
 GPUS = 8
-DAEMON_MODULES = ["aiohttp", "prometheus_client", "yaml"]
+DAEMON_MODULES = ["asyncio", "ssl", "prometheus_client", "yaml"]
 CATALOG_MODULES = [*DAEMON_MODULES, "genai_prices", "pydantic"]
 
 

@@ -44,6 +44,11 @@ class ChildProcess:
         scheme = "https" if self.tls_client is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def command(self) -> list[str]:
         raise NotImplementedError
 
