@@ -120,8 +120,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             return
         self._parser.feed(_INBOX[:nbytes])
         if self._data is not None:
-            if not self._data.done():
-                self._data.set_result(None)
+            self._wake()
         elif self._parser.pending > HIGH_WATER:
             self._pause_reading()
 
@@ -140,8 +139,7 @@ class HttpConnection(asyncio.BufferedProtocol):
                 timer.cancel()
         self._timer = self._send_timer = None
         self._wake()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._drain_done()
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -156,8 +154,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._drain_done()
 
     # -- closing ----------------------------------------------------------------
 
@@ -361,8 +358,14 @@ class HttpConnection(asyncio.BufferedProtocol):
             self._transport.pause_reading()
 
     def _wake(self) -> None:
+        """Let a wait for the client's bytes (or its end) go on."""
         if self._data is not None and not self._data.done():
             self._data.set_result(None)
+
+    def _drain_done(self) -> None:
+        """Let a wait for the answer to leave (or the connection to end) go on."""
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     # -- turns in the fair queue ------------------------------------------------
 
