@@ -1,9 +1,9 @@
 """A deadline on an awaitable, at the least cost the running Python allows.
 
-Every cycle bounds each engine's read twice (its own timeout, then the loop's
-backstop). Python 3.11's `asyncio.timeout` puts the deadline on the running task;
-`asyncio.wait_for`, all 3.10 has, runs the awaitable as a task of its own, an
-extra task and a scheduling round trip on every read.
+Every cycle bounds each engine's read by its own timeout. Python 3.11's
+`asyncio.timeout` puts the deadline on the running task; `asyncio.wait_for`, all
+3.10 has, runs the awaitable as a task of its own, an extra task and a scheduling
+round trip on every read.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ and inflated a bounded piece at a time so the caller's size limit holds.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import ipaddress
@@ -25,7 +24,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -42,8 +41,6 @@ IDLE_SECONDS = 60.0
 """A connection unused this long is closed rather than reused."""
 MAX_IDLE = 64
 """Connections kept open between cycles, over all engines (the engine limit)."""
-_RECEIVE_BYTES = 2 * CHUNK_BYTES
-"""The most read from the socket at once."""
 _HIGH_WATER = 4 * CHUNK_BYTES
 """Received and not yet handed on: above this the socket is not read."""
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -83,21 +80,24 @@ def _origin_and_target(url: str) -> tuple[_Origin, str, str]:
 
 
 class _Connection(asyncio.BufferedProtocol):
-    """One TCP (or TLS) connection: what it received, waiting to be read.
+    """One TCP (or TLS) connection, reading the answer in flight as its bytes arrive.
 
-    The socket is read into one buffer kept for the connection's life, rather than
-    into a new 256 kB one per read."""
+    The socket is read into one buffer kept for the connection's life, and each read
+    is decoded in the same callback: the answer's head once it is whole, then its
+    body, handed straight to the reader's sink. No coroutine has to wake to take the
+    bytes, so a page that arrives in one read costs the reader one wake-up."""
 
     def __init__(self, origin: _Origin) -> None:
         self.origin = origin
         self.transport: asyncio.Transport | None = None
-        self._pieces: collections.deque[bytes] = collections.deque()
-        self._size = 0
-        self._closed = False
-        self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
+        self.answer: Response | None = None
+        """The answer being read; bytes arriving while there is none spoil the connection."""
+        self.closed = False
+        self.stray = False
+        """Bytes came that no request asked for: the connection cannot be reused."""
         self.idle_since = 0.0
-        self._inbox = memoryview(bytearray(_RECEIVE_BYTES))
+        self._buffer = bytearray(CHUNK_BYTES)
+        self._inbox = memoryview(self._buffer)
 
     # asyncio.BufferedProtocol
 
@@ -109,183 +109,168 @@ class _Connection(asyncio.BufferedProtocol):
         return self._inbox
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._inbox[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
-        self._pieces.append(data)
-        self._size += len(data)
-        if self._size > _HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-        self._wake()
+        answer = self.answer
+        if answer is None:
+            self.stray = True
+            return
+        inbox = self._inbox
+        if answer.in_head:
+            # Cut at the head's end: the body is then copied out of the buffer once,
+            # not once with the head and again without it.
+            end = self._buffer.find(b"\r\n\r\n", 0, nbytes)
+            if end != -1 and end + 4 < nbytes:
+                answer.received(bytes(inbox[: end + 4]))
+                if self.answer is not answer:  # done (no body) or failed: the rest is stray
+                    self.stray = True
+                    return
+                inbox = inbox[end + 4 : nbytes]
+                nbytes -= end + 4
+        answer.received(bytes(inbox[:nbytes]))
 
     def eof_received(self) -> bool:
-        self._closed = True
-        self._wake()
+        self._ended()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._wake()
+        self._ended()
 
-    # reading
+    def _ended(self) -> None:
+        self.closed = True
+        if self.answer is not None:
+            self.answer.ended()
+
+    # use
 
     @property
     def usable(self) -> bool:
-        """Open, with nothing unread: a connection the server has not closed."""
-        return not self._closed and not self._pieces and self.transport is not None
+        """Open, with no answer in flight and nothing unasked-for received."""
+        return (
+            not self.closed
+            and not self.stray
+            and self.answer is None
+            and self.transport is not None
+        )
 
     def close(self) -> None:
-        self._closed = True
+        self.closed = True
+        if self.answer is not None:
+            self.answer.abandon()
         if self.transport is not None:
             self.transport.close()
 
-    def send(self, request: bytes) -> None:
+    def ask(self, request: bytes) -> Response:
+        """Send `request`; its answer is read from here on."""
         assert self.transport is not None
+        answer = self.answer = Response(self)
         self.transport.write(request)
+        return answer
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def pause(self, paused: bool) -> None:
+        """Stop (or start again) reading the socket while received bytes wait for a reader."""
+        if self.transport is not None and not self.closed:
+            if paused:
+                self.transport.pause_reading()
+            elif not self.transport.is_reading():
+                self.transport.resume_reading()
 
-    async def _received(self) -> bool:
-        """Wait until there is something to read; False once the connection ended."""
-        while not self._pieces:
-            if self._closed:
-                return False
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return True
 
-    def _take(self, limit: int) -> bytes:
-        piece = self._pieces.popleft()
-        if len(piece) > limit:
-            self._pieces.appendleft(piece[limit:])
-            piece = piece[:limit]
-        self._size -= len(piece)
-        if self._paused and self._size <= CHUNK_BYTES and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-        return piece
-
-    def _unread(self, piece: bytes) -> None:
-        if piece:
-            self._pieces.appendleft(piece)
-            self._size += len(piece)
-
-    async def some(self, limit: int = CHUNK_BYTES) -> bytes:
-        """Up to `limit` bytes as they come; b"" once the connection ended."""
-        if not await self._received():
-            return b""
-        return self._take(limit)
-
-    async def line(self, limit: int, ending: bytes = b"\r\n") -> bytes:
-        """Bytes up to `ending` (taken, not returned), at most `limit` of them."""
-        held = b""
-        while True:
-            piece = await self.some(limit + len(ending))
-            if not piece:
-                raise HttpError("the connection closed in the middle of the answer")
-            held = held + piece if held else piece
-            end = held.find(ending)
-            if end != -1:
-                self._unread(held[end + len(ending) :])
-                return held[:end]
-            if len(held) > limit:
-                raise HttpError(f"a line of the answer is longer than {limit} bytes")
+_HEAD, _BODY, _SIZE, _DATA_END, _TRAILER, _DONE = range(6)
+"""Where the reading of an answer stands: in its head, in its body (or a chunk's data),
+in a chunk's size line, at the CRLF after a chunk's data, in the trailer, done."""
 
 
 class Response:
-    """An answer's head, and its body read a piece at a time with `read()`.
+    """An answer, decoded as its bytes arrive: its head, then its body handed to the
+    sink given to `read_into`; body bytes that come before then are held for it."""
 
-    The body is read by plain coroutines rather than async generators: asyncio tracks
-    every async generator in a weak set and finalizes it, a cost paid several times
-    per read, on every engine, every cycle."""
-
-    def __init__(
-        self, connection: _Connection, status: int, reason: str, headers: dict[str, str]
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        """Lower-case names; a repeated header's values joined with `, `."""
+    def __init__(self, connection: _Connection) -> None:
         self._connection = connection
-        self.content_length = _content_length(headers) if status not in _NO_BODY else 0
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        self._left = self.content_length
-        """Bytes of the body (or, chunked, of the current chunk) not read yet."""
-        self._chunk_ends = False
-        """Chunked: the CRLF after a chunk's data is still to be read."""
-        self._inflate: _Inflater | None = None
-        self._inflated: Iterator[bytes] | None = None
-        self._started = False
+        self.status = 0
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+        """Lower-case names; a repeated header's values joined with `, `."""
+        self.content_length: int | None = None
         self.complete = False
         """The body was read to its end: the connection may serve another request."""
+        self._chunked = False
+        self._state = _HEAD
+        self._line = b""
+        """The unfinished head, size line or trailer line received so far."""
+        self._left: int | None = 0
+        """Bytes of the body (or, chunked, of the current chunk) still to come; None for
+        a body that ends with the connection."""
+        self._inflate: _Inflater | None = None
+        self._sink: Callable[[bytes], None] | None = None
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
-    async def read(self) -> bytes:
-        """The next piece of the body as it arrives, decoded, at most CHUNK_BYTES; b""
-        once the body has ended."""
-        if not self._started:  # an unasked-for coding fails the body, not the head
-            self._inflate = _inflater(self.headers.get("content-encoding", ""))
-            self._started = True
-        while not self.complete:
-            if self._inflated is not None:
-                plain = next(self._inflated, None)
-                if plain is not None:
-                    return plain
-                self._inflated = None
-            piece = await self._raw()
-            if not piece:
-                if self._inflate is not None:
-                    self._inflate.check_end()
-                self.complete = True
-                return b""
-            if self._inflate is None:
-                return piece
-            self._inflated = self._inflate.pieces(piece)
-        return b""
+    # what the connection reports
 
-    async def _raw(self) -> bytes:
-        """The next piece of the body as sent; b"" at its end."""
-        connection = self._connection
-        if self._chunked:
-            if not self._left and not await self._next_chunk():
-                return b""
-        elif self._left is None:
-            return await connection.some()
-        elif not self._left:
-            return b""
-        piece = await connection.some(min(self._left, CHUNK_BYTES))
-        if not piece:
-            raise HttpError("the connection closed in the middle of the answer")
-        self._left -= len(piece)
-        return piece
-
-    async def _next_chunk(self) -> bool:
-        """Reads up to the next chunk's data; False after the last chunk (its trailer is
-        read and dropped)."""
-        connection = self._connection
-        if self._chunk_ends and await connection.line(2) != b"":
-            raise HttpError("a chunk is longer than its size says")
-        size_line = await connection.line(1024)
-        size_text = size_line.split(b";", 1)[0].strip()
+    def received(self, data: bytes) -> None:
         try:
-            size = int(size_text, 16)
-        except ValueError:
-            size = -1
-        if size < 0 or not size_text.isalnum():
-            raise HttpError(f"bad chunk size {size_line[:40]!r}")
-        if size == 0:
-            while await connection.line(MAX_HEAD_BYTES):
-                pass  # trailer fields, up to the empty line
-            return False
-        self._left = size
-        self._chunk_ends = True
-        return True
+            self._decode(data)
+        except Exception as error:  # a broken answer, or the sink refusing the page
+            self._fail(error)
+
+    def ended(self) -> None:
+        """The connection closed: the end of a body framed by the close, else a failure."""
+        if self._state == _DONE or self._error is not None:
+            return
+        if self._state == _BODY and self._left is None:
+            self.received(b"")  # an inflater's end is checked as the body ends
+            if self._error is None:
+                self._finish()
+        else:
+            self._fail(HttpError("the connection closed in the middle of the answer"))
+
+    def abandon(self) -> None:
+        """The reader gave up (a timeout, a refused page): nothing more reaches its sink."""
+        self._sink = None
+        if self._state != _DONE and self._error is None:
+            self._error = HttpError("the answer was abandoned")
+
+    @property
+    def in_head(self) -> bool:
+        """Whether the bytes received next may still be the head's."""
+        return self._state == _HEAD
+
+    # what the reader awaits
+
+    async def head(self) -> None:
+        """Wait for the head of the final answer (after any interim ones)."""
+        while self._state == _HEAD and self._error is None:
+            await self._wait()
+        if self._error is not None:
+            raise self._error
+
+    async def read_into(self, sink: Callable[[bytes], None]) -> None:
+        """Hand each piece of the body to `sink` as it arrives, decoded, at most
+        CHUNK_BYTES at a time; return once the body has ended. What arrived before is
+        handed on at once; what `sink` raises ends the read and the connection."""
+        if self._error is None:
+            try:
+                # An unasked-for coding fails the body, not the head (and its status).
+                self._inflate = _inflater(self.headers.get("content-encoding", ""))
+                held, self._held, self._held_bytes = self._held, [], 0
+                self._connection.pause(False)
+                for index, piece in enumerate(held):
+                    if index:
+                        # A piece already received is handed over without a pause: let
+                        # scrapes in between two.
+                        await asyncio.sleep(0)
+                    self._deliver(piece, sink)
+                if self._state == _DONE:
+                    self._deliver(b"", sink)
+                else:
+                    self._sink = sink
+            except Exception as error:
+                self._fail(error)
+        while self._state != _DONE and self._error is None:
+            await self._wait()
+        if self._error is not None:
+            raise self._error
 
     @property
     def reusable(self) -> bool:
@@ -294,6 +279,169 @@ class Response:
         return (
             self.complete and framed and "close" not in self.headers.get("connection", "").lower()
         )
+
+    # waiting
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _finish(self) -> None:
+        self._state = _DONE
+        self.complete = True
+        if self._connection.answer is self:
+            self._connection.answer = None
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        self._sink = None
+        if self._connection.answer is self:
+            self._connection.answer = None
+        self._connection.close()
+        self._wake()
+
+    # decoding
+
+    def _decode(self, data: bytes) -> None:
+        if not data:
+            if self._sink is not None:
+                self._deliver(b"", self._sink)
+            return
+        while data and self._error is None:
+            state = self._state
+            if state == _BODY:
+                data = self._body(data)
+            elif state == _HEAD:
+                data = self._head(data)
+            elif state == _SIZE:
+                data = self._size_line(data)
+            elif state == _DATA_END:
+                data = self._data_end(data)
+            elif state == _TRAILER:
+                data = self._trailer(data)
+            else:
+                self._connection.stray = True
+                return
+
+    def _line_of(
+        self, data: bytes, limit: int, ending: bytes = b"\r\n"
+    ) -> tuple[bytes | None, bytes]:
+        """The line that `data` completes (up to `ending`, which is dropped) and what
+        follows it; while the line is not complete, its bytes are kept and the line is
+        None."""
+        held = self._line + data if self._line else data
+        end = held.find(ending)
+        if end > limit or (end == -1 and len(held) > limit):
+            raise HttpError(f"a line of the answer is longer than {limit} bytes")
+        if end == -1:
+            self._line = held
+            return None, b""
+        self._line = b""
+        return held[:end], held[end + len(ending) :]
+
+    def _head(self, data: bytes) -> bytes:
+        head, rest = self._line_of(data, MAX_HEAD_BYTES, b"\r\n\r\n")
+        if head is None:
+            return b""
+        status, reason, headers = _parse_head(head)
+        if status == 101:
+            raise HttpError("the server switched protocols")
+        if status < 200:
+            return rest  # an interim answer; the final one follows
+        self.status, self.reason, self.headers = status, reason, headers
+        self.content_length = self._left = _content_length(headers) if status not in _NO_BODY else 0
+        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._state = _SIZE if self._chunked else _BODY
+        if self._left == 0 and not self._chunked:
+            self._finish()
+        self._wake()
+        return rest
+
+    def _body(self, data: bytes) -> bytes:
+        left = self._left
+        rest = b""
+        if left is not None:
+            if len(data) > left:
+                data, rest = data[:left], data[left:]
+            self._left = left = left - len(data)
+        sink = self._sink
+        if sink is not None:
+            self._deliver(data, sink)
+        else:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes > _HIGH_WATER:
+                self._connection.pause(True)
+        if left == 0:
+            if self._chunked:
+                self._state = _DATA_END
+            else:
+                if sink is not None:
+                    self._deliver(b"", sink)
+                self._finish()
+        return rest
+
+    def _size_line(self, data: bytes) -> bytes:
+        size_line, rest = self._line_of(data, 1024)
+        if size_line is None:
+            return b""
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            size = -1
+        if size < 0 or not size_text.isalnum():
+            raise HttpError(f"bad chunk size {size_line[:40]!r}")
+        if size:
+            self._left = size
+            self._state = _BODY
+        else:
+            self._state = _TRAILER
+        return rest
+
+    def _data_end(self, data: bytes) -> bytes:
+        held = self._line + data if self._line else data
+        if len(held) < 2:
+            self._line = held
+            return b""
+        self._line = b""
+        if held[:2] != b"\r\n":
+            raise HttpError("a chunk is longer than its size says")
+        self._state = _SIZE
+        return held[2:]
+
+    def _trailer(self, data: bytes) -> bytes:
+        """Trailer fields are read and dropped, up to the empty line."""
+        line, rest = self._line_of(data, MAX_HEAD_BYTES)
+        if line == b"":
+            sink = self._sink
+            if sink is not None:
+                self._deliver(b"", sink)
+            self._finish()
+        return rest
+
+    def _deliver(self, piece: bytes, sink: Callable[[bytes], None]) -> None:
+        """Hand `piece` of the body to `sink`, inflated if it is compressed; b"" is the
+        body's end, where an inflater checks that its stream ended too."""
+        inflate = self._inflate
+        if inflate is None:
+            if piece:
+                sink(piece)
+        elif piece:
+            for plain in inflate.pieces(piece):
+                sink(plain)
+        else:
+            inflate.check_end()
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
@@ -427,15 +575,9 @@ class HttpClient:
             raise
 
     async def _exchange(self, connection: _Connection, request: bytes) -> Response:
-        connection.send(request)
-        while True:
-            head = await connection.line(MAX_HEAD_BYTES, b"\r\n\r\n")
-            status, reason, headers = _parse_head(head)
-            if status >= 200:
-                return Response(connection, status, reason, headers)
-            if status == 101:
-                raise HttpError("the server switched protocols")
-            # 1xx: an interim answer; the final one follows.
+        response = connection.ask(request)
+        await response.head()
+        return response
 
     async def _connect(self, origin: _Origin) -> _Connection:
         """A new connection to the first of `origin`'s addresses that answers."""
@@ -518,6 +660,10 @@ class HttpClient:
             del self._idle[origin]
 
 
+def _dropped(piece: bytes) -> None:
+    """The sink of a redirect's body."""
+
+
 class _Get:
     """One GET and its redirects, as `async with client.get(...) as response`."""
 
@@ -538,8 +684,7 @@ class _Get:
                 self._held = connection, response
                 return response
             try:
-                while await response.read():
-                    pass
+                await response.read_into(_dropped)
             finally:
                 client._done(connection, response)
             current = urljoin(current, location)

@@ -37,8 +37,7 @@ async def get(
     """Status, headers (lower-case names) and body (decoded) of GET `url`."""
     async with client.get(url, headers or {}) as response:
         body = bytearray()
-        while piece := await response.read():
-            body += piece
+        await response.read_into(body.extend)
         return response.status, response.headers, bytes(body)
 
 

@@ -1,7 +1,7 @@
 """The collection loop: every interval, read all sources at once, account, publish.
 
 Each collector runs concurrently and isolated: its own timeout bounds its I/O,
-and the loop's backstop timeout bounds the whole collect whatever the collector
+and the loop's backstop deadline bounds every collect whatever the collector
 does, so one dead, slow or buggy source costs at most the backstop and never
 hides the others. The state file is written before the cycle is published, so
 a page never shows counters that a restart would take back. The metric
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -25,12 +25,13 @@ from llm_cost_exporter.collectors.base import (
     GpuCollector,
     PodCollector,
 )
-from llm_cost_exporter.collectors.deadline import within
 from llm_cost_exporter.daemon.state_file import StateFile
 from llm_cost_exporter.outputs.base import Output
 from llm_cost_exporter.outputs.catalogue import cycle_families
 
 log = logging.getLogger(__name__)
+
+Collector = EngineCollector | GpuCollector | PodCollector
 
 BACKSTOP_GRACE = 1.0
 """Seconds a collector may overrun its own timeout before the loop gives up on it."""
@@ -94,18 +95,15 @@ class CollectionLoop:
         self.last_cycle_at: float | None = None
         self.pods = pods
 
-    async def _isolated(
-        self, collector: EngineCollector | GpuCollector | PodCollector, engine: bool
-    ) -> tuple[object, float]:
-        """The collector's result (None after recording why it failed) and its duration."""
+    async def _isolated(self, collector: Collector, engine: bool) -> tuple[object, float]:
+        """The collector's result (None after recording why it failed) and its duration.
+        The backstop is the cycle's (`_collect_all`), not this call's."""
         started = self._clock()
         try:
-            result = await within(collector.collect(), self.backstop)
+            result = await collector.collect()
             return result, self._clock() - started
         except CollectorError as error:
             reason, message = error.reason, str(error)
-        except asyncio.TimeoutError:
-            reason, message = "timeout", f"still collecting after {self.backstop:g}s"
         except Exception as error:  # a bug must cost one target, never the loop
             log.exception(
                 "collector %s for %s failed unexpectedly", collector.name, collector.target
@@ -136,17 +134,53 @@ class CollectionLoop:
                 collector.name, collector.target, devices, duration, self._clock()
             )
 
+    async def _collect_all(
+        self, collections: list[tuple[Coroutine[object, object, None], Collector, bool]]
+    ) -> None:
+        """Run every collection at once under one backstop deadline for them all: the
+        collectors start together, so one timer does what one per collector would. A
+        collection still running at the deadline is cancelled and recorded as a timeout."""
+        started = self._clock()
+        tasks = {
+            asyncio.ensure_future(c): (collector, engine) for c, collector, engine in collections
+        }
+        try:
+            _, late = await asyncio.wait(tasks, timeout=self.backstop)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        if not late:
+            return
+        for task in late:
+            task.cancel()
+        await asyncio.wait(late)
+        duration = self._clock() - started
+        for task in late:
+            if task.cancelled():
+                collector, engine = tasks[task]
+                self.state.record_failure(
+                    collector.name,
+                    collector.target,
+                    "timeout",
+                    f"still collecting after {self.backstop:g}s",
+                    duration,
+                    engine=engine,
+                )
+
     async def run_once(self) -> None:
         """One cycle: collect everything, accrue spend, publish the families."""
         engines = self.engines
         if isinstance(engines, EngineTargets):
             engines = engines.refresh(self.state)
-        collections = [self._collect_engine(c) for c in engines]
+        collections: list[tuple[Coroutine[object, object, None], Collector, bool]] = [
+            (self._collect_engine(c), c, True) for c in engines
+        ]
         if self.gpus is not None:
-            collections.append(self._collect_gpus(self.gpus))
+            collections.append((self._collect_gpus(self.gpus), self.gpus, False))
         if self.pods is not None and self.pods.wanted():
-            collections.append(self._collect_pods(self.pods))
-        await asyncio.gather(*collections)
+            collections.append((self._collect_pods(self.pods), self.pods, False))
+        await self._collect_all(collections)
         now = self._clock()
         self.state.advance(now)
         if self.state_file is not None:

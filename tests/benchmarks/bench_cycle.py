@@ -302,6 +302,7 @@ async def write_profile(stage: Stage, path: Path, runs: int = 20) -> None:
     profiler.enable()
     await stage.run(runs)
     profiler.disable()
+    profiler.dump_stats(path.with_suffix(".pstats"))  # for pstats: by call count, callers
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
     stats.sort_stats("tottime").print_stats(30)
