@@ -128,6 +128,21 @@ async def test_each_collect_is_isolated_and_a_hang_is_cut_by_the_backstop() -> N
     ) in found
 
 
+async def test_a_cycle_with_nothing_to_collect_still_publishes() -> None:
+    # A discovering node before its first pod, without NVML: nothing to read, and the
+    # page must still say so every cycle rather than fail the cycle.
+    page = PrometheusPage()
+    loop, clock = make_loop([], [page])
+    await loop.run_once()
+    clock.now += 5
+    await loop.run_once()
+    assert loop.last_cycle_at == clock.now
+    assert ("llmcost_tokens_total", (("kind", "generation"), ("model", "m"))) not in samples(
+        page.body
+    )
+    assert any(name == "llmcost_build_info" for name, _ in samples(page.body))
+
+
 async def test_a_collector_of_any_name_owns_its_gpus() -> None:
     engines = [
         FakeEngine("http://a/metrics", [[reading(0, "alpha")], [reading(10, "alpha")]]),

@@ -140,6 +140,8 @@ class CollectionLoop:
         """Run every collection at once under one backstop deadline for them all: the
         collectors start together, so one timer does what one per collector would. A
         collection still running at the deadline is cancelled and recorded as a timeout."""
+        if not collections:  # no engine discovered yet, no GPU read
+            return
         started = self._clock()
         tasks = {
             asyncio.ensure_future(c): (collector, engine) for c, collector, engine in collections

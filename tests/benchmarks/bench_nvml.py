@@ -87,7 +87,7 @@ def fake_gpus(name: str, gpm: bool) -> list[FakeGpu]:
 
 def fake_function_names() -> list[str]:
     """Every NVML entry point the fake counts, from its X-macro list."""
-    return re.findall(r"^\s*X\((\w+)\)", SOURCE.read_text(), flags=re.MULTILINE)
+    return re.findall(r"^\s*X\((\w+)[,)]", SOURCE.read_text(), flags=re.MULTILINE)
 
 
 def percentile(values: list[float], q: float) -> float:
