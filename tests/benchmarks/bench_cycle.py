@@ -25,6 +25,13 @@ instead of letting it run on its timer, drives the stages itself:
   `publish` (the `/metrics` page);
 - cycle: `CollectionLoop.run_once()`, the whole cycle.
 
+Two floors are measured alike, to show how far each stage is above the least its
+approach can cost here: `fetch_floor`, the same pages got over asyncio with
+nothing but a kept connection, the request and a Content-Length count (no
+timeout, no HTTP checks, no parsing); `scan_floor`, the one C-level pattern
+scan that finds the vLLM reader's wanted lines in each page, with no Python per
+line.
+
 A real cycle runs every 5 s; here the gpus and cycle stages sleep 0.11 s
 before each run (the loop's own sleep between cycles), so that NVML takes a GPM
 sample every time as it does in the daemon.
@@ -66,6 +73,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from _procs import ProcessGroup, nvml_node_config, run_main, start_simulator
 from bench_nvml import GPUS, H100, fake_gpus
@@ -73,7 +81,8 @@ from realparts.fake_nvml import STATE_ENV, FakeNvmlState, build_fake_nvml, prelo
 from realparts.ports import free_port
 
 STAGES = ("fetch", "parse", "gpus", "account", "render", "cycle")
-RUN_ORDER = ("cycle", "fetch", "parse", "gpus", "render", "account")
+FLOORS = ("fetch_floor", "scan_floor")
+RUN_ORDER = ("cycle", "fetch", "fetch_floor", "parse", "scan_floor", "gpus", "render", "account")
 """The cycle first, so that the state the render and account stages see is a real
 one; account last, since its made-up readings run the counters ahead."""
 GAP = 0.11
@@ -140,6 +149,40 @@ class Marks:
             self._lib.cycle_mark_dump(what.encode())
 
 
+class BareGet(asyncio.BufferedProtocol):
+    """The fetch floor: a GET on a kept connection, its answer received into one reused
+    buffer, copied out as any reader must, and counted up to its Content-Length."""
+
+    def __init__(self) -> None:
+        self._view = memoryview(bytearray(1 << 16))
+        self._transport: asyncio.Transport | None = None
+        self._got, self._want = 0, -1
+        self._done: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = bytes(self._view[:nbytes])
+        if self._want < 0:
+            start = data.find(b"Content-Length: ") + 16
+            self._want = int(data[start : data.find(b"\r", start)]) + data.find(b"\r\n\r\n") + 4
+        self._got += nbytes
+        if self._got >= self._want and self._done is not None:
+            self._done.set_result(None)
+
+    async def get(self, request: bytes) -> None:
+        assert self._transport is not None
+        self._got, self._want = 0, -1
+        self._done = asyncio.get_running_loop().create_future()
+        self._transport.write(request)
+        await self._done
+
+
 @dataclass
 class Stage:
     run: Callable[[int], Awaitable[None]]
@@ -173,7 +216,8 @@ def grown(readings: Any, step: int) -> Any:
 
 async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every stage on the daemon's own loop, objects and event loop."""
-    from llm_cost_exporter.collectors.vllm import parse_vllm_page
+    from llm_cost_exporter.collectors.promtext import _plan
+    from llm_cost_exporter.collectors.vllm import VllmPageReader, parse_vllm_page
 
     state = loop.state
     engines = list(loop.engines)
@@ -193,12 +237,31 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(n):
             await asyncio.gather(*(c._page.read(discard) for c in engines))
 
+    bare: list[tuple[BareGet, bytes]] = []
+    for collector in engines:
+        url = urlsplit(collector._page.url)
+        _, protocol = await asyncio.get_running_loop().create_connection(
+            BareGet, url.hostname, url.port
+        )
+        bare.append((protocol, f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()))
+
+    async def fetch_floor(n: int) -> None:
+        for _ in range(n):
+            await asyncio.gather(*(protocol.get(request) for protocol, request in bare))
+
     pages: list[bytes] = []
 
     async def parse(n: int) -> None:
         for _ in range(n):
             for page in pages:
                 parse_vllm_page(page)
+
+    scan = _plan(tuple(VllmPageReader._BY_NAME)).lines
+
+    async def scan_floor(n: int) -> None:
+        for _ in range(n):
+            for page in pages:
+                scan.findall(page)
 
     async def collect_gpus(n: int) -> None:
         for _ in range(n):
@@ -233,7 +296,9 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
     stages = {
         "cycle": Stage(cycle),
         "fetch": Stage(fetch),
+        "fetch_floor": Stage(fetch_floor),
         "parse": Stage(parse),
+        "scan_floor": Stage(scan_floor),
         "gpus": Stage(collect_gpus),
         "render": Stage(render),
         "account": Stage(account, make_readings),
@@ -463,7 +528,7 @@ def measure_node(
                 out,
             )
             dumps = read_dumps(prefix)
-            for stage in STAGES:
+            for stage in (*STAGES, *FLOORS):
                 if f"{stage}:K" not in dumps or f"{stage}:2K" not in dumps:
                     raise RuntimeError(f"callgrind wrote no counts for {stage}: {sorted(dumps)}")
                 ir[stage] = (dumps[f"{stage}:2K"] - dumps[f"{stage}:K"]) / args.k
@@ -481,9 +546,9 @@ def measure_node(
     return Figures(
         engines,
         ir,
-        {s: native[s]["cpu_s"] / native[s]["runs"] * 1e3 for s in STAGES},
-        {s: native[s]["system_s"] / max(native[s]["cpu_s"], 1e-9) for s in STAGES},
-        {s: native[s]["runs"] for s in STAGES},
+        {s: native[s]["cpu_s"] / native[s]["runs"] * 1e3 for s in (*STAGES, *FLOORS)},
+        {s: native[s]["system_s"] / max(native[s]["cpu_s"], 1e-9) for s in (*STAGES, *FLOORS)},
+        {s: native[s]["runs"] for s in (*STAGES, *FLOORS)},
         native["page_bytes"],
     )
 
@@ -505,7 +570,7 @@ def print_table(
     heads += ["kernel %"] * system
     print(f"\n{title}")
     print(f"{'stage':<15}" + "".join(f"{h:>12}" for h in heads))
-    for stage in (*STAGES[:-1], "sum of stages", "cycle"):
+    for stage in (*STAGES[:-1], "sum of stages", "cycle", *FLOORS):
 
         def of(node: Figures, stage: str = stage) -> float:
             if stage == "sum of stages":
@@ -520,7 +585,10 @@ def print_table(
             kernel = "-" if stage == "sum of stages" else f"{share_node.system_share[stage]:.0%}"
             cells.append(kernel)
         print(f"{stage:<15}" + "".join(f"{c:>12}" for c in cells))
-    notes = [f"% of cycle and kernel % at {share_node.engines} engines"]
+    notes = [
+        f"% of cycle and kernel % at {share_node.engines} engines",
+        "floors: the least a fetch and a scan for the wanted lines cost (module docstring)",
+    ]
     if slope:
         notes.insert(0, f"per engine: slope from {first.engines} to {last.engines} engines")
     print(f"({'; '.join(notes)})")
@@ -608,12 +676,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "(runs per stage: "
         + "; ".join(
-            f"{n.engines} engines " + ", ".join(f"{s} {n.runs[s]}" for s in STAGES) for n in nodes
+            f"{n.engines} engines " + ", ".join(f"{s} {n.runs[s]}" for s in (*STAGES, *FLOORS))
+            for n in nodes
         )
         + ")"
     )
     print(
-        "(the cycle also holds what no stage does: each collector's wait_for task, the page "
+        "(the cycle also holds what no stage does: each collector's task, the page "
         "parsed\n as it arrives in chunks; the gpus and cycle stages include a 0.11 s "
         "sleep's event-loop wake-up;\n callgrind counts no kernel instructions, so the "
         "socket work of fetch weighs less there)"
@@ -638,6 +707,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"per added engine: {per:.3f} ms CPU per cycle, target <= "
             f"{TARGET_PER_ENGINE_MS:g} ms: {'met' if per <= TARGET_PER_ENGINE_MS else 'MISSED'}"
+        )
+        floors = {
+            floor: (last.cpu_ms[floor] - first.cpu_ms[floor]) / (last.engines - first.engines)
+            for floor in FLOORS
+        }
+        print(
+            "per added engine, the floors alone: "
+            + " + ".join(f"{floor} {ms:.3f}" for floor, ms in floors.items())
+            + f" = {sum(floors.values()):.3f} ms CPU per cycle"
         )
     return 0
 
