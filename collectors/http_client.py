@@ -226,10 +226,12 @@ class Response:
             self._fail(HttpError("the connection closed in the middle of the answer"))
 
     def abandon(self) -> None:
-        """The reader gave up (a timeout, a refused page): nothing more reaches its sink."""
+        """The connection is closed under the answer (a timeout, a refused page): nothing
+        more reaches the sink, and a reader still waiting fails."""
         self._sink = None
         if self._state != _DONE and self._error is None:
-            self._error = HttpError("the answer was abandoned")
+            self._error = HttpError("the connection was closed before the answer ended")
+        self._wake()
 
     @property
     def in_head(self) -> bool:
@@ -253,18 +255,21 @@ class Response:
             try:
                 # An unasked-for coding fails the body, not the head (and its status).
                 self._inflate = _inflater(self.headers.get("content-encoding", ""))
-                held, self._held, self._held_bytes = self._held, [], 0
-                self._connection.pause(False)
-                for index, piece in enumerate(held):
-                    if index:
+                held = self._held  # pieces arriving during a pause join it, in order
+                while held and self._error is None:
+                    piece = held.pop(0)
+                    self._held_bytes -= len(piece)
+                    self._deliver(piece, sink)
+                    if held:
                         # A piece already received is handed over without a pause: let
                         # scrapes in between two.
                         await asyncio.sleep(0)
-                    self._deliver(piece, sink)
-                if self._state == _DONE:
-                    self._deliver(b"", sink)
-                else:
-                    self._sink = sink
+                if self._error is None:
+                    if self._state == _DONE:
+                        self._deliver(b"", sink)
+                    else:
+                        self._sink = sink  # from here on, pieces go straight to it
+                    self._connection.pause(False)
             except Exception as error:
                 self._fail(error)
         while self._state != _DONE and self._error is None:

@@ -19,7 +19,14 @@ from realparts.certificates import Pki
 from realparts.timeouts import scaled
 
 from llm_cost_exporter.collectors.base import CollectorError
-from llm_cost_exporter.collectors.http_client import MAX_IDLE, HttpClient
+from llm_cost_exporter.collectors.http_client import (
+    CHUNK_BYTES,
+    MAX_IDLE,
+    HttpClient,
+    HttpError,
+    _Connection,
+    _Origin,
+)
 from llm_cost_exporter.collectors.http_page import HttpPage
 
 PAGE = b"".join(b'vllm:prompt_tokens_total{model_name="m%d"} %d\n' % (i, i) for i in range(500))
@@ -224,6 +231,72 @@ async def test_a_broken_answer_is_a_connection_failure_saying_what_broke(
         with pytest.raises(CollectorError) as error:
             await read(client, server.url())
     assert error.value.reason == "connection" and words in str(error.value)
+
+
+class FakeTransport(asyncio.Transport):
+    """A stand-in for the socket under one connection: what is written, and whether the
+    socket is being read, so bytes can be handed in at chosen moments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def connected() -> tuple[_Connection, FakeTransport]:
+    connection = _Connection(_Origin("http", "engine", 80))
+    transport = FakeTransport()
+    connection.connection_made(transport)
+    return connection, transport
+
+
+async def test_body_received_before_and_while_the_reader_drains_it_arrives_whole_in_order() -> None:
+    body = bytes(range(256)) * 2048  # 8 reads of CHUNK_BYTES
+    pieces = [body[at : at + CHUNK_BYTES] for at in range(0, len(body), CHUNK_BYTES)]
+    connection, transport = connected()
+    answer = connection.ask(b"GET / HTTP/1.1\r\n\r\n")
+    answer.received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+    await answer.head()
+    for piece in pieces[:5]:  # nobody reads yet: held, and past 4 pieces the socket rests
+        answer.received(piece)
+    assert not transport.reading
+    got: list[bytes] = []
+    reading = asyncio.ensure_future(answer.read_into(got.append))
+    for piece in pieces[5:]:
+        await asyncio.sleep(0)  # the reader hands on a held piece and lets others run
+        answer.received(piece)
+    await asyncio.wait_for(reading, scaled(5))
+    assert b"".join(got) == body and max(map(len, got)) <= CHUNK_BYTES
+    assert transport.reading and answer.complete and connection.usable
+
+
+async def test_a_reader_waiting_on_a_connection_closed_under_it_fails_at_once() -> None:
+    connection, transport = connected()
+    answer = connection.ask(b"GET / HTTP/1.1\r\n\r\n")
+    waiting = asyncio.ensure_future(answer.head())
+    await asyncio.sleep(0)
+    connection.close()
+    with pytest.raises(HttpError, match="closed before the answer ended"):
+        await asyncio.wait_for(waiting, scaled(5))
+    assert transport.closed and not connection.usable
 
 
 async def test_redirects_are_followed_and_credentials_stay_on_their_origin(serve) -> None:
