@@ -143,6 +143,25 @@ async def test_a_cycle_with_nothing_to_collect_still_publishes() -> None:
     assert any(name == "llmcost_build_info" for name, _ in samples(page.body))
 
 
+async def test_a_failure_outside_the_collectors_fails_the_cycle_after_the_others_end() -> None:
+    first = FakeEngine("http://first/metrics", [[reading(0, "first")]])
+    second = FakeEngine("http://second/metrics", [[reading(0, "second")]])
+    loop, _ = make_loop([first, second], [PrometheusPage()])
+    recorded: list[str] = []
+    record = loop.state.record_engine_readings
+
+    def flaky(name, target, readings, duration):
+        if target == first.target:
+            raise RuntimeError("a bug in the accounting")
+        recorded.append(target)
+        record(name, target, readings, duration)
+
+    loop.state.record_engine_readings = flaky  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a bug in the accounting"):
+        await loop.run_once()
+    assert recorded == [second.target]
+
+
 async def test_a_collector_of_any_name_owns_its_gpus() -> None:
     engines = [
         FakeEngine("http://a/metrics", [[reading(0, "alpha")], [reading(10, "alpha")]]),

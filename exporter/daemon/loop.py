@@ -152,23 +152,27 @@ class CollectionLoop:
             for task in tasks:
                 task.cancel()
             raise
-        if not late:
-            return
-        for task in late:
-            task.cancel()
-        await asyncio.wait(late)
-        duration = self._clock() - started
-        for task in late:
-            if task.cancelled():
-                collector, engine = tasks[task]
-                self.state.record_failure(
-                    collector.name,
-                    collector.target,
-                    "timeout",
-                    f"still collecting after {self.backstop:g}s",
-                    duration,
-                    engine=engine,
-                )
+        if late:
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
+            duration = self._clock() - started
+            for task in late:
+                if task.cancelled():
+                    collector, engine = tasks[task]
+                    self.state.record_failure(
+                        collector.name,
+                        collector.target,
+                        "timeout",
+                        f"still collecting after {self.backstop:g}s",
+                        duration,
+                        engine=engine,
+                    )
+        # What failed outside a collector (recording its result) fails the cycle, as a
+        # bug should, once every collection has ended.
+        failed = [t.exception() for t in tasks if not t.cancelled() and t.exception()]
+        if failed:
+            raise failed[0]
 
     async def run_once(self) -> None:
         """One cycle: collect everything, accrue spend, publish the families."""
