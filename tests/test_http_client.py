@@ -234,8 +234,8 @@ async def test_a_broken_answer_is_a_connection_failure_saying_what_broke(
 
 
 class FakeTransport(asyncio.Transport):
-    """A stand-in for the socket under one connection: what is written, and whether the
-    socket is being read, so bytes can be handed in at chosen moments."""
+    """A stand-in for the socket under one connection, saying whether it is read and
+    whether it is closed, so the test hands the bytes in at chosen moments."""
 
     def __init__(self) -> None:
         super().__init__()
