@@ -25,12 +25,14 @@ instead of letting it run on its timer, drives the stages itself:
   `publish` (the `/metrics` page);
 - cycle: `CollectionLoop.run_once()`, the whole cycle.
 
-Two floors are measured alike, to show how far each stage is above the least its
+Floors are measured alike, to show how far each stage is above the least its
 approach can cost here: `fetch_floor`, the same pages got over asyncio with
 nothing but a kept connection, the request and a Content-Length count (no
 timeout, no HTTP checks, no parsing); `scan_floor`, the one C-level pattern
 scan that finds the vLLM reader's wanted lines in each page, with no Python per
-line.
+line. `thread_fetch_floor` is the floor of another way to fetch: the same
+counting over plain non-blocking sockets and a `selectors` loop, in a worker
+thread handed the whole batch once per run.
 
 A real cycle runs every 5 s; here the gpus and cycle stages sleep 0.11 s
 before each run (the loop's own sleep between cycles), so that NVML takes a GPM
@@ -58,13 +60,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import ctypes
 import gc
 import json
 import os
 import resource
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -81,8 +86,18 @@ from realparts.fake_nvml import STATE_ENV, FakeNvmlState, build_fake_nvml, prelo
 from realparts.ports import free_port
 
 STAGES = ("fetch", "parse", "gpus", "account", "render", "cycle")
-FLOORS = ("fetch_floor", "scan_floor")
-RUN_ORDER = ("cycle", "fetch", "fetch_floor", "parse", "scan_floor", "gpus", "render", "account")
+FLOORS = ("fetch_floor", "scan_floor", "thread_fetch_floor")
+RUN_ORDER = (
+    "cycle",
+    "fetch",
+    "fetch_floor",
+    "thread_fetch_floor",
+    "parse",
+    "scan_floor",
+    "gpus",
+    "render",
+    "account",
+)
 """The cycle first, so that the state the render and account stages see is a real
 one; account last, since its made-up readings run the counters ahead."""
 GAP = 0.11
@@ -183,6 +198,43 @@ class BareGet(asyncio.BufferedProtocol):
         await self._done
 
 
+class SelectorFetch:
+    """The thread fetch floor: every page's GET sent at once on kept non-blocking sockets,
+    the answers received by one `selectors` loop into reused buffers, copied out and
+    counted up to their Content-Length."""
+
+    def __init__(self, targets: list[tuple[str, int, bytes]]) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._sockets: list[socket.socket] = []
+        self._requests = [request for _, _, request in targets]
+        self._views = [memoryview(bytearray(1 << 16)) for _ in targets]
+        for index, (host, port, _) in enumerate(targets):
+            sock = socket.create_connection((host, port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ, index)
+            self._sockets.append(sock)
+
+    def fetch_all(self) -> None:
+        want = [-1] * len(self._sockets)
+        got = [0] * len(self._sockets)
+        left = len(self._sockets)
+        for sock, request in zip(self._sockets, self._requests, strict=True):
+            sock.send(request)
+        while left:
+            for key, _ in self._selector.select():
+                index = key.data
+                nbytes = self._sockets[index].recv_into(self._views[index])
+                data = bytes(self._views[index][:nbytes])
+                if want[index] < 0:
+                    start = data.find(b"Content-Length: ") + 16
+                    length = int(data[start : data.find(b"\r", start)])
+                    want[index] = length + data.find(b"\r\n\r\n") + 4
+                got[index] += nbytes
+                if got[index] >= want[index]:
+                    left -= 1
+
+
 @dataclass
 class Stage:
     run: Callable[[int], Awaitable[None]]
@@ -249,6 +301,19 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(n):
             await asyncio.gather(*(protocol.get(request) for protocol, request in bare))
 
+    targets = []
+    for collector in engines:
+        url = urlsplit(collector._page.url)
+        request = f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+        targets.append((url.hostname or "", url.port or 80, request))
+    selecting = SelectorFetch(targets)
+    fetch_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fetch")
+
+    async def thread_fetch_floor(n: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            await loop.run_in_executor(fetch_thread, selecting.fetch_all)
+
     pages: list[bytes] = []
 
     async def parse(n: int) -> None:
@@ -297,6 +362,7 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
         "cycle": Stage(cycle),
         "fetch": Stage(fetch),
         "fetch_floor": Stage(fetch_floor),
+        "thread_fetch_floor": Stage(thread_fetch_floor),
         "parse": Stage(parse),
         "scan_floor": Stage(scan_floor),
         "gpus": Stage(collect_gpus),
@@ -569,7 +635,7 @@ def print_table(
     heads += ["per engine"] * slope + ["% of cycle"]
     heads += ["kernel %"] * system
     print(f"\n{title}")
-    print(f"{'stage':<15}" + "".join(f"{h:>12}" for h in heads))
+    print(f"{'stage':<20}" + "".join(f"{h:>12}" for h in heads))
     for stage in (*STAGES[:-1], "sum of stages", "cycle", *FLOORS):
 
         def of(node: Figures, stage: str = stage) -> float:
@@ -584,7 +650,7 @@ def print_table(
         if system:
             kernel = "-" if stage == "sum of stages" else f"{share_node.system_share[stage]:.0%}"
             cells.append(kernel)
-        print(f"{stage:<15}" + "".join(f"{c:>12}" for c in cells))
+        print(f"{stage:<20}" + "".join(f"{c:>12}" for c in cells))
     notes = [
         f"% of cycle and kernel % at {share_node.engines} engines",
         "floors: the least a fetch and a scan for the wanted lines cost (module docstring)",
@@ -712,11 +778,12 @@ def main(argv: list[str] | None = None) -> int:
             floor: (last.cpu_ms[floor] - first.cpu_ms[floor]) / (last.engines - first.engines)
             for floor in FLOORS
         }
-        print(
-            "per added engine, the floors alone: "
-            + " + ".join(f"{floor} {ms:.3f}" for floor, ms in floors.items())
-            + f" = {sum(floors.values()):.3f} ms CPU per cycle"
-        )
+        for fetch_floor in ("fetch_floor", "thread_fetch_floor"):
+            print(
+                f"per added engine, the floors alone: {fetch_floor} {floors[fetch_floor]:.3f}"
+                f" + scan_floor {floors['scan_floor']:.3f}"
+                f" = {floors[fetch_floor] + floors['scan_floor']:.3f} ms CPU per cycle"
+            )
     return 0
 
 
