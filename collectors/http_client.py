@@ -219,9 +219,10 @@ class Response:
         if self._state == _DONE or self._error is not None:
             return
         if self._state == _BODY and self._left is None:
-            self.received(b"")  # an inflater's end is checked as the body ends
-            if self._error is None:
+            try:
                 self._finish()
+            except Exception as error:  # the compressed stream ended early
+                self._fail(error)
         else:
             self._fail(HttpError("the connection closed in the middle of the answer"))
 
@@ -300,6 +301,11 @@ class Response:
             waiter.set_result(None)
 
     def _finish(self) -> None:
+        """The body has ended: a reader already reading is told so (its inflater checks
+        that the compressed stream ended too); one still to come is told by read_into."""
+        sink = self._sink
+        if sink is not None:
+            self._deliver(b"", sink)
         self._state = _DONE
         self.complete = True
         if self._connection.answer is self:
@@ -318,10 +324,6 @@ class Response:
     # decoding
 
     def _decode(self, data: bytes) -> None:
-        if not data:
-            if self._sink is not None:
-                self._deliver(b"", self._sink)
-            return
         while data and self._error is None:
             state = self._state
             if state == _BODY:
@@ -391,8 +393,6 @@ class Response:
             if self._chunked:
                 self._state = _DATA_END
             else:
-                if sink is not None:
-                    self._deliver(b"", sink)
                 self._finish()
         return rest
 
@@ -429,9 +429,6 @@ class Response:
         """Trailer fields are read and dropped, up to the empty line."""
         line, rest = self._line_of(data, MAX_HEAD_BYTES)
         if line == b"":
-            sink = self._sink
-            if sink is not None:
-                self._deliver(b"", sink)
             self._finish()
         return rest
 
