@@ -321,9 +321,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             if parser.continue_wanted:
                 parser.continue_wanted = False
                 transport.write(CONTINUE)
-            if self._reading_paused:
-                self._reading_paused = False
-                transport.resume_reading()
+            self._resume_reading()
             self._data = self._loop.create_future()
             try:
                 await self._data
@@ -347,15 +345,18 @@ class HttpConnection(asyncio.BufferedProtocol):
         except OSError:  # the client is already gone
             transport.abort()
             return
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
+        self._resume_reading()
         self._set_deadline(LINGER_TIMEOUT, "linger")
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
             self._reading_paused = True
             self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     def _wake(self) -> None:
         """Let a wait for the client's bytes (or its end) go on."""
