@@ -86,15 +86,7 @@ class HttpPage:
         async with self._client.get(url, headers) as response:
             self._check_status(response)
             body = bytearray()
-
-            def take(piece: bytes) -> None:
-                body.extend(piece)
-                if len(body) > self._max_bytes:
-                    raise CollectorError(
-                        "too_large", f"{url} exceeds the {self._max_bytes}-byte limit"
-                    )
-
-            await response.read_into(take)
+            await response.read_into(_limited(body.extend, self._max_bytes, url))
         try:
             return json.loads(body)
         except ValueError:
@@ -113,13 +105,18 @@ class HttpPage:
                 raise CollectorError(
                     "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
                 )
-            size = 0
+            await response.read_into(_limited(feed, max_bytes, "page"))
 
-            def take(piece: bytes) -> None:
-                nonlocal size
-                size += len(piece)
-                if size > max_bytes:
-                    raise CollectorError("too_large", f"page exceeds the {max_bytes}-byte limit")
-                feed(piece)
 
-            await response.read_into(take)
+def _limited(sink: Callable[[bytes], None], max_bytes: int, what: str) -> Callable[[bytes], None]:
+    """`sink`, refusing (too_large) the piece that takes the body past `max_bytes`."""
+    size = 0
+
+    def take(piece: bytes) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > max_bytes:
+            raise CollectorError("too_large", f"{what} exceeds the {max_bytes}-byte limit")
+        sink(piece)
+
+    return take
