@@ -87,6 +87,7 @@ from realparts.ports import free_port
 
 STAGES = ("fetch", "parse", "gpus", "account", "render", "cycle")
 FLOORS = ("fetch_floor", "scan_floor", "thread_fetch_floor")
+MEASURED = (*STAGES, *FLOORS)
 RUN_ORDER = (
     "cycle",
     "fetch",
@@ -164,6 +165,22 @@ class Marks:
             self._lib.cycle_mark_dump(what.encode())
 
 
+def answer_length(first: bytes) -> int:
+    """The bytes of a whole answer, head and body, from its first bytes (the floors read
+    the simulator, which frames its pages by Content-Length)."""
+    start = first.find(b"Content-Length: ") + 16
+    return int(first[start : first.find(b"\r", start)]) + first.find(b"\r\n\r\n") + 4
+
+
+def get_requests(urls: list[str]) -> list[tuple[str, int, bytes]]:
+    """Each page's host, port and GET request, as the floors send them."""
+    targets = []
+    for url in map(urlsplit, urls):
+        request = f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+        targets.append((url.hostname or "", url.port or 80, request))
+    return targets
+
+
 class BareGet(asyncio.BufferedProtocol):
     """The fetch floor: a GET on a kept connection, its answer received into one reused
     buffer, copied out as any reader must, and counted up to its Content-Length."""
@@ -184,8 +201,7 @@ class BareGet(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         data = bytes(self._view[:nbytes])
         if self._want < 0:
-            start = data.find(b"Content-Length: ") + 16
-            self._want = int(data[start : data.find(b"\r", start)]) + data.find(b"\r\n\r\n") + 4
+            self._want = answer_length(data)
         self._got += nbytes
         if self._got >= self._want and self._done is not None:
             self._done.set_result(None)
@@ -227,9 +243,7 @@ class SelectorFetch:
                 nbytes = self._sockets[index].recv_into(self._views[index])
                 data = bytes(self._views[index][:nbytes])
                 if want[index] < 0:
-                    start = data.find(b"Content-Length: ") + 16
-                    length = int(data[start : data.find(b"\r", start)])
-                    want[index] = length + data.find(b"\r\n\r\n") + 4
+                    want[index] = answer_length(data)
                 got[index] += nbytes
                 if got[index] >= want[index]:
                     left -= 1
@@ -289,23 +303,16 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(n):
             await asyncio.gather(*(c._page.read(discard) for c in engines))
 
+    targets = get_requests([c._page.url for c in engines])
     bare: list[tuple[BareGet, bytes]] = []
-    for collector in engines:
-        url = urlsplit(collector._page.url)
-        _, protocol = await asyncio.get_running_loop().create_connection(
-            BareGet, url.hostname, url.port
-        )
-        bare.append((protocol, f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()))
+    for host, port, request in targets:
+        _, protocol = await asyncio.get_running_loop().create_connection(BareGet, host, port)
+        bare.append((protocol, request))
 
     async def fetch_floor(n: int) -> None:
         for _ in range(n):
             await asyncio.gather(*(protocol.get(request) for protocol, request in bare))
 
-    targets = []
-    for collector in engines:
-        url = urlsplit(collector._page.url)
-        request = f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
-        targets.append((url.hostname or "", url.port or 80, request))
     selecting = SelectorFetch(targets)
     fetch_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fetch")
 
@@ -594,7 +601,7 @@ def measure_node(
                 out,
             )
             dumps = read_dumps(prefix)
-            for stage in (*STAGES, *FLOORS):
+            for stage in MEASURED:
                 if f"{stage}:K" not in dumps or f"{stage}:2K" not in dumps:
                     raise RuntimeError(f"callgrind wrote no counts for {stage}: {sorted(dumps)}")
                 ir[stage] = (dumps[f"{stage}:2K"] - dumps[f"{stage}:K"]) / args.k
@@ -612,9 +619,9 @@ def measure_node(
     return Figures(
         engines,
         ir,
-        {s: native[s]["cpu_s"] / native[s]["runs"] * 1e3 for s in (*STAGES, *FLOORS)},
-        {s: native[s]["system_s"] / max(native[s]["cpu_s"], 1e-9) for s in (*STAGES, *FLOORS)},
-        {s: native[s]["runs"] for s in (*STAGES, *FLOORS)},
+        {s: native[s]["cpu_s"] / native[s]["runs"] * 1e3 for s in MEASURED},
+        {s: native[s]["system_s"] / max(native[s]["cpu_s"], 1e-9) for s in MEASURED},
+        {s: native[s]["runs"] for s in MEASURED},
         native["page_bytes"],
     )
 
@@ -742,8 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "(runs per stage: "
         + "; ".join(
-            f"{n.engines} engines " + ", ".join(f"{s} {n.runs[s]}" for s in (*STAGES, *FLOORS))
-            for n in nodes
+            f"{n.engines} engines " + ", ".join(f"{s} {n.runs[s]}" for s in MEASURED) for n in nodes
         )
         + ")"
     )
