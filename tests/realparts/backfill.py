@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from promtool_notation import parse_duration
 
 from .prometheus_server import PrometheusError, PrometheusHttpApi, PrometheusServer
 from .timeouts import scaled
@@ -294,7 +294,7 @@ def rule_results(
         records = [rule for rule in group["rules"] if "record" in rule]
         if not records:
             continue
-        step_ms = duration_ms(str(group.get("interval", eval_interval)))
+        step_ms = round(parse_duration(str(group.get("interval", eval_interval))) * 1000)
         first = first_evaluation(
             group, server, start, end, scratch / f"group-{n}", eval_interval=eval_interval
         )
@@ -337,7 +337,7 @@ def first_evaluation(
     ``rules.yml`` in ``directory`` (made, then removed), evaluated over one interval;
     its first block starts at the instant.
     """
-    step = duration_ms(str(group.get("interval", eval_interval))) / 1000
+    step = parse_duration(str(group.get("interval", eval_interval)))
     probe: dict[str, Any] = {
         "name": group["name"],
         "rules": [{"record": "backfill_probe", "expr": "vector(1)"}],
@@ -366,25 +366,6 @@ def first_evaluation(
     ]
     shutil.rmtree(directory, ignore_errors=True)
     return min(starts) if starts else None
-
-
-_DURATION_UNITS_MS = {
-    "y": 365 * 86_400_000,
-    "w": 7 * 86_400_000,
-    "d": 86_400_000,
-    "h": 3_600_000,
-    "m": 60_000,
-    "s": 1000,
-    "ms": 1,
-}
-
-
-def duration_ms(text: str) -> int:
-    """A Prometheus duration (``1h``, ``5m30s``, ``500ms``) in milliseconds."""
-    parts = re.findall(r"(\d+)(ms|[ywdhms])", text)
-    if not parts or "".join(n + unit for n, unit in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(int(n) * _DURATION_UNITS_MS[unit] for n, unit in parts)
 
 
 _MAX_POINTS = 10_000
