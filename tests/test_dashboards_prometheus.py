@@ -39,6 +39,7 @@ from realparts import PrometheusServer, VictoriaMetricsServer
 from realparts.exporter_process import ExporterProcess
 from realparts.fake_nvml import FakeGpu, FakeNvmlState, subprocess_env
 from realparts.remote_write import snappy_literal, write_request
+from realparts.samples import eventually
 from realparts.simulator_process import SimulatorProcess
 from realparts.timeouts import scaled
 
@@ -230,19 +231,22 @@ def settled_end(prometheus: PrometheusServer) -> float:
     the recording rules' results, start a rule evaluation after the second scrape. The
     instant is a scrape interval in the past, where every scrape and evaluation is stored.
     """
-    deadline = time.monotonic() + scaled(DATA_TIMEOUT)
-    while True:
+    last = [""]
+
+    def settled() -> float | None:
         end = on_step(time.time() - 1.0)
         missing = [expr for expr in data_needed() if not prometheus.query(expr, time=end)]
         young = young_series(prometheus, end)
-        if not missing and not young:
-            return end
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"at {end}, no data for {missing}; series with a single sample: "
-                f"{json.dumps(young)[:2000]}\n{prometheus.log_section(15)}"
-            )
-        time.sleep(0.5)
+        last[0] = (
+            f"at {end}, no data for {missing}; series with a single sample: "
+            f"{json.dumps(young)[:2000]}"
+        )
+        return None if missing or young else end
+
+    try:
+        return eventually(settled, DATA_TIMEOUT, "the data the tests read", interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {last[0]}\n{prometheus.log_section(15)}") from None
 
 
 def engines_observed() -> list[str]:
