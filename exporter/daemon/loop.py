@@ -32,6 +32,8 @@ from llm_cost_exporter.outputs.catalogue import cycle_families
 log = logging.getLogger(__name__)
 
 Collector = EngineCollector | GpuCollector | PodCollector
+_Collection = tuple[Coroutine[object, object, None], Collector, bool]
+"""A collection under way: its coroutine, its collector, and whether that is an engine's."""
 
 BACKSTOP_GRACE = 1.0
 """Seconds a collector may overrun its own timeout before the loop gives up on it."""
@@ -134,9 +136,7 @@ class CollectionLoop:
                 collector.name, collector.target, devices, duration, self._clock()
             )
 
-    async def _collect_all(
-        self, collections: list[tuple[Coroutine[object, object, None], Collector, bool]]
-    ) -> None:
+    async def _collect_all(self, collections: list[_Collection]) -> None:
         """Run every collection at once under one backstop deadline for them all: the
         collectors start together, so one timer does what one per collector would. A
         collection still running at the deadline is cancelled and recorded as a timeout."""
@@ -179,9 +179,7 @@ class CollectionLoop:
         engines = self.engines
         if isinstance(engines, EngineTargets):
             engines = engines.refresh(self.state)
-        collections: list[tuple[Coroutine[object, object, None], Collector, bool]] = [
-            (self._collect_engine(c), c, True) for c in engines
-        ]
+        collections: list[_Collection] = [(self._collect_engine(c), c, True) for c in engines]
         if self.gpus is not None:
             collections.append((self._collect_gpus(self.gpus), self.gpus, False))
         if self.pods is not None and self.pods.wanted():
