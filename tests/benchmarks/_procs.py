@@ -98,37 +98,52 @@ STEADY_HALF_LOAD = ("--profile", "steady", "--level", "0.5", "--capacity", "2000
 """The simulator's traffic unless a benchmark asks for another."""
 
 
+def _spawn_simulator(
+    group: ProcessGroup, name: str, engines: int, options: Sequence[str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a simulator of ``engines`` engines without waiting for it; return it and
+    its port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "llm_cost_exporter", "simulate"]
+    argv += ["--web.listen-address", f"127.0.0.1:{port}", "--engines", str(engines), *options]
+    return group.spawn(name, argv), port
+
+
 def start_simulator(
     group: ProcessGroup, engines: int, options: Sequence[str] = STEADY_HALF_LOAD
 ) -> int:
     """Start the simulator with ``engines`` engines driven by ``options`` (its command-line
     flags; steady half-loaded engines by default); return its port."""
-    port = free_port()
-    proc = group.spawn(
-        "simulator",
-        [
-            sys.executable,
-            "-m",
-            "llm_cost_exporter",
-            "simulate",
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--engines",
-            str(engines),
-            *options,
-        ],
-    )
+    proc, port = _spawn_simulator(group, "simulator", engines, options)
     group.wait_ready("simulator", proc, f"http://127.0.0.1:{port}/ground-truth")
     return port
 
 
-def exporter_config(port: int, sim_port: int, engines: int, interval: str) -> dict[str, Any]:
-    """A realistic 8-GPU node: one target per engine, default timeout."""
+def engine_urls(sim_port: int, count: int) -> list[str]:
+    """The pages of the first ``count`` engines of the simulator on ``sim_port``."""
+    return [f"http://127.0.0.1:{sim_port}/engine/{i}/metrics" for i in range(count)]
+
+
+def start_engines(
+    group: ProcessGroup, count: int, options: Sequence[str] = STEADY_HALF_LOAD
+) -> list[str]:
+    """Start ``count`` engines, each its own simulator process as each engine is its own
+    server on a real node; return their pages' URLs.
+
+    One simulator serving every engine answers one page after another (its event loop
+    renders them in turn), so a daemon asking them all at once is woken once per page;
+    separate processes answer side by side, as real engines do."""
+    started = [_spawn_simulator(group, f"engine-{i}", 1, options) for i in range(count)]
+    for index, (proc, port) in enumerate(started):
+        group.wait_ready(f"engine-{index}", proc, f"http://127.0.0.1:{port}/ground-truth")
+    return [engine_urls(port, 1)[0] for _, port in started]
+
+
+def exporter_config(port: int, urls: Sequence[str], interval: str) -> dict[str, Any]:
+    """A realistic 8-GPU node: one target per engine page in ``urls``, default timeout."""
     return {
         "web": {"listen_address": f"127.0.0.1:{port}"},
-        "engines": [
-            {"url": f"http://127.0.0.1:{sim_port}/engine/{i}/metrics"} for i in range(engines)
-        ],
+        "engines": [{"url": url} for url in urls],
         "collection": {"interval": interval},
         "cost": {
             "gpus": [{"model": "H100", "count": 8}],
@@ -140,11 +155,11 @@ def exporter_config(port: int, sim_port: int, engines: int, interval: str) -> di
     }
 
 
-def nvml_node_config(port: int, sim_port: int, engines: int, gpus: int = 8) -> dict[str, Any]:
+def nvml_node_config(port: int, urls: Sequence[str], gpus: int = 8) -> dict[str, Any]:
     """A node whose ``gpus`` GPUs are read through NVML, at the default interval and timeout:
     one target per engine, the first ``gpus`` engines each on its own GPU
     (``engines[].gpus``), the others on none (no two engines may claim one GPU)."""
-    config = exporter_config(port, sim_port, engines, "5s")
+    config = exporter_config(port, urls, "5s")
     for index, engine in enumerate(config["engines"][:gpus]):
         engine["gpus"] = [index]
     config["nvml"] = {"enabled": True}
@@ -157,7 +172,7 @@ def start_exporter(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the exporter daemon against the simulator; return it and its port."""
     port = free_port()
-    proc = spawn_exporter(group, exporter_config(port, sim_port, engines, interval))
+    proc = spawn_exporter(group, exporter_config(port, engine_urls(sim_port, engines), interval))
     return proc, port
 
 

@@ -9,11 +9,12 @@ stage measured without valgrind.
 
 The daemon is built in a worker process exactly as it runs: `assembly.serve()` on
 a configuration of N engines (one per GPU for the first 8) at the default 5 s
-interval, the engines served over HTTP by the real simulator (its own process,
-never under valgrind), the 8 GPUs read through pynvml from the fake
-libnvidia-ml.so.1 (tests/fake_nvml, compiled with gcc at start) preloaded into
-the worker. The worker takes the `CollectionLoop` that `serve()` creates and,
-instead of letting it run on its timer, drives the stages itself:
+interval, each engine served over HTTP by its own process of the real simulator
+(each engine is its own server on a real node; never under valgrind), the 8 GPUs
+read through pynvml from the fake libnvidia-ml.so.1 (tests/fake_nvml, compiled
+with gcc at start) preloaded into the worker. The worker takes the
+`CollectionLoop` that `serve()` creates and, instead of letting it run on its
+timer, drives the stages itself:
 
 - fetch: every engine's page GET, as the daemon does it (each collector's page
   source read with a feed that does nothing), all concurrently like the loop;
@@ -80,7 +81,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _procs import ProcessGroup, nvml_node_config, run_main, start_simulator
+from _procs import ProcessGroup, nvml_node_config, run_main, start_engines
 from bench_nvml import GPUS, H100, fake_gpus
 from realparts.fake_nvml import STATE_ENV, FakeNvmlState, build_fake_nvml, preload
 from realparts.ports import free_port
@@ -468,7 +469,7 @@ def worker(args: argparse.Namespace) -> int:
     from llm_cost_exporter.daemon import assembly
     from llm_cost_exporter.daemon.loop import CollectionLoop
 
-    config = config_from_mapping(nvml_node_config(free_port(), args.sim_port, args.engines))
+    config = config_from_mapping(nvml_node_config(free_port(), args.engine_urls.split(",")))
     models, default = assembly.resolve_prices(config)
     outcome: dict[str, Any] = {}
 
@@ -541,17 +542,17 @@ class Figures:
 
 
 def measure_node(
-    group: ProcessGroup, tmp: Path, engines: int, args: argparse.Namespace, marks: Path | None
+    group: ProcessGroup, tmp: Path, urls: list[str], args: argparse.Namespace, marks: Path | None
 ) -> Figures:
-    sim_port = start_simulator(group, engines)
+    engines = len(urls)
     common = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--worker",
         "--engines",
         str(engines),
-        "--sim-port",
-        str(sim_port),
+        "--engine-urls",
+        ",".join(urls),
         "--lib-dir",
         str(tmp / "lib"),
         "--nvml-state",
@@ -691,14 +692,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also write each stage's cProfile (by own time) to the workdir",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--sim-port", "--lib-dir", "--nvml-state", "--marks", "--out"):
+    for hidden in ("--engine-urls", "--lib-dir", "--nvml-state", "--marks", "--out"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for key, default in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, default)
     if args.worker:
-        args.engines, args.sim_port = int(args.engines), int(args.sim_port)
+        args.engines = int(args.engines)
         return worker(args)
 
     counts = sorted({int(n) for n in args.engines.split(",")})
@@ -724,8 +725,9 @@ def main(argv: list[str] | None = None) -> int:
         group = ProcessGroup(tmp)
         nodes = []
         try:
+            urls = start_engines(group, max(counts))
             for engines in counts:
-                nodes.append(measure_node(group, tmp, engines, args, marks))
+                nodes.append(measure_node(group, tmp, urls[:engines], args, marks))
         finally:
             group.close()
 

@@ -33,9 +33,9 @@ from _procs import (
     nvml_node_config,
     run_main,
     spawn_exporter,
+    start_engines,
     start_idle_python,
     start_node_exporter,
-    start_simulator,
     status_kb,
     wait_seconds,
 )
@@ -115,12 +115,17 @@ def measure(watched: list[Watched], seconds: float, scrape_every: float) -> floa
 
 @dataclass
 class Daemon:
-    engines: int
+    urls: list[str]
+    """The pages of the engines it reads."""
     port: int
     proc: Watched
     catalog_mapped: bool = False
     """Whether pydantic's native library is mapped into the daemon: the price catalog's
     libraries loaded in-process."""
+
+    @property
+    def engines(self) -> int:
+        return len(self.urls)
 
 
 def maps_library(pid: int, name: str) -> bool:
@@ -128,12 +133,11 @@ def maps_library(pid: int, name: str) -> bool:
     return name in Path(f"/proc/{pid}/maps").read_text()
 
 
-def not_ready(daemon: Daemon, sim_port: int) -> list[str]:
+def not_ready(daemon: Daemon) -> list[str]:
     """What the daemon does not read yet that the measurement needs it to read."""
     samples = scrape_samples(daemon.port)
     missing = []
-    urls = [f"http://127.0.0.1:{sim_port}/engine/{i}/metrics" for i in range(daemon.engines)]
-    up = sum(value(samples, "llmcost_collector_up", target=url) == 1 for url in urls)
+    up = sum(value(samples, "llmcost_collector_up", target=url) == 1 for url in daemon.urls)
     if up < daemon.engines:
         missing.append(f"{up}/{daemon.engines} engines up")
     if value(samples, "llmcost_collector_up", collector="nvml") != 1:
@@ -144,11 +148,11 @@ def not_ready(daemon: Daemon, sim_port: int) -> list[str]:
     return missing
 
 
-def wait_ready(daemon: Daemon, sim_port: int) -> None:
+def wait_ready(daemon: Daemon) -> None:
     last: list[str] = []
 
     def ready() -> bool:
-        last[:] = not_ready(daemon, sim_port)
+        last[:] = not_ready(daemon)
         return not last
 
     try:
@@ -172,10 +176,10 @@ def compile_like_an_install() -> None:
         compileall.compile_dir(str(Path(package.__file__).parent), quiet=1)
 
 
-def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> tuple[list[Daemon], int]:
-    """One simulator with the most engines asked for and, for each count, a daemon reading
-    the first that many of them and the 8 fake GPUs; return the daemons, once each reads
-    all it should, and the simulator's port."""
+def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> list[Daemon]:
+    """As many engines as the most asked for, each its own simulator process, and for
+    each count a daemon reading the first that many of them and the 8 fake GPUs; return
+    the daemons once each reads all it should."""
     from bench_nvml import H100, fake_gpus  # bench_nvml imports this module
 
     compile_like_an_install()
@@ -186,18 +190,18 @@ def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> tuple[li
         "PYTHONUNBUFFERED": "1",
         **subprocess_env(build_fake_nvml(tmp / "lib"), nvml_state),
     }
-    sim_port = start_simulator(group, max(counts))
+    urls = start_engines(group, max(counts))
     daemons = []
     for engines in counts:
         port = free_port()
-        config = nvml_node_config(port, sim_port, engines, GPUS)
+        config = nvml_node_config(port, urls[:engines], GPUS)
         proc = spawn_exporter(group, config, f"exporter-{engines}", env)
         url = f"http://127.0.0.1:{port}/metrics"
         name = f"daemon {engines} engine{'s' if engines > 1 else ''}"
-        daemons.append(Daemon(engines, port, Watched(name, proc.pid, url)))
+        daemons.append(Daemon(urls[:engines], port, Watched(name, proc.pid, url)))
     for daemon in daemons:
-        wait_ready(daemon, sim_port)
-    return daemons, sim_port
+        wait_ready(daemon)
+    return daemons
 
 
 def print_table(
@@ -295,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         group = ProcessGroup(Path(tmp))
         try:
-            daemons, sim_port = start_daemons(group, Path(tmp), counts)
+            daemons = start_daemons(group, Path(tmp), counts)
             watched = [d.proc for d in daemons]
             node = None
             started = start_node_exporter(group)
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_seconds(args.warmup)
             elapsed = measure(watched, args.seconds, args.scrape_every)
             for daemon in daemons:
-                if missing := not_ready(daemon, sim_port):
+                if missing := not_ready(daemon):
                     raise RuntimeError(f"{daemon.proc.name} degraded: {', '.join(missing)}")
                 daemon.catalog_mapped = maps_library(daemon.proc.pid, "pydantic_core")
             if not maps_library(catalog.pid, "pydantic_core"):

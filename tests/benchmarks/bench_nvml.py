@@ -33,6 +33,7 @@ from typing import Any
 import pynvml
 from _procs import (
     ProcessGroup,
+    engine_urls,
     exporter_config,
     fmt_ratio,
     run_main,
@@ -265,7 +266,7 @@ def part_a(lib_dir: Path, state_path: Path, cycles: int, warmup: int) -> None:
 
 def daemon_config(port: int, sim_port: int, nvml: bool, interval: float) -> dict[str, Any]:
     """8 engines, one per GPU, read every `interval` seconds; GPUs from NVML or declared."""
-    config = exporter_config(port, sim_port, GPUS, f"{interval:g}s")
+    config = exporter_config(port, engine_urls(sim_port, GPUS), f"{interval:g}s")
     config["collection"]["timeout"] = f"{min(interval / 2, 3.0):g}s"
     for index, engine in enumerate(config["engines"]):
         engine["gpus"] = [index]

@@ -46,6 +46,7 @@ from typing import Any
 import grpc
 from _procs import (
     ProcessGroup,
+    engine_urls,
     exporter_config,
     run_main,
     spawn_exporter,
@@ -236,7 +237,7 @@ def start_daemon(
     group: ProcessGroup, sim_port: int, receiver: Receiver | None, export_interval: float
 ) -> Daemon:
     port = free_port()
-    config = exporter_config(port, sim_port, ENGINES, COLLECTION_INTERVAL)
+    config = exporter_config(port, engine_urls(sim_port, ENGINES), COLLECTION_INTERVAL)
     if receiver is not None:
         config["otlp"] = {
             "protocol": receiver.protocol,
