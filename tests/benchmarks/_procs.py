@@ -99,14 +99,12 @@ STEADY_HALF_LOAD = ("--profile", "steady", "--level", "0.5", "--capacity", "2000
 
 
 def _spawn_simulator(
-    group: ProcessGroup, name: str, engines: int, options: Sequence[str]
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a simulator of ``engines`` engines without waiting for it; return it and
-    its port."""
-    port = free_port()
+    group: ProcessGroup, name: str, port: int, engines: int, options: Sequence[str]
+) -> subprocess.Popen[bytes]:
+    """Start a simulator of ``engines`` engines on ``port`` without waiting for it."""
     argv = [sys.executable, "-m", "llm_cost_exporter", "simulate"]
     argv += ["--web.listen-address", f"127.0.0.1:{port}", "--engines", str(engines), *options]
-    return group.spawn(name, argv), port
+    return group.spawn(name, argv)
 
 
 def start_simulator(
@@ -114,7 +112,8 @@ def start_simulator(
 ) -> int:
     """Start the simulator with ``engines`` engines driven by ``options`` (its command-line
     flags; steady half-loaded engines by default); return its port."""
-    proc, port = _spawn_simulator(group, "simulator", engines, options)
+    port = free_port()
+    proc = _spawn_simulator(group, "simulator", port, engines, options)
     group.wait_ready("simulator", proc, f"http://127.0.0.1:{port}/ground-truth")
     return port
 
@@ -133,7 +132,13 @@ def start_engines(
     One simulator serving every engine answers one page after another (its event loop
     renders them in turn), so a daemon asking them all at once is woken once per page;
     separate processes answer side by side, as real engines do."""
-    started = [_spawn_simulator(group, f"engine-{i}", 1, options) for i in range(count)]
+    ports: set[int] = set()
+    while len(ports) < count:  # the OS may offer a free port twice before any is bound
+        ports.add(free_port())
+    started = [
+        (_spawn_simulator(group, f"engine-{i}", port, 1, options), port)
+        for i, port in enumerate(sorted(ports))
+    ]
     for index, (proc, port) in enumerate(started):
         group.wait_ready(f"engine-{index}", proc, f"http://127.0.0.1:{port}/ground-truth")
     return [engine_urls(port, 1)[0] for _, port in started]

@@ -3,7 +3,8 @@
 An exporter runs on every GPU node forever, so its idle cost has to be
 negligible next to what it reports. This runs three copies of the real daemon
 side by side over the same period, so that load from elsewhere on the machine
-weighs on all alike: one watching 1 simulated engine, one 8 and one 32, each
+weighs on all alike: one watching 1 simulated engine, one 8 and one 32 (each
+engine its own simulator process, as each is its own server on a real node), each
 reading the same 8 fake-NVML GPUs (the real pynvml over tests/fake_nvml,
 compiled with gcc at start) at the default 5 s interval, the first 8 engines
 one GPU each. Each is scraped every 15 s like Prometheus does; their CPU time
