@@ -549,8 +549,6 @@ def measure_node(
         sys.executable,
         str(Path(__file__).resolve()),
         "--worker",
-        "--engines",
-        str(engines),
         "--engine-urls",
         ",".join(urls),
         "--lib-dir",
@@ -699,7 +697,6 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, default)
     if args.worker:
-        args.engines = int(args.engines)
         return worker(args)
 
     counts = sorted({int(n) for n in args.engines.split(",")})

@@ -37,6 +37,7 @@ from typing import Any
 
 from _procs import (
     ProcessGroup,
+    engine_urls,
     fmt_ratio,
     run_main,
     spawn_exporter,
@@ -108,7 +109,7 @@ def port_of(config: dict[str, Any]) -> int:
 def not_ready(variant: Variant, samples: Samples, sim_port: int) -> list[str]:
     """What `variant`'s daemon does not do yet that the measurement needs it to do."""
     missing = []
-    engines = [f"http://127.0.0.1:{sim_port}/engine/{i}/metrics" for i in range(GPUS)]
+    engines = engine_urls(sim_port, GPUS)
     up = sum(value(samples, "llmcost_collector_up", target=url) == 1 for url in engines)
     if up < GPUS:
         missing.append(f"{up}/{GPUS} engines up")

@@ -35,6 +35,7 @@ from pathlib import Path
 from _procs import (
     ProcessGroup,
     cpu_seconds,
+    engine_urls,
     run_main,
     spawn_exporter,
     start_simulator,
@@ -176,8 +177,8 @@ def exporter_config(args: argparse.Namespace, port: int, sim_port: int, state: P
     return {
         "web": {"listen_address": f"127.0.0.1:{port}"},
         "engines": [
-            {"url": f"http://127.0.0.1:{sim_port}/engine/{i}/metrics", "gpus": [2 * i, 2 * i + 1]}
-            for i in range(args.engines)
+            {"url": url, "gpus": [2 * i, 2 * i + 1]}
+            for i, url in enumerate(engine_urls(sim_port, args.engines))
         ],
         "collection": {"interval": args.interval},
         "nvml": {"enabled": False},
