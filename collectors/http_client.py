@@ -4,9 +4,13 @@ Every cycle the exporter GETs the same few URLs, each a page of tens of kB. A
 general client spends more CPU on its own machinery (request objects, URL
 parsing, cookie jars, tracing hooks, stream readers) than the kernel spends
 moving the bytes, on every request. This one does only what an engine page
-needs: one GET, its answer's head, and its body handed on as it arrives
+needs: one GET, its answer's head checked and its body handed on as it arrives
 (Content-Length, chunked, or up to the close; gzip and deflate decoded when the
 engine sends them), over a connection kept for the next cycle.
+
+The whole answer is read in the connection's callbacks: the caller says up front
+how to judge the head and where the body goes, and its coroutine wakes once, when
+the answer has ended.
 
 It asks for no compression: the page crosses the node or the cluster network,
 where a few kB a second cost nothing, while gzip costs the engine a compression
@@ -41,8 +45,6 @@ IDLE_SECONDS = 60.0
 """A connection unused this long is closed rather than reused."""
 MAX_IDLE = 64
 """Connections kept open between cycles, over all engines (the engine limit)."""
-_HIGH_WATER = 4 * CHUNK_BYTES
-"""Received and not yet handed on: above this the socket is not read."""
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _NO_BODY = frozenset((204, 304))
 _USER_AGENT = f"llm-cost-exporter/{__version__}"
@@ -84,8 +86,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     The socket is read into one buffer kept for the connection's life, and each read
     is decoded in the same callback: the answer's head once it is whole, then its
-    body, handed straight to the reader's sink. No coroutine has to wake to take the
-    bytes, so a page that arrives in one read costs the reader one wake-up."""
+    body, handed straight to the caller's sink. No coroutine has to wake to take the
+    bytes: the caller wakes once, when the answer has ended."""
 
     def __init__(self, origin: _Origin) -> None:
         self.origin = origin
@@ -137,7 +139,7 @@ class _Connection(asyncio.BufferedProtocol):
     def _ended(self) -> None:
         self.closed = True
         if self.answer is not None:
-            self.answer.ended()
+            self.answer.closed()
 
     # use
 
@@ -158,20 +160,13 @@ class _Connection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.close()
 
-    def ask(self, request: bytes) -> Response:
-        """Send `request`; its answer is read from here on."""
+    def ask(self, request: bytes, check: Check, sink: Sink) -> Response:
+        """Send `request`; its answer is read from here on, judged by `check` and its body
+        handed to `sink` (Response)."""
         assert self.transport is not None
-        answer = self.answer = Response(self)
+        answer = self.answer = Response(self, check, sink)
         self.transport.write(request)
         return answer
-
-    def pause(self, paused: bool) -> None:
-        """Stop (or start again) reading the socket while received bytes wait for a reader."""
-        if self.transport is not None and not self.closed:
-            if paused:
-                self.transport.pause_reading()
-            elif not self.transport.is_reading():
-                self.transport.resume_reading()
 
 
 _HEAD, _BODY, _SIZE, _DATA_END, _TRAILER, _DONE = range(6)
@@ -179,12 +174,26 @@ _HEAD, _BODY, _SIZE, _DATA_END, _TRAILER, _DONE = range(6)
 in a chunk's size line, at the CRLF after a chunk's data, in the trailer, done."""
 
 
-class Response:
-    """An answer, decoded as its bytes arrive: its head, then its body handed to the
-    sink given to `read_into`; body bytes that come before then are held for it."""
+Sink = Callable[[bytes], None]
+"""Where an answer's body goes, a piece at a time; what it raises ends the answer."""
+Check = Callable[["Response"], None]
+"""Judges an answer's head (status, headers) before any of its body reaches the sink;
+what it raises ends the answer."""
 
-    def __init__(self, connection: _Connection) -> None:
+
+def _dropped(piece: bytes) -> None:
+    """The sink of a redirect's body."""
+
+
+class Response:
+    """An answer, decoded as its bytes arrive: its head, judged by `check` once whole
+    (a redirect's is not: its body is dropped), then its body, handed to `sink` a piece
+    of at most CHUNK_BYTES at a time. `ended` is done when the answer is read whole or
+    has failed (`error`)."""
+
+    def __init__(self, connection: _Connection, check: Check, sink: Sink) -> None:
         self._connection = connection
+        self._check = check
         self.status = 0
         self.reason = ""
         self.headers: dict[str, str] = {}
@@ -192,6 +201,8 @@ class Response:
         self.content_length: int | None = None
         self.complete = False
         """The body was read to its end: the connection may serve another request."""
+        self.location: str | None = None
+        """Where a redirect points; its body was dropped, not handed to the sink."""
         self._chunked = False
         self._state = _HEAD
         self._line = b""
@@ -200,11 +211,11 @@ class Response:
         """Bytes of the body (or, chunked, of the current chunk) still to come; None for
         a body that ends with the connection."""
         self._inflate: _Inflater | None = None
-        self._sink: Callable[[bytes], None] | None = None
-        self._held: list[bytes] = []
-        self._held_bytes = 0
-        self._error: Exception | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._sink: Sink | None = sink
+        self.error: BaseException | None = None
+        """Why the answer failed: the connection's, the answer's or what `check` or the
+        sink raised."""
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # what the connection reports
 
@@ -214,9 +225,9 @@ class Response:
         except Exception as error:  # a broken answer, or the sink refusing the page
             self._fail(error)
 
-    def ended(self) -> None:
+    def closed(self) -> None:
         """The connection closed: the end of a body framed by the close, else a failure."""
-        if self._state == _DONE or self._error is not None:
+        if self._state == _DONE or self.error is not None:
             return
         if self._state == _BODY and self._left is None:
             try:
@@ -228,55 +239,16 @@ class Response:
 
     def abandon(self) -> None:
         """The connection is closed under the answer (a timeout, a refused page): nothing
-        more reaches the sink, and a reader still waiting fails."""
+        more reaches the sink, and the caller still waiting fails."""
         self._sink = None
-        if self._state != _DONE and self._error is None:
-            self._error = HttpError("the connection was closed before the answer ended")
-        self._wake()
+        if self._state != _DONE and self.error is None:
+            self.error = HttpError("the connection was closed before the answer ended")
+        self._end()
 
     @property
     def in_head(self) -> bool:
         """Whether the bytes received next may still be the head's."""
         return self._state == _HEAD
-
-    # what the reader awaits
-
-    async def head(self) -> None:
-        """Wait for the head of the final answer (after any interim ones)."""
-        while self._state == _HEAD and self._error is None:
-            await self._wait()
-        if self._error is not None:
-            raise self._error
-
-    async def read_into(self, sink: Callable[[bytes], None]) -> None:
-        """Hand each piece of the body to `sink` as it arrives, decoded, at most
-        CHUNK_BYTES at a time; return once the body has ended. What arrived before is
-        handed on at once; what `sink` raises ends the read and the connection."""
-        if self._error is None:
-            try:
-                # An unasked-for coding fails the body, not the head (and its status).
-                self._inflate = _inflater(self.headers.get("content-encoding", ""))
-                held = self._held  # pieces arriving during a pause join it, in order
-                while held and self._error is None:
-                    piece = held.pop(0)
-                    self._held_bytes -= len(piece)
-                    self._deliver(piece, sink)
-                    if held:
-                        # A piece already received is handed over without a pause: let
-                        # scrapes in between two.
-                        await asyncio.sleep(0)
-                if self._error is None:
-                    if self._state == _DONE:
-                        self._deliver(b"", sink)
-                    else:
-                        self._sink = sink  # from here on, pieces go straight to it
-                    self._connection.pause(False)
-            except Exception as error:
-                self._fail(error)
-        while self._state != _DONE and self._error is None:
-            await self._wait()
-        if self._error is not None:
-            raise self._error
 
     @property
     def reusable(self) -> bool:
@@ -286,23 +258,17 @@ class Response:
             self.complete and framed and "close" not in self.headers.get("connection", "").lower()
         )
 
-    # waiting
+    # ending
 
-    async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _end(self) -> None:
+        """Wake the caller; the outcome is in `complete` and `error`, not in the future,
+        which a cancelled caller no longer awaits."""
+        if not self.ended.done():
+            self.ended.set_result(None)
 
     def _finish(self) -> None:
-        """The body has ended: a reader already reading is told so (its inflater checks
-        that the compressed stream ended too); one still to come is told by read_into."""
+        """The body has ended: the sink's inflater checks that the compressed stream
+        ended too."""
         sink = self._sink
         if sink is not None:
             self._deliver(b"", sink)
@@ -310,21 +276,21 @@ class Response:
         self.complete = True
         if self._connection.answer is self:
             self._connection.answer = None
-        self._wake()
+        self._end()
 
-    def _fail(self, error: Exception) -> None:
-        if self._error is None:
-            self._error = error
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
         self._sink = None
         if self._connection.answer is self:
             self._connection.answer = None
         self._connection.close()
-        self._wake()
+        self._end()
 
     # decoding
 
     def _decode(self, data: bytes) -> None:
-        while data and self._error is None:
+        while data and self.error is None:
             state = self._state
             if state == _BODY:
                 data = self._body(data)
@@ -369,9 +335,16 @@ class Response:
         self.content_length = self._left = _content_length(headers) if status not in _NO_BODY else 0
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._state = _SIZE if self._chunked else _BODY
+        location = headers.get("location")
+        if status in _REDIRECTS and location:
+            self.location = location
+            self._sink = _dropped
+        else:
+            self._check(self)
+            # An unasked-for coding fails the body, not the head (and its status).
+            self._inflate = _inflater(headers.get("content-encoding", ""))
         if self._left == 0 and not self._chunked:
             self._finish()
-        self._wake()
         return rest
 
     def _body(self, data: bytes) -> bytes:
@@ -384,11 +357,6 @@ class Response:
         sink = self._sink
         if sink is not None:
             self._deliver(data, sink)
-        else:
-            self._held.append(data)
-            self._held_bytes += len(data)
-            if self._held_bytes > _HIGH_WATER:
-                self._connection.pause(True)
         if left == 0:
             if self._chunked:
                 self._state = _DATA_END
@@ -432,7 +400,7 @@ class Response:
             self._finish()
         return rest
 
-    def _deliver(self, piece: bytes, sink: Callable[[bytes], None]) -> None:
+    def _deliver(self, piece: bytes, sink: Sink) -> None:
         """Hand `piece` of the body to `sink`, inflated if it is compressed; b"" is the
         body's end, where an inflater checks that its stream ended too."""
         inflate = self._inflate
@@ -544,13 +512,26 @@ class HttpClient:
                 connection.close()
         self._idle.clear()
 
-    def get(self, url: str, headers: Mapping[str, str]) -> _Get:
-        """The answer to GET `url` with `headers` (redirects followed; credentials kept
-        only while the origin stays the same), as an async context manager; its body must
-        be read inside the block for the connection to be kept."""
-        return _Get(self, url, headers)
+    async def get(self, url: str, headers: Mapping[str, str], check: Check, sink: Sink) -> None:
+        """GET `url` with `headers`, redirects followed (credentials kept only while the
+        origin stays the same): the final answer's head is judged by `check`, then its
+        body handed to `sink` as it arrives; returns once the body has ended. What `check`
+        or `sink` raises ends the GET, and is raised here."""
+        current, sent = url, headers
+        origin = _origin_and_target(url)[0]
+        for _ in range(MAX_REDIRECTS + 1):
+            location = await self._request(current, sent, check, sink)
+            if location is None:
+                return
+            current = urljoin(current, location)
+            if "Authorization" in sent and _origin_and_target(current)[0] != origin:
+                sent = {name: value for name, value in sent.items() if name != "Authorization"}
+        raise HttpError(f"more than {MAX_REDIRECTS} redirects")
 
-    async def _request(self, url: str, headers: Mapping[str, str]) -> tuple[_Connection, Response]:
+    async def _request(
+        self, url: str, headers: Mapping[str, str], check: Check, sink: Sink
+    ) -> str | None:
+        """One GET of `url`, read whole: where it redirects to, or None."""
         origin, target, host = _origin_and_target(url)
         request = (
             f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {_USER_AGENT}\r\n"
@@ -560,26 +541,34 @@ class HttpClient:
         ).encode("latin-1")
         connection = self._kept(origin)
         if connection is not None:
-            try:
-                return connection, await self._exchange(connection, request)
-            except HttpError:
-                # The server closed the kept connection as the request went out (its
-                # keep-alive ran out): a GET is safe to send again, once, on a new one.
-                connection.close()
-            except BaseException:
-                connection.close()
-                raise
+            response = await self._exchange(connection, request, check, sink)
+            if not (isinstance(response.error, HttpError) and response.in_head):
+                return self._outcome(connection, response)
+            # The server closed the kept connection as the request went out (its keep-alive
+            # ran out): before any answer came, a GET is safe to send again, once, on a
+            # new one.
         connection = await self._connect(origin)
+        return self._outcome(connection, await self._exchange(connection, request, check, sink))
+
+    async def _exchange(
+        self, connection: _Connection, request: bytes, check: Check, sink: Sink
+    ) -> Response:
+        """The answer to `request` on `connection`, once it has ended or failed."""
+        response = connection.ask(request, check, sink)
         try:
-            return connection, await self._exchange(connection, request)
-        except BaseException:
+            await response.ended
+        except BaseException:  # cancelled (a timeout): a late answer must not be read
             connection.close()
             raise
-
-    async def _exchange(self, connection: _Connection, request: bytes) -> Response:
-        response = connection.ask(request)
-        await response.head()
         return response
+
+    def _outcome(self, connection: _Connection, response: Response) -> str | None:
+        """Where the whole answer redirects to (None: nowhere), its connection kept for
+        the next request if it can serve one; its failure raised."""
+        if response.error is not None:
+            raise response.error
+        self._done(connection, response)
+        return response.location
 
     async def _connect(self, origin: _Origin) -> _Connection:
         """A new connection to the first of `origin`'s addresses that answers."""
@@ -648,7 +637,10 @@ class HttpClient:
             connection.close()
             return
         connection.idle_since = time.monotonic()
-        self._idle.setdefault(connection.origin, []).append(connection)
+        kept = self._idle.get(connection.origin)
+        if kept is None:
+            kept = self._idle[connection.origin] = []
+        kept.append(connection)
         if sum(map(len, self._idle.values())) > MAX_IDLE:
             self._evict_oldest()
 
@@ -660,41 +652,3 @@ class HttpClient:
         self._idle[origin].pop(index).close()
         if not self._idle[origin]:
             del self._idle[origin]
-
-
-def _dropped(piece: bytes) -> None:
-    """The sink of a redirect's body."""
-
-
-class _Get:
-    """One GET and its redirects, as `async with client.get(...) as response`."""
-
-    def __init__(self, client: HttpClient, url: str, headers: Mapping[str, str]) -> None:
-        self._client = client
-        self._url = url
-        self._headers = headers
-        self._held: tuple[_Connection, Response] | None = None
-
-    async def __aenter__(self) -> Response:
-        client = self._client
-        current, sent = self._url, dict(self._headers)
-        origin = _origin_and_target(current)[0]
-        for _ in range(MAX_REDIRECTS + 1):
-            connection, response = await client._request(current, sent)
-            location = response.headers.get("location")
-            if response.status not in _REDIRECTS or not location:
-                self._held = connection, response
-                return response
-            try:
-                await response.read_into(_dropped)
-            finally:
-                client._done(connection, response)
-            current = urljoin(current, location)
-            if _origin_and_target(current)[0] != origin:
-                sent.pop("Authorization", None)
-        raise HttpError(f"more than {MAX_REDIRECTS} redirects")
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._held is not None:
-            self._client._done(*self._held)
-            self._held = None

@@ -53,13 +53,22 @@ class HttpPage:
         return headers
 
     async def read(self, feed: Callable[[bytes], None]) -> None:
-        await self._bounded(self._read(feed))
+        sink = _limited(feed, self._max_bytes, "page")
+        await self._bounded(self._client.get(self.url, self._headers(), self._check_page, sink))
 
     async def read_json(self, path: str) -> object:
         """`path` is resolved beside the page: `/v1/models` of `http://h/metrics` is
         `http://h/v1/models`, and of `http://h/llama/metrics` (behind a proxy that
         serves the engine under a prefix) `http://h/llama/v1/models`."""
-        return await self._bounded(self._read_json(urljoin(self.url, path.lstrip("/"))))
+        url = urljoin(self.url, path.lstrip("/"))
+        headers = {**self._headers(), "Accept": "application/json"}
+        body = bytearray()
+        sink = _limited(body.extend, self._max_bytes, url)
+        await self._bounded(self._client.get(url, headers, self._check_status, sink))
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise CollectorError("parse", f"{url} did not answer JSON") from None
 
     async def _bounded(self, reading: Awaitable[T]) -> T:
         """`reading` within the timeout, its failures as CollectorErrors."""
@@ -81,31 +90,19 @@ class HttpPage:
         if response.status != 200:
             raise CollectorError("http_status", f"HTTP {response.status} {response.reason}")
 
-    async def _read_json(self, url: str) -> object:
-        headers = {**self._headers(), "Accept": "application/json"}
-        async with self._client.get(url, headers) as response:
-            self._check_status(response)
-            body = bytearray()
-            await response.read_into(_limited(body.extend, self._max_bytes, url))
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise CollectorError("parse", f"{url} did not answer JSON") from None
-
-    async def _read(self, feed: Callable[[bytes], None]) -> None:
+    def _check_page(self, response: Response) -> None:
+        """A metrics page's head: a 200, not HTML or JSON, and not announced too large."""
+        self._check_status(response)
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith(("text/html", "application/json")):
+            raise CollectorError(
+                "not_metrics", f"served {content_type.split(';')[0]}, not Prometheus metrics"
+            )
         max_bytes = self._max_bytes
-        async with self._client.get(self.url, self._headers()) as response:
-            self._check_status(response)
-            content_type = response.headers.get("content-type", "")
-            if content_type.startswith(("text/html", "application/json")):
-                raise CollectorError(
-                    "not_metrics", f"served {content_type.split(';')[0]}, not Prometheus metrics"
-                )
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise CollectorError(
-                    "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
-                )
-            await response.read_into(_limited(feed, max_bytes, "page"))
+        if response.content_length is not None and response.content_length > max_bytes:
+            raise CollectorError(
+                "too_large", f"page is {response.content_length} bytes, limit {max_bytes}"
+            )
 
 
 def _limited(sink: Callable[[bytes], None], max_bytes: int, what: str) -> Callable[[bytes], None]:

@@ -234,25 +234,15 @@ async def test_a_broken_answer_is_a_connection_failure_saying_what_broke(
 
 
 class FakeTransport(asyncio.Transport):
-    """A stand-in for the socket under one connection, saying whether it is read and
-    whether it is closed, so the test hands the bytes in at chosen moments."""
+    """A stand-in for the socket under one connection, saying whether it is closed, so
+    the test hands the bytes in at chosen moments."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reading = True
         self.closed = False
 
     def write(self, data: bytes) -> None:
         pass
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def is_reading(self) -> bool:
-        return self.reading
 
     def close(self) -> None:
         self.closed = True
@@ -268,34 +258,48 @@ def connected() -> tuple[_Connection, FakeTransport]:
     return connection, transport
 
 
-async def test_body_received_before_and_while_the_reader_drains_it_arrives_whole_in_order() -> None:
+async def test_the_head_is_judged_before_the_body_which_reaches_the_sink_in_order() -> None:
     body = bytes(range(256)) * 2048  # 8 reads of CHUNK_BYTES
     pieces = [body[at : at + CHUNK_BYTES] for at in range(0, len(body), CHUNK_BYTES)]
     connection, transport = connected()
-    answer = connection.ask(b"GET / HTTP/1.1\r\n\r\n")
-    answer.received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
-    await answer.head()
-    for piece in pieces[:5]:  # nobody reads yet: held, and past 4 pieces the socket rests
-        answer.received(piece)
-    assert not transport.reading
     got: list[bytes] = []
-    reading = asyncio.ensure_future(answer.read_into(got.append))
-    for piece in pieces[5:]:
-        await asyncio.sleep(0)  # the reader hands on a held piece and lets others run
+    judged: list[int] = []
+    answer = connection.ask(
+        b"GET / HTTP/1.1\r\n\r\n", lambda response: judged.append(len(got)), got.append
+    )
+    answer.received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+    assert judged == [0] and not answer.ended.done()
+    for piece in pieces:
         answer.received(piece)
-    await asyncio.wait_for(reading, scaled(5))
+        assert b"".join(got) == body[: sum(map(len, got))]  # handed on as it arrives
+    assert answer.ended.done() and answer.error is None and answer.complete
     assert b"".join(got) == body and max(map(len, got)) <= CHUNK_BYTES
-    assert transport.reading and answer.complete and connection.usable
+    assert connection.usable and not transport.closed
 
 
-async def test_a_reader_waiting_on_a_connection_closed_under_it_fails_at_once() -> None:
+async def test_a_head_the_check_refuses_ends_the_answer_before_any_body() -> None:
     connection, transport = connected()
-    answer = connection.ask(b"GET / HTTP/1.1\r\n\r\n")
-    waiting = asyncio.ensure_future(answer.head())
+    got: list[bytes] = []
+    refusal = CollectorError("http_status", "HTTP 404 Not Found")
+
+    def refuse(response: object) -> None:
+        raise refusal
+
+    answer = connection.ask(b"GET / HTTP/1.1\r\n\r\n", refuse, got.append)
+    answer.received(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+    assert answer.ended.done() and answer.error is refusal
+    assert got == [] and transport.closed and not connection.usable
+
+
+async def test_a_caller_waiting_on_a_connection_closed_under_it_wakes_at_once() -> None:
+    connection, transport = connected()
+    answer = connection.ask(b"GET / HTTP/1.1\r\n\r\n", lambda response: None, list().append)
+    waiting = asyncio.ensure_future(answer.ended)
     await asyncio.sleep(0)
     connection.close()
-    with pytest.raises(HttpError, match="closed before the answer ended"):
-        await asyncio.wait_for(waiting, scaled(5))
+    await asyncio.wait_for(waiting, scaled(5))
+    assert isinstance(answer.error, HttpError)
+    assert "closed before the answer ended" in str(answer.error)
     assert transport.closed and not connection.usable
 
 
