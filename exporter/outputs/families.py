@@ -8,6 +8,7 @@ append a `_per_second` for a `/s` even to a name that ends in `_per_second`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -39,11 +40,25 @@ def count_of(things: str) -> str:
     return "{" + things + "}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _checked(name: str, kind: str) -> str:
+    """`name` as prometheus_client names a family of `kind` (a counter's without its
+    `_total`), checked by its constructor: once per name, not once per cycle."""
+    return (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, "").name
+
+
 class Gauge(GaugeMetricFamily):
     """A gauge family with its UCUM unit."""
 
     def __init__(self, name: str, doc: str, labels: tuple[str, ...], unit: str) -> None:
-        super().__init__(name, doc, labels=list(labels))
+        # GaugeMetricFamily's own constructor, less the name check done once by _checked:
+        # every family is built again every cycle.
+        self.name = _checked(name, "gauge")
+        self.documentation = doc
+        self.unit = ""
+        self.type = "gauge"
+        self.samples = []
+        self._labelnames = labels
         self.ucum = unit
 
 
@@ -54,7 +69,13 @@ class Counter(CounterMetricFamily):
     def __init__(
         self, name: str, doc: str, labels: tuple[str, ...], unit: str, per_process: bool = False
     ) -> None:
-        super().__init__(name, doc, labels=list(labels))
+        # As Gauge: CounterMetricFamily's constructor less the name check.
+        self.name = _checked(name, "counter")
+        self.documentation = doc
+        self.unit = ""
+        self.type = "counter"
+        self.samples = []
+        self._labelnames = labels
         self.ucum = unit
         self.per_process = per_process
 
