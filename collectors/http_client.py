@@ -516,59 +516,49 @@ class HttpClient:
         """GET `url` with `headers`, redirects followed (credentials kept only while the
         origin stays the same): the final answer's head is judged by `check`, then its
         body handed to `sink` as it arrives; returns once the body has ended. What `check`
-        or `sink` raises ends the GET, and is raised here."""
+        or `sink` raises ends the GET, and is raised here.
+
+        One coroutine for it all, redirects and the retry included: every frame between
+        the collector and the answer is entered and left again on every page."""
         current, sent = url, headers
-        origin = _origin_and_target(url)[0]
+        first: _Origin | None = None
         for _ in range(MAX_REDIRECTS + 1):
-            location = await self._request(current, sent, check, sink)
-            if location is None:
-                return
-            current = urljoin(current, location)
-            if "Authorization" in sent and _origin_and_target(current)[0] != origin:
+            origin, target, host = _origin_and_target(current)
+            if first is None:
+                first = origin
+            elif origin != first and "Authorization" in sent:
                 sent = {name: value for name, value in sent.items() if name != "Authorization"}
+            request = (
+                f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {_USER_AGENT}\r\n"
+                "Accept-Encoding: identity\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in sent.items())
+                + "\r\n"
+            ).encode("latin-1")
+            connection = self._kept(origin)
+            kept = connection is not None
+            while True:
+                if connection is None:
+                    connection = await self._connect(origin)
+                response = connection.ask(request, check, sink)
+                try:
+                    await response.ended
+                except BaseException:  # cancelled (a timeout): a late answer must not be read
+                    connection.close()
+                    raise
+                error = response.error
+                if error is None:
+                    break
+                if not (kept and isinstance(error, HttpError) and response.in_head):
+                    raise error
+                # The server closed the kept connection as the request went out (its
+                # keep-alive ran out): before any answer came, a GET is safe to send again,
+                # once, on a new one.
+                connection, kept = None, False
+            self._done(connection, response)
+            if response.location is None:
+                return
+            current = urljoin(current, response.location)
         raise HttpError(f"more than {MAX_REDIRECTS} redirects")
-
-    async def _request(
-        self, url: str, headers: Mapping[str, str], check: Check, sink: Sink
-    ) -> str | None:
-        """One GET of `url`, read whole: where it redirects to, or None."""
-        origin, target, host = _origin_and_target(url)
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {_USER_AGENT}\r\n"
-            "Accept-Encoding: identity\r\n"
-            + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-            + "\r\n"
-        ).encode("latin-1")
-        connection = self._kept(origin)
-        if connection is not None:
-            response = await self._exchange(connection, request, check, sink)
-            if not (isinstance(response.error, HttpError) and response.in_head):
-                return self._outcome(connection, response)
-            # The server closed the kept connection as the request went out (its keep-alive
-            # ran out): before any answer came, a GET is safe to send again, once, on a
-            # new one.
-        connection = await self._connect(origin)
-        return self._outcome(connection, await self._exchange(connection, request, check, sink))
-
-    async def _exchange(
-        self, connection: _Connection, request: bytes, check: Check, sink: Sink
-    ) -> Response:
-        """The answer to `request` on `connection`, once it has ended or failed."""
-        response = connection.ask(request, check, sink)
-        try:
-            await response.ended
-        except BaseException:  # cancelled (a timeout): a late answer must not be read
-            connection.close()
-            raise
-        return response
-
-    def _outcome(self, connection: _Connection, response: Response) -> str | None:
-        """Where the whole answer redirects to (None: nowhere), its connection kept for
-        the next request if it can serve one; its failure raised."""
-        if response.error is not None:
-            raise response.error
-        self._done(connection, response)
-        return response.location
 
     async def _connect(self, origin: _Origin) -> _Connection:
         """A new connection to the first of `origin`'s addresses that answers."""

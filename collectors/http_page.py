@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 from urllib.parse import urljoin
 
 from llm_cost_exporter.collectors.base import CollectorError
@@ -20,8 +19,6 @@ from llm_cost_exporter.collectors.http_client import HttpClient, HttpError, Resp
 TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 """Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
 prometheus_client versions rewrite `vllm:` sample names to `vllm_`."""
-
-T = TypeVar("T")
 
 
 class HttpPage:
@@ -54,7 +51,12 @@ class HttpPage:
 
     async def read(self, feed: Callable[[bytes], None]) -> None:
         sink = _limited(feed, self._max_bytes, "page")
-        await self._bounded(self._client.get(self.url, self._headers(), self._check_page, sink))
+        try:
+            await within(
+                self._client.get(self.url, self._headers(), self._check_page, sink), self._timeout
+            )
+        except (asyncio.TimeoutError, HttpError, OSError) as error:
+            raise self._failure(error) from None
 
     async def read_json(self, path: str) -> object:
         """`path` is resolved beside the page: `/v1/models` of `http://h/metrics` is
@@ -64,24 +66,20 @@ class HttpPage:
         headers = {**self._headers(), "Accept": "application/json"}
         body = bytearray()
         sink = _limited(body.extend, self._max_bytes, url)
-        await self._bounded(self._client.get(url, headers, self._check_status, sink))
+        try:
+            await within(self._client.get(url, headers, self._check_status, sink), self._timeout)
+        except (asyncio.TimeoutError, HttpError, OSError) as error:
+            raise self._failure(error) from None
         try:
             return json.loads(body)
         except ValueError:
             raise CollectorError("parse", f"{url} did not answer JSON") from None
 
-    async def _bounded(self, reading: Awaitable[T]) -> T:
-        """`reading` within the timeout, its failures as CollectorErrors."""
-        try:
-            return await within(reading, self._timeout)
-        except asyncio.TimeoutError:
-            raise CollectorError(
-                "timeout", f"no complete answer within {self._timeout:g}s"
-            ) from None
-        except HttpError as error:
-            raise CollectorError("connection", str(error)) from None
-        except OSError as error:
-            raise CollectorError("connection", str(error)) from None
+    def _failure(self, error: Exception) -> CollectorError:
+        """A read's failure (past its timeout, or of the connection) as a CollectorError."""
+        if isinstance(error, asyncio.TimeoutError):
+            return CollectorError("timeout", f"no complete answer within {self._timeout:g}s")
+        return CollectorError("connection", str(error))
 
     def _check_status(self, response: Response) -> None:
         if response.status in (401, 403):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from realparts.timeouts import scaled
 
-from llm_cost_exporter.collectors.http_client import HttpClient
+from llm_cost_exporter.collectors.http_client import HttpClient, Response
 from llm_cost_exporter.daemon.http_server import HttpServer
 from llm_cost_exporter.daemon.loop import CollectionLoop
 from llm_cost_exporter.daemon.web_reload import LiveWebConfig
@@ -35,10 +35,10 @@ async def get(
     client: HttpClient, url: str, headers: Mapping[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """Status, headers (lower-case names) and body (decoded) of GET `url`."""
-    async with client.get(url, headers or {}) as response:
-        body = bytearray()
-        await response.read_into(body.extend)
-        return response.status, response.headers, bytes(body)
+    answers: list[Response] = []
+    body = bytearray()
+    await client.get(url, headers or {}, answers.append, body.extend)
+    return answers[0].status, answers[0].headers, bytes(body)
 
 
 async def exchange(port: int, request: bytes, wait: float = 10.0) -> bytes:
