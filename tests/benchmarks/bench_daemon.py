@@ -228,7 +228,7 @@ def print_table(
             f"{ratios[0]:>10}{ratios[1]:>10}"
         )
     print(
-        f"(memory in MiB; CPU from /proc utime+stime over {elapsed:.1f} s in 10 ms ticks; "
+        f"(memory in MiB; CPU from /proc schedstat over {elapsed:.1f} s; "
         f"ms / 5 s: CPU per\n {INTERVAL:g} s cycle; node: node-exporter; bare python: imports "
         f"{', '.join(DAEMON_MODULES)} and sleeps;\n bare + catalog: also genai_prices and "
         "pydantic)"

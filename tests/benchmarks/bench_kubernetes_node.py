@@ -176,7 +176,7 @@ def print_table(
             f"{extra.threads:>9}{series:>8}"
         )
     print(
-        f"(memory in MiB; CPU from /proc utime+stime over {elapsed:.1f} s in 10 ms ticks;\n"
+        f"(memory in MiB; CPU from /proc schedstat over {elapsed:.1f} s;\n"
         " RssAnon, RssFile, threads and series read once at the end;\n bare python: imports "
         f"{', '.join(DAEMON_MODULES)} and sleeps; bare + grpc: also grpc and google.protobuf)"
     )

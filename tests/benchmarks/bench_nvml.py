@@ -345,7 +345,7 @@ def part_b(
             f"{proc.name:<12}{proc.cpu_percent(elapsed):>14.3f}{proc.rss_mean_mib:>11.1f}"
             f"{proc.rss_max_mib:>10.1f}{proc.hwm_kb / 1024:>9.1f}"
         )
-    print(f"(memory in MiB; CPU from /proc utime+stime over {elapsed:.1f} s, 10 ms ticks)")
+    print(f"(memory in MiB; CPU from /proc schedstat over {elapsed:.1f} s)")
     cpu_on, cpu_off = on.cpu_percent(elapsed), off.cpu_percent(elapsed)
     cpu_ms_per_cycle = (cpu_on - cpu_off) / 100 * 1000 * interval
     print(
