@@ -12,6 +12,7 @@ import functools
 import math
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.samples import Sample
 
 PREFIX = "llmcost_"
 
@@ -47,36 +48,36 @@ def _checked(name: str, kind: str) -> str:
     return (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, "").name
 
 
-class Gauge(GaugeMetricFamily):
-    """A gauge family with its UCUM unit."""
+class _Family:
+    """What prometheus_client's family constructors set, less their name check (done
+    once per name by _checked: every family is built again every cycle), and the
+    family's UCUM unit."""
 
-    def __init__(self, name: str, doc: str, labels: tuple[str, ...], unit: str) -> None:
-        # GaugeMetricFamily's own constructor, less the name check done once by _checked:
-        # every family is built again every cycle.
-        self.name = _checked(name, "gauge")
+    def _start(self, kind: str, name: str, doc: str, labels: tuple[str, ...], unit: str) -> None:
+        self.name = _checked(name, kind)
         self.documentation = doc
         self.unit = ""
-        self.type = "gauge"
-        self.samples = []
+        self.type = kind
+        self.samples: list[Sample] = []
         self._labelnames = labels
         self.ucum = unit
 
 
-class Counter(CounterMetricFamily):
+class Gauge(_Family, GaugeMetricFamily):
+    """A gauge family with its UCUM unit."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...], unit: str) -> None:
+        self._start("gauge", name, doc, labels, unit)
+
+
+class Counter(_Family, CounterMetricFamily):
     """A counter family with its UCUM unit. Ours are kept in the state file, so they
     count from the node's counting start; `per_process` ones restart with the process."""
 
     def __init__(
         self, name: str, doc: str, labels: tuple[str, ...], unit: str, per_process: bool = False
     ) -> None:
-        # As Gauge: CounterMetricFamily's constructor less the name check.
-        self.name = _checked(name, "counter")
-        self.documentation = doc
-        self.unit = ""
-        self.type = "counter"
-        self.samples = []
-        self._labelnames = labels
-        self.ucum = unit
+        self._start("counter", name, doc, labels, unit)
         self.per_process = per_process
 
 
