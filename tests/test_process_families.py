@@ -81,3 +81,25 @@ def test_without_proc_there_are_no_process_families(tmp_path: Path) -> None:
     process = ProcSelf(str(tmp_path))
     assert list(process.families()) == [] and process.start_time is None
     assert known(process_start_time())
+
+
+def test_a_forked_child_reads_its_own_process() -> None:
+    parent_started = process_start_time()
+    time.sleep(0.05)  # more than a clock tick: the child starts later
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            library = by_name(ProcessCollector(registry=None).collect())
+            ours = by_name(process_families())
+            same = ours["process_start_time_seconds"] == library["process_start_time_seconds"]
+            os.write(writing, b"%d %r" % (same, ours["process_start_time_seconds"][2]))
+        finally:
+            os._exit(0)
+    os.close(writing)
+    try:
+        answer = os.read(reading, 100).decode().split()
+    finally:
+        os.close(reading)
+        os.waitpid(child, 0)
+    assert answer[0] == "1" and float(answer[1]) > parent_started

@@ -50,6 +50,14 @@ class ProcSelf:
         self._stat: int | None = None
         self.start_time: float | None = None
         """Seconds since the epoch, None without /proc."""
+        self.open()
+
+    def open(self) -> None:
+        """Open this process's stat file (again, in a forked child, whose inherited
+        descriptor still reads the parent's)."""
+        self.close()
+        self.start_time = None
+        proc = self._proc
         try:
             with open(os.path.join(proc, "stat"), "rb") as system:
                 boot = next(float(line.split()[1]) for line in system if line.startswith(b"btime "))
@@ -115,6 +123,7 @@ def _gauge(name: str, doc: str, value: float | bytes) -> Gauge:
 
 
 _SELF = ProcSelf()
+os.register_at_fork(after_in_child=_SELF.open)
 
 
 def process_families() -> Iterator[Metric]:
