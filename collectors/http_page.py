@@ -20,6 +20,10 @@ TEXT_FORMAT_ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 """Ask for the 0.0.4 text format: with OpenMetrics negotiated, recent
 prometheus_client versions rewrite `vllm:` sample names to `vllm_`."""
 
+_READ_FAILURES = (asyncio.TimeoutError, HttpError, OSError)
+"""How a read fails short of an answer: past its timeout, or on the connection
+(`HttpPage._failure` says which)."""
+
 
 class HttpPage:
     """A PageSource that GETs `url` through the node's HttpClient.
@@ -55,7 +59,7 @@ class HttpPage:
             await within(
                 self._client.get(self.url, self._headers(), self._check_page, sink), self._timeout
             )
-        except (asyncio.TimeoutError, HttpError, OSError) as error:
+        except _READ_FAILURES as error:
             raise self._failure(error) from None
 
     async def read_json(self, path: str) -> object:
@@ -68,7 +72,7 @@ class HttpPage:
         sink = _limited(body.extend, self._max_bytes, url)
         try:
             await within(self._client.get(url, headers, self._check_status, sink), self._timeout)
-        except (asyncio.TimeoutError, HttpError, OSError) as error:
+        except _READ_FAILURES as error:
             raise self._failure(error) from None
         try:
             return json.loads(body)
@@ -76,7 +80,7 @@ class HttpPage:
             raise CollectorError("parse", f"{url} did not answer JSON") from None
 
     def _failure(self, error: Exception) -> CollectorError:
-        """A read's failure (past its timeout, or of the connection) as a CollectorError."""
+        """A read's failure (one of _READ_FAILURES) as a CollectorError."""
         if isinstance(error, asyncio.TimeoutError):
             return CollectorError("timeout", f"no complete answer within {self._timeout:g}s")
         return CollectorError("connection", str(error))
