@@ -253,12 +253,9 @@ def cpu_seconds(pid: int) -> float:
     measure processes whose threads live as long as they do; where the kernel keeps no
     schedstat, the ticks are used."""
     total = 0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError):  # a thread ending meanwhile
-                total += int((task / "schedstat").read_text().split()[0])
-    except FileNotFoundError:
-        total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread ending, or no schedstat
+            total += int((task / "schedstat").read_text().split()[0])
     if total:
         return total / 1e9
     stat = Path(f"/proc/{pid}/stat").read_text()
