@@ -4,14 +4,16 @@ prometheus_client's `generate_latest` checks, sorts and escapes every label of e
 sample on every render, though a node's series barely change from one cycle to the
 next. `TextPage` writes the same bytes, but keeps what depends only on a family (its
 `# HELP`/`# TYPE` header) and on a series' name and labels (`name{a="b"} `), so a cycle
-formats values only. The cache holds what the last render used and nothing more:
-series of models and pods that are gone are dropped at the next render.
+formats values only, and only those that changed: a price, an info series' 1 or a GPU's
+memory size is written as it was written last time (the float-to-text conversion is
+the largest part of a render). The cache holds what the last render used and nothing
+more: series of models and pods that are gone are dropped at the next render.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client.core import Metric, Sample
@@ -34,9 +36,24 @@ _SPECIAL_FLOATS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 
 _FamilyKey = tuple[str, str, str]
 _SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-_Series = tuple[str, str]
-"""A series' line up to its value (`name{a="b"} `), and the trailing family it goes
-in: "" for the family itself, else "_created", "_gsum" or "_gcount"."""
+
+
+class _Series:
+    """What one series' lines keep between renders: the line up to its value
+    (`name{a="b"} `), the trailing family it goes in ("" for the family itself, else
+    "_created", "_gsum" or "_gcount"), and its last value with that value's text."""
+
+    __slots__ = ("prefix", "trailing", "value", "text")
+
+    def __init__(self, prefix: str, trailing: str) -> None:
+        self.prefix = prefix
+        self.trailing = trailing
+        self.value: Any = None
+        self.text = ""
+
+
+_Row = tuple[str, Mapping[str, str], _Series]
+"""A sample of the last render: its name, its labels and its series."""
 
 
 def go_float(value: Any) -> str:
@@ -97,36 +114,48 @@ def _header(name: str, documentation: str, kind: str) -> str:
 
 
 class _FamilyText:
-    """What one family's text keeps between renders: its header and its series' prefixes.
+    """What one family's text keeps between renders: its header, and its samples' series
+    in the order of the last render.
 
-    `series` is filled by the render under way; `kept` is what the previous render left,
-    read on a miss and let go of when the render ends."""
+    A family's samples come in the same order cycle after cycle, so a sample is first
+    compared with the one at its place in the last render (its name and labels, no key
+    built or hashed); only where they differ is the last render looked up by key."""
 
-    __slots__ = ("name", "documentation", "header", "trailing_headers", "series", "kept")
-    header: str
-    trailing_headers: dict[str, str]
-    series: dict[_SeriesKey, _Series]
-    kept: dict[_SeriesKey, _Series]
+    __slots__ = ("name", "documentation", "header", "trailing_headers", "rows", "last", "index")
+    rows: list[_Row]
+    """The samples of the render under way."""
+    last: list[_Row]
+    """The samples of the previous render, let go of when this one ends."""
+    index: dict[_SeriesKey, _Series] | None
+    """`last` by key, built at the first sample not at its place."""
 
-    def __init__(self, metric: Metric, previous: _FamilyText | None) -> None:
+    def __init__(self, metric: Metric) -> None:
         self.name = metric.name
         self.documentation = metric.documentation
-        self.series = {}
-        if previous is not None:
-            self.header = previous.header
-            self.trailing_headers = previous.trailing_headers
-            self.kept = previous.series
-        else:
-            kind = metric.type
-            self.header = _header(
-                metric.name + _NAME_SUFFIXES.get(kind, ""),
-                metric.documentation,
-                _TYPES.get(kind, kind),
-            )
-            self.trailing_headers = {}
-            self.kept = {}
+        kind = metric.type
+        self.header = _header(
+            metric.name + _NAME_SUFFIXES.get(kind, ""), metric.documentation, _TYPES.get(kind, kind)
+        )
+        self.trailing_headers: dict[str, str] = {}
+        self.rows = []
+        self.last = []
+        self.index = None
 
-    def prefix(self, sample: Sample) -> _Series:
+    def begin(self) -> None:
+        """A render starts using the family: the samples it renders become the last."""
+        self.last, self.rows, self.index = self.rows, [], None
+
+    def row(self, sample: Sample) -> _Row:
+        """The row of a sample not at its place in the last render."""
+        key = (sample.name, tuple(sample.labels.items()))
+        if self.index is None:
+            self.index = {(name, tuple(labels.items())): s for name, labels, s in self.last}
+        series = self.index.get(key)
+        if series is None:
+            series = self.index[key] = _Series(*self.prefix(sample))
+        return sample.name, sample.labels, series
+
+    def prefix(self, sample: Sample) -> tuple[str, str]:
         """The series' line up to its value, and the family it goes in."""
         labels = ",".join(
             f'{label_name(name)}="{label_value(value)}"'
@@ -161,7 +190,10 @@ class TextPage:
     @property
     def cached_series(self) -> int:
         """How many line prefixes are kept: the distinct series of the last render."""
-        return sum(len(family.series) for family in self._families.values())
+        return sum(
+            len({(name, tuple(sorted(labels.items()))) for name, labels, _ in family.rows})
+            for family in self._families.values()
+        )
 
     def render(self, families: Iterable[Metric]) -> bytes:
         """The page of these families; what they do not use is dropped from the cache."""
@@ -173,31 +205,40 @@ class TextPage:
             key = (metric.name, metric.type, metric.documentation)
             family = current.get(key)
             if family is None:
-                family = current[key] = _FamilyText(metric, previous.get(key))
+                family = current[key] = previous.get(key) or _FamilyText(metric)
+                family.begin()
             append(family.header)
-            series = family.series
-            kept = family.kept
+            rows, last = family.rows, family.last
             trailing: dict[str, list[str]] = {}
             for sample in metric.samples:
-                series_key = (sample.name, tuple(sample.labels.items()))
-                cached = series.get(series_key)
-                if cached is None:
-                    cached = kept.get(series_key) or family.prefix(sample)
-                    series[series_key] = cached
-                prefix, suffix = cached
+                place = len(rows)
+                row = last[place] if place < len(last) else None
+                if row is None or row[1] != sample.labels or row[0] != sample.name:
+                    row = family.row(sample)
+                rows.append(row)
+                series = row[2]
+                # A value as it was last time has the same text; not 0, whose sign the
+                # comparison cannot see (0.0 == -0.0).
+                value = sample.value
+                if value == series.value and value:
+                    text = series.text
+                else:
+                    text = series.text = go_float(value)
+                    series.value = value
                 if sample.timestamp is None:
-                    line = f"{prefix}{go_float(sample.value)}\n"
+                    line = f"{series.prefix}{text}\n"
                 else:
                     milliseconds = int(float(sample.timestamp) * 1000)
-                    line = f"{prefix}{go_float(sample.value)} {milliseconds:d}\n"
-                if suffix:
-                    trailing.setdefault(suffix, []).append(line)
+                    line = f"{series.prefix}{text} {milliseconds:d}\n"
+                if series.trailing:
+                    trailing.setdefault(series.trailing, []).append(line)
                 else:
                     append(line)
-            for suffix in sorted(trailing):
-                append(family.trailing_header(suffix))
-                out.extend(trailing[suffix])
+            if trailing:
+                for suffix in sorted(trailing):
+                    append(family.trailing_header(suffix))
+                    out.extend(trailing[suffix])
         for family in current.values():
-            family.kept = {}
+            family.last, family.index = [], None
         self._families = current
         return "".join(out).encode("utf-8")
