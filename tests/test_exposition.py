@@ -436,6 +436,21 @@ def test_a_series_that_leaves_and_returns_has_its_new_value() -> None:
         assert_same_page(page, families)
 
 
+def test_a_value_kept_from_the_last_render_is_written_as_that_value_is() -> None:
+    """A series' value is compared with its last one to reuse its text: equal values of
+    another type or sign (0.0 and -0.0, 1 and True) and NaN must still read right."""
+    sequence = [
+        0.0, -0.0, -0.0, 0.0, 0, 1, True, 1.0, 1e6, 1_000_000, math.nan, math.nan,
+        -math.nan, math.inf, math.inf, -math.inf, 2.5, 2.5,
+    ]  # fmt: skip
+    page = TextPage()
+    for value in sequence + sequence[::-1]:
+        family = GaugeMetricFamily("value", "Value.", labels=["a"])
+        family.add_metric(["x"], value)
+        family.add_metric(["y"], -value if isinstance(value, float) else value)
+        assert_same_page(page, [family])
+
+
 def test_the_cache_holds_the_last_render_only_however_long_series_churn() -> None:
     """Pods and models that come and go leave nothing behind."""
     page = TextPage()
