@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 GPM_SM_UTIL = 2
 GPM_SM_OCCUPANCY = 3
+GPM_METRICS = (GPM_SM_UTIL, GPM_SM_OCCUPANCY)
+"""The GPM metrics asked for, in the request's order."""
 GPM_MIN_SAMPLE_GAP = 0.1
 """NVML wants GPM samples at least 100 ms apart."""
 
@@ -503,18 +505,20 @@ class NvmlCollector:
         device.gpm_last = None
 
     def _gpm_request(self, sample1: Any, sample2: Any) -> Any:
-        """The metrics-get struct, built once: it holds several hundred metric slots."""
-        nvml = self._nvml
+        """The metrics-get struct, built once: it holds several hundred metric slots, and
+        pynvml's structs set and read each field through a Python call. What NVML only
+        reads (the version, the metrics asked for) is set once; the samples every time."""
         request = self._metrics_request
         if request is None:
+            nvml = self._nvml
             request = nvml.c_nvmlGpmMetricsGet_t()
+            request.version = nvml.NVML_GPM_METRICS_GET_VERSION
+            request.numMetrics = len(GPM_METRICS)
+            for slot, metric_id in zip(request.metrics, GPM_METRICS, strict=False):
+                slot.metricId = metric_id
             self._metrics_request = request
-        request.version = nvml.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = 2
         request.sample1 = sample1
         request.sample2 = sample2
-        request.metrics[0].metricId = GPM_SM_UTIL
-        request.metrics[1].metricId = GPM_SM_OCCUPANCY
         return request
 
     def _mig_instances(self, device: _Device) -> tuple[tuple[MigInstance, ...], int | None]:
