@@ -62,7 +62,9 @@ class Summed:
     values: dict[Key, float] = field(default_factory=dict)
     rejected: set[Key] = field(default_factory=set)
 
-    def __init__(self, values: dict[Key, float] | None = None, rejected: set[Key] | None = None):
+    def __init__(
+        self, values: dict[Key, float] | None = None, rejected: set[Key] | None = None
+    ) -> None:
         # The fields without the generated __init__'s factory calls: a page makes one
         # per metric it carries.
         self.values = {} if values is None else values

@@ -514,8 +514,8 @@ class NvmlCollector:
             request = nvml.c_nvmlGpmMetricsGet_t()
             request.version = nvml.NVML_GPM_METRICS_GET_VERSION
             request.numMetrics = len(GPM_METRICS)
-            for slot, metric_id in zip(request.metrics, GPM_METRICS, strict=False):
-                slot.metricId = metric_id
+            for slot, metric_id in enumerate(GPM_METRICS):
+                request.metrics[slot].metricId = metric_id
             self._metrics_request = request
         request.sample1 = sample1
         request.sample2 = sample2
