@@ -84,12 +84,15 @@ def _origin_and_target(url: str) -> tuple[_Origin, str, str]:
 class _Connection(asyncio.BufferedProtocol):
     """One TCP (or TLS) connection, reading the answer in flight as its bytes arrive.
 
-    The socket is read into one buffer kept for the connection's life, and each read
-    is decoded in the same callback: the answer's head once it is whole, then its
-    body, handed straight to the caller's sink. No coroutine has to wake to take the
-    bytes: the caller wakes once, when the answer has ended."""
+    The socket is read into its client's buffer, and each read is decoded in the same
+    callback: the answer's head once it is whole, then its body, handed straight to
+    the caller's sink. No coroutine has to wake to take the bytes: the caller wakes
+    once, when the answer has ended."""
 
-    def __init__(self, origin: _Origin) -> None:
+    def __init__(self, origin: _Origin, inbox: bytearray) -> None:
+        """`inbox` is shared by the client's connections: a read is copied out of it in
+        the callback that filled it, before any other connection reads, so one buffer
+        serves them all and stays in the cache from one page to the next."""
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.answer: Response | None = None
@@ -98,8 +101,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.stray = False
         """Bytes came that no request asked for: the connection cannot be reused."""
         self.idle_since = 0.0
-        self._buffer = bytearray(CHUNK_BYTES)
-        self._inbox = memoryview(self._buffer)
+        self._buffer = inbox
+        self._inbox = memoryview(inbox)
 
     # asyncio.BufferedProtocol
 
@@ -498,6 +501,7 @@ class HttpClient:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._ssl = ssl_context
+        self._inbox = bytearray(CHUNK_BYTES)
         self._resolved: dict[str, tuple[float, list[str]]] = {}
 
     async def __aenter__(self) -> HttpClient:
@@ -572,7 +576,7 @@ class HttpClient:
         for index, address in enumerate(addresses):
             try:
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(origin),
+                    lambda: _Connection(origin, self._inbox),
                     address,
                     origin.port,
                     ssl=context,

@@ -251,11 +251,46 @@ class FakeTransport(asyncio.Transport):
         return self.closed
 
 
-def connected() -> tuple[_Connection, FakeTransport]:
-    connection = _Connection(_Origin("http", "engine", 80))
+def connected(inbox: bytearray | None = None) -> tuple[_Connection, FakeTransport]:
+    inbox = bytearray(CHUNK_BYTES) if inbox is None else inbox
+    connection = _Connection(_Origin("http", "engine", 80), inbox)
     transport = FakeTransport()
     connection.connection_made(transport)
     return connection, transport
+
+
+def _receive(connection: _Connection, data: bytes) -> None:
+    """What the transport does with bytes off the socket: into the protocol's buffer,
+    then buffer_updated."""
+    buffer = connection.get_buffer(len(data))
+    buffer[: len(data)] = data
+    connection.buffer_updated(len(data))
+
+
+async def test_connections_sharing_one_buffer_read_interleaved_answers_whole() -> None:
+    """A client's connections share one receive buffer: each read is taken out of it
+    before the next connection's read lands in it."""
+    inbox = bytearray(CHUNK_BYTES)
+    bodies = [bytes([65 + i]) * (3 * CHUNK_BYTES // 2) for i in range(3)]
+    answers, got = [], []
+    for _ in bodies:
+        connection, _ = connected(inbox)
+        received: list[bytes] = []
+        got.append(received)
+        answers.append(
+            (connection, connection.ask(b"GET / HTTP/1.1\r\n\r\n", lambda r: None, received.append))
+        )
+    streams = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body for body in bodies
+    ]
+    step = CHUNK_BYTES // 3
+    for at in range(0, max(map(len, streams)), step):
+        for (connection, _), stream in zip(answers, streams, strict=True):
+            if stream[at : at + step]:
+                _receive(connection, stream[at : at + step])
+    for (_, answer), received, body in zip(answers, got, bodies, strict=True):
+        assert answer.complete and answer.error is None
+        assert b"".join(received) == body
 
 
 async def test_the_head_is_judged_before_the_body_which_reaches_the_sink_in_order() -> None:
