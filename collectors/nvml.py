@@ -148,6 +148,8 @@ class NvmlCollector:
         self._driver_version = ""
         self._missing: set[str] = set()
         """Entry points this driver lacks (FUNCTION_NOT_FOUND): never asked again."""
+        self._answering: dict[str, Callable[[Any, Any], Any]] = {}
+        """Per feature, the call that answered it: asked straight away from then on."""
         self._listed = 0
         """How many GPUs NVML counted at start, those it could not identify included."""
         self._sm_activity_gaps: list[tuple[int, str, str]] = []
@@ -177,6 +179,7 @@ class NvmlCollector:
         except pynvml.NVMLError:
             self._driver_version = ""
         self._missing = set()
+        self._answering = {}
         self._devices = self._discover()
         self._sm_activity_gaps = self._probe_sm_activity()
         self._started = True
@@ -361,6 +364,9 @@ class NvmlCollector:
 
     def _query(self, device: _Device, feature: str) -> Any:
         """The feature's reading on the GPU through the newest call the driver has."""
+        query = self._answering.get(feature)
+        if query is not None:
+            return self._call(device, feature, query, self._nvml, device.handle)
         return self._call(device, feature, self._newest, feature, device.handle)
 
     def _newest(self, feature: str, handle: Any) -> Any:
@@ -372,7 +378,7 @@ class NvmlCollector:
             if query.symbol in self._missing:
                 continue
             try:
-                return query.call(nvml, handle)
+                answer = query.call(nvml, handle)
             except nvml.NVMLError_FunctionNotFound:
                 self._missing.add(query.symbol)
                 instead = next(
@@ -385,6 +391,9 @@ class NvmlCollector:
                     query.symbol,
                     f"reading {feature} with {instead}" if instead else f"no {feature} reading",
                 )
+                continue
+            self._answering[feature] = query.call
+            return answer
         raise nvml.NVMLError(nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 
     def _read_into(self, device: _Device, reading: GpuReading, now: float) -> None:

@@ -562,6 +562,26 @@ def test_mig_instances_on_an_old_driver_read_memory_with_v1(rig: Rig) -> None:
     ]
 
 
+def test_a_driver_started_again_in_the_same_collector_is_asked_afresh(rig: Rig) -> None:
+    """The call that answered a feature is forgotten when NVML starts again, as what the
+    driver lacked is: a newer call that answered before the restart is not assumed."""
+    FakeNvmlState([FakeGpu(memory_reserved=GiB)]).write(rig.path)
+    collector = rig.collector()
+    assert collector.start() is None
+    assert collector.read().gpus[0].memory_used_bytes == 0.0, "v2: reserved memory left out"
+    collector.close()
+    FakeNvmlState([FakeGpu(memory_reserved=GiB)], driver_branch=470).write(rig.path)
+    rig.reset_counts()
+    assert collector.start() is None
+    for _ in range(2):
+        reading = collector.read().gpus[0]
+        rig.clock.advance(1.0)
+    assert reading.error is None
+    assert reading.memory_used_bytes == GiB, "v1 answers on the older driver"
+    assert reading.supported["memory"]
+    assert rig.count("nvmlDeviceGetMemoryInfo") == 2
+
+
 def test_a_driver_loaded_again_is_asked_afresh(rig: Rig) -> None:
     """What one driver lacked is forgotten when NVML starts again (a driver upgrade)."""
     FakeNvmlState([FakeGpu(memory_reserved=GiB)], driver_branch=470).write(rig.path)
