@@ -7,6 +7,10 @@ An engine module is an EngineReader, naming the series it reads (`Series`), whic
 engine's or is malformed fails whole (CollectorError); a series of a sound page
 whose value cannot be used (NaN, infinite, negative, beyond what it can count) is
 rejected alone, counted by reason, and spoils only its own (model, rank).
+
+A PageCollector keeps what its engine's last page looked like (page_shape): a
+next page with the same wanted lines in the same order is read by its values
+alone, with the same result.
 """
 
 from __future__ import annotations
@@ -18,7 +22,20 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from llm_cost_exporter.collectors.base import CollectorError, PageSource
-from llm_cost_exporter.collectors.promtext import ExpositionError, Found, Labels, SelectiveParser
+from llm_cost_exporter.collectors.page_shape import (
+    LastPage,
+    PageShape,
+    Route,
+    followed_values,
+    positions_of,
+)
+from llm_cost_exporter.collectors.promtext import (
+    HEADS_KEPT,
+    ExpositionError,
+    Found,
+    Labels,
+    SelectiveParser,
+)
 from llm_cost_exporter.collectors.readings import EngineReading, EngineReadings
 
 MAX_COUNT = float(2**53)
@@ -108,11 +125,29 @@ class EnginePage:
         self._infos: dict[str, list[Labels]] = {}
         self._rejected: dict[str, int] = {}
         self._first_rejected = ""
+        self._last: LastPage | None = None
+        self._shape: PageShape | None = None
+        """The last page's shape while this page follows it (page_shape)."""
+        self._lines: list[tuple[bytes, bytes]] | None = None
+        """The page's wanted lines so far, for the next page's shape; None past HEADS_KEPT."""
+        self._values: list[float] = []
+        """The values of the lines followed so far."""
+
+    def follow(self, last: LastPage) -> None:
+        """Read this page by its values alone while its wanted lines are those of the
+        engine's last page (`last.shape`), and leave in `last` the shape of this one.
+        Only for a `key` that is a function of the labels alone: a route is kept."""
+        self._last = last
+        self._shape = last.shape
+        self._lines = []
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the page; CollectorError if it is malformed."""
         try:
-            found = self._parser.feed(chunk)
+            lines = self._parser.lines(chunk)
+            if self._shape is not None and self._follows(lines):
+                return
+            found = self._parser.take(self._record(lines))
         except ExpositionError as error:
             raise CollectorError("parse", str(error)) from None
         self._take(found)
@@ -120,7 +155,15 @@ class EnginePage:
     def close(self) -> None:
         """The page is all fed; CollectorError if its last line is malformed."""
         try:
-            found = self._parser.close()
+            lines = self._parser.last_lines()
+            shape = self._shape
+            if shape is not None and self._follows(lines):
+                if len(self._values) == len(shape.heads):
+                    self._apply(shape)
+                    return  # the shape stays the engine's: this page has the same lines
+                self._diverge()  # fewer lines than the last page: `lines` are read with them
+                lines = []
+            found = self._parser.take(self._record(lines))
         except ExpositionError as error:
             raise CollectorError("parse", str(error)) from None
         self._take(found)
@@ -129,6 +172,8 @@ class EnginePage:
             self._rejected["duplicate"] = self._rejected.get("duplicate", 0) + duplicates
             if not self._first_rejected:
                 self._first_rejected = "a series repeated on the page (duplicate)"
+        if self._last is not None:
+            self._last.shape = self._shape_of_page()
 
     def has(self, name: str) -> bool:
         """Whether the page carries any usable or rejected series of `name`."""
@@ -165,7 +210,34 @@ class EnginePage:
         """The collect's result: `readings`, with what the page had rejected."""
         return EngineReadings(readings, self._rejected, self._first_rejected)
 
+    def _route(self, name: str, labels: Labels) -> Route:
+        """Where the value of a line of `name` with `labels` goes, as `_take` sends it."""
+        series = self._series[name]
+        if series.info:
+            return name, None, None, 0.0, labels
+        key = self._key(labels)
+        if key is None:
+            return name, None, None, 0.0, None
+        part = None if series.part is None else labels.get(series.part, "")
+        return name, key, part, series.upper, None
+
+    def _summed(self, name: str, part: str | None) -> Summed:
+        """The sums of `name` (of its part label's value `part`), made on first use."""
+        if part is None:
+            summed = self._sums.get(name)
+            if summed is None:
+                summed = self._sums[name] = Summed()
+            return summed
+        by_part = self._parts.get(name)
+        if by_part is None:
+            by_part = self._parts[name] = {}
+        summed = by_part.get(part)
+        if summed is None:
+            summed = by_part[part] = Summed()
+        return summed
+
     def _take(self, found: list[Found]) -> None:
+        # `_route` written out: this runs for every wanted line of a page not followed.
         all_series, key_of, sums = self._series, self._key, self._sums
         for name, labels, value in found:
             series = all_series[name]
@@ -180,13 +252,7 @@ class EnginePage:
                 if summed is None:
                     summed = sums[name] = Summed()
             else:
-                by_part = self._parts.get(name)
-                if by_part is None:
-                    by_part = self._parts[name] = {}
-                part = labels.get(series.part, "")
-                summed = by_part.get(part)
-                if summed is None:
-                    summed = by_part[part] = Summed()
+                summed = self._summed(name, labels.get(series.part, ""))
             upper = series.upper
             # A usable value (value_problem would find none), judged without the call.
             if 0.0 <= value <= upper and value != _INFINITY:
@@ -198,6 +264,63 @@ class EnginePage:
             shown = ",".join(f"{k}={v[:80]!r}" for k, v in sorted(labels.items())[:4])
             self.reject(problem, f"{name}{{{shown}}} {value}")
             summed.rejected.add(key)
+
+    # Following the last page's shape (page_shape).
+
+    def _follows(self, lines: list[tuple[bytes, bytes]]) -> bool:
+        """Whether `lines` go on following the shape; if not, the lines followed so far
+        are read line by line, and so is the rest of the page."""
+        assert self._shape is not None and self._lines is not None
+        values = followed_values(self._shape, len(self._values), lines)
+        if values is None:
+            self._diverge()
+            return False
+        self._values += values
+        self._lines += lines
+        return True
+
+    def _diverge(self) -> None:
+        """Stop following: read the lines followed so far as any others."""
+        self._shape = None
+        self._values = []
+        if self._lines:
+            self._take(self._parser.take(self._lines))
+
+    def _record(self, lines: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """`lines`, noted for the next page's shape (while within HEADS_KEPT)."""
+        if self._lines is not None:
+            self._lines += lines
+            if len(self._lines) > HEADS_KEPT:
+                self._lines = None
+        return lines
+
+    def _apply(self, shape: PageShape) -> None:
+        """The page's sums from the followed values, made as a reading line by line makes
+        them (the shape's own sums, refilled: see PageShape.fill)."""
+        sums, parts, infos = shape.fill(self._values)
+        self._sums = dict(sums)
+        self._parts = {name: dict(by_part) for name, by_part in parts.items()}
+        self._infos = {name: list(labels) for name, labels in infos.items()}
+
+    def _shape_of_page(self) -> PageShape | None:
+        """The shape of this page, read line by line, for the next: None if it had a fault
+        (a rejected value, a repeated series) or a line whose head the parser did not keep."""
+        if self._rejected or not self._lines:
+            return None
+        heads = []
+        routes = []
+        for head, _ in self._lines:
+            known = self._parser.known(head)
+            if known is None:
+                return None
+            heads.append(head)
+            routes.append(self._route(known[0], known[1]))
+        slots = [
+            (self._summed(name, part).values, key, tuple(at))
+            for (name, part), by_key in positions_of(routes).items()
+            for key, at in by_key.items()
+        ]
+        return PageShape(heads, routes, (self._sums, self._parts, self._infos), slots)
 
 
 def sum_parts(page: EnginePage, name: str, parts: Iterable[str] | None = None) -> Summed | None:
@@ -298,6 +421,10 @@ class EngineReader:
     SERIES: ClassVar[tuple[Series, ...]]
     _BY_NAME: ClassVar[dict[str, Series]]
     """SERIES by name, built once per reader class rather than once per page."""
+    KEY_OF_LABELS_ALONE: ClassVar[bool] = True
+    """Whether `key` is a function of the labels alone, so that where a line's value went
+    is kept for the engine's next page (EnginePage.follow); not where `key` also notes
+    what it sees."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -313,6 +440,13 @@ class EngineReader:
     def interpret(self) -> list[EngineReading]:
         """The readings from the page's sums, or CollectorError."""
         raise NotImplementedError
+
+    def follow(self, last: LastPage) -> EngineReader:
+        """Read the page by its values alone where it has the wanted lines of the engine's
+        last page (`last`), and keep its own there for the next."""
+        if self.KEY_OF_LABELS_ALONE:
+            self._page.follow(last)
+        return self
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the page; CollectorError if it is malformed."""
@@ -368,7 +502,12 @@ class PageCollector:
         self.target = target
         self._page = page
         self._model = model
+        self._last_page = LastPage()
+
+    def reader(self) -> EngineReader:
+        """A reader of the engine's next page, following the shape of its last one."""
+        return self.READER().follow(self._last_page)
 
     async def collect(self) -> EngineReadings:
-        readings = await read_engine(self.READER(), self._page, self.METRICS_OFF)
+        readings = await read_engine(self.reader(), self._page, self.METRICS_OFF)
         return renamed(readings, self._model)

@@ -38,7 +38,7 @@ vLLM page has a few hundred heads of 60 to 1,500 bytes; pages of ever-new labels
 make the kept heads weigh about 2 MiB at most."""
 _HEAD_KEPT_BYTES = 4096
 """A longer head is parsed every time."""
-_TAIL_BYTES = 64
+TAIL_BYTES = 64
 """A value (and what follows it) longer than this takes the full parse: with a
 kept head, a fast-read line stays far below MAX_LINE_BYTES."""
 
@@ -222,34 +222,57 @@ class SelectiveParser:
 
     def feed(self, chunk: bytes) -> list[Found]:
         """Parse the lines that `chunk` completes; keep its unfinished last line."""
-        found: list[Found] = []
+        return self.take(self.lines(chunk))
+
+    def close(self) -> list[Found]:
+        """Parse the page's last line if it had no newline."""
+        return self.take(self.last_lines())
+
+    def lines(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        """The wanted lines that `chunk` completes, unparsed, each as (head, tail): its
+        name and labels, and the rest. The unfinished last line is kept."""
+        lines: list[tuple[bytes, bytes]] = []
         start = 0
         if self._partial or self._skipping:
             end = chunk.find(b"\n")
             if end == -1:
                 self._hold(chunk)
-                return found
+                return lines
             self._hold(chunk[:end])
-            self._finish_partial(found)
+            self._finish_partial(lines)
             start = end + 1
         last = chunk.rfind(b"\n")
         if last < start:
             self._hold(chunk[start:])
-            return found
+            return lines
         plan = self._plan
         # The first line has no newline before it for `lines` to find.
         first = plan.line.match(chunk, start, chunk.find(b"\n", start))
+        found = plan.lines.findall(chunk, start, last)
         if first is not None:
-            self._take((first.groups(),), found)
-        self._take(plan.lines.findall(chunk, start, last), found)
+            found.insert(0, first.groups())
+        if lines:
+            lines.extend(found)
+        else:
+            lines = found
         self._hold(chunk[last + 1 :])
+        return lines
+
+    def last_lines(self) -> list[tuple[bytes, bytes]]:
+        """The page's last line, if it was wanted and had no newline."""
+        lines: list[tuple[bytes, bytes]] = []
+        self._finish_partial(lines)
+        return lines
+
+    def take(self, lines: Iterable[tuple[bytes, bytes]]) -> list[Found]:
+        """Parse wanted lines (from `lines`); keep the first of a series."""
+        found: list[Found] = []
+        self._take(lines, found)
         return found
 
-    def close(self) -> list[Found]:
-        """Parse the page's last line if it had no newline."""
-        found: list[Found] = []
-        self._finish_partial(found)
-        return found
+    def known(self, head: bytes) -> _Head | None:
+        """The parsed head kept for `head`, if it is kept."""
+        return self._plan.heads.get(head)
 
     def _take(self, lines: Iterable[tuple[bytes, bytes]], found: list[Found]) -> None:
         """Read wanted lines, each as (head, tail); keep the first of a series."""
@@ -259,7 +282,7 @@ class SelectiveParser:
             # All else, NaN included (only some spellings are allowed), is parsed whole.
             known = heads.get(head)
             value = _NAN
-            if known is not None and len(tail) <= _TAIL_BYTES and _UNDERSCORE not in tail:
+            if known is not None and len(tail) <= TAIL_BYTES and _UNDERSCORE not in tail:
                 try:
                     value = float(tail)
                 except ValueError:
@@ -296,11 +319,11 @@ class SelectiveParser:
             self._partial_size = 0
             self._skipping = True
 
-    def _finish_partial(self, found: list[Found]) -> None:
+    def _finish_partial(self, lines: list[tuple[bytes, bytes]]) -> None:
         if self._partial:
             line = self._plan.line.match(b"".join(self._partial))
             if line is not None:
-                self._take((line.groups(),), found)
+                lines.append(line.groups())
         self._partial.clear()
         self._partial_size = 0
         self._skipping = False

@@ -119,7 +119,7 @@ class OneModelCollector(PageCollector):
 
     async def collect(self) -> EngineReadings:
         try:
-            readings = await read_engine(self.READER(), self._page, self.METRICS_OFF)
+            readings = await read_engine(self.reader(), self._page, self.METRICS_OFF)
         except CollectorError:
             self._served.forget()
             raise

@@ -91,6 +91,7 @@ class SglangPageReader(EngineReader):
     """Reads one SGLang page fed in chunks: one reading per model, and rejections."""
 
     SERIES = SERIES
+    KEY_OF_LABELS_ALONE = False  # `key` notes each model's engine type and each rank
 
     def __init__(self) -> None:
         self._engine_types: dict[str, str] = {}

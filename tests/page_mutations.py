@@ -10,11 +10,13 @@ hypothesis (which shrinks a failure to its smallest case) and under atheris
 
 `check_page` is the property both assert: a page yields readings that are
 finite, non-negative and consistent, or a CollectorError with a known reason;
-and reading it in chunks gives what reading it whole gives.
+reading it in chunks gives what reading it whole gives; and so does reading it
+after another page, following that page's shape (collectors/page_shape.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from llm_cost_exporter.collectors.base import REASONS, CollectorError
+from llm_cost_exporter.collectors.page_shape import LastPage
 from llm_cost_exporter.collectors.readings import REJECT_REASONS, EngineReadings
 from llm_cost_exporter.collectors.vllm import SERIES, VllmPageReader, parse_vllm_page
 
@@ -230,24 +233,36 @@ def mutate(page: bytes, picker: Picker, rounds: int) -> bytes:
     return b"".join(lines)
 
 
-def _outcome(read: Callable[[], EngineReadings]) -> tuple:
+def _outcome(read: Callable[[], EngineReadings], detail: bool = False) -> tuple:
+    """What a read gave; in `detail`, with the error's message or the first rejection."""
     try:
         readings = read()
     except CollectorError as error:
-        return ("error", error.reason)
-    return ("readings", list(readings), readings.rejected)
+        return ("error", error.reason, *([str(error)] if detail else []))
+    shown = [readings.first_rejected] if detail else []
+    return ("readings", list(readings), readings.rejected, *shown)
 
 
-def read_in_chunks(page: bytes, size: int) -> EngineReadings:
+def read_in_chunks(page: bytes, size: int, reader: VllmPageReader | None = None) -> EngineReadings:
     """The page fed to the streaming reader `size` bytes at a time."""
-    reader = VllmPageReader()
+    reader = reader or VllmPageReader()
     for start in range(0, len(page), size):
         reader.feed(page[start : start + size])
     return reader.readings()
 
 
-def check_page(page: bytes, chunk_size: int) -> tuple:
-    """Assert the parser's contract on `page`; return its outcome.
+def read_following(last_page: bytes, page: bytes, size: int) -> EngineReadings:
+    """`page` read in `size`-byte pieces by a reader following the shape `last_page` left,
+    as an engine's collector reads one page after the other."""
+    last = LastPage()
+    with contextlib.suppress(CollectorError):
+        read_in_chunks(last_page, len(last_page) or 1, VllmPageReader().follow(last))
+    return read_in_chunks(page, size, VllmPageReader().follow(last))
+
+
+def check_page(page: bytes, chunk_size: int, last_page: bytes | None = None) -> tuple:
+    """Assert the parser's contract on `page`; return its outcome. With `last_page`, the
+    page is also read following the shape that one left, which must change nothing.
 
     Anything but readings or a CollectorError propagates and fails the caller.
     """
@@ -273,4 +288,9 @@ def check_page(page: bytes, chunk_size: int) -> tuple:
             assert isinstance(reading.model, str) and isinstance(reading.engine, str)
     streamed = _outcome(lambda: read_in_chunks(page, chunk_size))
     assert streamed == whole, (chunk_size, streamed, whole)
+    if last_page is not None:
+        # Read in the same pieces, following the last page changes not even a message.
+        alone = _outcome(lambda: read_in_chunks(page, chunk_size), detail=True)
+        followed = _outcome(lambda: read_following(last_page, page, chunk_size), detail=True)
+        assert followed == alone, (chunk_size, followed, alone)
     return whole

@@ -73,7 +73,11 @@ def test_mutated_real_pages_yield_readings_or_a_collector_error(data: st.DataObj
     seed = data.draw(st.sampled_from(sorted(SEEDS)), label="seed")
     rounds = data.draw(st.integers(1, 4), label="rounds")
     page = mutate(SEEDS[seed], DrawPicker(data), rounds)
-    check_page(page, data.draw(st.integers(1, 70_000), label="chunk size"))
+    chunk = data.draw(st.integers(1, 70_000), label="chunk size")
+    # The engine's page before or after this one is the real one: the mutated page is
+    # read after it, and it after the mutated page, each following the other's shape.
+    check_page(page, chunk, last_page=SEEDS[seed])
+    check_page(SEEDS[seed], chunk, last_page=page)
 
 
 @CI_BUDGET
@@ -94,7 +98,7 @@ def test_bytes_spliced_into_a_real_page(
 ) -> None:
     page = PAGES[name]
     at = int(where * len(page))
-    check_page(page[:at] + garbage + page[at:], chunk)
+    check_page(page[:at] + garbage + page[at:], chunk, last_page=page)
 
 
 # --- the HTTP decode path: hostile responses on a real socket --------------------------------
