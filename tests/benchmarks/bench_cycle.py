@@ -18,7 +18,8 @@ timer, drives the stages itself:
 
 - fetch: every engine's page GET, as the daemon does it (each collector's page
   source read with a feed that does nothing), all concurrently like the loop;
-- parse: `parse_vllm_page` on each engine's page, captured once;
+- parse: each engine's page, captured once, read as its collector reads it
+  (following the shape of the engine's last page: collectors/page_shape.py);
 - gpus: the NVML collector's `collect()` (8 H100 with GPM);
 - account: each engine's readings and the GPU snapshot recorded into the node
   state, then `state.advance(now)` (the readings' counters grow every time);
@@ -283,6 +284,8 @@ def grown(readings: Any, step: int) -> Any:
 
 async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every stage on the daemon's own loop, objects and event loop."""
+    from llm_cost_exporter.collectors.engine_page import read_whole
+    from llm_cost_exporter.collectors.page_shape import LastPage
     from llm_cost_exporter.collectors.promtext import _plan
     from llm_cost_exporter.collectors.vllm import VllmPageReader, parse_vllm_page
 
@@ -323,11 +326,12 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
             await loop.run_in_executor(fetch_thread, selecting.fetch_all)
 
     pages: list[bytes] = []
+    last_pages = [LastPage() for _ in engines]
 
     async def parse(n: int) -> None:
         for _ in range(n):
-            for page in pages:
-                parse_vllm_page(page)
+            for page, last in zip(pages, last_pages, strict=True):
+                read_whole(VllmPageReader().follow(last), page)
 
     scan = _plan(tuple(VllmPageReader._BY_NAME)).lines
 
