@@ -42,7 +42,9 @@ class PageShape:
 
     __slots__ = ("heads", "lowest", "highest", "made", "_singles", "_sums")
 
-    def __init__(self, heads: list[bytes], routes: list[Route], made: Any, slots: list[Slot]):
+    def __init__(
+        self, heads: list[bytes], routes: list[Route], made: Any, slots: list[Slot]
+    ) -> None:
         """`made` is what a reader of the page reads (EnginePage's sums); `slots` are the
         sums in it, each filled from the values at its positions."""
         self.heads = heads
