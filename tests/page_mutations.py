@@ -233,7 +233,7 @@ def mutate(page: bytes, picker: Picker, rounds: int) -> bytes:
     return b"".join(lines)
 
 
-def _outcome(read: Callable[[], EngineReadings], detail: bool = False) -> tuple:
+def outcome(read: Callable[[], EngineReadings], detail: bool = False) -> tuple:
     """What a read gave; in `detail`, with the error's message or the first rejection."""
     try:
         readings = read()
@@ -266,7 +266,7 @@ def check_page(page: bytes, chunk_size: int, last_page: bytes | None = None) -> 
 
     Anything but readings or a CollectorError propagates and fails the caller.
     """
-    whole = _outcome(lambda: parse_vllm_page(page))
+    whole = outcome(lambda: parse_vllm_page(page))
     if whole[0] == "error":
         assert whole[1] in REASONS, whole
     else:
@@ -286,11 +286,11 @@ def check_page(page: bytes, chunk_size: int, last_page: bytes | None = None) -> 
             if reading.started_at is not None:
                 assert math.isfinite(reading.started_at) and reading.started_at >= 0, reading
             assert isinstance(reading.model, str) and isinstance(reading.engine, str)
-    streamed = _outcome(lambda: read_in_chunks(page, chunk_size))
+    streamed = outcome(lambda: read_in_chunks(page, chunk_size))
     assert streamed == whole, (chunk_size, streamed, whole)
     if last_page is not None:
         # Read in the same pieces, following the last page changes not even a message.
-        alone = _outcome(lambda: read_in_chunks(page, chunk_size), detail=True)
-        followed = _outcome(lambda: read_following(last_page, page, chunk_size), detail=True)
+        alone = outcome(lambda: read_in_chunks(page, chunk_size), detail=True)
+        followed = outcome(lambda: read_following(last_page, page, chunk_size), detail=True)
         assert followed == alone, (chunk_size, followed, alone)
     return whole

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from page_mutations import _outcome, read_in_chunks, seed_pages
+from page_mutations import outcome, read_in_chunks, seed_pages
 
 from llm_cost_exporter.collectors import promtext
 from llm_cost_exporter.collectors.base import CollectorError
@@ -83,7 +83,7 @@ def read_after(last_page: bytes, page: bytes, chunk: int, last: LastPage | None 
     last = last or LastPage()
     with contextlib.suppress(CollectorError):
         read_in_chunks(last_page, chunk, VllmPageReader().follow(last))
-    return _outcome(lambda: read_in_chunks(page, chunk, VllmPageReader().follow(last)), detail=True)
+    return outcome(lambda: read_in_chunks(page, chunk, VllmPageReader().follow(last)), detail=True)
 
 
 @settings(
@@ -101,7 +101,7 @@ def test_a_page_with_the_last_pages_lines_reads_as_if_read_alone(data: st.DataOb
     values = [data.draw(usable(upper)) for upper in uppers]
     page = with_values(last_page, iter(values))
     chunk = data.draw(st.integers(1, 70_000), label="chunk size")
-    alone = _outcome(lambda: read_in_chunks(page, chunk), detail=True)
+    alone = outcome(lambda: read_in_chunks(page, chunk), detail=True)
     last = LastPage()
     assert read_after(last_page, page, chunk, last) == alone
     assert last.shape is not None and len(last.shape.heads) == len(values)
@@ -114,12 +114,12 @@ def test_the_followed_page_routes_no_line(routed: list[bytes]) -> None:
     matches = wanted_values(last_page)
     samples = [match.group(0) for match in matches]
     page = with_values(last_page, iter(moved_on(matches)))
-    alone = _outcome(lambda: read_in_chunks(page, len(page)), detail=True)
+    alone = outcome(lambda: read_in_chunks(page, len(page)), detail=True)
     last = LastPage()
     read_in_chunks(last_page, 4096, VllmPageReader().follow(last))
     assert last.shape is not None and len(last.shape.heads) == len(samples)
     routed.clear()
-    followed = _outcome(lambda: read_in_chunks(page, 4096, VllmPageReader().follow(last)), True)
+    followed = outcome(lambda: read_in_chunks(page, 4096, VllmPageReader().follow(last)), True)
     assert routed == []
     assert followed == alone
     (reading,) = followed[1]
@@ -127,9 +127,9 @@ def test_the_followed_page_routes_no_line(routed: list[bytes]) -> None:
     assert reading.transferred_prompt_tokens == float(7 * p2p + 3)
     # The page after: other values in the same sums, nothing left of the last page's.
     third = with_values(last_page, iter(v / 2 for v in moved_on(matches)))
-    again = _outcome(lambda: read_in_chunks(third, 4096, VllmPageReader().follow(last)), True)
+    again = outcome(lambda: read_in_chunks(third, 4096, VllmPageReader().follow(last)), True)
     assert routed == []
-    assert again == _outcome(lambda: read_in_chunks(third, len(third)), detail=True)
+    assert again == outcome(lambda: read_in_chunks(third, len(third)), detail=True)
     assert again != followed
 
 
@@ -218,11 +218,11 @@ def test_a_changed_page_reads_as_if_nothing_were_kept(change: str, chunk: int) -
     )
     page = _edit(CHANGES[change])(last_page)
     assert page != last_page
-    alone = _outcome(lambda: read_in_chunks(page, chunk), detail=True)
+    alone = outcome(lambda: read_in_chunks(page, chunk), detail=True)
     last = LastPage()
     assert read_after(last_page, page, chunk, last) == alone
     # And the page after it: read after the changed page, as if alone too.
-    assert read_after(page, last_page, chunk, last) == _outcome(
+    assert read_after(page, last_page, chunk, last) == outcome(
         lambda: read_in_chunks(last_page, chunk), detail=True
     )
 
