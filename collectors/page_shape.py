@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from itertools import compress
 from operator import itemgetter, le
 from typing import Any
 
@@ -40,7 +39,7 @@ class PageShape:
     line must lie between to be taken as it is, and what the page's reading made, kept
     to be filled with the following page's values (`fill`)."""
 
-    __slots__ = ("heads", "lowest", "highest", "made", "_singles", "_sums")
+    __slots__ = ("heads", "lowest", "highest", "made", "_slots")
 
     def __init__(
         self, heads: list[bytes], routes: list[Route], made: Any, slots: list[Slot]
@@ -58,17 +57,13 @@ class PageShape:
         """A summed value up to its series' largest, never infinite; NaN lies between no
         bounds, so it is always read line by line."""
         self.made = made
-        single = [len(at) == 1 for _, _, at in slots]
-        self._singles = [(values, key, at[0]) for values, key, at in compress(slots, single)]
-        self._sums = [slot for slot, one in zip(slots, single, strict=True) if not one]
+        self._slots = slots
 
     def fill(self, values: list[float]) -> Any:
         """`made`, its sums rewritten from a following page's `values`, added in page order
         from 0.0 as a reading line by line adds them (0.0 + -0.0 is 0.0, not -0.0). The
         objects are the shape's own: a page's reader must not keep them past its page."""
-        for sums, key, position in self._singles:
-            sums[key] = 0.0 + values[position]
-        for sums, key, positions in self._sums:
+        for sums, key, positions in self._slots:
             total = 0.0
             for position in positions:
                 total += values[position]
