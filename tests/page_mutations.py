@@ -251,12 +251,15 @@ def read_in_chunks(page: bytes, size: int, reader: VllmPageReader | None = None)
     return reader.readings()
 
 
-def read_following(last_page: bytes, page: bytes, size: int) -> EngineReadings:
-    """`page` read in `size`-byte pieces by a reader following the shape `last_page` left,
-    as an engine's collector reads one page after the other."""
-    last = LastPage()
+def read_following(
+    last_page: bytes, page: bytes, size: int, last: LastPage | None = None
+) -> EngineReadings:
+    """`last_page`, then `page`, each read in `size`-byte pieces by a reader following the
+    shape the page before left (in `last`), as an engine's collector reads one page after
+    the other."""
+    last = last or LastPage()
     with contextlib.suppress(CollectorError):
-        read_in_chunks(last_page, len(last_page) or 1, VllmPageReader().follow(last))
+        read_in_chunks(last_page, size, VllmPageReader().follow(last))
     return read_in_chunks(page, size, VllmPageReader().follow(last))
 
 

@@ -9,17 +9,15 @@ busy engine's next page does, so the whole page is followed to its end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from page_mutations import outcome, read_in_chunks, seed_pages
+from page_mutations import outcome, read_following, read_in_chunks, seed_pages
 
 from llm_cost_exporter.collectors import promtext
-from llm_cost_exporter.collectors.base import CollectorError
 from llm_cost_exporter.collectors.page_shape import LastPage
 from llm_cost_exporter.collectors.sglang import SglangPageReader
 from llm_cost_exporter.collectors.vllm import SERIES, VllmCollector, VllmPageReader
@@ -80,10 +78,7 @@ def routed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 def read_after(last_page: bytes, page: bytes, chunk: int, last: LastPage | None = None) -> tuple:
     """The outcome of `page` read in `chunk`-byte pieces after `last_page`, following it."""
-    last = last or LastPage()
-    with contextlib.suppress(CollectorError):
-        read_in_chunks(last_page, chunk, VllmPageReader().follow(last))
-    return outcome(lambda: read_in_chunks(page, chunk, VllmPageReader().follow(last)), detail=True)
+    return outcome(lambda: read_following(last_page, page, chunk, last), detail=True)
 
 
 @settings(
