@@ -68,10 +68,8 @@ import gc
 import json
 import os
 import resource
-import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -80,8 +78,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from _floors import BareGet, SelectorFetch, get_requests, vllm_scan
 from _procs import ProcessGroup, nvml_node_config, run_main, start_engines
 from bench_nvml import GPUS, H100, fake_gpus
 from realparts.fake_nvml import STATE_ENV, FakeNvmlState, build_fake_nvml, preload
@@ -167,90 +165,6 @@ class Marks:
             self._lib.cycle_mark_dump(what.encode())
 
 
-def answer_length(first: bytes) -> int:
-    """The bytes of a whole answer, head and body, from its first bytes (the floors read
-    the simulator, which frames its pages by Content-Length)."""
-    start = first.find(b"Content-Length: ") + 16
-    return int(first[start : first.find(b"\r", start)]) + first.find(b"\r\n\r\n") + 4
-
-
-def get_requests(urls: list[str]) -> list[tuple[str, int, bytes]]:
-    """Each page's host, port and GET request, as the floors send them."""
-    targets = []
-    for url in map(urlsplit, urls):
-        request = f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
-        targets.append((url.hostname or "", url.port or 80, request))
-    return targets
-
-
-class BareGet(asyncio.BufferedProtocol):
-    """The fetch floor: a GET on a kept connection, its answer received into one reused
-    buffer, copied out as any reader must, and counted up to its Content-Length."""
-
-    def __init__(self) -> None:
-        self._view = memoryview(bytearray(1 << 16))
-        self._transport: asyncio.Transport | None = None
-        self._got, self._want = 0, -1
-        self._done: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        data = bytes(self._view[:nbytes])
-        if self._want < 0:
-            self._want = answer_length(data)
-        self._got += nbytes
-        if self._got >= self._want and self._done is not None:
-            self._done.set_result(None)
-
-    async def get(self, request: bytes) -> None:
-        assert self._transport is not None
-        self._got, self._want = 0, -1
-        self._done = asyncio.get_running_loop().create_future()
-        self._transport.write(request)
-        await self._done
-
-
-class SelectorFetch:
-    """The thread fetch floor: every page's GET sent at once on kept non-blocking sockets,
-    the answers received by one `selectors` loop into reused buffers, copied out and
-    counted up to their Content-Length."""
-
-    def __init__(self, targets: list[tuple[str, int, bytes]]) -> None:
-        self._selector = selectors.DefaultSelector()
-        self._sockets: list[socket.socket] = []
-        self._requests = [request for _, _, request in targets]
-        self._views = [memoryview(bytearray(1 << 16)) for _ in targets]
-        for index, (host, port, _) in enumerate(targets):
-            sock = socket.create_connection((host, port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(False)
-            self._selector.register(sock, selectors.EVENT_READ, index)
-            self._sockets.append(sock)
-
-    def fetch_all(self) -> None:
-        want = [-1] * len(self._sockets)
-        got = [0] * len(self._sockets)
-        left = len(self._sockets)
-        for sock, request in zip(self._sockets, self._requests, strict=True):
-            sock.send(request)
-        while left:
-            for key, _ in self._selector.select():
-                index = key.data
-                nbytes = self._sockets[index].recv_into(self._views[index])
-                data = bytes(self._views[index][:nbytes])
-                if want[index] < 0:
-                    want[index] = answer_length(data)
-                got[index] += nbytes
-                if got[index] >= want[index]:
-                    left -= 1
-
-
 @dataclass
 class Stage:
     run: Callable[[int], Awaitable[None]]
@@ -286,7 +200,6 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every stage on the daemon's own loop, objects and event loop."""
     from llm_cost_exporter.collectors.engine_page import read_whole
     from llm_cost_exporter.collectors.page_shape import LastPage
-    from llm_cost_exporter.collectors.promtext import _plan
     from llm_cost_exporter.collectors.vllm import VllmPageReader, parse_vllm_page
 
     state = loop.state
@@ -333,7 +246,7 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
             for page, last in zip(pages, last_pages, strict=True):
                 read_whole(VllmPageReader().follow(last), page)
 
-    scan = _plan(tuple(VllmPageReader._BY_NAME)).lines
+    scan = vllm_scan()
 
     async def scan_floor(n: int) -> None:
         for _ in range(n):

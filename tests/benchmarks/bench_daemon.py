@@ -15,12 +15,18 @@ that also imports genai_prices and pydantic shows what the daemon would weigh
 if it loaded the price catalog in-process; whether it does is read from the
 daemons' /proc/PID/maps (pydantic's native library). The CPU per added engine is the
 slope from the fewest engines to the most.
+
+Beside each daemon runs a floor exporter reading the same engines (`_floors.py`):
+each page fetched over a kept connection and scanned for the wanted vLLM lines,
+nothing else. Its CPU per cycle and per added engine are what any Python exporter
+pays here before it does anything with a page, measured in the same conditions.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 import urllib.request
@@ -71,6 +77,12 @@ class Watched:
     rss_kb: list[int] = field(default_factory=list)
     hwm_kb: int = 0
     scrape_bytes: int = 0
+    floor: bool = False
+    """A floor exporter: no page to scrape, its CPU shown all the same."""
+
+    @property
+    def shows_cpu(self) -> bool:
+        return self.scrape_url is not None or self.floor
 
     def cpu_percent(self, seconds: float) -> float:
         return (self.cpu_end - self.cpu_start) / seconds * 100
@@ -120,6 +132,8 @@ class Daemon:
     """The pages of the engines it reads."""
     port: int
     proc: Watched
+    floor: Watched | None = None
+    """The floor exporter reading the same engines."""
     catalog_mapped: bool = False
     """Whether pydantic's native library is mapped into the daemon: the price catalog's
     libraries loaded in-process."""
@@ -202,7 +216,26 @@ def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> list[Dae
         daemons.append(Daemon(urls[:engines], port, Watched(name, proc.pid, url)))
     for daemon in daemons:
         wait_ready(daemon)
+    for daemon in daemons:
+        daemon.floor = start_floor(group, daemon.urls)
     return daemons
+
+
+def start_floor(group: ProcessGroup, urls: list[str]) -> Watched:
+    """The floor exporter on `urls`, once it has connected to them all."""
+    engines = len(urls)
+    name = f"floor {engines} engine{'s' if engines > 1 else ''}"
+    script = Path(__file__).with_name("_floors.py")
+    argv = [sys.executable, str(script), "--interval", f"{INTERVAL:g}", *urls]
+    proc = group.spawn(name, argv)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{group.log_tail(name)}")
+        return "ready" in group.log_tail(name)
+
+    eventually(ready, timeout=60, what=name, interval=0.2)
+    return Watched(name, proc.pid, floor=True)
 
 
 def print_table(
@@ -213,17 +246,17 @@ def print_table(
         f"{'VmHWM':>8}{'CPU/node':>10}{'RSS/node':>10}"
     )
     for proc in watched:
-        scraped = proc.scrape_url is not None
+        shown = proc.shows_cpu
         cpu = proc.cpu_percent(elapsed)
         ratios = ["-", "-"]
-        if node is not None and scraped and proc is not node:
+        if node is not None and shown and proc is not node:
             ratios = [
                 fmt_ratio(cpu, node.cpu_percent(elapsed)),
                 fmt_ratio(proc.rss_mean_mib, node.rss_mean_mib),
             ]
         print(
-            f"{proc.name:<20}{f'{cpu:.3f}' if scraped else '-':>13}"
-            f"{f'{cpu / 100 * INTERVAL * 1000:.1f}' if scraped else '-':>10}"
+            f"{proc.name:<20}{f'{cpu:.3f}' if shown else '-':>13}"
+            f"{f'{cpu / 100 * INTERVAL * 1000:.1f}' if shown else '-':>10}"
             f"{proc.rss_mean_mib:>10.1f}{proc.rss_max_mib:>9.1f}{proc.hwm_kb / 1024:>8.1f}"
             f"{ratios[0]:>10}{ratios[1]:>10}"
         )
@@ -231,7 +264,8 @@ def print_table(
         f"(memory in MiB; CPU from /proc schedstat over {elapsed:.1f} s; "
         f"ms / 5 s: CPU per\n {INTERVAL:g} s cycle; node: node-exporter; bare python: imports "
         f"{', '.join(DAEMON_MODULES)} and sleeps;\n bare + catalog: also genai_prices and "
-        "pydantic)"
+        "pydantic; floor: the same engines' pages fetched and scanned for the wanted lines,\n"
+        " nothing else (_floors.py))"
     )
     pages = ", ".join(f"{d.engines} engines {d.proc.scrape_bytes}" for d in daemons)
     print(f"page bytes: {pages}" + (f", node-exporter {node.scrape_bytes}" if node else ""))
@@ -265,17 +299,24 @@ def print_targets(daemons: list[Daemon], node: Watched | None, elapsed: float) -
         print(line)
     if len(daemons) > 1:
         first, last = daemons[0], daemons[-1]
-        per_engine = (
-            (last.proc.cpu_percent(elapsed) - first.proc.cpu_percent(elapsed))
-            / 100
-            * INTERVAL
-            * 1000
-            / (last.engines - first.engines)
-        )
+        span = f"({first.engines} to {last.engines})"
+
+        def slope(low: Watched, high: Watched) -> float:
+            cpu = high.cpu_percent(elapsed) - low.cpu_percent(elapsed)
+            return cpu / 100 * INTERVAL * 1000 / (last.engines - first.engines)
+
+        per_engine = slope(first.proc, last.proc)
         print(
-            f"  per added engine ({first.engines} to {last.engines}): {per_engine:.3f} ms CPU "
+            f"  per added engine {span}: {per_engine:.3f} ms CPU "
             f"per cycle: {verdict(per_engine <= TARGET_PER_ENGINE_MS)}"
         )
+        if first.floor is not None and last.floor is not None:
+            floor = slope(first.floor, last.floor)
+            print(
+                f"  per added engine {span}, the floor exporter: {floor:.3f} ms CPU per cycle "
+                f"(the daemon {fmt_ratio(per_engine, floor)} the floor, "
+                f"{per_engine - floor:+.3f} ms)"
+            )
     if node is None:
         print("node-exporter not installed (prometheus-node-exporter): comparison skipped")
 
@@ -302,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             daemons = start_daemons(group, Path(tmp), counts)
             watched = [d.proc for d in daemons]
+            watched += [d.floor for d in daemons if d.floor is not None]
             node = None
             started = start_node_exporter(group)
             if started is not None:
