@@ -11,18 +11,30 @@ with the reader's own pattern scan and keeps nothing. No HTTP checks, no parsing
 the lines found, no accounting, no rendering and no server: what any exporter in
 Python must spend per engine before it does anything with a page.
 
-    python tests/benchmarks/_floors.py --interval 5 URL [URL ...]
+With `--layer`, it reads the pages with more of the daemon's own parts instead,
+each layer adding to the one before, so that the daemon's cost per engine can be
+split by layer in the same conditions:
+
+- `scan` (the floor): as above;
+- `page`: the daemon's `HttpPage` over its `HttpClient` (its timeout, HTTP
+  decoding and checks), the scan as the page's feed;
+- `collector`: the daemon's `VllmCollector`: that read, the page parsed
+  following its last one, and the readings made. Only accounting, NVML,
+  rendering and serving `/metrics` are left to the daemon.
+
+    python tests/benchmarks/_floors.py [--layer scan|page|collector] --interval 5 URL [URL ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import re
 import selectors
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 
@@ -125,19 +137,42 @@ class SelectorFetch:
                     left -= 1
 
 
-async def floor_exporter(urls: list[str], interval: float) -> None:
-    """Every `interval`, every page fetched at once over its kept connection and scanned
-    for the wanted lines as it arrives; forever."""
-    loop = asyncio.get_running_loop()
+LAYERS = ("scan", "page", "collector")
+TIMEOUT = 3.0
+"""The daemon's default engine timeout and page limit, for the `page` and `collector` layers."""
+MAX_PAGE_BYTES = 16 * 1024 * 1024
+
+
+async def _reads(layer: str, urls: list[str]) -> list[Callable[[], Awaitable[object]]]:
+    """One read per page, made of `layer`'s parts."""
     findall = vllm_scan().findall
-    kept: list[tuple[BareGet, bytes]] = []
-    for host, port, request in get_requests(urls):
-        _, protocol = await loop.create_connection(lambda: BareGet(findall), host, port)
-        kept.append((protocol, request))
+    if layer == "scan":
+        loop = asyncio.get_running_loop()
+        reads: list[Callable[[], Awaitable[object]]] = []
+        for host, port, request in get_requests(urls):
+            _, protocol = await loop.create_connection(lambda: BareGet(findall), host, port)
+            reads.append(functools.partial(protocol.get, request))
+        return reads
+    from llm_cost_exporter.collectors.http_client import HttpClient
+    from llm_cost_exporter.collectors.http_page import HttpPage
+    from llm_cost_exporter.collectors.vllm import VllmCollector
+
+    client = HttpClient()
+    pages = [HttpPage(client, url, TIMEOUT, MAX_PAGE_BYTES) for url in urls]
+    if layer == "page":
+        return [functools.partial(page.read, findall) for page in pages]
+    return [VllmCollector(page.url, page).collect for page in pages]
+
+
+async def floor_exporter(urls: list[str], interval: float, layer: str = "scan") -> None:
+    """Every `interval`, every page read at once by `layer`'s parts; forever."""
+    loop = asyncio.get_running_loop()
+    reads = await _reads(layer, urls)
+    await asyncio.gather(*(read() for read in reads))  # connected, and read once whole
     print("ready", flush=True)
     next_at = loop.time()
     while True:
-        await asyncio.gather(*(protocol.get(request) for protocol, request in kept))
+        await asyncio.gather(*(read() for read in reads))
         next_at += interval
         await asyncio.sleep(max(0.0, next_at - loop.time()))
 
@@ -145,9 +180,10 @@ async def floor_exporter(urls: list[str], interval: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the floor exporter (module docstring)")
     parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--layer", choices=LAYERS, default="scan")
     parser.add_argument("urls", nargs="+")
     args = parser.parse_args(argv)
-    asyncio.run(floor_exporter(args.urls, args.interval))
+    asyncio.run(floor_exporter(args.urls, args.interval, args.layer))
     return 0
 
 

@@ -20,6 +20,10 @@ Beside each daemon runs a floor exporter reading the same engines (`_floors.py`)
 each page fetched over a kept connection and scanned for the wanted vLLM lines,
 nothing else. Its CPU per cycle and per added engine are what any Python exporter
 pays here before it does anything with a page, measured in the same conditions.
+`--layers scan,page,collector` also runs, beside the daemons with the fewest and
+the most engines, floor exporters made of more of the daemon's parts (its HTTP
+page read; its whole vLLM collector), which split the daemon's CPU per added
+engine by layer.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _floors import LAYERS
 from _procs import (
     ProcessGroup,
     cpu_seconds,
@@ -56,6 +61,7 @@ TARGET_CPU_VS_NODE_EXPORTER = 2.0
 TARGET_RSS_MB = 45.0
 """MB of 10^6 bytes."""
 TARGET_PER_ENGINE_MS = 0.5
+FLOOR_NAMES = {"scan": "floor", "page": "floor+page", "collector": "floor+collector"}
 TARGET_ENGINES = 8
 """The node the CPU and memory targets are for."""
 INTERVAL = 5.0
@@ -132,8 +138,8 @@ class Daemon:
     """The pages of the engines it reads."""
     port: int
     proc: Watched
-    floor: Watched | None = None
-    """The floor exporter reading the same engines."""
+    floors: dict[str, Watched] = field(default_factory=dict)
+    """The floor exporters reading the same engines, by layer (`_floors.LAYERS`)."""
     catalog_mapped: bool = False
     """Whether pydantic's native library is mapped into the daemon: the price catalog's
     libraries loaded in-process."""
@@ -191,7 +197,9 @@ def compile_like_an_install() -> None:
         compileall.compile_dir(str(Path(package.__file__).parent), quiet=1)
 
 
-def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> list[Daemon]:
+def start_daemons(
+    group: ProcessGroup, tmp: Path, counts: list[int], layers: list[str]
+) -> list[Daemon]:
     """As many engines as the most asked for, each its own simulator process, and for
     each count a daemon reading the first that many of them and the 8 fake GPUs; return
     the daemons once each reads all it should."""
@@ -216,17 +224,20 @@ def start_daemons(group: ProcessGroup, tmp: Path, counts: list[int]) -> list[Dae
         daemons.append(Daemon(urls[:engines], port, Watched(name, proc.pid, url)))
     for daemon in daemons:
         wait_ready(daemon)
-    for daemon in daemons:
-        daemon.floor = start_floor(group, daemon.urls)
+    for index, daemon in enumerate(daemons):
+        outer = index in (0, len(daemons) - 1)
+        for layer in layers:
+            if layer == "scan" or outer:
+                daemon.floors[layer] = start_floor(group, daemon.urls, layer)
     return daemons
 
 
-def start_floor(group: ProcessGroup, urls: list[str]) -> Watched:
-    """The floor exporter on `urls`, once it has connected to them all."""
+def start_floor(group: ProcessGroup, urls: list[str], layer: str) -> Watched:
+    """The floor exporter of `layer` on `urls`, once it has read them all once."""
     engines = len(urls)
-    name = f"floor {engines} engine{'s' if engines > 1 else ''}"
+    name = f"{FLOOR_NAMES[layer]} {engines} engine{'s' if engines > 1 else ''}"
     script = Path(__file__).with_name("_floors.py")
-    argv = [sys.executable, str(script), "--interval", f"{INTERVAL:g}", *urls]
+    argv = [sys.executable, str(script), "--layer", layer, "--interval", f"{INTERVAL:g}", *urls]
     proc = group.spawn(name, argv)
 
     def ready() -> bool:
@@ -242,7 +253,7 @@ def print_table(
     watched: list[Watched], daemons: list[Daemon], node: Watched | None, elapsed: float
 ) -> None:
     print(
-        f"\n{'process':<20}{'CPU % 1 core':>13}{'ms / 5 s':>10}{'RSS mean':>10}{'RSS max':>9}"
+        f"\n{'process':<28}{'CPU % 1 core':>13}{'ms / 5 s':>10}{'RSS mean':>10}{'RSS max':>9}"
         f"{'VmHWM':>8}{'CPU/node':>10}{'RSS/node':>10}"
     )
     for proc in watched:
@@ -255,7 +266,7 @@ def print_table(
                 fmt_ratio(proc.rss_mean_mib, node.rss_mean_mib),
             ]
         print(
-            f"{proc.name:<20}{f'{cpu:.3f}' if shown else '-':>13}"
+            f"{proc.name:<28}{f'{cpu:.3f}' if shown else '-':>13}"
             f"{f'{cpu / 100 * INTERVAL * 1000:.1f}' if shown else '-':>10}"
             f"{proc.rss_mean_mib:>10.1f}{proc.rss_max_mib:>9.1f}{proc.hwm_kb / 1024:>8.1f}"
             f"{ratios[0]:>10}{ratios[1]:>10}"
@@ -265,7 +276,8 @@ def print_table(
         f"ms / 5 s: CPU per\n {INTERVAL:g} s cycle; node: node-exporter; bare python: imports "
         f"{', '.join(DAEMON_MODULES)} and sleeps;\n bare + catalog: also genai_prices and "
         "pydantic; floor: the same engines' pages fetched and scanned for the wanted lines,\n"
-        " nothing else (_floors.py))"
+        " nothing else; floor+page: read by the daemon's HttpPage instead; floor+collector:\n"
+        " by its VllmCollector, parsed and made readings (_floors.py))"
     )
     pages = ", ".join(f"{d.engines} engines {d.proc.scrape_bytes}" for d in daemons)
     print(f"page bytes: {pages}" + (f", node-exporter {node.scrape_bytes}" if node else ""))
@@ -310,13 +322,19 @@ def print_targets(daemons: list[Daemon], node: Watched | None, elapsed: float) -
             f"  per added engine {span}: {per_engine:.3f} ms CPU "
             f"per cycle: {verdict(per_engine <= TARGET_PER_ENGINE_MS)}"
         )
-        if first.floor is not None and last.floor is not None:
-            floor = slope(first.floor, last.floor)
+        below: float | None = None
+        for layer in LAYERS:
+            low, high = first.floors.get(layer), last.floors.get(layer)
+            if low is None or high is None:
+                continue
+            floor = slope(low, high)
+            added = "" if below is None else f"{floor - below:+.3f} ms over the layer before; "
             print(
-                f"  per added engine {span}, the floor exporter: {floor:.3f} ms CPU per cycle "
-                f"(the daemon {fmt_ratio(per_engine, floor)} the floor, "
+                f"  per added engine {span}, {FLOOR_NAMES[layer]}: {floor:.3f} ms CPU per cycle "
+                f"({added}the daemon {fmt_ratio(per_engine, floor)} this, "
                 f"{per_engine - floor:+.3f} ms)"
             )
+            below = floor
     if node is None:
         print("node-exporter not installed (prometheus-node-exporter): comparison skipped")
 
@@ -333,7 +351,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scrape-every", type=float, default=15.0, help="seconds between scrapes of /metrics (15)"
     )
+    parser.add_argument(
+        "--layers",
+        default="scan",
+        help="floor exporters to run: scan (beside every daemon), page and collector (beside "
+        "the daemons with the fewest and most engines); comma-separated (scan)",
+    )
     args = parser.parse_args(argv)
+    layers = [layer for layer in LAYERS if layer in args.layers.split(",")]
+    if not layers or set(args.layers.split(",")) - set(LAYERS):
+        parser.error(f"--layers: some of {', '.join(LAYERS)}")
     counts = sorted({int(n) for n in args.engines.split(",")})
     if counts[0] < 1:
         parser.error("--engines: at least 1")
@@ -341,9 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         group = ProcessGroup(Path(tmp))
         try:
-            daemons = start_daemons(group, Path(tmp), counts)
+            daemons = start_daemons(group, Path(tmp), counts, layers)
             watched = [d.proc for d in daemons]
-            watched += [d.floor for d in daemons if d.floor is not None]
+            watched += [f for layer in LAYERS for d in daemons if (f := d.floors.get(layer))]
             node = None
             started = start_node_exporter(group)
             if started is not None:
