@@ -472,21 +472,26 @@ def _inflater(encoding: str) -> _Inflater | None:
     raise HttpError(f"the page is encoded as {encoding[:40]!r}, which was not asked for")
 
 
+_BLANKS = " \t\n\r\x0b\x0c"
+"""What `bytes.strip()` strips (ASCII whitespace), for header text decoded as Latin-1."""
+
+
 def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
-    """Status, reason and headers of an answer's head (its lines without the empty one)."""
-    status_line, *lines = head.split(b"\r\n")
+    """Status, reason and headers of an answer's head (its lines without the empty one).
+    The header lines are decoded once, as Latin-1, each byte one character."""
+    status_line, more, fields = head.partition(b"\r\n")
     version, _, rest = status_line.partition(b" ")
     code, _, reason = rest.partition(b" ")
     if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
         raise HttpError(f"not an HTTP/1.1 answer: {status_line[:60]!r}")
     headers: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or b" " in name:
-            raise HttpError(f"malformed header line: {line[:60]!r}")
-        key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    for line in fields.decode("latin-1").split("\r\n") if more else ():
+        name, colon, value = line.partition(":")
+        if not colon or not name or " " in name or name != name.strip(_BLANKS):
+            raise HttpError(f"malformed header line: {line.encode('latin-1')[:60]!r}")
+        key = name.lower()
+        value = value.strip(_BLANKS)
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return int(code), reason.decode("latin-1").strip(), headers
 
 

@@ -26,6 +26,7 @@ from llm_cost_exporter.collectors.http_client import (
     HttpError,
     _Connection,
     _Origin,
+    _parse_head,
 )
 from llm_cost_exporter.collectors.http_page import HttpPage
 
@@ -231,6 +232,56 @@ async def test_a_broken_answer_is_a_connection_failure_saying_what_broke(
         with pytest.raises(CollectorError) as error:
             await read(client, server.url())
     assert error.value.reason == "connection" and words in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "head, parsed",
+    [
+        (b"HTTP/1.1 200 OK", (200, "OK", {})),
+        (
+            b"HTTP/1.0 404 Not Found\r\nContent-Length: 0",
+            (404, "Not Found", {"content-length": "0"}),
+        ),
+        # Repeated names are joined; values lose the ASCII blanks at their ends.
+        (
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: a\r\nset-cookie: b\r\nX:  \t spaced \x0b",
+            (200, "OK", {"set-cookie": "a, b", "x": "spaced"}),
+        ),
+        (b"HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\nA: 3", (200, "OK", {"a": "1, 2, 3"})),
+        (b"HTTP/1.1 200 OK\r\nK: v: w\r\nEmpty:", (200, "OK", {"k": "v: w", "empty": ""})),
+        # Latin-1, each byte one character; other blanks are kept.
+        (
+            b"HTTP/1.1 200 \r\nServer: caf\xe9\r\nX-\xc9T\xc9: \xe9t\xe9",
+            (200, "", {"server": "caf\xe9", "x-\xe9t\xe9": "\xe9t\xe9"}),
+        ),
+        (b"HTTP/1.1 200 OK \xa0\r\nA\tB: tab", (200, "OK", {"a\tb": "tab"})),
+        (b"HTTP/1.1 200 OK\r\nX\x1c: v", (200, "OK", {"x\x1c": "v"})),
+        (b"HTTP/1.1 200 OK\r\nX: \x85v\x85", (200, "OK", {"x": "\x85v\x85"})),
+        (b"HTTP/1.1 200 OK\r\nV: a\nb\rc", (200, "OK", {"v": "a\nb\rc"})),
+        # What is refused, and how the error shows it.
+        (b"HTTP/1.1 200 OK\r\n Leading: x", "malformed header line: b' Leading: x'"),
+        (b"HTTP/1.1 200 OK\r\nTrailing : x", "malformed header line: b'Trailing : x'"),
+        (b"HTTP/1.1 200 OK\r\n\tTab: x", "malformed header line: b'\\tTab: x'"),
+        (b"HTTP/1.1 200 OK\r\nX\x0c: x", "malformed header line: b'X\\x0c: x'"),
+        (b"HTTP/1.1 200 OK\r\nA B: x", "malformed header line: b'A B: x'"),
+        (b"HTTP/1.1 200 OK\r\n: x", "malformed header line: b': x'"),
+        (b"HTTP/1.1 200 OK\r\nNo colon", "malformed header line: b'No colon'"),
+        (b"HTTP/1.1 200 OK\r\nA: 1\r\n", "malformed header line: b''"),
+        (b"HTTP/1.1 200 OK\r\n\xe9: x", (200, "OK", {"\xe9": "x"})),
+        (b"HTTP/2 200 OK", "not an HTTP/1.1 answer: b'HTTP/2 200 OK'"),
+        (b"HTTP/1.1 2000 OK", "not an HTTP/1.1 answer: b'HTTP/1.1 2000 OK'"),
+        (b"HTTP/1.1 \xb200 OK", "not an HTTP/1.1 answer: b'HTTP/1.1 \\xb200 OK'"),
+    ],
+)
+def test_an_answer_head_reads_as_the_table_says(
+    head: bytes, parsed: tuple[int, str, dict[str, str]] | str
+) -> None:
+    if isinstance(parsed, str):
+        with pytest.raises(HttpError) as error:
+            _parse_head(head)
+        assert str(error.value) == parsed
+    else:
+        assert _parse_head(head) == parsed
 
 
 class FakeTransport(asyncio.Transport):
