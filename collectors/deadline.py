@@ -1,13 +1,13 @@
 """A deadline on an awaitable, at the least cost the running Python allows.
 
 Every cycle bounds each engine's read by its own timeout. `asyncio.timeout`
-(3.11) costs about 35,000 instructions a use, three times a page's HTTP decoding:
-an object, its `async with` protocol and states, and a copy of the context for its
-timer. `within` does what it does with one timer on the task: at the deadline the
-task is cancelled, and the cancellation it asked for, and only that one, comes out
-as TimeoutError; its own cancel request is withdrawn (`Task.uncancel`) however the
-awaitable ends. 3.10 has no `uncancel`: there `asyncio.wait_for` runs the awaitable
-as a task of its own.
+(3.11) costs about 35,000 instructions a use, more than decoding the answer's
+head: an object, its `async with` protocol and states, and a copy of the context
+for its timer. `within` does what it does with one timer on the task: at the
+deadline the task is cancelled, and the cancellation it asked for, and only that
+one, comes out as TimeoutError; its own cancel request is withdrawn
+(`Task.uncancel`) however the awaitable ends. 3.10 has no `uncancel`: there
+`asyncio.wait_for` runs the awaitable as a task of its own.
 """
 
 from __future__ import annotations
