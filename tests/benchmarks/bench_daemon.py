@@ -61,12 +61,13 @@ TARGET_CPU_VS_NODE_EXPORTER = 2.0
 TARGET_RSS_MB = 45.0
 """MB of 10^6 bytes."""
 TARGET_PER_ENGINE_MS = 0.5
-FLOOR_NAMES = {"scan": "floor", "page": "floor+page", "collector": "floor+collector"}
 TARGET_ENGINES = 8
 """The node the CPU and memory targets are for."""
 INTERVAL = 5.0
 """The default collection interval, which every daemon here runs at."""
 GPUS = 8
+FLOOR_NAMES = {"scan": "floor", "page": "floor+page", "collector": "floor+collector"}
+"""How the floor exporter of each layer (`_floors.LAYERS`) is named in the tables."""
 DAEMON_MODULES = ["asyncio", "ssl", "prometheus_client", "yaml"]
 CATALOG_MODULES = [*DAEMON_MODULES, "genai_prices", "pydantic"]
 
