@@ -138,13 +138,13 @@ class SelectorFetch:
 
 
 LAYERS = ("scan", "page", "collector")
-TIMEOUT = 3.0
-"""The daemon's default engine timeout and page limit, for the `page` and `collector` layers."""
-MAX_PAGE_BYTES = 16 * 1024 * 1024
 
 
-async def _reads(layer: str, urls: list[str]) -> list[Callable[[], Awaitable[object]]]:
-    """One read per page, made of `layer`'s parts."""
+async def _reads(
+    layer: str, urls: list[str], interval: float
+) -> list[Callable[[], Awaitable[object]]]:
+    """One read per page, made of `layer`'s parts; their timeout and page limit are the
+    daemon's defaults at `interval`."""
     findall = vllm_scan().findall
     if layer == "scan":
         loop = asyncio.get_running_loop()
@@ -153,12 +153,18 @@ async def _reads(layer: str, urls: list[str]) -> list[Callable[[], Awaitable[obj
             _, protocol = await loop.create_connection(lambda: BareGet(findall), host, port)
             reads.append(functools.partial(protocol.get, request))
         return reads
+    from _procs import exporter_config  # puts tests/ on the path for realparts
+    from realparts.ports import free_port
+
     from llm_cost_exporter.collectors.http_client import HttpClient
     from llm_cost_exporter.collectors.http_page import HttpPage
     from llm_cost_exporter.collectors.vllm import VllmCollector
+    from llm_cost_exporter.config import config_from_mapping
 
+    # The listen address is only for the configuration to be whole: nothing binds it.
+    config = config_from_mapping(exporter_config(free_port(), urls, f"{interval:g}s"))
     client = HttpClient()
-    pages = [HttpPage(client, url, TIMEOUT, MAX_PAGE_BYTES) for url in urls]
+    pages = [HttpPage(client, url, config.timeout, config.max_page_bytes) for url in urls]
     if layer == "page":
         return [functools.partial(page.read, findall) for page in pages]
     return [VllmCollector(page.url, page).collect for page in pages]
@@ -167,7 +173,7 @@ async def _reads(layer: str, urls: list[str]) -> list[Callable[[], Awaitable[obj
 async def floor_exporter(urls: list[str], interval: float, layer: str = "scan") -> None:
     """Every `interval`, every page read at once by `layer`'s parts; forever."""
     loop = asyncio.get_running_loop()
-    reads = await _reads(layer, urls)
+    reads = await _reads(layer, urls, interval)
     await asyncio.gather(*(read() for read in reads))  # connected, and read once whole
     print("ready", flush=True)
     next_at = loop.time()
