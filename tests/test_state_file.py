@@ -16,6 +16,7 @@ from conftest import fixture_page, minimal_config_dict
 from golden_pages import GOLDEN, _gpu, _snapshot
 from prometheus_client.parser import text_string_to_metric_families
 from realparts.kubelet import pod, response
+from realparts.timeouts import scaled
 
 from llm_cost_exporter.accounting import costmodel
 from llm_cost_exporter.accounting.accrual import CostAccrual
@@ -593,3 +594,100 @@ def test_a_hung_write_holds_up_neither_the_cycle_nor_the_shutdown(tmp_path, capl
     assert "an earlier write is still running" in messages[1]
     state_file.save_now(node)
     assert json.loads(path.read_text())["format"] == "llm-cost-exporter state"
+
+
+HUNG_WRITE_AT_EXIT = """
+import asyncio, sys, threading
+from pathlib import Path
+from llm_cost_exporter.daemon import state_file
+
+state_file.write_atomically = lambda path, text: threading.Event().wait()  # a dead disk
+
+
+class Node:
+    def wall_now(self):
+        return 0.0
+
+
+class Document(state_file.StateFile):
+    def document(self, state, saved_at):
+        self._sequence += 1
+        return self._sequence, {"n": self._sequence}
+
+
+asyncio.run(Document(Path(sys.argv[1])).save(Node(), timeout=0.05))
+print("the cycle went on")
+"""
+
+
+def test_a_write_hung_for_good_does_not_hold_up_the_exit(tmp_path) -> None:
+    """The writer thread is a daemon thread: a process whose disk stopped answering still
+    exits, where a pool's worker would be waited for at the loop's end and at exit."""
+    ended = subprocess.run(
+        [sys.executable, "-c", HUNG_WRITE_AT_EXIT, str(tmp_path / "state.json")],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert ended.returncode == 0, ended.stderr
+    assert ended.stdout.strip() == "the cycle went on"
+
+
+def test_a_bug_in_one_write_is_logged_and_the_next_cycle_writes(tmp_path, caplog) -> None:
+    path = tmp_path / "state.json"
+    node = rented_node(path, Wall())
+    node.advance(0.0)
+    state_file = StateFile(path)
+    real_document = state_file.document
+
+    def unserializable(state: NodeState, saved_at: float):
+        sequence, document = real_document(state, saved_at)
+        return sequence, {**document, "bug": object()}
+
+    state_file.document = unserializable  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(state_file.save(node, timeout=scaled(30)))
+    assert not path.exists()
+    assert "writing state file" in caplog.text and "failed unexpectedly" in caplog.text
+    state_file.document = real_document  # type: ignore[method-assign]
+    asyncio.run(state_file.save(node, timeout=scaled(30)))
+    assert json.loads(path.read_text())["format"] == "llm-cost-exporter state"
+
+
+def test_a_write_left_running_by_an_ended_loop_does_not_stop_the_next_loops_writes(
+    tmp_path, monkeypatch
+) -> None:
+    from llm_cost_exporter.daemon import state_file as module
+
+    release = threading.Event()
+    real_write = module.write_atomically
+
+    def slow(path: Path, text: str) -> None:
+        release.wait()
+        real_write(path, text)
+
+    monkeypatch.setattr(module, "write_atomically", slow)
+    path = tmp_path / "state.json"
+    wall = Wall()
+    node = rented_node(path, wall)
+    node.advance(0.0)
+    state_file = StateFile(path)
+    asyncio.run(state_file.save(node, timeout=0.01))  # its loop ends before its write
+    release.set()
+    wall.now += 60
+    node.advance(60.0)
+    asyncio.run(state_file.save(node, timeout=scaled(30)))
+    assert json.loads(path.read_text())["saved_at"] == wall.now
+
+
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path) -> None:
+    path = tmp_path / "state.json"
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    planted = tmp_path / f".state.json.{os.getpid()}.{threading.get_ident()}.tmp"
+    planted.symlink_to(victim)
+    write_atomically(path, "new")
+    assert victim.read_text() == "untouched"
+    assert path.read_text() == "new" and not path.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "victim"]

@@ -2,8 +2,9 @@
 
 Written to a temporary file beside it, flushed to disk, renamed over the old
 one and the directory flushed too, so a crash at any moment leaves either the
-old file or the new one, whole. The write runs in a thread, off the event
-loop; writes are ordered, an older snapshot never replaces a newer one.
+old file or the new one, whole. The write runs in the state file's own thread,
+off the event loop; writes are ordered, an older snapshot never replaces a
+newer one.
 
 At start the file is loaded, checked and resumed; whatever is wrong with it
 (missing, unreadable, foreign, written by a newer version) is one log line and
@@ -14,10 +15,11 @@ file that cannot be written is one warning, not one per cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
-import tempfile
+import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ class StateFile:
         self._failing = False
         self._slow = False
         self._pending: asyncio.Future[bool] | None = None
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     # --- writing ---------------------------------------------------------------
 
@@ -66,13 +70,18 @@ class StateFile:
         A write that takes longer (a hung disk) does not hold up collection: the
         cycle goes on, and no new write starts until it ends (warned once).
         """
-        if self._pending is not None and not self._pending.done():
+        loop = asyncio.get_running_loop()
+        pending = self._pending
+        if pending is not None and not pending.done() and pending.get_loop() is loop:
             return
         sequence, document = self.document(state, state.wall_now())
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self.write, document, sequence))
-        try:
-            await asyncio.wait_for(asyncio.shield(self._pending), timeout)
-        except asyncio.TimeoutError:
+        self._pending = written = loop.create_future()
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_jobs, name="state-file", daemon=True)
+            self._writer.start()
+        self._jobs.put((document, sequence, loop, written))
+        _, late = await asyncio.wait((written,), timeout=timeout)
+        if late:
             if not self._slow:
                 log.warning(
                     "writing state file %s takes longer than %gs: collection goes on, and "
@@ -81,6 +90,22 @@ class StateFile:
                     timeout,
                 )
             self._slow = True
+
+    def _write_jobs(self) -> None:
+        """The writer thread: each job written, then its future settled on its loop.
+
+        A thread of its own, handed jobs through a queue, wakes for less than a pool's
+        futures cost; and as a daemon thread, a write hung on a dead disk never holds
+        up the process's exit, where a pool's threads are waited for."""
+        while True:
+            document, sequence, loop, written = self._jobs.get()
+            try:
+                outcome = self.write(document, sequence)
+            except Exception:  # a bug must cost this write, never the writer thread
+                log.exception("writing state file %s failed unexpectedly", self.path)
+                outcome = False
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, written, outcome)
 
     def save_now(self, state: NodeState, timeout: float = SHUTDOWN_WRITE_TIMEOUT) -> None:
         """Snapshot and write at once, on this thread (at shutdown); give up after `timeout`
@@ -200,18 +225,44 @@ class StateFile:
             pass
 
 
+_Job = tuple[dict[str, Any], int, asyncio.AbstractEventLoop, "asyncio.Future[bool]"]
+"""A write for the writer thread: the document, its place in the write order, and the
+future on that loop that says whether it was written."""
+
+
+def _settle(written: asyncio.Future[bool], outcome: bool) -> None:
+    if not written.done():
+        written.set_result(outcome)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+"""The temporary file is made afresh, never opened through a link planted in its place."""
+
+
 def write_atomically(path: Path, text: str) -> None:
-    """Write, flush to disk, rename over `path`, flush the directory: old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write, flush to disk, rename over `path`, flush the directory: old or new, never half.
+
+    The temporary file is named by the process and thread writing it (`.NAME.PID.TID.tmp`),
+    so no two writes share one, and no random name is drawn on every cycle."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)  # left by a crash of a process that had this PID
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(temporary, _CREATE, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, _CREATE, 0o600)
+    try:
+        try:
+            data = memoryview(text.encode())
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:

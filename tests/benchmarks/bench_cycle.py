@@ -25,7 +25,13 @@ timer, drives the stages itself:
   state, then `state.advance(now)` (the readings' counters grow every time);
 - render: the loop's `publish()`, i.e. `cycle_families` and each output's
   `publish` (the `/metrics` page);
-- cycle: `CollectionLoop.run_once()`, the whole cycle.
+- cycle: `CollectionLoop.run_once()`, the whole cycle;
+- state_file: what a cycle adds where `state_file` is set, as the Helm chart
+  and the systemd unit set it: `StateFile.save` of the node's state (the
+  snapshot on the loop; the JSON encoding and the atomic write, with its two
+  fsyncs, in the state file's thread) into the worker's temporary directory.
+  The configuration measured sets none, so the cycle's figures are those of
+  the default configuration.
 
 Floors are measured alike, to show how far each stage is above the least its
 approach can cost here: `fetch_floor`, the same pages got over asyncio with
@@ -86,10 +92,13 @@ from realparts.fake_nvml import STATE_ENV, FakeNvmlState, build_fake_nvml, prelo
 from realparts.ports import free_port
 
 STAGES = ("fetch", "parse", "gpus", "account", "render", "cycle")
+ADDED = ("state_file",)
+"""What a cycle adds with optional settings: not in the cycle measured."""
 FLOORS = ("fetch_floor", "scan_floor", "thread_fetch_floor")
-MEASURED = (*STAGES, *FLOORS)
+MEASURED = (*STAGES, *ADDED, *FLOORS)
 RUN_ORDER = (
     "cycle",
+    "state_file",
     "fetch",
     "fetch_floor",
     "thread_fetch_floor",
@@ -201,6 +210,7 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
     from llm_cost_exporter.collectors.engine_page import read_whole
     from llm_cost_exporter.collectors.page_shape import LastPage
     from llm_cost_exporter.collectors.vllm import VllmPageReader, parse_vllm_page
+    from llm_cost_exporter.daemon.state_file import StateFile
 
     state = loop.state
     engines = list(loop.engines)
@@ -283,8 +293,17 @@ async def drive(loop: Any, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(GAP)
             await loop.run_once()
 
+    if loop.state_file is not None:
+        raise RuntimeError("the measured configuration sets a state file: the cycle holds it")
+    state_file = StateFile(Path(f"{args.out}.state.json"))
+
+    async def save_state(n: int) -> None:
+        for _ in range(n):
+            await state_file.save(state, timeout=INTERVAL)
+
     stages = {
         "cycle": Stage(cycle),
+        "state_file": Stage(save_state),
         "fetch": Stage(fetch),
         "fetch_floor": Stage(fetch_floor),
         "thread_fetch_floor": Stage(thread_fetch_floor),
@@ -559,7 +578,7 @@ def print_table(
     heads += ["kernel %"] * system
     print(f"\n{title}")
     print(f"{'stage':<20}" + "".join(f"{h:>12}" for h in heads))
-    for stage in (*STAGES[:-1], "sum of stages", "cycle", *FLOORS):
+    for stage in (*STAGES[:-1], "sum of stages", "cycle", *ADDED, *FLOORS):
 
         def of(node: Figures, stage: str = stage) -> float:
             if stage == "sum of stages":
@@ -576,6 +595,7 @@ def print_table(
         print(f"{stage:<20}" + "".join(f"{c:>12}" for c in cells))
     notes = [
         f"% of cycle and kernel % at {share_node.engines} engines",
+        "state_file: what a cycle adds with a state file",
         "floors: the least a fetch and a scan for the wanted lines cost (module docstring)",
     ]
     if slope:

@@ -16,6 +16,11 @@ if it loaded the price catalog in-process; whether it does is read from the
 daemons' /proc/PID/maps (pydantic's native library). The CPU per added engine is the
 slope from the fewest engines to the most.
 
+One more daemon reads the 8-engine node with a state file set, as the Helm
+chart and the systemd unit deploy it: the configuration the targets are for
+sets none, and the difference is what writing the counters to disk every cycle
+costs (in the run's temporary directory).
+
 Beside each daemon runs a floor exporter reading the same engines (`_floors.py`):
 each page fetched over a kept connection and scanned for the wanted vLLM lines,
 nothing else. Its CPU per cycle and per added engine are what any Python exporter
@@ -200,10 +205,11 @@ def compile_like_an_install() -> None:
 
 def start_daemons(
     group: ProcessGroup, tmp: Path, counts: list[int], layers: list[str]
-) -> list[Daemon]:
+) -> tuple[list[Daemon], Daemon | None]:
     """As many engines as the most asked for, each its own simulator process, and for
-    each count a daemon reading the first that many of them and the 8 fake GPUs; return
-    the daemons once each reads all it should."""
+    each count a daemon reading the first that many of them and the 8 fake GPUs, and
+    at TARGET_ENGINES one more that writes a state file; return them once each reads
+    all it should."""
     from bench_nvml import H100, fake_gpus  # bench_nvml imports this module
 
     compile_like_an_install()
@@ -223,14 +229,23 @@ def start_daemons(
         url = f"http://127.0.0.1:{port}/metrics"
         name = f"daemon {engines} engine{'s' if engines > 1 else ''}"
         daemons.append(Daemon(urls[:engines], port, Watched(name, proc.pid, url)))
-    for daemon in daemons:
+    with_state = None
+    if TARGET_ENGINES in counts:
+        port = free_port()
+        config = nvml_node_config(port, urls[:TARGET_ENGINES], GPUS)
+        config["state_file"] = str(tmp / "state" / "state.json")
+        proc = spawn_exporter(group, config, "exporter-state-file", env)
+        url = f"http://127.0.0.1:{port}/metrics"
+        watched = Watched(f"daemon {TARGET_ENGINES} engines + state", proc.pid, url)
+        with_state = Daemon(urls[:TARGET_ENGINES], port, watched)
+    for daemon in [*daemons, *([with_state] if with_state else [])]:
         wait_ready(daemon)
     for index, daemon in enumerate(daemons):
         outer = index in (0, len(daemons) - 1)
         for layer in layers:
             if layer == "scan" or outer:
                 daemon.floors[layer] = start_floor(group, daemon.urls, layer)
-    return daemons
+    return daemons, with_state
 
 
 def start_floor(group: ProcessGroup, urls: list[str], layer: str) -> Watched:
@@ -340,6 +355,24 @@ def print_targets(daemons: list[Daemon], node: Watched | None, elapsed: float) -
         print("node-exporter not installed (prometheus-node-exporter): comparison skipped")
 
 
+def print_state_file_cost(
+    with_state: Daemon, daemons: list[Daemon], node: Watched | None, elapsed: float
+) -> None:
+    """What the state file adds to the daemon at TARGET_ENGINES, which the targets leave
+    out: the configuration they are for sets none."""
+    (without,) = [d for d in daemons if d.engines == with_state.engines]
+    cpu = with_state.proc.cpu_percent(elapsed)
+    added = (cpu - without.proc.cpu_percent(elapsed)) / 100 * INTERVAL * 1000
+    line = (
+        f"  {with_state.proc.name} (state_file set, as the Helm chart and systemd unit "
+        f"deploy it): CPU {cpu:.3f}%, {added:+.1f} ms per cycle for the state file, "
+        f"RSS max {with_state.proc.rss_max_mib:.1f} MiB"
+    )
+    if node is not None and node.cpu_end > node.cpu_start:
+        line += f"; {fmt_ratio(cpu, node.cpu_percent(elapsed))} node-exporter's"
+    print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -369,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         group = ProcessGroup(Path(tmp))
         try:
-            daemons = start_daemons(group, Path(tmp), counts, layers)
-            watched = [d.proc for d in daemons]
+            daemons, with_state = start_daemons(group, Path(tmp), counts, layers)
+            watched = [d.proc for d in daemons] + ([with_state.proc] if with_state else [])
             watched += [f for layer in LAYERS for d in daemons if (f := d.floors.get(layer))]
             node = None
             started = start_node_exporter(group)
@@ -392,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             wait_seconds(args.warmup)
             elapsed = measure(watched, args.seconds, args.scrape_every)
-            for daemon in daemons:
+            for daemon in [*daemons, *([with_state] if with_state else [])]:
                 if missing := not_ready(daemon):
                     raise RuntimeError(f"{daemon.proc.name} degraded: {', '.join(missing)}")
                 daemon.catalog_mapped = maps_library(daemon.proc.pid, "pydantic_core")
@@ -403,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print_table(watched, daemons, node, elapsed)
     print_targets(daemons, node, elapsed)
+    if with_state is not None:
+        print_state_file_cost(with_state, daemons, node, elapsed)
     for daemon in daemons:
         ours = daemon.proc
         own_extra = ours.rss_mean_mib - bare.rss_mean_mib
