@@ -1,10 +1,11 @@
 """GPU state through NVML (`nvidia-ml-py`, imported as `pynvml`).
 
 GPUs are keyed by UUID: NVML indices can change across reboots. Every NVML
-call is blocking, so one collection runs in a dedicated worker thread and the
-event loop only awaits it. A feature a GPU does not support (NOT_SUPPORTED) is
-remembered and never asked again; a GPU that fell off the bus (GPU_IS_LOST) is
-retried with a growing back-off instead of on every cycle.
+call is blocking, so one collection runs in a worker thread of its own
+(`WorkerThread`) and the event loop only awaits it. A feature a GPU does not
+support (NOT_SUPPORTED) is remembered and never asked again; a GPU that fell
+off the bus (GPU_IS_LOST) is retried with a growing back-off instead of on
+every cycle.
 
 Older drivers lack newer entry points, which pynvml reports as
 FUNCTION_NOT_FOUND. Each reading lists its calls newest first (QUERIES): a
@@ -16,7 +17,6 @@ never counted as a failing query.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +30,7 @@ from llm_cost_exporter.collectors.readings import (
     GpuSnapshot,
     MigInstance,
 )
+from llm_cost_exporter.collectors.worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,7 @@ class NvmlCollector:
     def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout
         self._clock = clock
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nvml")
-        self._pending: asyncio.Future | None = None
+        self._worker = WorkerThread("nvml")
         self._nvml: Any = None
         self._devices: list[_Device] = []
         self._unidentified: dict[int, tuple[float, float]] = {}
@@ -195,7 +195,7 @@ class NvmlCollector:
 
     async def open(self) -> str | None:
         """`start()` on the NVML worker thread, so a slow driver never blocks the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.start)
+        return await self._worker.submit(self.start)
 
     def _unavailable(self, reason: str) -> str:
         self._unavailable_reason = reason
@@ -209,7 +209,7 @@ class NvmlCollector:
                     _quietly(self._nvml.nvmlGpmSampleFree, sample)
             _quietly(self._nvml.nvmlShutdown)
             self._nvml = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
 
     @property
     def available(self) -> bool:
@@ -262,12 +262,10 @@ class NvmlCollector:
     # --- collection -----------------------------------------------------------
 
     async def collect(self) -> GpuSnapshot:
-        if self._pending is not None and not self._pending.done():
-            raise CollectorError("timeout", "the previous NVML read has not returned yet")
-        loop = asyncio.get_running_loop()
-        self._pending = loop.run_in_executor(self._executor, self.read)
+        if self._worker.busy:
+            raise CollectorError("timeout", "the previous NVML call has not returned yet")
         try:
-            return await asyncio.wait_for(asyncio.shield(self._pending), self.timeout)
+            return await self._worker.call(self.read, self.timeout)
         except asyncio.TimeoutError:
             raise CollectorError(
                 "timeout", f"NVML did not answer within {self.timeout:g}s"

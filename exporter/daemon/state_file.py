@@ -2,9 +2,9 @@
 
 Written to a temporary file beside it, flushed to disk, renamed over the old
 one and the directory flushed too, so a crash at any moment leaves either the
-old file or the new one, whole. The write runs in the state file's own thread,
-off the event loop; writes are ordered, an older snapshot never replaces a
-newer one.
+old file or the new one, whole. The write runs in the state file's own
+thread (`WorkerThread`), off the event loop; writes are ordered, an older
+snapshot never replaces a newer one.
 
 At start the file is loaded, checked and resumed; whatever is wrong with it
 (missing, unreadable, foreign, written by a newer version) is one log line and
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
-import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from llm_cost_exporter.accounting import snapshot
 from llm_cost_exporter.accounting.capacity import LEGACY_KEY
 from llm_cost_exporter.accounting.node import NodeState
 from llm_cost_exporter.accounting.persisted import StateError
+from llm_cost_exporter.collectors.worker_thread import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,7 @@ class StateFile:
         self._written = 0
         self._failing = False
         self._slow = False
-        self._pending: asyncio.Future[bool] | None = None
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer = WorkerThread("state-file")
 
     # --- writing ---------------------------------------------------------------
 
@@ -70,18 +69,12 @@ class StateFile:
         A write that takes longer (a hung disk) does not hold up collection: the
         cycle goes on, and no new write starts until it ends (warned once).
         """
-        loop = asyncio.get_running_loop()
-        pending = self._pending
-        if pending is not None and not pending.done() and pending.get_loop() is loop:
+        if self._writer.busy:
             return
         sequence, document = self.document(state, state.wall_now())
-        self._pending = written = loop.create_future()
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_jobs, name="state-file", daemon=True)
-            self._writer.start()
-        self._jobs.put((document, sequence, loop, written))
-        _, late = await asyncio.wait((written,), timeout=timeout)
-        if late:
+        try:
+            await self._writer.call(functools.partial(self._write_job, document, sequence), timeout)
+        except asyncio.TimeoutError:
             if not self._slow:
                 log.warning(
                     "writing state file %s takes longer than %gs: collection goes on, and "
@@ -91,21 +84,14 @@ class StateFile:
                 )
             self._slow = True
 
-    def _write_jobs(self) -> None:
-        """The writer thread: each job written, then its future settled on its loop.
-
-        A thread of its own, handed jobs through a queue, wakes for less than a pool's
-        futures cost; and as a daemon thread, a write hung on a dead disk never holds
-        up the process's exit, where a pool's threads are waited for."""
-        while True:
-            document, sequence, loop, written = self._jobs.get()
-            try:
-                outcome = self.write(document, sequence)
-            except Exception:  # a bug must cost this write, never the writer thread
-                log.exception("writing state file %s failed unexpectedly", self.path)
-                outcome = False
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                loop.call_soon_threadsafe(_settle, written, outcome)
+    def _write_job(self, document: dict[str, Any], sequence: int) -> bool:
+        """`write` on the writer thread, where a bug costs that write and is logged, as a
+        write that fails is: the cycle is still published."""
+        try:
+            return self.write(document, sequence)
+        except Exception:
+            log.exception("writing state file %s failed unexpectedly", self.path)
+            return False
 
     def save_now(self, state: NodeState, timeout: float = SHUTDOWN_WRITE_TIMEOUT) -> None:
         """Snapshot and write at once, on this thread (at shutdown); give up after `timeout`
@@ -223,16 +209,6 @@ class StateFile:
                 leftover.unlink(missing_ok=True)
         except OSError:
             pass
-
-
-_Job = tuple[dict[str, Any], int, asyncio.AbstractEventLoop, "asyncio.Future[bool]"]
-"""A write for the writer thread: the document, its place in the write order, and the
-future on that loop that says whether it was written."""
-
-
-def _settle(written: asyncio.Future[bool], outcome: bool) -> None:
-    if not written.done():
-        written.set_result(outcome)
 
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
