@@ -43,8 +43,8 @@ class WorkerThread:
         """A call handed over has not ended yet: it runs or waits to (or is hung)."""
         return self._handed != self._ended
 
-    def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
-        """Hand `call` over; the future, on the running loop, gets what it returns or
+    def submit(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """Hand `work` over; the future, on the running loop, gets what it returns or
         raises. Cancelling the future does not stop the call."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -54,14 +54,14 @@ class WorkerThread:
             )
             self._thread.start()
         self._handed += 1
-        self._calls.put((call, loop, future))
+        self._calls.put((work, loop, future))
         return future
 
-    async def call(self, call: Callable[[], T], timeout: float) -> T:
-        """What `call` returns, waiting at most `timeout` seconds: a late call is left to
+    async def call(self, work: Callable[[], T], timeout: float) -> T:
+        """What `work` returns, waiting at most `timeout` seconds: a late call is left to
         run (asyncio.TimeoutError), its outcome dropped, as is that of a call whose
         caller was cancelled."""
-        future = self.submit(call)
+        future = self.submit(work)
         try:
             _, late = await asyncio.wait((future,), timeout=timeout)
         finally:
@@ -88,10 +88,10 @@ class WorkerThread:
             del handed  # nothing of a call is kept while the thread waits for the next
 
     def _serve(
-        self, call: Callable[[], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+        self, work: Callable[[], Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
     ) -> None:
         try:
-            outcome: tuple[Any, BaseException | None] = (call(), None)
+            outcome: tuple[Any, BaseException | None] = (work(), None)
         except BaseException as error:  # the caller's to judge, whatever it is
             outcome = (None, error)
         with self._ending:
