@@ -221,23 +221,24 @@ def start_daemons(
         **subprocess_env(build_fake_nvml(tmp / "lib"), nvml_state),
     }
     urls = start_engines(group, max(counts))
-    daemons = []
-    for engines in counts:
+
+    def spawn(engines: int, state_file: Path | None = None) -> Daemon:
         port = free_port()
         config = nvml_node_config(port, urls[:engines], GPUS)
-        proc = spawn_exporter(group, config, f"exporter-{engines}", env)
-        url = f"http://127.0.0.1:{port}/metrics"
         name = f"daemon {engines} engine{'s' if engines > 1 else ''}"
-        daemons.append(Daemon(urls[:engines], port, Watched(name, proc.pid, url)))
-    with_state = None
-    if TARGET_ENGINES in counts:
-        port = free_port()
-        config = nvml_node_config(port, urls[:TARGET_ENGINES], GPUS)
-        config["state_file"] = str(tmp / "state" / "state.json")
-        proc = spawn_exporter(group, config, "exporter-state-file", env)
-        url = f"http://127.0.0.1:{port}/metrics"
-        watched = Watched(f"daemon {TARGET_ENGINES} engines + state", proc.pid, url)
-        with_state = Daemon(urls[:TARGET_ENGINES], port, watched)
+        label = f"exporter-{engines}"
+        if state_file is not None:
+            config["state_file"] = str(state_file)
+            name, label = f"{name} + state", f"{label}-state-file"
+        proc = spawn_exporter(group, config, label, env)
+        return Daemon(
+            urls[:engines], port, Watched(name, proc.pid, f"http://127.0.0.1:{port}/metrics")
+        )
+
+    daemons = [spawn(engines) for engines in counts]
+    with_state = (
+        spawn(TARGET_ENGINES, tmp / "state" / "state.json") if TARGET_ENGINES in counts else None
+    )
     for daemon in [*daemons, *([with_state] if with_state else [])]:
         wait_ready(daemon)
     for index, daemon in enumerate(daemons):
